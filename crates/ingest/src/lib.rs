@@ -1,0 +1,3 @@
+//! skyhose-ingest: the relay client. It turns subscribeRepos frames into Redis Stream
+//! entries with batched XADD, keeps the cursor, applies backpressure and reconnects.
+//! It never touches PostgreSQL: a resume point from the index is passed in.

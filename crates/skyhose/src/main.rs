@@ -1,0 +1,44 @@
+//! The `skyhose` command line: parses flags and environment, wires the library
+//! crates together and handles signals. Pipeline logic lives in the crates.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// skyhose: the AT Protocol firehose into a Redis Stream, indexed into
+/// PostgreSQL, served as XRPC.
+#[derive(Parser)]
+#[command(name = "skyhose", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the simulated relay: a deterministic synthetic network served as
+    /// com.atproto.sync.subscribeRepos on loopback.
+    SimRelay(cmd::sim::SimRelayArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::SimRelay(args) => cmd::sim::run(args).await,
+        }
+    })
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
