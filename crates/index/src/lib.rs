@@ -1,2 +1,73 @@
 //! skyhose-index: the consumer-group workers that turn stream entries into
 //! PostgreSQL rows, plus the schema and its migrations. It does not serve HTTP.
+
+mod apply;
+mod db;
+pub mod entry;
+mod error;
+mod kinds;
+mod migrate;
+pub mod records;
+mod snapshot;
+mod stream;
+pub mod syntax;
+mod worker;
+
+use std::time::Duration;
+
+pub use apply::ApplyStats;
+pub use db::{connect_pool, drop_database, ensure_database};
+pub use error::IndexError;
+pub use migrate::{migrate, MigrationReport};
+pub use snapshot::{resume_seq, snapshot, ActorSnapshot, PostSnapshot, Snapshot};
+pub use worker::{run, IndexSummary};
+
+pub use deadpool_postgres::Pool;
+
+pub const DEFAULT_STREAM_KEY: &str = "firehose:events";
+pub const DEFAULT_DEAD_LETTER_KEY: &str = "firehose:dead-letters";
+pub const DEFAULT_GROUP: &str = "firehose-processors";
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    pub redis_url: String,
+    pub database_url: String,
+    pub stream_key: String,
+    pub dead_letter_key: String,
+    pub group: String,
+    /// Consumer name; worker `i` reads as `<consumer>-<i>`.
+    pub consumer: String,
+    pub workers: usize,
+    pub batch_size: usize,
+    /// Pending entries idle longer than this are taken over from their consumer.
+    pub claim_idle: Duration,
+    /// An entry delivered more often than this is dead-lettered.
+    pub max_deliveries: u64,
+    /// How long one XREADGROUP waits for new entries.
+    pub block: Duration,
+    /// Stop once every entry of the stream is acknowledged (benchmarks, tests).
+    pub exit_when_drained: bool,
+    /// How often progress is logged.
+    pub log_every: Duration,
+}
+
+impl IndexConfig {
+    pub fn new(redis_url: impl Into<String>, database_url: impl Into<String>) -> Self {
+        IndexConfig {
+            redis_url: redis_url.into(),
+            database_url: database_url.into(),
+            stream_key: DEFAULT_STREAM_KEY.into(),
+            dead_letter_key: DEFAULT_DEAD_LETTER_KEY.into(),
+            group: DEFAULT_GROUP.into(),
+            consumer: format!("indexer-{}", std::process::id()),
+            workers: 2,
+            batch_size: 500,
+            claim_idle: Duration::from_secs(30),
+            max_deliveries: 5,
+            block: Duration::from_millis(1000),
+            exit_when_drained: false,
+            log_every: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Stream entries (docs/stream-format.md) parsed and validated into the
+//! events the index applies. Everything that can be rejected without the
+//! database is rejected here, so one bad entry never fails a batch.
+
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::records::{self, RecordFacts};
+use crate::syntax::{is_did, is_handle, is_nsid, is_record_key};
+
+/// One entry as read from the Redis Stream: its id and its fields in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    pub id: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl RawEntry {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("entry {entry_id}: {problem}")]
+pub struct EntryError {
+    pub entry_id: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Commit(Commit),
+    Identity {
+        did: String,
+        handle: Option<String>,
+        seq: i64,
+    },
+    Account {
+        did: String,
+        /// `active` unless the event says the account is inactive; then the
+        /// status it gives.
+        status: String,
+        seq: i64,
+    },
+    /// `sync`, `info` and types this version does not know: acknowledged,
+    /// nothing to index.
+    Ignored {
+        seq: Option<i64>,
+    },
+}
+
+impl Event {
+    pub fn seq(&self) -> Option<i64> {
+        match self {
+            Event::Commit(commit) => Some(commit.seq),
+            Event::Identity { seq, .. } | Event::Account { seq, .. } => Some(*seq),
+            Event::Ignored { seq } => *seq,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    pub repo: String,
+    pub rev: Option<String>,
+    pub seq: i64,
+    pub ops: Vec<Op>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Op {
+    pub uri: String,
+    pub collection: String,
+    pub rkey: String,
+    /// `None` for a delete.
+    pub write: Option<Write>,
+}
+
+/// The new content of a record created or updated by an op.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    pub cid: String,
+    /// The record JSON as it will be stored.
+    pub json: String,
+    pub facts: RecordFacts,
+    pub created_at: Option<String>,
+}
+
+pub const ACCOUNT_DELETED: &str = "deleted";
+
+pub fn parse_entry(entry: &RawEntry) -> Result<Event, EntryError> {
+    let fail = |problem: String| EntryError {
+        entry_id: entry.id.clone(),
+        problem,
+    };
+    let kind = entry
+        .field("type")
+        .ok_or_else(|| fail("missing field `type`".into()))?;
+    let seq_text = entry
+        .field("seq")
+        .ok_or_else(|| fail("missing field `seq`".into()))?;
+    let seq: i64 = seq_text
+        .parse()
+        .map_err(|_| fail(format!("seq {seq_text:?} is not an integer")))?;
+    let data_text = entry
+        .field("data")
+        .ok_or_else(|| fail("missing field `data`".into()))?;
+    if !matches!(kind, "commit" | "identity" | "account") {
+        return Ok(Event::Ignored { seq: Some(seq) });
+    }
+    let data: Value = serde_json::from_str(data_text)
+        .map_err(|err| fail(format!("data of a {kind} is not valid JSON: {err}")))?;
+    match kind {
+        "commit" => parse_commit(&data, seq).map(Event::Commit).map_err(fail),
+        "identity" => {
+            let did = did_of(&data).map_err(fail)?;
+            let handle = match data.get("handle") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(handle)) if is_handle(handle) => Some(handle.clone()),
+                Some(other) => {
+                    return Err(fail(format!(
+                        "identity handle {other} is not a valid handle"
+                    )))
+                }
+            };
+            Ok(Event::Identity { did, handle, seq })
+        }
+        _ => {
+            let did = did_of(&data).map_err(fail)?;
+            let active = data
+                .get("active")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| fail("account event without a boolean `active`".into()))?;
+            let status = if active {
+                "active".to_owned()
+            } else {
+                match data.get("status") {
+                    Some(Value::String(status)) if !status.is_empty() && !status.contains('\0') => {
+                        status.clone()
+                    }
+                    None | Some(Value::Null) => "deactivated".to_owned(),
+                    Some(other) => {
+                        return Err(fail(format!("account status {other} is not a string")))
+                    }
+                }
+            };
+            Ok(Event::Account { did, status, seq })
+        }
+    }
+}
+
+fn did_of(data: &Value) -> Result<String, String> {
+    let did = data
+        .get("did")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "missing `did`".to_owned())?;
+    if !is_did(did) {
+        return Err(format!("invalid DID {did:?}"));
+    }
+    Ok(did.to_owned())
+}
+
+fn parse_commit(data: &Value, seq: i64) -> Result<Commit, String> {
+    let repo = data
+        .get("repo")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "commit without a `repo`".to_owned())?;
+    if !is_did(repo) {
+        return Err(format!("commit repo {repo:?} is not a valid DID"));
+    }
+    let rev = match data.get("rev") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(rev)) if is_record_key(rev) => Some(rev.clone()),
+        Some(other) => return Err(format!("commit rev {other} is not a TID")),
+    };
+    let ops = data
+        .get("ops")
+        .and_then(Value::as_array)
+        .ok_or_else(|| "commit without an `ops` array".to_owned())?;
+    let ops = ops
+        .iter()
+        .enumerate()
+        .map(|(index, op)| parse_op(repo, op).map_err(|problem| format!("op {index}: {problem}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Commit {
+        repo: repo.to_owned(),
+        rev,
+        seq,
+        ops,
+    })
+}
+
+fn parse_op(repo: &str, op: &Value) -> Result<Op, String> {
+    let action = op
+        .get("action")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "missing `action`".to_owned())?;
+    let path = op
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "missing `path`".to_owned())?;
+    let (collection, rkey) = path
+        .split_once('/')
+        .ok_or_else(|| format!("path {path:?} is not collection/rkey"))?;
+    if !is_nsid(collection) || !is_record_key(rkey) {
+        return Err(format!("path {path:?} is not a valid collection/rkey"));
+    }
+    let uri = format!("at://{repo}/{path}");
+    let write = match action {
+        "delete" => None,
+        "create" | "update" => {
+            let cid = op
+                .get("cid")
+                .and_then(Value::as_str)
+                .filter(|cid| !cid.is_empty() && cid.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .ok_or_else(|| format!("{action} of {path} without a valid `cid`"))?;
+            let record = op
+                .get("record")
+                .ok_or_else(|| format!("{action} of {path} without a `record`"))?;
+            let facts = records::derive(collection, repo, record).map_err(|e| e.to_string())?;
+            let json =
+                serde_json::to_string(record).map_err(|e| format!("record of {path}: {e}"))?;
+            // PostgreSQL text and jsonb cannot hold NUL characters.
+            if json.contains("\\u0000") {
+                return Err(format!("record of {path} contains a NUL character"));
+            }
+            let created_at = record
+                .get("createdAt")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            Some(Write {
+                cid: cid.to_owned(),
+                json,
+                facts,
+                created_at,
+            })
+        }
+        other => return Err(format!("unknown action {other:?}")),
+    };
+    Ok(Op {
+        uri,
+        collection: collection.to_owned(),
+        rkey: rkey.to_owned(),
+        write,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(kind: &str, data: &str, seq: &str) -> RawEntry {
+        RawEntry {
+            id: "1-0".into(),
+            fields: vec![
+                ("type".into(), kind.into()),
+                ("data".into(), data.into()),
+                ("seq".into(), seq.into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn parses_a_commit() {
+        let data = r#"{"repo":"did:plc:a","rev":"3l","ops":[
+            {"action":"create","path":"app.bsky.feed.post/3l","cid":"bafyx","record":{"$type":"app.bsky.feed.post","text":"hi","createdAt":"2024-01-01T00:00:00Z"}},
+            {"action":"delete","path":"app.bsky.feed.like/3k"}]}"#;
+        let Event::Commit(commit) = parse_entry(&raw("commit", data, "7")).expect("valid") else {
+            panic!("not a commit");
+        };
+        assert_eq!(commit.seq, 7);
+        assert_eq!(commit.ops.len(), 2);
+        assert_eq!(commit.ops[0].uri, "at://did:plc:a/app.bsky.feed.post/3l");
+        assert!(commit.ops[1].write.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_entries_with_a_reason() {
+        let err = parse_entry(&raw("commit", "{not json", "1")).expect_err("bad json");
+        assert!(err.problem.contains("not valid JSON"), "{err}");
+        let err =
+            parse_entry(&raw("commit", r#"{"repo":"nope","ops":[]}"#, "1")).expect_err("bad did");
+        assert!(err.problem.contains("nope"), "{err}");
+        let err =
+            parse_entry(&raw("identity", r#"{"did":"did:plc:a"}"#, "x")).expect_err("bad seq");
+        assert!(err.problem.contains("seq"), "{err}");
+    }
+
+    #[test]
+    fn account_status() {
+        let event = parse_entry(&raw(
+            "account",
+            r#"{"did":"did:plc:a","active":false,"status":"takendown"}"#,
+            "3",
+        ));
+        assert_eq!(
+            event,
+            Ok(Event::Account {
+                did: "did:plc:a".into(),
+                status: "takendown".into(),
+                seq: 3
+            })
+        );
+    }
+}

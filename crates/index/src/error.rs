@@ -1,0 +1,125 @@
+//! The crate's error type. Every variant names the input or the place that failed.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum IndexError {
+    #[error("invalid database url {url:?}: {source}")]
+    DatabaseUrl {
+        url: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("database url {0:?} names no database")]
+    DatabaseUrlWithoutName(String),
+    #[error("postgres {context}: {source}")]
+    Postgres {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("postgres pool {context}: {message}")]
+    Pool { context: String, message: String },
+    #[error("redis {context}: {source}")]
+    Redis {
+        context: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("unexpected redis reply to {context}: {detail}")]
+    RedisReply { context: String, detail: String },
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i32,
+        name: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("worker task failed: {0}")]
+    Worker(String),
+}
+
+impl IndexError {
+    pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        let context = context.into();
+        move |source| IndexError::Postgres { context, source }
+    }
+
+    pub(crate) fn redis(context: impl Into<String>) -> impl FnOnce(redis::RedisError) -> Self {
+        let context = context.into();
+        move |source| IndexError::Redis { context, source }
+    }
+
+    pub(crate) fn pool(
+        context: impl Into<String>,
+    ) -> impl FnOnce(deadpool_postgres::PoolError) -> Self {
+        let context = context.into();
+        move |err| IndexError::Pool {
+            context,
+            message: err.to_string(),
+        }
+    }
+
+    /// True when waiting and trying again can succeed: the server went away,
+    /// or PostgreSQL chose this transaction as a deadlock/serialization victim.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IndexError::Postgres { source, .. } | IndexError::Migration { source, .. } => {
+                pg_error_is_transient(source)
+            }
+            IndexError::Pool { .. } => true,
+            IndexError::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || source.is_timeout()
+                    || matches!(
+                        source.kind(),
+                        redis::ErrorKind::BusyLoadingError | redis::ErrorKind::TryAgain
+                    )
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the failure is about the data of this batch (PostgreSQL
+    /// rejected a value), so splitting the batch can isolate the bad entry.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            IndexError::Postgres { source, .. } => source
+                .as_db_error()
+                .map(|db| {
+                    let code = db.code().code();
+                    // Class 22 is "data exception", class 23 "integrity constraint violation".
+                    code.starts_with("22") || code.starts_with("23")
+                })
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+}
+
+fn pg_error_is_transient(err: &tokio_postgres::Error) -> bool {
+    match err.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            // 40001 serialization failure, 40P01 deadlock, class 08 connection,
+            // 57P0x admin shutdown / cannot connect now, 53 insufficient resources.
+            code == "40001"
+                || code == "40P01"
+                || code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+        }
+        // No server error attached: only a closed or failed connection is
+        // worth retrying; anything else (a type mismatch) is a bug.
+        None => {
+            err.is_closed()
+                || std::error::Error::source(err)
+                    .map(|source| source.is::<std::io::Error>())
+                    .unwrap_or(false)
+        }
+    }
+}

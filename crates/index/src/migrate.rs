@@ -1,0 +1,106 @@
+//! Versioned schema migrations, embedded in the binary and applied in order
+//! under an advisory lock so that concurrent starters do not race.
+
+use deadpool_postgres::Pool;
+
+use crate::error::IndexError;
+
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "schema",
+    sql: include_str!("../migrations/0001_schema.sql"),
+}];
+
+/// An arbitrary constant shared by every skyhose process: the key of the
+/// advisory lock held while migrating.
+const MIGRATION_LOCK_KEY: i64 = 0x736b_7968_6f73_65;
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Versions applied by this call, in order.
+    pub applied: Vec<i32>,
+    /// The schema version after this call.
+    pub current: i32,
+}
+
+/// Applies every migration that the database has not seen yet.
+pub async fn migrate(pool: &Pool) -> Result<MigrationReport, IndexError> {
+    let mut client = pool.get().await.map_err(IndexError::pool("migrating"))?;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version     integer PRIMARY KEY,
+                 name        text NOT NULL,
+                 applied_at  timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .or_else(ignore_concurrent_create)?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(IndexError::pg("starting the migration transaction"))?;
+    // Transaction-scoped, so it is released however this function exits.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(IndexError::pg("taking the migration lock"))?;
+    let done: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(IndexError::pg("reading schema_migrations"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut report = MigrationReport {
+        applied: Vec::new(),
+        current: done.iter().copied().max().unwrap_or(0),
+    };
+    for migration in MIGRATIONS {
+        if done.contains(&migration.version) {
+            continue;
+        }
+        let fail = |source| IndexError::Migration {
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        tx.batch_execute(migration.sql).await.map_err(fail)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&migration.version, &migration.name],
+        )
+        .await
+        .map_err(fail)?;
+        report.applied.push(migration.version);
+        report.current = report.current.max(migration.version);
+    }
+    tx.commit()
+        .await
+        .map_err(IndexError::pg("committing migrations"))?;
+    Ok(report)
+}
+
+/// `CREATE TABLE IF NOT EXISTS` can still fail with a unique violation on the
+/// catalog when two processes run it at the same moment; the table exists
+/// either way.
+fn ignore_concurrent_create(err: tokio_postgres::Error) -> Result<(), IndexError> {
+    let concurrent = err
+        .as_db_error()
+        .map(|db| matches!(db.code().code(), "23505" | "42P07"))
+        .unwrap_or(false);
+    if concurrent {
+        Ok(())
+    } else {
+        Err(IndexError::Postgres {
+            context: "creating schema_migrations".into(),
+            source: err,
+        })
+    }
+}

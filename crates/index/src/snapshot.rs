@@ -1,0 +1,132 @@
+//! Read-only views of the index used by tests, benchmarks and the binary:
+//! the ground-truth-shaped snapshot and the resume point.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::Pool;
+use serde::Serialize;
+
+use crate::error::IndexError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActorSnapshot {
+    pub handle: Option<String>,
+    pub status: String,
+    pub followers: i64,
+    pub follows: i64,
+    pub posts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PostSnapshot {
+    pub likes: i64,
+    pub reposts: i64,
+    pub replies: i64,
+    pub quotes: i64,
+}
+
+/// The indexed state in the simulator's ground-truth shape: live records
+/// (uri -> cid), every actor seen, and the counts of every live post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub records: BTreeMap<String, String>,
+    pub actors: BTreeMap<String, ActorSnapshot>,
+    pub posts: BTreeMap<String, PostSnapshot>,
+}
+
+pub async fn snapshot(pool: &Pool) -> Result<Snapshot, IndexError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(IndexError::pool("taking a snapshot"))?;
+    let records = client
+        .query("SELECT uri, cid FROM records WHERE live", &[])
+        .await
+        .map_err(IndexError::pg("reading live records"))?
+        .iter()
+        .map(|row| {
+            (
+                row.get::<_, String>(0),
+                row.get::<_, Option<String>>(1).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let actors = client
+        .query(
+            "SELECT a.did, a.handle, a.status, COALESCE(c.followers, 0), COALESCE(c.follows, 0), COALESCE(c.posts, 0) \
+             FROM actors a LEFT JOIN actor_counts c ON c.did = a.did",
+            &[],
+        )
+        .await
+        .map_err(IndexError::pg("reading actors"))?
+        .iter()
+        .map(|row| {
+            (
+                row.get::<_, String>(0),
+                ActorSnapshot {
+                    handle: row.get(1),
+                    status: row.get(2),
+                    followers: row.get(3),
+                    follows: row.get(4),
+                    posts: row.get(5),
+                },
+            )
+        })
+        .collect();
+    let posts = client
+        .query(
+            "SELECT r.uri, COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0) \
+             FROM records r LEFT JOIN post_counts c ON c.uri = r.uri \
+             WHERE r.live AND r.collection = 'app.bsky.feed.post'",
+            &[],
+        )
+        .await
+        .map_err(IndexError::pg("reading post counts"))?
+        .iter()
+        .map(|row| {
+            (
+                row.get::<_, String>(0),
+                PostSnapshot {
+                    likes: row.get(1),
+                    reposts: row.get(2),
+                    replies: row.get(3),
+                    quotes: row.get(4),
+                },
+            )
+        })
+        .collect();
+    Ok(Snapshot {
+        records,
+        actors,
+        posts,
+    })
+}
+
+/// The committed-seq watermark: every event at or below it is in PostgreSQL.
+pub async fn resume_seq(pool: &Pool) -> Result<Option<i64>, IndexError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(IndexError::pool("reading the watermark"))?;
+    let row = client
+        .query_opt("SELECT seq FROM index_watermark", &[])
+        .await
+        .map_err(IndexError::pg("reading index_watermark"))?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+pub(crate) async fn raise_watermark(pool: &Pool, seq: i64) -> Result<(), IndexError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(IndexError::pool("raising the watermark"))?;
+    client
+        .execute(
+            "INSERT INTO index_watermark (id, seq) VALUES (true, $1) \
+             ON CONFLICT (id) DO UPDATE SET seq = GREATEST(index_watermark.seq, excluded.seq)",
+            &[&seq],
+        )
+        .await
+        .map_err(IndexError::pg(format!("raising index_watermark to {seq}")))?;
+    Ok(())
+}

@@ -1,0 +1,455 @@
+//! The consumer-group workers: read or claim a batch, apply it in one
+//! transaction, dead-letter what cannot be applied, acknowledge after commit,
+//! raise the watermark. Outages of Redis or PostgreSQL are waited out.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use redis::aio::MultiplexedConnection;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::apply::apply_batch;
+use crate::entry::{parse_entry, Event, RawEntry};
+use crate::error::IndexError;
+use crate::snapshot::raise_watermark;
+use crate::stream::Stream;
+use crate::IndexConfig;
+
+/// Totals of one `run`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSummary {
+    /// Entries applied to PostgreSQL (including ones with nothing to index).
+    pub events_indexed: u64,
+    pub dead_lettered: u64,
+    pub batches: u64,
+    /// Entries taken over from other consumers.
+    pub claimed: u64,
+    /// Transactions retried after a deadlock, a serialization failure or an outage.
+    pub retries: u64,
+}
+
+#[derive(Default)]
+struct Totals {
+    events: AtomicU64,
+    dead: AtomicU64,
+    batches: AtomicU64,
+    claimed: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Totals {
+    fn summary(&self) -> IndexSummary {
+        IndexSummary {
+            events_indexed: self.events.load(Ordering::Relaxed),
+            dead_lettered: self.dead.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            claimed: self.claimed.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const WATERMARK_EVERY: Duration = Duration::from_millis(500);
+
+/// Creates the database and schema if needed, then runs `cfg.workers`
+/// workers until `shutdown` fires (or, with `exit_when_drained`, until the
+/// stream is fully acknowledged).
+pub async fn run(
+    cfg: IndexConfig,
+    shutdown: CancellationToken,
+) -> Result<IndexSummary, IndexError> {
+    if cfg.workers == 0 || cfg.batch_size == 0 {
+        return Err(IndexError::Config(
+            "workers and batch size must be at least 1".into(),
+        ));
+    }
+    let pool = wait_for(&shutdown, "preparing the database", || async {
+        crate::db::ensure_database(&cfg.database_url).await?;
+        let pool = crate::db::connect_pool(&cfg.database_url, cfg.workers + 1)?;
+        crate::migrate::migrate(&pool).await?;
+        Ok(pool)
+    })
+    .await?;
+    let redis = redis::Client::open(cfg.redis_url.as_str()).map_err(IndexError::redis(format!(
+        "parsing redis url {}",
+        cfg.redis_url
+    )))?;
+    let stream = Stream {
+        key: &cfg.stream_key,
+        group: &cfg.group,
+    };
+    wait_for(&shutdown, "creating the consumer group", || async {
+        let mut conn = connect(&redis).await?;
+        stream.ensure_group(&mut conn).await
+    })
+    .await?;
+
+    let cfg = Arc::new(cfg);
+    let totals = Arc::new(Totals::default());
+    let stop = shutdown.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..cfg.workers {
+        let worker = Worker {
+            cfg: cfg.clone(),
+            name: format!("{}-{index}", cfg.consumer),
+            pool: pool.clone(),
+            redis: redis.clone(),
+            totals: totals.clone(),
+            stop: stop.clone(),
+        };
+        tasks.spawn(worker.run());
+    }
+    let reporter = tokio::spawn(report_progress(cfg.clone(), totals.clone(), stop.clone()));
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined
+            .map_err(|err| IndexError::Worker(err.to_string()))
+            .and_then(|r| r);
+        if let Err(err) = outcome {
+            error!(error = %err, "index worker stopped");
+            first_error.get_or_insert(err);
+            stop.cancel();
+        }
+    }
+    stop.cancel();
+    let _ = reporter.await;
+    let summary = totals.summary();
+    info!(?summary, "index stopped");
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(summary),
+    }
+}
+
+async fn connect(client: &redis::Client) -> Result<MultiplexedConnection, IndexError> {
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(IndexError::redis("connecting"))
+}
+
+/// Runs `attempt` until it succeeds, waiting out transient failures.
+async fn wait_for<T, F, Fut>(
+    shutdown: &CancellationToken,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, IndexError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, IndexError>>,
+{
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(err) if err.is_transient() && !shutdown.is_cancelled() => {
+                warn!(error = %err, retry_in = ?backoff, "{what} failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return Err(err),
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+async fn report_progress(cfg: Arc<IndexConfig>, totals: Arc<Totals>, stop: CancellationToken) {
+    let mut last = totals.summary();
+    let mut last_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.log_every) => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = totals.summary();
+        let rate =
+            (now.events_indexed - last.events_indexed) as f64 / last_at.elapsed().as_secs_f64();
+        info!(
+            events_per_sec = rate.round(),
+            events = now.events_indexed,
+            dead_lettered = now.dead_lettered,
+            claimed = now.claimed,
+            retries = now.retries,
+            "index progress"
+        );
+        metrics::gauge!("skyhose_index_events_per_second").set(rate);
+        last = now;
+        last_at = Instant::now();
+    }
+}
+
+struct Worker {
+    cfg: Arc<IndexConfig>,
+    name: String,
+    pool: Pool,
+    redis: redis::Client,
+    totals: Arc<Totals>,
+    stop: CancellationToken,
+}
+
+/// One batch after validation.
+struct Prepared {
+    ids: Vec<String>,
+    good: Vec<(RawEntry, Event)>,
+    dead: Vec<(RawEntry, String)>,
+}
+
+impl Worker {
+    async fn run(self) -> Result<(), IndexError> {
+        let stream = Stream {
+            key: &self.cfg.stream_key,
+            group: &self.cfg.group,
+        };
+        let claim_idle_ms = self.cfg.claim_idle.as_millis() as u64;
+        // Claim checks run a few times per idle period, so a dead consumer's
+        // entries wait at most about 1.5 x claim_idle.
+        let claim_every = (self.cfg.claim_idle / 2).max(Duration::from_millis(50));
+        let mut last_claim: Option<Instant> = None;
+        let mut last_watermark = Instant::now();
+        let mut conn: Option<MultiplexedConnection> = None;
+        let mut backoff = MIN_BACKOFF;
+        while !self.stop.is_cancelled() {
+            let step = async {
+                let redis = match conn.as_mut() {
+                    Some(redis) => redis,
+                    None => conn.insert(connect(&self.redis).await?),
+                };
+                let mut batch = Vec::new();
+                if last_claim.is_none_or(|at| at.elapsed() >= claim_every) {
+                    batch = self.claim_stale(&stream, redis, claim_idle_ms).await?;
+                    last_claim = Some(Instant::now());
+                }
+                if batch.is_empty() {
+                    let block_ms = self.cfg.block.as_millis().max(1) as u64;
+                    batch = tokio::select! {
+                        read = stream.read_new(redis, &self.name, self.cfg.batch_size, block_ms) => read?,
+                        _ = self.stop.cancelled() => return Ok(false),
+                    };
+                }
+                if batch.is_empty() {
+                    if self.cfg.exit_when_drained && stream.drained(redis).await? {
+                        self.update_watermark(&stream, redis).await?;
+                        return Ok(true);
+                    }
+                    return Ok(false);
+                }
+                let prepared = self.process(batch).await?;
+                let Some(prepared) = prepared else {
+                    return Ok(true);
+                };
+                self.finish(&stream, redis, prepared).await?;
+                if last_watermark.elapsed() >= WATERMARK_EVERY {
+                    self.update_watermark(&stream, redis).await?;
+                    last_watermark = Instant::now();
+                }
+                Ok::<bool, IndexError>(false)
+            };
+            match step.await {
+                Ok(true) => break,
+                Ok(false) => backoff = MIN_BACKOFF,
+                Err(err) if err.is_transient() => {
+                    if matches!(
+                        err,
+                        IndexError::Redis { .. } | IndexError::RedisReply { .. }
+                    ) {
+                        conn = None;
+                    }
+                    warn!(worker = %self.name, error = %err, retry_in = ?backoff, "redis or postgres unavailable; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stop.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over entries abandoned by other consumers; those delivered too
+    /// often come back marked for the dead-letter stream.
+    async fn claim_stale(
+        &self,
+        stream: &Stream<'_>,
+        redis: &mut MultiplexedConnection,
+        claim_idle_ms: u64,
+    ) -> Result<Vec<RawEntry>, IndexError> {
+        let stale = stream
+            .stale_pending(redis, claim_idle_ms, self.cfg.batch_size)
+            .await?;
+        if stale.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = stale.iter().map(|(id, _)| id.clone()).collect();
+        let mut entries = stream.claim(redis, &self.name, claim_idle_ms, &ids).await?;
+        self.totals
+            .claimed
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        metrics::counter!("skyhose_index_claimed_total").increment(entries.len() as u64);
+        for entry in &mut entries {
+            let previous = stale
+                .iter()
+                .find(|(id, _)| *id == entry.id)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            // This claim is one more delivery.
+            if previous + 1 > self.cfg.max_deliveries as i64 {
+                entry
+                    .fields
+                    .push((TOO_MANY_DELIVERIES.into(), (previous + 1).to_string()));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Validates and applies a batch; `None` when shutdown interrupted it
+    /// (nothing acknowledged, the entries stay pending for a later claim).
+    async fn process(&self, batch: Vec<RawEntry>) -> Result<Option<Prepared>, IndexError> {
+        let mut prepared = Prepared {
+            ids: batch.iter().map(|entry| entry.id.clone()).collect(),
+            good: Vec::with_capacity(batch.len()),
+            dead: Vec::new(),
+        };
+        for mut entry in batch {
+            if let Some(pos) = entry
+                .fields
+                .iter()
+                .position(|(k, _)| k == TOO_MANY_DELIVERIES)
+            {
+                let (_, count) = entry.fields.remove(pos);
+                let reason = format!(
+                    "entry {} delivered {count} times without being acknowledged",
+                    entry.id
+                );
+                prepared.dead.push((entry, reason));
+                continue;
+            }
+            match parse_entry(&entry) {
+                Ok(event) => prepared.good.push((entry, event)),
+                Err(err) => prepared.dead.push((entry, err.to_string())),
+            }
+        }
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let events: Vec<(usize, &Event)> = prepared
+                .good
+                .iter()
+                .enumerate()
+                .map(|(i, (_, e))| (i, e))
+                .collect();
+            match self.apply_isolating(&events).await {
+                Ok(failed) => {
+                    let mut failed = failed;
+                    failed.sort_by(|a, b| b.0.cmp(&a.0));
+                    for (index, reason) in failed {
+                        let (entry, _) = prepared.good.remove(index);
+                        prepared.dead.push((entry, reason));
+                    }
+                    return Ok(Some(prepared));
+                }
+                Err(err) if err.is_transient() => {
+                    self.totals.retries.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("skyhose_index_retries_total").increment(1);
+                    warn!(worker = %self.name, error = %err, "batch transaction failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stop.cancelled() => return Ok(None),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Applies `events`; when PostgreSQL rejects the batch for its data, splits
+    /// it until the offending entries are alone and returns them with reasons.
+    async fn apply_isolating(
+        &self,
+        events: &[(usize, &Event)],
+    ) -> Result<Vec<(usize, String)>, IndexError> {
+        let mut failed = Vec::new();
+        let mut pending: Vec<&[(usize, &Event)]> = vec![events];
+        while let Some(part) = pending.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let mut client = self
+                .pool
+                .get()
+                .await
+                .map_err(IndexError::pool("getting a connection"))?;
+            let only: Vec<&Event> = part.iter().map(|(_, e)| *e).collect();
+            let started = Instant::now();
+            match apply_batch(&mut client, &only).await {
+                Ok(_) => {
+                    metrics::histogram!("skyhose_index_batch_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                }
+                Err(err) if err.is_transient() => return Err(err),
+                Err(err) if part.len() == 1 => {
+                    failed.push((part[0].0, err.to_string()));
+                }
+                Err(err) => {
+                    warn!(worker = %self.name, error = %err, size = part.len(), "batch rejected; splitting it");
+                    let (left, right) = part.split_at(part.len() / 2);
+                    pending.push(right);
+                    pending.push(left);
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    async fn finish(
+        &self,
+        stream: &Stream<'_>,
+        redis: &mut MultiplexedConnection,
+        prepared: Prepared,
+    ) -> Result<(), IndexError> {
+        for (entry, reason) in &prepared.dead {
+            warn!(entry = %entry.id, %reason, "dead-lettering entry");
+        }
+        stream
+            .finish(
+                redis,
+                &self.cfg.dead_letter_key,
+                &prepared.dead,
+                &prepared.ids,
+            )
+            .await?;
+        let applied = prepared.good.len() as u64;
+        let dead = prepared.dead.len() as u64;
+        self.totals.events.fetch_add(applied, Ordering::Relaxed);
+        self.totals.dead.fetch_add(dead, Ordering::Relaxed);
+        self.totals.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("skyhose_index_events_total").increment(applied);
+        metrics::counter!("skyhose_index_dead_letters_total").increment(dead);
+        metrics::counter!("skyhose_index_batches_total").increment(1);
+        Ok(())
+    }
+
+    async fn update_watermark(
+        &self,
+        stream: &Stream<'_>,
+        redis: &mut MultiplexedConnection,
+    ) -> Result<(), IndexError> {
+        if let Some(seq) = stream.safe_seq(redis).await? {
+            raise_watermark(&self.pool, seq).await?;
+            metrics::gauge!("skyhose_index_watermark_seq").set(seq as f64);
+        }
+        Ok(())
+    }
+}
+
+/// Marker field added in memory (never written) to a claimed entry that has
+/// been delivered more than `max_deliveries` times.
+const TOO_MANY_DELIVERIES: &str = "\0deliveries";
