@@ -12,7 +12,7 @@
 //! 4. write records, per-kind tables, count deltas and notifications with
 //!    set-based statements.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::types::ToSql;
@@ -194,48 +194,14 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
         return Ok(stats);
     }
 
-    // 1. actors
-    let dids: Vec<&str> = actor_updates.keys().copied().collect();
-    exec(
-        tx,
-        "INSERT INTO actors (did) SELECT d FROM unnest($1::text[]) AS d ORDER BY d ON CONFLICT DO NOTHING",
-        &[&dids],
-        "inserting actors",
-    )
-    .await?;
+    // 1. actors: one upsert inserts, locks (in did order) and updates them,
+    // so a deletion and a late commit of one repo serialize.
     let deleting: Vec<&str> = actor_updates
         .iter()
         .filter(|(_, update)| update.deleted_seq.is_some())
         .map(|(did, _)| *did)
         .collect();
-    if !deleting.is_empty() {
-        exec(
-            tx,
-            "SELECT 1 FROM (SELECT did FROM actors WHERE did = ANY($1) ORDER BY did FOR UPDATE) AS locked",
-            &[&deleting],
-            "locking deleted accounts",
-        )
-        .await?;
-    }
-    let mut deleted_seq: HashMap<String, i64> = HashMap::new();
-    for row in query(
-        tx,
-        "SELECT did, deleted_seq FROM actors WHERE did = ANY($1) ORDER BY did FOR KEY SHARE",
-        &[&dids],
-        "locking actors",
-    )
-    .await?
-    {
-        let did: String = row.get(0);
-        let stored: Option<i64> = row.get(1);
-        let batch = actor_updates
-            .get(did.as_str())
-            .and_then(|update| update.deleted_seq);
-        if let Some(seq) = stored.into_iter().chain(batch).max() {
-            deleted_seq.insert(did, seq);
-        }
-    }
-    write_actor_updates(tx, &actor_updates).await?;
+    let deleted_seq = write_actor_updates(tx, &actor_updates).await?;
 
     // 2. records: pick this batch's newest op per uri, ignoring ops that a
     // later account deletion already superseded.
@@ -267,66 +233,63 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
             }
         }
     }
-    let mut touched: BTreeSet<String> = candidates.keys().map(|uri| (*uri).to_owned()).collect();
-    if !deleting.is_empty() {
-        for row in query(
+    let mut touched: BTreeMap<&str, (&str, &str, &str)> = candidates
+        .iter()
+        .map(|(uri, c)| (*uri, (c.did, c.collection, c.rkey)))
+        .collect();
+    let swept = if deleting.is_empty() {
+        Vec::new()
+    } else {
+        query(
             tx,
-            "SELECT uri FROM records WHERE did = ANY($1) AND live",
+            "SELECT uri, did, collection, rkey FROM records WHERE did = ANY($1) AND live",
             &[&deleting],
             "finding records of deleted accounts",
         )
         .await?
-        {
-            touched.insert(row.get(0));
-        }
+    };
+    for row in &swept {
+        touched
+            .entry(row.get(0))
+            .or_insert((row.get(1), row.get(2), row.get(3)));
     }
     if touched.is_empty() {
         return Ok(stats);
     }
-    {
-        let mut uris = Vec::with_capacity(candidates.len());
-        let mut record_dids = Vec::with_capacity(candidates.len());
-        let mut collections = Vec::with_capacity(candidates.len());
-        let mut rkeys = Vec::with_capacity(candidates.len());
-        for (uri, candidate) in &candidates {
-            uris.push(*uri);
-            record_dids.push(candidate.did);
-            collections.push(candidate.collection);
-            rkeys.push(candidate.rkey);
-        }
-        exec(
-            tx,
-            "INSERT INTO records (uri, did, collection, rkey) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY 1 \
-             ON CONFLICT DO NOTHING",
-            &[&uris, &record_dids, &collections, &rkeys],
-            "inserting record placeholders",
-        )
-        .await?;
-    }
-    let touched: Vec<String> = touched.into_iter().collect();
+    let touched: Vec<(&str, (&str, &str, &str))> = touched.into_iter().collect();
     let mut stored: HashMap<String, Stored> = HashMap::with_capacity(touched.len());
-    for row in query(
-        tx,
-        "SELECT uri, did, collection, live, rev, seq, subject, quote_subject FROM records \
-         WHERE uri = ANY($1) ORDER BY uri FOR UPDATE",
-        &[&touched],
-        "locking records",
-    )
-    .await?
     {
-        stored.insert(
-            row.get(0),
-            Stored {
-                did: row.get(1),
-                collection: row.get(2),
-                live: row.get(3),
-                rev: row.get(4),
-                seq: row.get(5),
-                subject: row.get(6),
-                quote_subject: row.get(7),
-            },
-        );
+        let uris: Vec<&str> = touched.iter().map(|(uri, _)| *uri).collect();
+        let record_dids: Vec<&str> = touched.iter().map(|(_, (did, _, _))| *did).collect();
+        let collections: Vec<&str> = touched.iter().map(|(_, (_, c, _))| *c).collect();
+        let rkeys: Vec<&str> = touched.iter().map(|(_, (_, _, rkey))| *rkey).collect();
+        // Inserting the missing rows and locking the existing ones in one
+        // statement, in uri order, avoids waiting on another batch's
+        // uncommitted insert while holding locks it needs.
+        for row in query(
+            tx,
+            "INSERT INTO records AS r (uri, did, collection, rkey) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY 1 \
+             ON CONFLICT (uri) DO UPDATE SET live = r.live \
+             RETURNING uri, did, collection, live, rev, seq, subject, quote_subject",
+            &[&uris, &record_dids, &collections, &rkeys],
+            "locking records",
+        )
+        .await?
+        {
+            stored.insert(
+                row.get(0),
+                Stored {
+                    did: row.get(1),
+                    collection: row.get(2),
+                    live: row.get(3),
+                    rev: row.get(4),
+                    seq: row.get(5),
+                    subject: row.get(6),
+                    quote_subject: row.get(7),
+                },
+            );
+        }
     }
 
     // 3. transitions
@@ -337,11 +300,11 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
     let mut kind_deletes: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut notifications_cleared: Vec<&str> = Vec::new();
     let mut notifications = NotificationRows::default();
-    for uri in &touched {
-        let Some(old) = stored.get(uri) else {
+    for (uri, _) in &touched {
+        let Some(old) = stored.get(*uri) else {
             continue;
         };
-        let candidate = candidates.get(uri.as_str());
+        let candidate = candidates.get(*uri);
         let deleted = deleted_seq.get(&old.did).copied();
         let update = match candidate {
             Some(candidate)
@@ -505,10 +468,12 @@ fn count(
     }
 }
 
+/// Upserts the batch's actors and returns the effective `deleted_seq` of
+/// those that have one.
 async fn write_actor_updates(
     tx: &Transaction<'_>,
     updates: &BTreeMap<&str, ActorUpdate<'_>>,
-) -> Result<(), IndexError> {
+) -> Result<HashMap<String, i64>, IndexError> {
     let mut dids = Vec::with_capacity(updates.len());
     let mut handle_seqs: Vec<Option<i64>> = Vec::with_capacity(updates.len());
     let mut handles: Vec<Option<&str>> = Vec::with_capacity(updates.len());
@@ -527,27 +492,40 @@ async fn write_actor_updates(
         progress_seqs.push(update.progress.map(|(seq, _)| seq));
         progress_revs.push(update.progress.and_then(|(_, rev)| rev));
     }
-    exec(
+    let rows = query(
         tx,
-        "UPDATE actors a SET \
-           handle = CASE WHEN v.handle_seq IS NOT NULL AND (a.handle_seq IS NULL OR a.handle_seq < v.handle_seq) \
-                         THEN v.handle ELSE a.handle END, \
-           handle_seq = GREATEST(a.handle_seq, v.handle_seq), \
-           status = CASE WHEN v.status_seq IS NOT NULL AND (a.status_seq IS NULL OR a.status_seq < v.status_seq) \
-                         THEN v.status ELSE a.status END, \
-           status_seq = GREATEST(a.status_seq, v.status_seq), \
-           deleted_seq = GREATEST(a.deleted_seq, v.deleted_seq), \
-           last_rev = CASE WHEN v.last_seq IS NOT NULL AND (a.last_seq IS NULL OR a.last_seq < v.last_seq) \
-                           THEN v.last_rev ELSE a.last_rev END, \
-           last_seq = GREATEST(a.last_seq, v.last_seq) \
+        "INSERT INTO actors AS a (did, handle, handle_seq, status, status_seq, deleted_seq, last_seq, last_rev) \
+         SELECT v.did, v.handle, v.handle_seq, COALESCE(v.status, 'active'), v.status_seq, v.deleted_seq, \
+                v.last_seq, v.last_rev \
          FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::text[]) \
            AS v(did, handle_seq, handle, status_seq, status, deleted_seq, last_seq, last_rev) \
-         WHERE a.did = v.did",
+         ORDER BY v.did \
+         ON CONFLICT (did) DO UPDATE SET \
+           handle = CASE WHEN excluded.handle_seq IS NOT NULL \
+                          AND (a.handle_seq IS NULL OR a.handle_seq < excluded.handle_seq) \
+                         THEN excluded.handle ELSE a.handle END, \
+           handle_seq = GREATEST(a.handle_seq, excluded.handle_seq), \
+           status = CASE WHEN excluded.status_seq IS NOT NULL \
+                          AND (a.status_seq IS NULL OR a.status_seq < excluded.status_seq) \
+                         THEN excluded.status ELSE a.status END, \
+           status_seq = GREATEST(a.status_seq, excluded.status_seq), \
+           deleted_seq = GREATEST(a.deleted_seq, excluded.deleted_seq), \
+           last_rev = CASE WHEN excluded.last_seq IS NOT NULL \
+                            AND (a.last_seq IS NULL OR a.last_seq < excluded.last_seq) \
+                           THEN excluded.last_rev ELSE a.last_rev END, \
+           last_seq = GREATEST(a.last_seq, excluded.last_seq) \
+         RETURNING did, deleted_seq",
         &[&dids, &handle_seqs, &handles, &status_seqs, &statuses, &deleted_seqs, &progress_seqs, &progress_revs],
-        "updating actors",
+        "upserting actors",
     )
     .await?;
-    Ok(())
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            row.get::<_, Option<i64>>(1)
+                .map(|seq| (row.get::<_, String>(0), seq))
+        })
+        .collect())
 }
 
 async fn write_records(

@@ -1,0 +1,52 @@
+//! End-to-end: entries in a Redis Stream, indexed by the consumer-group
+//! workers into a fresh PostgreSQL database, compared with the sequential
+//! reference.
+
+mod common;
+
+use common::{diff, generate, model, Rng, TestEnv};
+use tokio_util::sync::CancellationToken;
+
+async fn index_and_snapshot(env: &TestEnv, workers: usize) -> serde_json::Value {
+    let summary = skyhose_index::run(env.config(workers), CancellationToken::new())
+        .await
+        .expect("index run");
+    assert_eq!(summary.dead_lettered, 0, "{summary:?}");
+    let pool = env.pool().await;
+    let snapshot = skyhose_index::snapshot(&pool).await.expect("snapshot");
+    serde_json::to_value(snapshot).expect("snapshot json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_single_worker_matches_the_reference() {
+    let env = TestEnv::new();
+    let entries = generate(3000, 7);
+    env.push(&entries).await;
+    let actual = index_and_snapshot(&env, 1).await;
+    let expected = model(&entries);
+    assert!(actual == expected, "{}", diff(&expected, &actual));
+    let pool = env.pool().await;
+    let last_seq = entries
+        .last()
+        .and_then(|entry| entry.fields[2].1.parse::<i64>().ok());
+    assert_eq!(
+        skyhose_index::resume_seq(&pool).await.expect("watermark"),
+        last_seq
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffled_and_replayed_across_four_workers_matches_the_ordered_run() {
+    let env = TestEnv::new();
+    let entries = generate(3000, 11);
+    let mut shuffled = entries.clone();
+    Rng::new(99).shuffle(&mut shuffled);
+    let mut replayed = shuffled.clone();
+    replayed.extend(entries.iter().cloned());
+    env.push(&replayed).await;
+    let actual = index_and_snapshot(&env, 4).await;
+    let expected = model(&entries);
+    assert!(actual == expected, "{}", diff(&expected, &actual));
+    env.cleanup().await;
+}
