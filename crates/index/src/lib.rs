@@ -23,6 +23,7 @@ pub use snapshot::{resume_seq, snapshot, ActorSnapshot, PostSnapshot, Snapshot};
 pub use worker::{run, IndexSummary};
 
 pub use deadpool_postgres::Pool;
+pub use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_STREAM_KEY: &str = "firehose:events";
 pub const DEFAULT_DEAD_LETTER_KEY: &str = "firehose:dead-letters";

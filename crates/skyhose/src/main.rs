@@ -19,6 +19,10 @@ enum Command {
     /// Run the simulated relay: a deterministic synthetic network served as
     /// com.atproto.sync.subscribeRepos on loopback.
     SimRelay(cmd::sim::SimRelayArgs),
+    /// Create the database if needed and apply the schema migrations.
+    Migrate(cmd::migrate::MigrateArgs),
+    /// Index the Redis Stream into PostgreSQL as a consumer-group member.
+    Index(cmd::index::IndexArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,6 +34,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::SimRelay(args) => cmd::sim::run(args).await,
+            Command::Migrate(args) => cmd::migrate::run(args).await,
+            Command::Index(args) => cmd::index::run(args).await,
         }
     })
 }

@@ -1,3 +1,5 @@
 //! One module per subcommand: each holds its clap `Args` and an async `run`.
 
 pub mod sim;
+pub mod index;
+pub mod migrate;

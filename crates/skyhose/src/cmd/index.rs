@@ -1,0 +1,129 @@
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use skyhose_index::{CancellationToken, IndexConfig};
+
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/skyhose";
+
+/// Options of `skyhose index`.
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Stream to read.
+    #[arg(long, env = "REDIS_STREAM_KEY", default_value = skyhose_index::DEFAULT_STREAM_KEY)]
+    pub stream_key: String,
+    /// Stream that receives entries that cannot be indexed.
+    #[arg(long, env = "REDIS_DEAD_LETTER_KEY", default_value = skyhose_index::DEFAULT_DEAD_LETTER_KEY)]
+    pub dead_letter_key: String,
+    /// Consumer group shared by every indexer.
+    #[arg(long, default_value = skyhose_index::DEFAULT_GROUP)]
+    pub group: String,
+    /// Consumer name (default `<hostname>-<pid>`); worker i reads as `<name>-<i>`.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// Worker tasks in this process.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Entries per XREADGROUP and per transaction.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    /// Take over entries pending longer than this in another consumer (e.g. 30s, 500ms).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub claim_idle: Duration,
+    /// Dead-letter an entry delivered more often than this.
+    #[arg(long, default_value_t = 5)]
+    pub max_deliveries: u64,
+    /// Exit once every entry of the stream is acknowledged.
+    #[arg(long)]
+    pub exit_when_drained: bool,
+}
+
+/// `30s`, `500ms`, `2m` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 500ms or 2m"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("{text:?} is not a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+fn default_consumer() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "skyhose".into());
+    format!("{host}-{}", std::process::id())
+}
+
+impl IndexArgs {
+    pub fn config(&self) -> IndexConfig {
+        let mut cfg = IndexConfig::new(&self.redis_url, &self.database_url);
+        cfg.stream_key = self.stream_key.clone();
+        cfg.dead_letter_key = self.dead_letter_key.clone();
+        cfg.group = self.group.clone();
+        cfg.consumer = self.consumer.clone().unwrap_or_else(default_consumer);
+        cfg.workers = self.workers;
+        cfg.batch_size = self.batch_size;
+        cfg.claim_idle = self.claim_idle;
+        cfg.max_deliveries = self.max_deliveries;
+        cfg.exit_when_drained = self.exit_when_drained;
+        cfg
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+pub async fn run(args: IndexArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let summary = skyhose_index::run(args.config(), shutdown)
+        .await
+        .context("indexing the stream")?;
+    tracing::info!(?summary, "index finished");
+    Ok(())
+}
