@@ -19,7 +19,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 
 /// An arbitrary constant shared by every skyhose process: the key of the
 /// advisory lock held while migrating.
-const MIGRATION_LOCK_KEY: i64 = 0x736b_7968_6f73_65;
+const MIGRATION_LOCK_KEY: i64 = 0x0073_6b79_686f_7365;
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

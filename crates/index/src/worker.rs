@@ -348,7 +348,7 @@ impl Worker {
             match self.apply_isolating(&events).await {
                 Ok(failed) => {
                     let mut failed = failed;
-                    failed.sort_by(|a, b| b.0.cmp(&a.0));
+                    failed.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
                     for (index, reason) in failed {
                         let (entry, _) = prepared.good.remove(index);
                         prepared.dead.push((entry, reason));

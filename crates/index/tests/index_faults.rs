@@ -95,7 +95,7 @@ async fn poison_entries_are_dead_lettered_and_the_rest_is_indexed() {
             "path": "app.bsky.feed.like/3kpoison", "cid": "bafypoison",
             "record": {"$type": "app.bsky.feed.like", "subject": {"uri": subject, "cid": "x"}, "createdAt": "x"}}]})
     };
-    let poison = vec![
+    let poison = [
         Entry {
             fields: vec![
                 ("type".into(), "commit".into()),

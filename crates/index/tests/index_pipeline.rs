@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{diff, generate, model, Rng, TestEnv};
+use common::{diff, generate, generate_among, model, Rng, TestEnv};
 use tokio_util::sync::CancellationToken;
 
 async fn index_and_snapshot(env: &TestEnv, workers: usize) -> serde_json::Value {
@@ -47,6 +47,29 @@ async fn shuffled_and_replayed_across_four_workers_matches_the_ordered_run() {
     env.push(&replayed).await;
     let actual = index_and_snapshot(&env, 4).await;
     let expected = model(&entries);
+    assert!(actual == expected, "{}", diff(&expected, &actual));
+    env.cleanup().await;
+}
+
+/// A rough throughput figure (the real benchmark is `skyhose bench index`):
+/// `cargo test --release -p skyhose-index --test index_pipeline -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_probe() {
+    let env = TestEnv::new();
+    let entries = generate_among(100_000, 42, 5000);
+    env.push(&entries).await;
+    for workers in [2] {
+        let mut cfg = env.config(workers);
+        cfg.batch_size = 1000;
+        let started = std::time::Instant::now();
+        let summary = skyhose_index::run(cfg, CancellationToken::new()).await.expect("run");
+        let secs = started.elapsed().as_secs_f64();
+        println!("{workers} workers: {} events in {secs:.1}s = {:.0} events/s", summary.events_indexed, summary.events_indexed as f64 / secs);
+    }
+    let expected = model(&entries);
+    let pool = env.pool().await;
+    let actual = serde_json::to_value(skyhose_index::snapshot(&pool).await.expect("snapshot")).expect("json");
     assert!(actual == expected, "{}", diff(&expected, &actual));
     env.cleanup().await;
 }

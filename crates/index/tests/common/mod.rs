@@ -148,8 +148,13 @@ impl Rng {
 /// counts: posts, replies, quotes, likes and reposts (with `via`), follows,
 /// updates, deletes, handle changes, deactivations and account deletions.
 pub fn generate(n: usize, seed: u64) -> Vec<Entry> {
+    generate_among(n, seed, 40)
+}
+
+/// Like [`generate`], over `actors` accounts.
+pub fn generate_among(n: usize, seed: u64, actors: usize) -> Vec<Entry> {
     let mut rng = Rng::new(seed);
-    let dids: Vec<String> = (0..40).map(|i| format!("did:plc:user{i:04}")).collect();
+    let dids: Vec<String> = (0..actors).map(|i| format!("did:plc:user{i:06}")).collect();
     let mut live: BTreeMap<String, Vec<String>> = BTreeMap::new(); // collection -> uris (may be stale)
     let mut entries = Vec::with_capacity(n);
     let mut rkey_counter = 0u64;
