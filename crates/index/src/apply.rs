@@ -12,7 +12,7 @@
 //! 4. write records, per-kind tables, count deltas and notifications with
 //!    set-based statements.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::types::ToSql;
@@ -67,6 +67,108 @@ struct Stored {
     seq: Option<i64>,
     subject: Option<String>,
     quote_subject: Option<String>,
+}
+
+impl Stored {
+    fn absent(did: &str, collection: &str) -> Self {
+        Stored {
+            did: did.to_owned(),
+            collection: collection.to_owned(),
+            live: false,
+            rev: None,
+            seq: None,
+            subject: None,
+            quote_subject: None,
+        }
+    }
+}
+
+/// Locks every touched record in uri order. Records this batch creates are
+/// inserted with their final state by the same statement (returned in the
+/// set); the current state of the others is read under the lock.
+async fn lock_records(
+    tx: &Transaction<'_>,
+    touched: &[(&str, (&str, &str, &str))],
+    candidates: &BTreeMap<&str, Candidate<'_>>,
+) -> Result<(HashMap<String, Stored>, HashSet<String>), IndexError> {
+    let n = touched.len();
+    let mut uris = Vec::with_capacity(n);
+    let mut dids = Vec::with_capacity(n);
+    let mut collections = Vec::with_capacity(n);
+    let mut rkeys = Vec::with_capacity(n);
+    let mut cids: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut revs: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut seqs: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut lives: Vec<bool> = Vec::with_capacity(n);
+    let mut subjects: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut quotes: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut records: Vec<Option<&str>> = Vec::with_capacity(n);
+    for (uri, (did, collection, rkey)) in touched {
+        let candidate = candidates.get(uri);
+        let write = candidate.and_then(|c| c.write);
+        uris.push(*uri);
+        dids.push(*did);
+        collections.push(*collection);
+        rkeys.push(*rkey);
+        cids.push(write.map(|w| w.cid.as_str()));
+        revs.push(candidate.and_then(|c| c.key.rev));
+        seqs.push(candidate.map(|c| c.key.seq));
+        lives.push(write.is_some());
+        subjects.push(write.and_then(|w| w.facts.subject.as_deref()));
+        quotes.push(write.and_then(|w| w.facts.quote_subject.as_deref()));
+        records.push(write.map(|w| w.json.as_str()));
+    }
+    // One statement inserts the missing rows and locks the existing ones (the
+    // false WHERE locks without writing), in uri order: no batch ever waits
+    // for another's uncommitted insert while holding locks that one needs.
+    let inserted: HashSet<String> = query(
+        tx,
+        "INSERT INTO records AS r (uri, did, collection, rkey, cid, rev, seq, live, subject, quote_subject, record) \
+         SELECT v.uri, v.did, v.collection, v.rkey, v.cid, v.rev, v.seq, v.live, v.subject, v.quote_subject, \
+                v.record::jsonb \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
+                     $8::bool[], $9::text[], $10::text[], $11::text[]) \
+           AS v(uri, did, collection, rkey, cid, rev, seq, live, subject, quote_subject, record) \
+         ORDER BY v.uri \
+         ON CONFLICT (uri) DO UPDATE SET live = r.live WHERE false \
+         RETURNING uri",
+        &[&uris, &dids, &collections, &rkeys, &cids, &revs, &seqs, &lives, &subjects, &quotes, &records],
+        "inserting and locking records",
+    )
+    .await?
+    .iter()
+    .map(|row| row.get(0))
+    .collect();
+    let existing: Vec<&str> = uris
+        .iter()
+        .copied()
+        .filter(|uri| !inserted.contains(*uri))
+        .collect();
+    let mut stored = HashMap::with_capacity(existing.len());
+    if !existing.is_empty() {
+        for row in query(
+            tx,
+            "SELECT uri, did, collection, live, rev, seq, subject, quote_subject FROM records WHERE uri = ANY($1)",
+            &[&existing],
+            "reading locked records",
+        )
+        .await?
+        {
+            stored.insert(
+                row.get(0),
+                Stored {
+                    did: row.get(1),
+                    collection: row.get(2),
+                    live: row.get(3),
+                    rev: row.get(4),
+                    seq: row.get(5),
+                    subject: row.get(6),
+                    quote_subject: row.get(7),
+                },
+            );
+        }
+    }
+    Ok((stored, inserted))
 }
 
 /// One row of the `records` update.
@@ -257,40 +359,7 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
         return Ok(stats);
     }
     let touched: Vec<(&str, (&str, &str, &str))> = touched.into_iter().collect();
-    let mut stored: HashMap<String, Stored> = HashMap::with_capacity(touched.len());
-    {
-        let uris: Vec<&str> = touched.iter().map(|(uri, _)| *uri).collect();
-        let record_dids: Vec<&str> = touched.iter().map(|(_, (did, _, _))| *did).collect();
-        let collections: Vec<&str> = touched.iter().map(|(_, (_, c, _))| *c).collect();
-        let rkeys: Vec<&str> = touched.iter().map(|(_, (_, _, rkey))| *rkey).collect();
-        // Inserting the missing rows and locking the existing ones in one
-        // statement, in uri order, avoids waiting on another batch's
-        // uncommitted insert while holding locks it needs.
-        for row in query(
-            tx,
-            "INSERT INTO records AS r (uri, did, collection, rkey) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY 1 \
-             ON CONFLICT (uri) DO UPDATE SET live = r.live \
-             RETURNING uri, did, collection, live, rev, seq, subject, quote_subject",
-            &[&uris, &record_dids, &collections, &rkeys],
-            "locking records",
-        )
-        .await?
-        {
-            stored.insert(
-                row.get(0),
-                Stored {
-                    did: row.get(1),
-                    collection: row.get(2),
-                    live: row.get(3),
-                    rev: row.get(4),
-                    seq: row.get(5),
-                    subject: row.get(6),
-                    quote_subject: row.get(7),
-                },
-            );
-        }
-    }
+    let (stored, inserted) = lock_records(tx, &touched, &candidates).await?;
 
     // 3. transitions
     let mut updates: Vec<RecordUpdate<'_>> = Vec::new();
@@ -300,7 +369,14 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
     let mut kind_deletes: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut notifications_cleared: Vec<&str> = Vec::new();
     let mut notifications = NotificationRows::default();
-    for (uri, _) in &touched {
+    let mut stored = stored;
+    for (uri, (did, collection, _)) in &touched {
+        if inserted.contains(*uri) {
+            stored.insert((*uri).to_owned(), Stored::absent(did, collection));
+        }
+    }
+    for (uri, (did, _, _)) in &touched {
+        let fresh = inserted.contains(*uri);
         let Some(old) = stored.get(*uri) else {
             continue;
         };
@@ -369,7 +445,7 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
                 1,
             );
             if let (Some(write), Some(cid)) = (candidate.and_then(|c| c.write), update.cid) {
-                notifications.push(&old.did, uri, cid, write);
+                notifications.push(did, uri, cid, write);
             }
         }
         if let Some(kind) = kind_table(&old.collection) {
@@ -382,7 +458,10 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
                     .push(uri);
             }
         }
-        updates.push(update);
+        // A freshly inserted row already holds this state.
+        if !fresh {
+            updates.push(update);
+        }
     }
 
     // 4. writes

@@ -63,13 +63,20 @@ async fn throughput_probe() {
         let mut cfg = env.config(workers);
         cfg.batch_size = 1000;
         let started = std::time::Instant::now();
-        let summary = skyhose_index::run(cfg, CancellationToken::new()).await.expect("run");
+        let summary = skyhose_index::run(cfg, CancellationToken::new())
+            .await
+            .expect("run");
         let secs = started.elapsed().as_secs_f64();
-        println!("{workers} workers: {} events in {secs:.1}s = {:.0} events/s", summary.events_indexed, summary.events_indexed as f64 / secs);
+        println!(
+            "{workers} workers: {} events in {secs:.1}s = {:.0} events/s",
+            summary.events_indexed,
+            summary.events_indexed as f64 / secs
+        );
     }
     let expected = model(&entries);
     let pool = env.pool().await;
-    let actual = serde_json::to_value(skyhose_index::snapshot(&pool).await.expect("snapshot")).expect("json");
+    let actual = serde_json::to_value(skyhose_index::snapshot(&pool).await.expect("snapshot"))
+        .expect("json");
     assert!(actual == expected, "{}", diff(&expected, &actual));
     env.cleanup().await;
 }
