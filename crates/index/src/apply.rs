@@ -213,49 +213,41 @@ struct ActorUpdate<'a> {
 
 /// Applies `events` in one transaction and commits it.
 pub async fn apply_batch(client: &mut Client, events: &[&Event]) -> Result<ApplyStats, IndexError> {
+    let (actor_updates, commits) = collect(events);
+    if !actor_updates.is_empty() {
+        // Committed on its own, before the batch: creating actor rows is
+        // idempotent, and no batch then waits on another's uncommitted
+        // actor insert while holding locks that one needs.
+        let dids: Vec<&str> = actor_updates.keys().copied().collect();
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO actors (did) SELECT d FROM unnest($1::text[]) AS d ORDER BY d \
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(IndexError::pg("preparing the actor insert"))?;
+        client
+            .execute(&statement, &[&dids])
+            .await
+            .map_err(IndexError::pg("inserting actors"))?;
+    }
     let tx = client
         .transaction()
         .await
         .map_err(IndexError::pg("starting a batch transaction"))?;
-    let stats = apply_in(&tx, events).await?;
+    let mut stats = apply_in(&tx, &actor_updates, &commits).await?;
     tx.commit()
         .await
         .map_err(IndexError::pg("committing a batch"))?;
+    stats.events = events.len() as u64;
     Ok(stats)
 }
 
-async fn exec(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-    what: &str,
-) -> Result<u64, IndexError> {
-    let statement = tx
-        .prepare_cached(sql)
-        .await
-        .map_err(IndexError::pg(format!("preparing {what}")))?;
-    tx.execute(&statement, params)
-        .await
-        .map_err(IndexError::pg(what.to_owned()))
-}
+type ActorUpdates<'a> = BTreeMap<&'a str, ActorUpdate<'a>>;
 
-async fn query(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-    what: &str,
-) -> Result<Vec<tokio_postgres::Row>, IndexError> {
-    let statement = tx
-        .prepare_cached(sql)
-        .await
-        .map_err(IndexError::pg(format!("preparing {what}")))?;
-    tx.query(&statement, params)
-        .await
-        .map_err(IndexError::pg(what.to_owned()))
-}
-
-async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats, IndexError> {
-    let mut actor_updates: BTreeMap<&str, ActorUpdate<'_>> = BTreeMap::new();
+/// What the batch changes per actor, and its commits.
+fn collect<'a>(events: &[&'a Event]) -> (ActorUpdates<'a>, Vec<&'a Commit>) {
+    let mut actor_updates: ActorUpdates<'a> = BTreeMap::new();
     let mut commits: Vec<&Commit> = Vec::new();
     for event in events {
         match event {
@@ -288,27 +280,90 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
             Event::Ignored { .. } => {}
         }
     }
-    let stats = ApplyStats {
-        events: events.len() as u64,
-        records_changed: 0,
-    };
+    (actor_updates, commits)
+}
+
+async fn exec(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    what: &str,
+) -> Result<u64, IndexError> {
+    let statement = tx
+        .prepare_cached(sql)
+        .await
+        .map_err(IndexError::pg(format!("preparing {what}")))?;
+    tx.execute(&statement, params)
+        .await
+        .map_err(IndexError::pg(what.to_owned()))
+}
+
+async fn query(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    what: &str,
+) -> Result<Vec<tokio_postgres::Row>, IndexError> {
+    let statement = tx
+        .prepare_cached(sql)
+        .await
+        .map_err(IndexError::pg(format!("preparing {what}")))?;
+    tx.query(&statement, params)
+        .await
+        .map_err(IndexError::pg(what.to_owned()))
+}
+
+async fn apply_in(
+    tx: &Transaction<'_>,
+    actor_updates: &ActorUpdates<'_>,
+    commits: &[&Commit],
+) -> Result<ApplyStats, IndexError> {
+    let stats = ApplyStats::default();
     if actor_updates.is_empty() {
         return Ok(stats);
     }
 
-    // 1. actors: one upsert inserts, locks (in did order) and updates them,
-    // so a deletion and a late commit of one repo serialize.
+    // 1. actors: an account deletion locks its actor exclusively; every
+    // other batch takes a key-share lock on its actors, so a deletion and a
+    // late commit of one repo serialize while ordinary batches share.
+    let dids: Vec<&str> = actor_updates.keys().copied().collect();
     let deleting: Vec<&str> = actor_updates
         .iter()
         .filter(|(_, update)| update.deleted_seq.is_some())
         .map(|(did, _)| *did)
         .collect();
-    let deleted_seq = write_actor_updates(tx, &actor_updates).await?;
+    if !deleting.is_empty() {
+        exec(
+            tx,
+            "SELECT 1 FROM (SELECT did FROM actors WHERE did = ANY($1) ORDER BY did FOR UPDATE) AS locked",
+            &[&deleting],
+            "locking deleted accounts",
+        )
+        .await?;
+    }
+    let mut deleted_seq: HashMap<String, i64> = HashMap::new();
+    for row in query(
+        tx,
+        "SELECT did, deleted_seq FROM actors WHERE did = ANY($1) ORDER BY did FOR KEY SHARE",
+        &[&dids],
+        "locking actors",
+    )
+    .await?
+    {
+        let did: String = row.get(0);
+        let stored: Option<i64> = row.get(1);
+        let batch = actor_updates
+            .get(did.as_str())
+            .and_then(|update| update.deleted_seq);
+        if let Some(seq) = stored.into_iter().chain(batch).max() {
+            deleted_seq.insert(did, seq);
+        }
+    }
 
     // 2. records: pick this batch's newest op per uri, ignoring ops that a
     // later account deletion already superseded.
     let mut candidates: BTreeMap<&str, Candidate<'_>> = BTreeMap::new();
-    for commit in &commits {
+    for commit in commits {
         if deleted_seq
             .get(&commit.repo)
             .is_some_and(|deleted| commit.seq <= *deleted)
@@ -356,6 +411,7 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
             .or_insert((row.get(1), row.get(2), row.get(3)));
     }
     if touched.is_empty() {
+        write_actor_updates(tx, actor_updates).await?;
         return Ok(stats);
     }
     let touched: Vec<(&str, (&str, &str, &str))> = touched.into_iter().collect();
@@ -499,6 +555,8 @@ async fn apply_in(tx: &Transaction<'_>, events: &[&Event]) -> Result<ApplyStats,
         .await?;
     }
     notifications.write(tx).await?;
+    // Last, so the row locks it takes are held only until the commit.
+    write_actor_updates(tx, actor_updates).await?;
     Ok(ApplyStats {
         records_changed: updates.len() as u64,
         ..stats
@@ -547,12 +605,12 @@ fn count(
     }
 }
 
-/// Upserts the batch's actors and returns the effective `deleted_seq` of
-/// those that have one.
+/// Applies the batch's handle, status, deletion and progress changes to its
+/// (existing) actor rows, locking them in did order.
 async fn write_actor_updates(
     tx: &Transaction<'_>,
-    updates: &BTreeMap<&str, ActorUpdate<'_>>,
-) -> Result<HashMap<String, i64>, IndexError> {
+    updates: &ActorUpdates<'_>,
+) -> Result<(), IndexError> {
     let mut dids = Vec::with_capacity(updates.len());
     let mut handle_seqs: Vec<Option<i64>> = Vec::with_capacity(updates.len());
     let mut handles: Vec<Option<&str>> = Vec::with_capacity(updates.len());
@@ -571,7 +629,7 @@ async fn write_actor_updates(
         progress_seqs.push(update.progress.map(|(seq, _)| seq));
         progress_revs.push(update.progress.and_then(|(_, rev)| rev));
     }
-    let rows = query(
+    exec(
         tx,
         "INSERT INTO actors AS a (did, handle, handle_seq, status, status_seq, deleted_seq, last_seq, last_rev) \
          SELECT v.did, v.handle, v.handle_seq, COALESCE(v.status, 'active'), v.status_seq, v.deleted_seq, \
@@ -592,19 +650,12 @@ async fn write_actor_updates(
            last_rev = CASE WHEN excluded.last_seq IS NOT NULL \
                             AND (a.last_seq IS NULL OR a.last_seq < excluded.last_seq) \
                            THEN excluded.last_rev ELSE a.last_rev END, \
-           last_seq = GREATEST(a.last_seq, excluded.last_seq) \
-         RETURNING did, deleted_seq",
+           last_seq = GREATEST(a.last_seq, excluded.last_seq)",
         &[&dids, &handle_seqs, &handles, &status_seqs, &statuses, &deleted_seqs, &progress_seqs, &progress_revs],
-        "upserting actors",
+        "updating actors",
     )
     .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| {
-            row.get::<_, Option<i64>>(1)
-                .map(|seq| (row.get::<_, String>(0), seq))
-        })
-        .collect())
+    Ok(())
 }
 
 async fn write_records(

@@ -158,7 +158,10 @@ pub fn generate_among(n: usize, seed: u64, actors: usize) -> Vec<Entry> {
     let mut live: BTreeMap<String, Vec<String>> = BTreeMap::new(); // collection -> uris (may be stale)
     let mut entries = Vec::with_capacity(n);
     let mut rkey_counter = 0u64;
-    for seq in 1..=n as i64 {
+    let mut seq = 0i64;
+    // Some draws produce nothing (no target yet); seqs then have gaps, as on the relay.
+    while entries.len() < n {
+        seq += 1;
         let did = &dids[rng.below(dids.len())];
         let rev = format!("{:013}", seq);
         let roll = rng.below(100);
