@@ -213,6 +213,27 @@ struct ActorUpdate<'a> {
 
 /// Applies `events` in one transaction and commits it.
 pub async fn apply_batch(client: &mut Client, events: &[&Event]) -> Result<ApplyStats, IndexError> {
+    // Account deletions go in a transaction of their own: it locks those
+    // actors exclusively, while ordinary batches only share actor locks.
+    // Order does not matter (writes are ordered by rev/seq and deleted_seq),
+    // and both commit before the entries are acknowledged.
+    let (deletions, ordinary): (Vec<&Event>, Vec<&Event>) = events.iter().partition(
+        |event| matches!(event, Event::Account { status, .. } if status == ACCOUNT_DELETED),
+    );
+    let mut stats = ApplyStats::default();
+    for part in [deletions, ordinary] {
+        if !part.is_empty() {
+            stats.records_changed += apply_transaction(client, &part).await?.records_changed;
+        }
+    }
+    stats.events = events.len() as u64;
+    Ok(stats)
+}
+
+async fn apply_transaction(
+    client: &mut Client,
+    events: &[&Event],
+) -> Result<ApplyStats, IndexError> {
     let (actor_updates, commits) = collect(events);
     if !actor_updates.is_empty() {
         // Committed on its own, before the batch: creating actor rows is
@@ -235,11 +256,10 @@ pub async fn apply_batch(client: &mut Client, events: &[&Event]) -> Result<Apply
         .transaction()
         .await
         .map_err(IndexError::pg("starting a batch transaction"))?;
-    let mut stats = apply_in(&tx, &actor_updates, &commits).await?;
+    let stats = apply_in(&tx, &actor_updates, &commits).await?;
     tx.commit()
         .await
         .map_err(IndexError::pg("committing a batch"))?;
-    stats.events = events.len() as u64;
     Ok(stats)
 }
 
@@ -323,33 +343,22 @@ async fn apply_in(
         return Ok(stats);
     }
 
-    // 1. actors: an account deletion locks its actor exclusively; every
-    // other batch takes a key-share lock on its actors, so a deletion and a
-    // late commit of one repo serialize while ordinary batches share.
+    // 1. actors, locked in one pass in did order: exclusively in a
+    // deletion transaction, shared (key-share) otherwise, so a deletion and
+    // a late commit of the same repo serialize while ordinary batches share.
     let dids: Vec<&str> = actor_updates.keys().copied().collect();
     let deleting: Vec<&str> = actor_updates
         .iter()
         .filter(|(_, update)| update.deleted_seq.is_some())
         .map(|(did, _)| *did)
         .collect();
-    if !deleting.is_empty() {
-        exec(
-            tx,
-            "SELECT 1 FROM (SELECT did FROM actors WHERE did = ANY($1) ORDER BY did FOR UPDATE) AS locked",
-            &[&deleting],
-            "locking deleted accounts",
-        )
-        .await?;
-    }
+    let lock_sql = if deleting.is_empty() {
+        "SELECT did, deleted_seq FROM actors WHERE did = ANY($1) ORDER BY did FOR KEY SHARE"
+    } else {
+        "SELECT did, deleted_seq FROM actors WHERE did = ANY($1) ORDER BY did FOR UPDATE"
+    };
     let mut deleted_seq: HashMap<String, i64> = HashMap::new();
-    for row in query(
-        tx,
-        "SELECT did, deleted_seq FROM actors WHERE did = ANY($1) ORDER BY did FOR KEY SHARE",
-        &[&dids],
-        "locking actors",
-    )
-    .await?
-    {
+    for row in query(tx, lock_sql, &[&dids], "locking actors").await? {
         let did: String = row.get(0);
         let stored: Option<i64> = row.get(1);
         let batch = actor_updates
