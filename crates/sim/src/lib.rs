@@ -1,3 +1,16 @@
 //! skyhose-sim: a deterministic synthetic AT Protocol network, its ground truth, and
 //! a simulated relay serving it over subscribeRepos with the spec's cursor semantics
 //! and injectable faults. It must not depend on the ingest, index or api crates.
+
+pub mod capture;
+mod clock;
+mod network;
+pub mod records;
+pub mod relay;
+mod rng;
+mod truth;
+pub mod wire;
+
+pub use clock::{rfc3339, tid};
+pub use network::{generate, Network, SimConfig};
+pub use truth::{ActorTruth, GroundTruth, PostCounts, RecordLink};

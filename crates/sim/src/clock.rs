@@ -1,0 +1,65 @@
+//! Synthetic time: RFC 3339 datetimes and TIDs derived from microsecond timestamps,
+//! so identical configs give identical bytes regardless of the wall clock.
+
+const TID_ALPHABET: &[u8; 32] = b"234567abcdefghijklmnopqrstuvwxyz";
+
+/// A TID (13 chars, base32-sortable) from a microsecond timestamp and a 10-bit clock id.
+pub fn tid(micros: i64, clock_id: u16) -> String {
+    let value = ((micros as u64 & ((1u64 << 53) - 1)) << 10) | (clock_id as u64 & 0x3ff);
+    let mut out = [0u8; 13];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 60 - 5 * i as u32;
+        *slot = TID_ALPHABET[((value >> shift) & 0x1f) as usize];
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a Unix timestamp in microseconds.
+pub fn rfc3339(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let millis = micros.rem_euclid(1_000_000) / 1000;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_730_419_200_123_456), "2024-11-01T00:00:00.123Z");
+        assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn tids_sort_by_time() {
+        let a = tid(1_730_419_200_000_000, 5);
+        let b = tid(1_730_419_200_000_001, 0);
+        assert_eq!(a.len(), 13);
+        assert!(a < b);
+        assert!(a.starts_with('3'));
+    }
+}
