@@ -253,11 +253,29 @@ impl Stream<'_> {
             )))
     }
 
+    /// `(pending, lag)`: entries delivered but not acknowledged, and entries
+    /// not delivered yet (Redis 7 reports the lag; `None` when it cannot).
+    pub async fn backlog(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<(i64, Option<i64>), IndexError> {
+        let (pending, _, lag) = self.group_info(conn).await?;
+        Ok((pending, lag))
+    }
+
     /// `(pending count, last delivered id)` of the group.
     async fn group_state(
         &self,
         conn: &mut MultiplexedConnection,
     ) -> Result<(i64, String), IndexError> {
+        let (pending, last, _) = self.group_info(conn).await?;
+        Ok((pending, last))
+    }
+
+    async fn group_info(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<(i64, String, Option<i64>), IndexError> {
         let reply: Value = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(self.key)
@@ -291,7 +309,8 @@ impl Stream<'_> {
                 let last = field("last-delivered-id")
                     .and_then(text)
                     .unwrap_or_else(|| "0-0".into());
-                return Ok((pending, last));
+                let lag = field("lag").and_then(int);
+                return Ok((pending, last, lag));
             }
         }
         Err(IndexError::RedisReply {

@@ -104,7 +104,12 @@ pub async fn run(
         };
         tasks.spawn(worker.run());
     }
-    let reporter = tokio::spawn(report_progress(cfg.clone(), totals.clone(), stop.clone()));
+    let reporter = tokio::spawn(report_progress(
+        cfg.clone(),
+        redis.clone(),
+        totals.clone(),
+        stop.clone(),
+    ));
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         let outcome = joined
@@ -160,7 +165,17 @@ where
     }
 }
 
-async fn report_progress(cfg: Arc<IndexConfig>, totals: Arc<Totals>, stop: CancellationToken) {
+async fn report_progress(
+    cfg: Arc<IndexConfig>,
+    redis: redis::Client,
+    totals: Arc<Totals>,
+    stop: CancellationToken,
+) {
+    let stream = Stream {
+        key: &cfg.stream_key,
+        group: &cfg.group,
+    };
+    let mut conn: Option<MultiplexedConnection> = None;
     let mut last = totals.summary();
     let mut last_at = Instant::now();
     loop {
@@ -171,15 +186,32 @@ async fn report_progress(cfg: Arc<IndexConfig>, totals: Arc<Totals>, stop: Cance
         let now = totals.summary();
         let rate =
             (now.events_indexed - last.events_indexed) as f64 / last_at.elapsed().as_secs_f64();
+        // The backlog is informative only: a failure to read it is not an error.
+        if conn.is_none() {
+            conn = connect(&redis).await.ok();
+        }
+        let backlog = match conn.as_mut() {
+            Some(redis) => stream.backlog(redis).await.ok(),
+            None => None,
+        };
+        if backlog.is_none() {
+            conn = None;
+        }
+        let (pending, lag) = backlog.unwrap_or((-1, None));
         info!(
             events_per_sec = rate.round(),
             events = now.events_indexed,
             dead_lettered = now.dead_lettered,
             claimed = now.claimed,
             retries = now.retries,
+            pending,
+            lag = lag.unwrap_or(-1),
             "index progress"
         );
         metrics::gauge!("skyhose_index_events_per_second").set(rate);
+        if let Some(lag) = lag {
+            metrics::gauge!("skyhose_index_lag_entries").set(lag as f64);
+        }
         last = now;
         last_at = Instant::now();
     }

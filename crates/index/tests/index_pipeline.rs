@@ -77,15 +77,17 @@ async fn two_hundred_thousand_events_match_the_reference() {
     env.cleanup().await;
 }
 
-/// A rough throughput figure (the real benchmark is `skyhose bench index`):
+/// A rough throughput figure for 1, 2 and 4 workers, each into a fresh
+/// database (the full benchmark is `skyhose bench index`):
 /// `cargo test --release -p skyhose-index --test index_pipeline -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn throughput_probe() {
-    let env = TestEnv::new();
     let entries = generate_among(100_000, 42, 5000);
-    env.push(&entries).await;
-    for workers in [2] {
+    let expected = model(&entries);
+    for workers in [1, 2, 4] {
+        let env = TestEnv::new();
+        env.push(&entries).await;
         let mut cfg = env.config(workers);
         cfg.batch_size = 1000;
         cfg.claim_idle = std::time::Duration::from_secs(30);
@@ -99,11 +101,10 @@ async fn throughput_probe() {
             summary.events_indexed,
             summary.events_indexed as f64 / secs
         );
+        let pool = env.pool().await;
+        let actual = serde_json::to_value(skyhose_index::snapshot(&pool).await.expect("snapshot"))
+            .expect("json");
+        assert!(actual == expected, "{}", diff(&expected, &actual));
+        env.cleanup().await;
     }
-    let expected = model(&entries);
-    let pool = env.pool().await;
-    let actual = serde_json::to_value(skyhose_index::snapshot(&pool).await.expect("snapshot"))
-        .expect("json");
-    assert!(actual == expected, "{}", diff(&expected, &actual));
-    env.cleanup().await;
 }
