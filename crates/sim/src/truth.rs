@@ -115,3 +115,15 @@ pub(crate) fn build<'a>(
     }
     truth
 }
+
+impl GroundTruth {
+    /// The documented JSON shape (keys sorted), as the index crate also produces it.
+    pub fn to_json(&self) -> String {
+        // Serializing maps of strings and integers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
