@@ -1,0 +1,73 @@
+"""Independent check of the simulated relay with the `atproto` Python SDK.
+
+Usage: firehose_check.py <ws-base-url> <n>
+
+Subscribes from cursor 0 with the SDK's own firehose client, decodes the first
+<n> events and each commit's CAR with the SDK's parsers, and prints counts per
+message type, per op collection/action and per record $type as JSON.
+"""
+
+import json
+import sys
+from collections import Counter
+
+try:
+    from atproto import CAR, FirehoseSubscribeReposClient, parse_subscribe_repos_message
+except ImportError:
+    sys.stderr.write("the atproto package is missing: pip install atproto\n")
+    sys.exit(3)
+
+
+def main() -> None:
+    base, total = sys.argv[1].rstrip("/"), int(sys.argv[2])
+    types, collections, actions, record_types = Counter(), Counter(), Counter(), Counter()
+    problems = []
+    state = {"seen": 0, "last_seq": 0}
+    client = FirehoseSubscribeReposClient(params={"cursor": 0}, base_uri=f"{base}/xrpc")
+
+    def on_message(frame) -> None:
+        if state["seen"] >= total:
+            return
+        message = parse_subscribe_repos_message(frame)
+        kind = frame.type
+        types[kind] += 1
+        seq = getattr(message, "seq", None)
+        if seq is not None:
+            if seq <= state["last_seq"]:
+                problems.append(f"seq {seq} after {state['last_seq']}")
+            state["last_seq"] = seq
+        if kind == "#commit":
+            car = CAR.from_bytes(message.blocks)
+            if str(car.root) != str(message.commit):
+                problems.append(f"seq {seq}: CAR root {car.root} is not commit {message.commit}")
+            for op in message.ops:
+                collections[op.path.split("/")[0]] += 1
+                actions[op.action] += 1
+                if op.cid is not None:
+                    block = car.blocks.get(op.cid)
+                    if block is None:
+                        problems.append(f"seq {seq}: no block for {op.path}")
+                    else:
+                        record_types[block.get("$type", "?")] += 1
+        state["seen"] += 1
+        if state["seen"] >= total:
+            client.stop()
+
+    client.start(on_message)
+    print(
+        json.dumps(
+            {
+                "events": state["seen"],
+                "types": dict(sorted(types.items())),
+                "collections": dict(sorted(collections.items())),
+                "actions": dict(sorted(actions.items())),
+                "record_types": dict(sorted(record_types.items())),
+                "problems": problems[:20],
+            },
+            sort_keys=True,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
