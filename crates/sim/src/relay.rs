@@ -383,6 +383,8 @@ fn malformed_frame(rng: &mut SplitMix64, real: &[u8]) -> Bytes {
     }
 }
 
+// The handshake callback's error type is fixed by tungstenite (an HTTP response).
+#[allow(clippy::result_large_err)]
 async fn serve(
     stream: TcpStream,
     shared: &Shared,

@@ -356,6 +356,9 @@ fn read_varint(input: &[u8], pos: &mut usize) -> Result<u64, WireError> {
     Err(WireError::BadCar("varint longer than 64 bits"))
 }
 
+/// A CAR block: its CID and bytes.
+pub type Block = (Cid, Vec<u8>);
+
 /// A CAR v1 file with the given roots and blocks, in order.
 pub fn write_car(roots: &[Cid], blocks: &[(Cid, Vec<u8>)]) -> Vec<u8> {
     let header = encode(&Value::map([
@@ -378,7 +381,7 @@ pub fn write_car(roots: &[Cid], blocks: &[(Cid, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// Reads a CAR v1 file into its roots and blocks (CIDs are not re-verified).
-pub fn read_car(input: &[u8]) -> Result<(Vec<Cid>, Vec<(Cid, Vec<u8>)>), WireError> {
+pub fn read_car(input: &[u8]) -> Result<(Vec<Cid>, Vec<Block>), WireError> {
     let mut pos = 0;
     let header_len = read_varint(input, &mut pos)?;
     let header =
