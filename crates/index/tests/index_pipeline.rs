@@ -89,7 +89,10 @@ async fn throughput_probe() {
         let env = TestEnv::new();
         env.push(&entries).await;
         let mut cfg = env.config(workers);
-        cfg.batch_size = 1000;
+        cfg.batch_size = std::env::var("PROBE_BATCH")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(1000);
         cfg.claim_idle = std::time::Duration::from_secs(30);
         let started = std::time::Instant::now();
         let summary = skyhose_index::run(cfg, CancellationToken::new())
