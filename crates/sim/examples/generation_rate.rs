@@ -6,7 +6,10 @@ use std::time::Instant;
 use skyhose_sim::{Network, SimConfig};
 
 fn main() {
-    let events: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(500_000);
+    let events: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(500_000);
     let mut net = Network::new(SimConfig::default());
     let started = Instant::now();
     let mut bytes = 0usize;

@@ -4,6 +4,7 @@
 
 pub mod capture;
 mod clock;
+mod fasthash;
 mod network;
 pub mod records;
 pub mod relay;

@@ -2,9 +2,10 @@
 //! Everything derives from `SimConfig` through one PRNG and a synthetic clock,
 //! so a config always yields byte-identical frames.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use crate::clock::{rfc3339, tid};
+use crate::fasthash::{FastMap, FastSet};
 use crate::records::{self, Feature, PostParts, StrongRef};
 use crate::rng::SplitMix64;
 use crate::truth::{self, GroundTruth, RecordLink};
@@ -66,7 +67,7 @@ struct LiveRecord {
 #[derive(Default)]
 struct LiveSet {
     paths: Vec<String>,
-    index: HashMap<String, usize>,
+    index: FastMap<String, usize>,
     records: Vec<LiveRecord>,
 }
 
@@ -170,8 +171,10 @@ pub struct Network {
     rng: SplitMix64,
     seq: i64,
     actors: Vec<Actor>,
-    by_did: HashMap<String, usize>,
-    follows: HashSet<(usize, usize)>,
+    by_did: FastMap<String, usize>,
+    follows: FastSet<(usize, usize)>,
+    /// `created_at` of the event being generated, formatted once per event.
+    now: String,
     /// Accounts that must act next (new joiners being announced).
     forced: VecDeque<usize>,
     inactive: Vec<usize>,
@@ -188,8 +191,9 @@ impl Network {
             cfg,
             seq: 0,
             actors: Vec::new(),
-            by_did: HashMap::new(),
-            follows: HashSet::new(),
+            by_did: FastMap::default(),
+            follows: FastSet::default(),
+            now: String::new(),
             forced: VecDeque::new(),
             inactive: Vec::new(),
             recent_posts: VecDeque::new(),
@@ -251,6 +255,7 @@ impl Network {
 
     pub fn next_event(&mut self) -> Event {
         self.seq += 1;
+        self.now = rfc3339(self.now_micros());
         if self.rng.chance(self.cfg.join_probability) {
             let idx = self.add_actor();
             self.forced.push_back(idx);
@@ -286,7 +291,7 @@ impl Network {
     }
 
     fn intro_step(&mut self, idx: usize) -> Event {
-        let (seq, time) = (self.seq, rfc3339(self.now_micros()));
+        let (seq, time) = (self.seq, self.created_at());
         let Some(actor) = self.actors.get_mut(idx) else {
             return self.sync_event(0);
         };
@@ -366,7 +371,7 @@ impl Network {
     }
 
     fn created_at(&self) -> String {
-        rfc3339(self.now_micros())
+        self.now.clone()
     }
 
     fn rkey(&self, idx: usize, op_index: i64) -> String {

@@ -220,14 +220,32 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Map(map) => {
             head(out, 5, map.len() as u64);
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(b.0)));
-            for (k, v) in entries {
-                head(out, 3, k.len() as u64);
-                out.extend_from_slice(k.as_bytes());
-                encode_into(v, out);
+            // The map iterates in byte order; canonical order is by length first, and a
+            // stable sort by length of the byte-ordered keys gives exactly that.
+            const SMALL: usize = 16;
+            if map.len() <= SMALL {
+                let mut entries: [(&str, &Value); SMALL] = [("", &Value::Null); SMALL];
+                for (slot, (k, v)) in entries.iter_mut().zip(map) {
+                    *slot = (k.as_str(), v);
+                }
+                let entries = entries.get_mut(..map.len()).unwrap_or_default();
+                entries.sort_by_key(|(k, _)| k.len());
+                encode_entries(entries.iter().copied(), out);
+            } else {
+                let mut entries: Vec<(&str, &Value)> =
+                    map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+                entries.sort_by_key(|(k, _)| k.len());
+                encode_entries(entries.into_iter(), out);
             }
         }
+    }
+}
+
+fn encode_entries<'a>(entries: impl Iterator<Item = (&'a str, &'a Value)>, out: &mut Vec<u8>) {
+    for (k, v) in entries {
+        head(out, 3, k.len() as u64);
+        out.extend_from_slice(k.as_bytes());
+        encode_into(v, out);
     }
 }
 
@@ -511,47 +529,13 @@ impl Event {
     }
 }
 
-fn opt_str(v: &Option<String>) -> Value {
-    v.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
-}
-
 /// One binary subscribeRepos message: the header `{op, t}` followed by the body.
 pub fn encode_frame(event: &Event) -> Vec<u8> {
     let (header, body) = match event {
         Event::Commit(c) => {
-            let ops = c
-                .ops
-                .iter()
-                .map(|op| {
-                    let mut m = BTreeMap::new();
-                    m.insert("action".to_owned(), Value::from(op.action.as_str()));
-                    m.insert("path".to_owned(), Value::String(op.path.clone()));
-                    m.insert("cid".to_owned(), op.cid.map_or(Value::Null, Value::Link));
-                    if let Some(prev) = op.prev {
-                        m.insert("prev".to_owned(), Value::Link(prev));
-                    }
-                    Value::Map(m)
-                })
-                .collect();
-            let mut m = BTreeMap::new();
-            m.insert("seq".to_owned(), Value::Integer(c.seq));
-            m.insert("rebase".to_owned(), Value::Bool(c.rebase));
-            m.insert("tooBig".to_owned(), Value::Bool(c.too_big));
-            m.insert("repo".to_owned(), Value::String(c.repo.clone()));
-            m.insert("commit".to_owned(), Value::Link(c.commit));
-            m.insert("rev".to_owned(), Value::String(c.rev.clone()));
-            m.insert("since".to_owned(), opt_str(&c.since));
-            m.insert("blocks".to_owned(), Value::Bytes(c.blocks.clone()));
-            m.insert("ops".to_owned(), Value::List(ops));
-            m.insert(
-                "blobs".to_owned(),
-                Value::List(c.blobs.iter().map(|b| Value::Link(*b)).collect()),
-            );
-            if let Some(pd) = c.prev_data {
-                m.insert("prevData".to_owned(), Value::Link(pd));
-            }
-            m.insert("time".to_owned(), Value::String(c.time.clone()));
-            (message_header("#commit"), Value::Map(m))
+            let mut out = encode(&message_header("#commit"));
+            encode_commit_body(c, &mut out);
+            return out;
         }
         Event::Sync(s) => (
             message_header("#sync"),
@@ -606,6 +590,72 @@ pub fn encode_frame(event: &Event) -> Vec<u8> {
     out
 }
 
+fn key(out: &mut Vec<u8>, k: &str) {
+    head(out, 3, k.len() as u64);
+    out.extend_from_slice(k.as_bytes());
+}
+
+fn link(out: &mut Vec<u8>, cid: &Cid) {
+    encode_into(&Value::Link(*cid), out);
+}
+
+/// The commit body written directly in canonical key order (length, then bytes),
+/// because commits are most of the stream and copying `blocks` into a value tree
+/// would dominate generation time.
+fn encode_commit_body(c: &Commit, out: &mut Vec<u8>) {
+    out.reserve(c.blocks.len() + 256);
+    head(out, 5, if c.prev_data.is_some() { 12 } else { 11 });
+    key(out, "ops");
+    head(out, 4, c.ops.len() as u64);
+    for op in &c.ops {
+        head(out, 5, if op.prev.is_some() { 4 } else { 3 });
+        key(out, "cid");
+        match &op.cid {
+            Some(cid) => link(out, cid),
+            None => out.push(0xf6),
+        }
+        key(out, "path");
+        key(out, &op.path);
+        if let Some(prev) = &op.prev {
+            key(out, "prev");
+            link(out, prev);
+        }
+        key(out, "action");
+        key(out, op.action.as_str());
+    }
+    key(out, "rev");
+    key(out, &c.rev);
+    key(out, "seq");
+    encode_into(&Value::Integer(c.seq), out);
+    key(out, "repo");
+    key(out, &c.repo);
+    key(out, "time");
+    key(out, &c.time);
+    key(out, "blobs");
+    head(out, 4, c.blobs.len() as u64);
+    for blob in &c.blobs {
+        link(out, blob);
+    }
+    key(out, "since");
+    match &c.since {
+        Some(since) => key(out, since),
+        None => out.push(0xf6),
+    }
+    key(out, "blocks");
+    head(out, 2, c.blocks.len() as u64);
+    out.extend_from_slice(&c.blocks);
+    key(out, "commit");
+    link(out, &c.commit);
+    key(out, "rebase");
+    encode_into(&Value::Bool(c.rebase), out);
+    key(out, "tooBig");
+    encode_into(&Value::Bool(c.too_big), out);
+    if let Some(prev_data) = &c.prev_data {
+        key(out, "prevData");
+        link(out, prev_data);
+    }
+}
+
 fn message_header(t: &str) -> Value {
     Value::map([("op", Value::Integer(1)), ("t", Value::from(t))])
 }
@@ -657,6 +707,60 @@ mod tests {
         ]);
         let bytes = encode(&v);
         assert_eq!(decode_prefix(&bytes), Ok((v, bytes.len())));
+    }
+
+    #[test]
+    fn direct_commit_body_equals_value_tree_encoding() {
+        let cid = Cid::for_raw(b"c");
+        for (since, prev_data, prev) in [
+            (None, None, None),
+            (Some("3l2".to_owned()), Some(cid), Some(cid)),
+        ] {
+            let c = Commit {
+                seq: 300,
+                repo: "did:plc:abc".into(),
+                rev: "3l3".into(),
+                since: since.clone(),
+                time: "2024-11-01T00:00:00.000Z".into(),
+                commit: cid,
+                blocks: vec![7; 30],
+                ops: vec![RepoOp {
+                    action: OpAction::Delete,
+                    path: "app.bsky.feed.like/3l".into(),
+                    cid: None,
+                    prev,
+                }],
+                blobs: vec![],
+                too_big: false,
+                rebase: false,
+                prev_data,
+            };
+            let mut op = BTreeMap::new();
+            op.insert("action".to_owned(), Value::from("delete"));
+            op.insert("path".to_owned(), Value::from("app.bsky.feed.like/3l"));
+            op.insert("cid".to_owned(), Value::Null);
+            if let Some(p) = prev {
+                op.insert("prev".to_owned(), Value::Link(p));
+            }
+            let mut m = BTreeMap::new();
+            m.insert("seq".to_owned(), Value::Integer(300));
+            m.insert("rebase".to_owned(), Value::Bool(false));
+            m.insert("tooBig".to_owned(), Value::Bool(false));
+            m.insert("repo".to_owned(), Value::from("did:plc:abc"));
+            m.insert("commit".to_owned(), Value::Link(cid));
+            m.insert("rev".to_owned(), Value::from("3l3"));
+            m.insert("since".to_owned(), since.map_or(Value::Null, Value::String));
+            m.insert("blocks".to_owned(), Value::Bytes(vec![7; 30]));
+            m.insert("ops".to_owned(), Value::List(vec![Value::Map(op)]));
+            m.insert("blobs".to_owned(), Value::List(vec![]));
+            if let Some(p) = prev_data {
+                m.insert("prevData".to_owned(), Value::Link(p));
+            }
+            m.insert("time".to_owned(), Value::from("2024-11-01T00:00:00.000Z"));
+            let mut expected = encode(&message_header("#commit"));
+            encode_into(&Value::Map(m), &mut expected);
+            assert_eq!(encode_frame(&Event::Commit(c)), expected);
+        }
     }
 
     #[test]
