@@ -4,7 +4,9 @@ Usage: firehose_check.py <ws-base-url> <n>
 
 Subscribes from cursor 0 with the SDK's own firehose client, decodes the first
 <n> events and each commit's CAR with the SDK's parsers, and prints counts per
-message type, per op collection/action and per record $type as JSON.
+message type, per op collection/action and per record $type as JSON. Every
+record is also validated against the SDK's lexicon models (strict string
+formats); failures are listed under "problems".
 """
 
 import json
@@ -16,6 +18,25 @@ try:
 except ImportError:
     sys.stderr.write("the atproto package is missing: pip install atproto\n")
     sys.exit(3)
+
+try:
+    # The SDK's models generated from the lexicons; records must validate against them.
+    from atproto_client.models.type_conversion import RECORD_TYPE_TO_MODEL_CLASS
+except ImportError:
+    RECORD_TYPE_TO_MODEL_CLASS = None
+
+
+def validate(record, seq, path):
+    if RECORD_TYPE_TO_MODEL_CLASS is None:
+        return []
+    model = RECORD_TYPE_TO_MODEL_CLASS.get(record.get("$type"))
+    if model is None:
+        return [f"seq {seq}: {path}: no lexicon model for {record.get('$type')}"]
+    try:
+        model.model_validate(record, context={"strict_string_format": True})
+    except Exception as e:  # noqa: BLE001 - any validation failure is reported
+        return [f"seq {seq}: {path}: {str(e)[:300]}"]
+    return []
 
 
 def main() -> None:
@@ -49,6 +70,7 @@ def main() -> None:
                         problems.append(f"seq {seq}: no block for {op.path}")
                     else:
                         record_types[block.get("$type", "?")] += 1
+                        problems.extend(validate(block, seq, op.path))
         state["seen"] += 1
         if state["seen"] >= total:
             client.stop()
