@@ -84,6 +84,12 @@ impl IndexError {
         }
     }
 
+    /// True when Redis answered that the stream or its consumer group does
+    /// not exist (Redis restarted empty).
+    pub fn is_missing_group(&self) -> bool {
+        matches!(self, IndexError::Redis { source, .. } if source.code() == Some("NOGROUP"))
+    }
+
     /// True when the failure is about the data of this batch (PostgreSQL
     /// rejected a value), so splitting the batch can isolate the bad entry.
     pub fn is_data_error(&self) -> bool {

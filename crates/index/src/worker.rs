@@ -247,12 +247,26 @@ impl Worker {
         let mut last_watermark = Instant::now();
         let mut conn: Option<MultiplexedConnection> = None;
         let mut backoff = MIN_BACKOFF;
+        // A committed batch whose acknowledgement failed (Redis went away):
+        // acknowledged first once Redis is back, before reading anything new.
+        let mut unfinished: Option<Prepared> = None;
+        let mut need_group = false;
         while !self.stop.is_cancelled() {
             let step = async {
                 let redis = match conn.as_mut() {
                     Some(redis) => redis,
                     None => conn.insert(connect(&self.redis).await?),
                 };
+                if need_group {
+                    stream.ensure_group(redis).await?;
+                    need_group = false;
+                }
+                if let Some(prepared) = unfinished.take() {
+                    if let Err(err) = self.finish(&stream, redis, &prepared).await {
+                        unfinished = Some(prepared);
+                        return Err(err);
+                    }
+                }
                 let mut batch = Vec::new();
                 if last_claim.is_none_or(|at| at.elapsed() >= claim_every) {
                     batch = self.claim_stale(&stream, redis, claim_idle_ms).await?;
@@ -276,7 +290,10 @@ impl Worker {
                 let Some(prepared) = prepared else {
                     return Ok(true);
                 };
-                self.finish(&stream, redis, prepared).await?;
+                if let Err(err) = self.finish(&stream, redis, &prepared).await {
+                    unfinished = Some(prepared);
+                    return Err(err);
+                }
                 if last_watermark.elapsed() >= WATERMARK_EVERY {
                     self.update_watermark(&stream, redis).await?;
                     last_watermark = Instant::now();
@@ -299,6 +316,14 @@ impl Worker {
                         _ = self.stop.cancelled() => break,
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(err) if err.is_missing_group() => {
+                    // Redis lost the stream and its group (it keeps nothing on
+                    // disk): recreate the group; ingest refills the stream from
+                    // the watermark, and an unacknowledged batch is gone anyway.
+                    warn!(worker = %self.name, error = %err, "consumer group missing; recreating it");
+                    unfinished = None;
+                    need_group = true;
                 }
                 Err(err) => return Err(err),
             }
@@ -445,7 +470,7 @@ impl Worker {
         &self,
         stream: &Stream<'_>,
         redis: &mut MultiplexedConnection,
-        prepared: Prepared,
+        prepared: &Prepared,
     ) -> Result<(), IndexError> {
         for (entry, reason) in &prepared.dead {
             warn!(entry = %entry.id, %reason, "dead-lettering entry");
