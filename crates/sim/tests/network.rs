@@ -150,3 +150,48 @@ fn facets_index_utf8_bytes_of_the_text() {
     }
     assert!(checked > 50);
 }
+
+#[test]
+fn deleted_accounts_never_act_again() {
+    let (frames, truth) = generate(&small(), 8000);
+    let mut deleted = std::collections::HashSet::new();
+    let mut statuses = BTreeMap::new();
+    for frame in &frames {
+        let (t, body) = common::parts(frame);
+        let did = body
+            .get("repo")
+            .or(body.get("did"))
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned();
+        assert!(!deleted.contains(&did), "{did} acted after deletion ({t})");
+        if t == "#account" {
+            let status = body
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("active")
+                .to_owned();
+            if status == "deleted" {
+                deleted.insert(did);
+            }
+            *statuses.entry(status).or_insert(0) += 1;
+        }
+    }
+    assert!(
+        !deleted.is_empty(),
+        "some accounts are deleted: {statuses:?}"
+    );
+    for status in ["deactivated", "takendown"] {
+        assert!(
+            statuses.contains_key(status),
+            "{status} missing: {statuses:?}"
+        );
+    }
+    for did in &deleted {
+        assert_eq!(truth.actors[did].status, "deleted");
+        assert!(!truth
+            .records
+            .keys()
+            .any(|uri| uri.starts_with(&format!("at://{did}/"))));
+    }
+}
