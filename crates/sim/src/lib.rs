@@ -1,6 +1,9 @@
 //! skyhose-sim: a deterministic synthetic AT Protocol network, its ground truth, and
 //! a simulated relay serving it over subscribeRepos with the spec's cursor semantics
 //! and injectable faults. It must not depend on the ingest, index or api crates.
+//!
+//! `wire` carries the minimal DAG-CBOR/CID/CAR/frame encoding the generator
+//! needs, mirroring the `skyhose_proto` API so it can be swapped for that crate.
 
 pub mod capture;
 mod clock;
