@@ -51,32 +51,6 @@ async fn shuffled_and_replayed_across_four_workers_matches_the_ordered_run() {
     env.cleanup().await;
 }
 
-/// The size: at least 200k events, indexed by two workers, exactly.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_thousand_events_match_the_reference() {
-    let env = TestEnv::new();
-    let entries = generate_among(200_000, 2024, 3000);
-    env.push(&entries).await;
-    let mut cfg = env.config(2);
-    cfg.batch_size = 1000;
-    // Nobody dies here; a long idle time avoids needless takeovers of slow batches.
-    cfg.claim_idle = std::time::Duration::from_secs(30);
-    let summary = skyhose_index::run(cfg, CancellationToken::new())
-        .await
-        .expect("index run");
-    assert_eq!(summary.dead_lettered, 0, "{summary:?}");
-    assert!(
-        summary.events_indexed >= entries.len() as u64,
-        "{summary:?}"
-    );
-    let pool = env.pool().await;
-    let actual = serde_json::to_value(skyhose_index::snapshot(&pool).await.expect("snapshot"))
-        .expect("json");
-    let expected = model(&entries);
-    assert!(actual == expected, "{}", diff(&expected, &actual));
-    env.cleanup().await;
-}
-
 /// A rough throughput figure for 1, 2 and 4 workers, each into a fresh
 /// database (the full benchmark is `skyhose bench index`):
 /// `cargo test --release -p skyhose-index --test index_pipeline -- --ignored --nocapture`.
