@@ -6,12 +6,12 @@ const TID_ALPHABET: &[u8; 32] = b"234567abcdefghijklmnopqrstuvwxyz";
 /// A TID (13 chars, base32-sortable) from a microsecond timestamp and a 10-bit clock id.
 pub fn tid(micros: i64, clock_id: u16) -> String {
     let value = ((micros as u64 & ((1u64 << 53) - 1)) << 10) | (clock_id as u64 & 0x3ff);
-    let mut out = [0u8; 13];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let shift = 60 - 5 * i as u32;
-        *slot = TID_ALPHABET[((value >> shift) & 0x1f) as usize];
+    let mut out = String::with_capacity(13);
+    for i in 0..13u32 {
+        let shift = 60 - 5 * i;
+        out.push(TID_ALPHABET[((value >> shift) & 0x1f) as usize] as char);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a Unix timestamp in microseconds.

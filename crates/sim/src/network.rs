@@ -122,7 +122,12 @@ struct Actor {
 
 impl Actor {
     fn uri(&self, path: &str) -> String {
-        format!("at://{}/{}", self.did, path)
+        let mut uri = String::with_capacity(6 + self.did.len() + path.len());
+        uri.push_str("at://");
+        uri.push_str(&self.did);
+        uri.push('/');
+        uri.push_str(path);
+        uri
     }
 }
 
@@ -971,7 +976,10 @@ impl Network {
         let mut repo_ops = Vec::with_capacity(ops.len());
         let mut entries = Vec::with_capacity(ops.len());
         for op in ops {
-            let path = format!("{}/{}", op.collection, op.rkey);
+            let mut path = String::with_capacity(op.collection.len() + 1 + op.rkey.len());
+            path.push_str(op.collection);
+            path.push('/');
+            path.push_str(&op.rkey);
             let prev = actor.live.get(&path).map(|r| r.cid);
             match op.record {
                 Some((record, link, root)) => {

@@ -168,7 +168,8 @@ impl From<Vec<Value>> for Value {
 
 /// Canonical DAG-CBOR: shortest integer heads, map keys by length then bytes.
 pub fn encode(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
+    // Most records fit; growing from a tiny buffer costs several reallocations.
+    let mut out = Vec::with_capacity(512);
     encode_into(value, &mut out);
     out
 }
@@ -533,7 +534,8 @@ impl Event {
 pub fn encode_frame(event: &Event) -> Vec<u8> {
     let (header, body) = match event {
         Event::Commit(c) => {
-            let mut out = encode(&message_header("#commit"));
+            let mut out = Vec::with_capacity(c.blocks.len() + 384);
+            encode_into(&message_header("#commit"), &mut out);
             encode_commit_body(c, &mut out);
             return out;
         }
@@ -603,7 +605,6 @@ fn link(out: &mut Vec<u8>, cid: &Cid) {
 /// because commits are most of the stream and copying `blocks` into a value tree
 /// would dominate generation time.
 fn encode_commit_body(c: &Commit, out: &mut Vec<u8>) {
-    out.reserve(c.blocks.len() + 256);
     head(out, 5, if c.prev_data.is_some() { 12 } else { 11 });
     key(out, "ops");
     head(out, 4, c.ops.len() as u64);
