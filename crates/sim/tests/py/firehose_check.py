@@ -9,6 +9,8 @@ record is also validated against the SDK's lexicon models (strict string
 formats); failures are listed under "problems".
 """
 
+import base64
+import hashlib
 import json
 import sys
 from collections import Counter
@@ -20,10 +22,23 @@ except ImportError:
     sys.exit(3)
 
 try:
+    # The SDK's own DAG-CBOR codec, to re-encode blocks and recompute their CIDs.
+    from libipld import encode_dag_cbor
+except ImportError:
+    encode_dag_cbor = None
+
+try:
     # The SDK's models generated from the lexicons; records must validate against them.
     from atproto_client.models.type_conversion import RECORD_TYPE_TO_MODEL_CLASS
 except ImportError:
     RECORD_TYPE_TO_MODEL_CLASS = None
+
+
+def dag_cbor_cid(value) -> str:
+    """CIDv1 (dag-cbor, sha2-256) of a value's canonical encoding, base32 multibase."""
+    digest = hashlib.sha256(encode_dag_cbor(value)).digest()
+    raw = bytes([0x01, 0x71, 0x12, 0x20]) + digest
+    return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
 
 
 def validate(record, seq, path):
@@ -61,6 +76,12 @@ def main() -> None:
             car = CAR.from_bytes(message.blocks)
             if str(car.root) != str(message.commit):
                 problems.append(f"seq {seq}: CAR root {car.root} is not commit {message.commit}")
+            # The commit block is not re-hashed here: the SDK's decoder returns links and
+            # byte strings alike as bytes, so a signature starting with 0x01 would be
+            # re-encoded as a link. Records carry no byte strings, so they are re-hashed.
+            commit_block = car.blocks.get(message.commit)
+            if commit_block is None or commit_block.get("did") != message.repo or commit_block.get("version") != 3:
+                problems.append(f"seq {seq}: commit block missing or not for {message.repo}")
             for op in message.ops:
                 collections[op.path.split("/")[0]] += 1
                 actions[op.action] += 1
@@ -70,6 +91,8 @@ def main() -> None:
                         problems.append(f"seq {seq}: no block for {op.path}")
                     else:
                         record_types[block.get("$type", "?")] += 1
+                        if encode_dag_cbor is not None and dag_cbor_cid(block) != str(op.cid):
+                            problems.append(f"seq {seq}: {op.path} is not canonical DAG-CBOR for {op.cid}")
                         problems.extend(validate(block, seq, op.path))
         state["seen"] += 1
         if state["seen"] >= total:
