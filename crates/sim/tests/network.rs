@@ -195,3 +195,25 @@ fn deleted_accounts_never_act_again() {
             .any(|uri| uri.starts_with(&format!("at://{did}/"))));
     }
 }
+
+/// The byte stream for a fixed config is part of the contract (captures, truth
+/// files and benchmarks are compared across versions), so it is pinned here.
+#[test]
+fn frames_for_a_fixed_seed_never_change() {
+    use sha2::{Digest, Sha256};
+    let (frames, truth) = generate(&SimConfig::default(), 1000);
+    let mut hasher = Sha256::new();
+    for frame in &frames {
+        hasher.update((frame.len() as u32).to_be_bytes());
+        hasher.update(frame);
+    }
+    let digest = data_encoding::HEXLOWER.encode(&hasher.finalize());
+    let truth_digest = data_encoding::HEXLOWER.encode(&Sha256::digest(truth.to_json()));
+    assert_eq!(
+        (digest.as_str(), truth_digest.as_str()),
+        (
+            "d83a34659ece849c65cb1918cf8a85c5d27656d53d3b390bc7ce30d77b88b415",
+            "3ba82f950f0de9a03bed1ca99e517a298a2beea6b5e0f411b8335bf1a3cede0c"
+        )
+    );
+}
