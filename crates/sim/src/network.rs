@@ -334,8 +334,14 @@ impl Network {
         }
     }
 
-    fn random_event(&mut self, idx: usize) -> Event {
+    fn random_event(&mut self, acting: usize) -> Event {
         let roll = self.rng.unit();
+        // List maintenance is done by the few accounts that curate lists.
+        let idx = if (0.90..0.924).contains(&roll) {
+            self.list_curator(acting)
+        } else {
+            acting
+        };
         let ops = match roll {
             r if r < 0.48 => self.like_ops(idx),
             r if r < 0.63 => self.post_ops(idx),
@@ -702,6 +708,32 @@ impl Network {
             record,
             RecordLink::None,
         )]
+    }
+
+    /// The owner of a recent list, when it can act; otherwise `fallback`.
+    fn list_curator(&mut self, fallback: usize) -> usize {
+        if self.recent_lists.is_empty() {
+            return fallback;
+        }
+        let Some(uri) = self
+            .recent_lists
+            .get(self.rng.below(self.recent_lists.len()))
+        else {
+            return fallback;
+        };
+        let owner = uri
+            .strip_prefix("at://")
+            .and_then(|rest| rest.split('/').next());
+        match owner.and_then(|did| self.by_did.get(did)).copied() {
+            Some(owner)
+                if self.actors.get(owner).is_some_and(|a| {
+                    a.status == Status::Active && a.intro >= 3 && !a.lists.is_empty()
+                }) =>
+            {
+                owner
+            }
+            _ => fallback,
+        }
     }
 
     fn list_op(&mut self, idx: usize) -> Vec<PendingOp> {

@@ -201,7 +201,7 @@ fn deleted_accounts_never_act_again() {
 #[test]
 fn frames_for_a_fixed_seed_never_change() {
     use sha2::{Digest, Sha256};
-    let (frames, truth) = generate(&SimConfig::default(), 1000);
+    let (frames, truth) = generate(&small(), 3000);
     let mut hasher = Sha256::new();
     for frame in &frames {
         hasher.update((frame.len() as u32).to_be_bytes());
@@ -212,8 +212,8 @@ fn frames_for_a_fixed_seed_never_change() {
     assert_eq!(
         (digest.as_str(), truth_digest.as_str()),
         (
-            "d83a34659ece849c65cb1918cf8a85c5d27656d53d3b390bc7ce30d77b88b415",
-            "3ba82f950f0de9a03bed1ca99e517a298a2beea6b5e0f411b8335bf1a3cede0c"
+            "b4939cf79408ac1979adfaebd03fa1c2efeda63b9603af4b8dd825f3e45a4460",
+            "8f4ddc570a369f6a1bb03f2ab5b4020241c7d9933ff2387dadc45858c793cdae"
         )
     );
 }
