@@ -1,6 +1,7 @@
 //! Prints how fast the relay serves frames to one consumer: generation first
 //! (`--total` events), then a full replay from cursor 0 over loopback.
-//! Run with `cargo run --release -p skyhose-sim --example serve_rate [events]`.
+//! Run with `cargo run --release -p skyhose-sim --example serve_rate [events] [capture]`;
+//! with a capture path, the first run records it and later runs replay it.
 
 use std::time::Instant;
 
@@ -13,10 +14,22 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(300_000);
+    let capture = std::env::args().nth(2).map(std::path::PathBuf::from);
+    let (record_file, replay_file) = match capture {
+        Some(path) if path.exists() => (None, Some(path)),
+        other => (other, None),
+    };
+    let mode = if replay_file.is_some() {
+        "replayed"
+    } else {
+        "generated"
+    };
     let started = Instant::now();
     let relay = relay::start(RelayConfig {
         total: Some(events),
         window: events as usize,
+        record_file,
+        replay_file,
         ..RelayConfig::default()
     })
     .await?;
@@ -39,7 +52,7 @@ async fn main() -> std::io::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "generated {events} events in {generated_in:.2}s ({:.0}/s); served {frames} frames in {secs:.2}s: {:.0} frames/s, {:.1} MB/s",
+        "{mode} {events} events in {generated_in:.2}s ({:.0}/s); served {frames} frames in {secs:.2}s: {:.0} frames/s, {:.1} MB/s",
         events as f64 / generated_in,
         frames as f64 / secs,
         bytes as f64 / secs / 1e6
