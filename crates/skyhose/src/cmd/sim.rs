@@ -47,7 +47,12 @@ pub struct SimRelayArgs {
     #[arg(long = "record", env = "SIM_RECORD", value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// Serve the frames of this capture file instead of generating.
-    #[arg(long = "replay", env = "SIM_REPLAY", value_name = "FILE", conflicts_with = "record")]
+    #[arg(
+        long = "replay",
+        env = "SIM_REPLAY",
+        value_name = "FILE",
+        conflicts_with = "record"
+    )]
     pub replay: Option<PathBuf>,
     /// Write the ground truth (JSON) of the first --total events to this file.
     #[arg(long, env = "SIM_TRUTH_OUT", value_name = "FILE", requires = "total")]
@@ -58,7 +63,11 @@ pub struct SimRelayArgs {
 }
 
 pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
-    let sim = SimConfig { seed: args.seed, accounts: args.accounts, ..SimConfig::default() };
+    let sim = SimConfig {
+        seed: args.seed,
+        accounts: args.accounts,
+        ..SimConfig::default()
+    };
     if let (Some(path), Some(total)) = (&args.truth_out, args.total) {
         let (sim, path) = (sim.clone(), path.clone());
         tokio::task::spawn_blocking(move || write_truth(sim, total, &path)).await??;
@@ -82,7 +91,9 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
         replay_file: args.replay,
         record_file: args.record,
     };
-    let relay = relay::start(cfg).await.with_context(|| format!("starting the relay on {}", args.listen))?;
+    let relay = relay::start(cfg)
+        .await
+        .with_context(|| format!("starting the relay on {}", args.listen))?;
     tracing::info!(url = %relay.subscribe_url(), "simulated relay listening");
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
     ticker.tick().await;
@@ -94,10 +105,8 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
                 let stats = relay.stats();
                 let rate = (stats.generated - last_count) as f64 / last_at.elapsed().as_secs_f64();
                 (last_count, last_at) = (stats.generated, Instant::now());
-                if !reported_finish {
-                    tracing::info!(generated = stats.generated, head = stats.head_seq, events_per_sec = rate as u64,
-                        consumers = stats.consumers, "progress");
-                }
+                tracing::info!(generated = stats.generated, head = stats.head_seq, events_per_sec = rate as u64,
+                    consumers = stats.consumers, connections = stats.connections, "progress");
                 if stats.finished && !reported_finish {
                     reported_finish = true;
                     tracing::info!(head = stats.head_seq, "generation finished; still serving");
@@ -118,7 +127,8 @@ fn write_truth(sim: SimConfig, total: u64, path: &std::path::Path) -> anyhow::Re
     for _ in 0..total {
         net.next_event();
     }
-    std::fs::write(path, net.truth().to_json()).with_context(|| format!("writing the ground truth to {}", path.display()))?;
+    std::fs::write(path, net.truth().to_json())
+        .with_context(|| format!("writing the ground truth to {}", path.display()))?;
     tracing::info!(events = total, path = %path.display(), "ground truth written");
     Ok(())
 }
