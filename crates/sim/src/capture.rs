@@ -23,6 +23,7 @@ pub enum CaptureError {
 
 pub struct CaptureWriter<W: Write> {
     out: W,
+    written: u64,
 }
 
 impl CaptureWriter<BufWriter<std::fs::File>> {
@@ -34,19 +35,20 @@ impl CaptureWriter<BufWriter<std::fs::File>> {
 impl<W: Write> CaptureWriter<W> {
     pub fn new(mut out: W) -> Result<Self, CaptureError> {
         out.write_all(MAGIC)?;
-        Ok(Self { out })
+        Ok(Self { out, written: 0 })
     }
 
     pub fn write_frame(&mut self, frame: &[u8]) -> Result<(), CaptureError> {
-        let len = u32::try_from(frame.len())
-            .ok()
-            .filter(|l| *l <= MAX_FRAME)
-            .ok_or(CaptureError::FrameTooLarge {
-                index: 0,
-                len: u32::MAX,
-            })?;
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        if len > MAX_FRAME {
+            return Err(CaptureError::FrameTooLarge {
+                index: self.written,
+                len,
+            });
+        }
         self.out.write_all(&len.to_be_bytes())?;
         self.out.write_all(frame)?;
+        self.written += 1;
         Ok(())
     }
 
