@@ -129,3 +129,25 @@ async fn simulated_events_shuffled_and_replayed_across_four_workers_match_the_gr
     assert!(actual == truth, "{}", diff(&truth, &actual));
     env.cleanup().await;
 }
+
+/// Throughput on simulated events (the full benchmark is `skyhose bench index`):
+/// `cargo test --release -p skyhose-index --test index_simulated -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn simulated_throughput_probe() {
+    let (entries, truth) = simulate(300_000, 3, 20_000);
+    for workers in [1, 2, 4] {
+        let env = TestEnv::new();
+        env.push(&entries).await;
+        let started = std::time::Instant::now();
+        let actual = index(&env, workers).await;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{workers} workers: {} events in {secs:.1}s = {:.0} events/s",
+            entries.len(),
+            entries.len() as f64 / secs
+        );
+        assert!(actual == truth, "{}", diff(&truth, &actual));
+        env.cleanup().await;
+    }
+}
