@@ -86,7 +86,15 @@ fn quote_identifier(name: &str) -> String {
 
 /// A pool of `size` connections to the database named by `url`.
 pub fn connect_pool(url: &str, size: usize) -> Result<Pool, IndexError> {
-    let config = parse_url(url)?;
+    let mut config = parse_url(url)?;
+    // Batch statements take arrays of keys whose length varies from 1 to
+    // thousands: a generic cached plan can pick a sequential scan of a large
+    // table, so every execution is planned for its actual arguments.
+    let options = match config.get_options() {
+        Some(existing) => format!("{existing} -c plan_cache_mode=force_custom_plan"),
+        None => "-c plan_cache_mode=force_custom_plan".to_owned(),
+    };
+    config.options(&options);
     let manager = Manager::from_config(
         config,
         NoTls,
