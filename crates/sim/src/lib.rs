@@ -2,8 +2,7 @@
 //! a simulated relay serving it over subscribeRepos with the spec's cursor semantics
 //! and injectable faults. It must not depend on the ingest, index or api crates.
 //!
-//! `wire` carries the minimal DAG-CBOR/CID/CAR/frame encoding the generator
-//! needs, mirroring the `skyhose_proto` API so it can be swapped for that crate.
+//! Frames, CAR files and DAG-CBOR come from `skyhose_proto` (re-exported as `wire`).
 
 pub mod capture;
 mod clock;
