@@ -27,7 +27,5 @@ pub enum WireError {
     BadCar(&'static str),
 }
 
-/// The DAG-CBOR data model.
-
 #[cfg(test)]
 mod tests;
