@@ -497,7 +497,9 @@ async fn apply_in(
                 old.quote_subject.as_deref(),
                 -1,
             );
-            notifications_cleared.push(uri);
+            if matches!(old.collection.as_str(), POST | LIKE | REPOST | FOLLOW) {
+                notifications_cleared.push(uri);
+            }
         }
         if update.live {
             count(
@@ -557,7 +559,7 @@ async fn apply_in(
     if !notifications_cleared.is_empty() {
         exec(
             tx,
-            "DELETE FROM notifications WHERE record_uri = ANY($1)",
+            "DELETE FROM notifications n USING unnest($1::text[]) AS u(uri) WHERE n.record_uri = u.uri",
             &[&notifications_cleared],
             "deleting notifications",
         )

@@ -104,6 +104,7 @@ pub async fn run(
         };
         tasks.spawn(worker.run());
     }
+    let statistics = tokio::spawn(refresh_statistics(pool.clone(), stop.clone()));
     let reporter = tokio::spawn(report_progress(
         cfg.clone(),
         redis.clone(),
@@ -123,6 +124,7 @@ pub async fn run(
     }
     stop.cancel();
     let _ = reporter.await;
+    let _ = statistics.await;
     let summary = totals.summary();
     info!(?summary, "index stopped");
     match first_error {
@@ -162,6 +164,38 @@ where
             }
             Err(err) => return Err(err),
         }
+    }
+}
+
+/// Tables whose statistics the batch statements' plans depend on.
+const ANALYZED_TABLES: &str =
+    "records, notifications, actors, post_counts, actor_counts, posts, likes, reposts, follows, profiles";
+
+/// Keeps planner statistics fresh while tables grow quickly (a fresh
+/// database has none until autovacuum gets to it, and without them
+/// key lookups by array are planned as sequential scans). Often at first,
+/// then every few minutes.
+async fn refresh_statistics(pool: Pool, stop: CancellationToken) {
+    let mut wait = Duration::from_secs(3);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
+        }
+        let analyzed = async {
+            let client = pool
+                .get()
+                .await
+                .map_err(IndexError::pool("refreshing statistics"))?;
+            client
+                .batch_execute(&format!("ANALYZE {ANALYZED_TABLES}"))
+                .await
+                .map_err(IndexError::pg("analyzing the index tables"))
+        };
+        if let Err(err) = analyzed.await {
+            warn!(error = %err, "refreshing planner statistics failed");
+        }
+        wait = (wait * 2).min(Duration::from_secs(300));
     }
 }
 
