@@ -98,8 +98,10 @@ impl IndexError {
                 .as_db_error()
                 .map(|db| {
                     let code = db.code().code();
-                    // Class 22 is "data exception", class 23 "integrity constraint violation".
-                    code.starts_with("22") || code.starts_with("23")
+                    // Class 22 is "data exception", 23 "integrity constraint
+                    // violation", 54 "program limit exceeded" (a value too
+                    // large for an index).
+                    code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
                 })
                 .unwrap_or(false),
             _ => false,

@@ -486,6 +486,9 @@ impl Worker {
                         .record(started.elapsed().as_secs_f64());
                 }
                 Err(err) if err.is_transient() => return Err(err),
+                // Not caused by the entries' data (a schema or SQL problem):
+                // dead-lettering would discard good entries, so stop instead.
+                Err(err) if !err.is_data_error() => return Err(err),
                 Err(err) if part.len() == 1 => {
                     failed.push((part[0].0, err.to_string()));
                 }
