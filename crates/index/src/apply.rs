@@ -642,9 +642,9 @@ async fn write_actor_updates(
     }
     exec(
         tx,
-        "INSERT INTO actors AS a (did, handle, handle_seq, status, status_seq, deleted_seq, last_seq, last_rev) \
+        "INSERT INTO actors AS a (did, handle, handle_seq, status, status_seq, deleted_seq, last_seq, last_rev, indexed) \
          SELECT v.did, v.handle, v.handle_seq, COALESCE(v.status, 'active'), v.status_seq, v.deleted_seq, \
-                v.last_seq, v.last_rev \
+                v.last_seq, v.last_rev, true \
          FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::text[]) \
            AS v(did, handle_seq, handle, status_seq, status, deleted_seq, last_seq, last_rev) \
          ORDER BY v.did \
@@ -661,7 +661,8 @@ async fn write_actor_updates(
            last_rev = CASE WHEN excluded.last_seq IS NOT NULL \
                             AND (a.last_seq IS NULL OR a.last_seq < excluded.last_seq) \
                            THEN excluded.last_rev ELSE a.last_rev END, \
-           last_seq = GREATEST(a.last_seq, excluded.last_seq)",
+           last_seq = GREATEST(a.last_seq, excluded.last_seq), \
+           indexed = true",
         &[&dids, &handle_seqs, &handles, &status_seqs, &statuses, &deleted_seqs, &progress_seqs, &progress_revs],
         "updating actors",
     )

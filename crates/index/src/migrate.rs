@@ -11,11 +11,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema",
-    sql: include_str!("../migrations/0001_schema.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("../migrations/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "actor_indexed",
+        sql: include_str!("../migrations/0002_actor_indexed.sql"),
+    },
+];
 
 /// An arbitrary constant shared by every skyhose process: the key of the
 /// advisory lock held while migrating.

@@ -54,7 +54,7 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot, IndexError> {
     let actors = client
         .query(
             "SELECT a.did, a.handle, a.status, COALESCE(c.followers, 0), COALESCE(c.follows, 0), COALESCE(c.posts, 0) \
-             FROM actors a LEFT JOIN actor_counts c ON c.did = a.did",
+             FROM actors a LEFT JOIN actor_counts c ON c.did = a.did WHERE a.indexed",
             &[],
         )
         .await

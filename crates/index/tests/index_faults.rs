@@ -129,6 +129,36 @@ async fn poison_entries_are_dead_lettered_and_the_rest_is_indexed() {
             100006,
         ),
     ];
+    // Passes validation (a DID may be 2048 characters) but is too large for
+    // PostgreSQL's index rows: the transaction fails and the batch is split
+    // until this entry is alone.
+    let mut rng = common::Rng::new(77);
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
+    let huge_did: String = std::iter::once("did:plc:".to_owned())
+        .chain((0..2030).map(|_| (alphabet[rng.below(alphabet.len())] as char).to_string()))
+        .collect();
+    let mut random = |n: usize| -> String {
+        (0..n)
+            .map(|_| alphabet[rng.below(alphabet.len())] as char)
+            .collect()
+    };
+    let long_nsid = format!(
+        "{}.{}.{}.{}.{}",
+        random(63),
+        random(63),
+        random(63),
+        random(63),
+        random(61)
+    );
+    let huge_subject = format!("at://{huge_did}/{long_nsid}/{}", random(512));
+    let poison: Vec<Entry> = poison
+        .into_iter()
+        .chain(std::iter::once(Entry::new(
+            "commit",
+            &like(&huge_subject),
+            100007,
+        )))
+        .collect();
     let mut all = good.clone();
     for (i, entry) in poison.iter().enumerate() {
         all.insert(i * 80, entry.clone());
