@@ -2,7 +2,16 @@
 //! entries with batched XADD, keeps the cursor, applies backpressure and reconnects.
 //! It never touches PostgreSQL: a resume point from the index is passed in.
 
+mod backoff;
+pub mod config;
+pub mod decode;
 pub mod entry;
 mod json;
+mod observe;
+mod run;
+mod sink;
 
+pub use config::IngestConfig;
 pub use entry::{event_to_entry, Compat, ConvertError, EntryKind, StreamEntry};
+pub use run::{run, IngestError, IngestSummary};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,229 @@
+//! One binary subscribeRepos message into a typed event. Frames that are not
+//! well formed are errors that name what was wrong, never panics.
+
+use skyhose_proto::cbor::Value;
+use skyhose_proto::frame::{
+    decode_frame_parts, Account, Commit, ErrorFrame, Event, Identity, Info, OpAction, RepoOp, Sync,
+};
+use skyhose_proto::Cid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame is not DAG-CBOR: {0}")]
+    Cbor(#[from] skyhose_proto::WireError),
+    #[error("frame header has no valid `op`")]
+    BadHeader,
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    #[error("{kind} body: field `{field}` missing or of the wrong type")]
+    BadField {
+        kind: &'static str,
+        field: &'static str,
+    },
+}
+
+/// A decoded frame: an event, or a message type this client does not know
+/// (skipped, as the spec asks of clients).
+// Returned by value and matched at once; boxing would add an allocation per frame.
+#[allow(clippy::large_enum_variant)]
+pub enum Decoded {
+    Event(Event),
+    Unknown(String),
+}
+
+struct Body<'a> {
+    kind: &'static str,
+    value: &'a Value,
+}
+
+impl<'a> Body<'a> {
+    fn bad(&self, field: &'static str) -> FrameError {
+        FrameError::BadField {
+            kind: self.kind,
+            field,
+        }
+    }
+    fn get(&self, field: &'static str) -> Option<&'a Value> {
+        self.value.get(field).filter(|v| !matches!(v, Value::Null))
+    }
+    fn string(&self, field: &'static str) -> Result<String, FrameError> {
+        self.opt_string(field)?.ok_or_else(|| self.bad(field))
+    }
+    fn opt_string(&self, field: &'static str) -> Result<Option<String>, FrameError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.bad(field)),
+        }
+    }
+    fn int(&self, field: &'static str) -> Result<i64, FrameError> {
+        self.get(field)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| self.bad(field))
+    }
+    fn bool_or(&self, field: &'static str, default: bool) -> Result<bool, FrameError> {
+        match self.get(field) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(self.bad(field)),
+        }
+    }
+    fn bytes(&self, field: &'static str) -> Result<Vec<u8>, FrameError> {
+        match self.get(field) {
+            Some(Value::Bytes(b)) => Ok(b.clone()),
+            _ => Err(self.bad(field)),
+        }
+    }
+    fn opt_link(&self, field: &'static str) -> Result<Option<Cid>, FrameError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Link(c)) => Ok(Some(*c)),
+            Some(_) => Err(self.bad(field)),
+        }
+    }
+}
+
+pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
+    let (header, body) = decode_frame_parts(frame)?;
+    let op = header
+        .get("op")
+        .and_then(Value::as_i64)
+        .ok_or(FrameError::BadHeader)?;
+    if op == -1 {
+        let b = Body {
+            kind: "error",
+            value: &body,
+        };
+        return Ok(Decoded::Event(Event::Error(ErrorFrame {
+            error: b.string("error")?,
+            message: b.opt_string("message")?,
+        })));
+    }
+    if op != 1 {
+        return Err(FrameError::BadHeader);
+    }
+    let t = header
+        .get("t")
+        .and_then(Value::as_str)
+        .ok_or(FrameError::BadHeader)?;
+    let event = match t {
+        "#commit" => Event::Commit(commit(&Body {
+            kind: "commit",
+            value: &body,
+        })?),
+        "#identity" => {
+            let b = Body {
+                kind: "identity",
+                value: &body,
+            };
+            Event::Identity(Identity {
+                seq: b.int("seq")?,
+                did: b.string("did")?,
+                time: b.string("time")?,
+                handle: b.opt_string("handle")?,
+            })
+        }
+        "#account" => {
+            let b = Body {
+                kind: "account",
+                value: &body,
+            };
+            Event::Account(Account {
+                seq: b.int("seq")?,
+                did: b.string("did")?,
+                time: b.string("time")?,
+                active: b.bool_or("active", true)?,
+                status: b.opt_string("status")?,
+            })
+        }
+        "#sync" => {
+            let b = Body {
+                kind: "sync",
+                value: &body,
+            };
+            Event::Sync(Sync {
+                seq: b.int("seq")?,
+                did: b.string("did")?,
+                rev: b.string("rev")?,
+                blocks: b.bytes("blocks")?,
+                time: b.string("time")?,
+            })
+        }
+        "#info" => {
+            let b = Body {
+                kind: "info",
+                value: &body,
+            };
+            Event::Info(Info {
+                name: b.string("name")?,
+                message: b.opt_string("message")?,
+            })
+        }
+        other => return Ok(Decoded::Unknown(other.to_owned())),
+    };
+    Ok(Decoded::Event(event))
+}
+
+fn commit(b: &Body<'_>) -> Result<Commit, FrameError> {
+    let Some(Value::List(raw_ops)) = b.get("ops") else {
+        return Err(b.bad("ops"));
+    };
+    let mut ops = Vec::with_capacity(raw_ops.len());
+    for raw in raw_ops {
+        let o = Body {
+            kind: "commit op",
+            value: raw,
+        };
+        let action = match o.get("action").and_then(Value::as_str) {
+            Some("create") => OpAction::Create,
+            Some("update") => OpAction::Update,
+            Some("delete") => OpAction::Delete,
+            _ => return Err(o.bad("action")),
+        };
+        ops.push(RepoOp {
+            action,
+            path: o.string("path")?,
+            cid: o.opt_link("cid")?,
+            prev: o.opt_link("prev")?,
+        });
+    }
+    let blobs = match b.get("blobs") {
+        Some(Value::List(items)) => items
+            .iter()
+            .filter_map(|v| match v {
+                Value::Link(c) => Some(*c),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Commit {
+        seq: b.int("seq")?,
+        repo: b.string("repo")?,
+        rev: b.string("rev")?,
+        since: b.opt_string("since")?,
+        time: b.string("time")?,
+        commit: b.opt_link("commit")?.ok_or_else(|| b.bad("commit"))?,
+        blocks: b.bytes("blocks")?,
+        ops,
+        blobs,
+        too_big: b.bool_or("tooBig", false)?,
+        rebase: b.bool_or("rebase", false)?,
+        prev_data: b.opt_link("prevData")?,
+    })
+}
+
+/// The seq and repo of a frame that failed to decode, when they can be read,
+/// so the log names which event was skipped.
+pub fn best_effort_seq_repo(frame: &[u8]) -> (Option<i64>, Option<String>) {
+    match decode_frame_parts(frame) {
+        Ok((_, body)) => (
+            body.get("seq").and_then(Value::as_i64),
+            body.get("repo")
+                .or_else(|| body.get("did"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        ),
+        Err(_) => (None, None),
+    }
+}

@@ -1,0 +1,118 @@
+//! Metrics names, the `/metrics` endpoint, and the clock arithmetic the
+//! progress line needs (lag behind real time from RFC 3339 event times).
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const EVENTS: &str = "skyhose_ingest_events_total";
+pub const BYTES: &str = "skyhose_ingest_bytes_total";
+pub const DECODE_ERRORS: &str = "skyhose_ingest_decode_errors_total";
+pub const OP_ERRORS: &str = "skyhose_ingest_op_errors_total";
+pub const DUPLICATES: &str = "skyhose_ingest_duplicates_total";
+pub const RECONNECTS: &str = "skyhose_ingest_reconnects_total";
+pub const REDIS_ERRORS: &str = "skyhose_ingest_redis_errors_total";
+pub const BATCH_SECONDS: &str = "skyhose_ingest_batch_seconds";
+pub const STREAM_LENGTH: &str = "skyhose_ingest_stream_length";
+pub const GROUP_LAG: &str = "skyhose_ingest_group_lag";
+pub const CURSOR: &str = "skyhose_ingest_cursor";
+pub const BACKPRESSURE: &str = "skyhose_ingest_backpressure_pauses_total";
+pub const PAUSED: &str = "skyhose_ingest_paused";
+
+/// Installs the Prometheus recorder and serves it at `http://addr/metrics`.
+pub async fn serve_metrics(addr: SocketAddr) -> std::io::Result<()> {
+    let handle: PrometheusHandle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                handle.run_upkeep();
+                handle.render()
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    Ok(())
+}
+
+pub fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time like `2024-01-01T00:00:00.123Z`.
+pub fn rfc3339_unix(text: &str) -> Option<f64> {
+    let num = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let frac = text
+        .get(19..)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            format!("0.{digits}").parse::<f64>().unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let days = days_from_civil(y, mo, d);
+    Some((days * 86_400 + h * 3600 + mi * 60 + s) as f64 + frac)
+}
+
+/// `now` as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_now() -> String {
+    let now = now_unix();
+    let secs = now.floor() as i64;
+    let millis = ((now - secs as f64) * 1000.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Inverse of days_from_civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips_through_now() {
+        assert_eq!(rfc3339_unix("1970-01-02T00:00:01.500Z"), Some(86_401.5));
+        assert_eq!(rfc3339_unix("2024-03-01T00:00:00Z"), Some(1_709_251_200.0));
+        let now = rfc3339_now();
+        let parsed = rfc3339_unix(&now).unwrap_or_default();
+        assert!((parsed - now_unix()).abs() < 2.0, "{now}");
+        assert_eq!(rfc3339_unix("garbage"), None);
+    }
+}

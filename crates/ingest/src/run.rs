@@ -1,0 +1,555 @@
+//! The ingest loop: relay frames in, batched `MULTI; XADD…; SET cursor; EXEC` out.
+//!
+//! Only one batch is ever in flight and the cursor moves in the same
+//! transaction as the entries it covers, so after a crash the stream and the
+//! cursor agree and resuming from the cursor neither skips nor repeats.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::{subscribe_url, IngestConfig};
+use crate::decode::{best_effort_seq_repo, decode, Decoded};
+use crate::entry::{event_to_entry_with, ConvertOptions, EntryKind, StreamEntry};
+use crate::observe::{self, now_unix, rfc3339_now, rfc3339_unix};
+use crate::sink::Sink;
+use skyhose_proto::frame::Event;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    /// Relay events (with a seq) written to the stream.
+    pub events_written: u64,
+    /// Stream entries written, `info` entries included.
+    pub entries_written: u64,
+    pub decode_errors: u64,
+    pub op_errors: u64,
+    pub duplicates_skipped: u64,
+    pub reconnects: u64,
+    pub redis_errors: u64,
+    pub backpressure_pauses: u64,
+    /// The cursor key's value at the end.
+    pub cursor: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("relay URL {0:?} must start with ws:// or wss://")]
+    BadRelayUrl(String),
+    #[error("Redis at {url}: {source}")]
+    Redis {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("metrics endpoint on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("stopping while Redis is failing ({source}); {pending} entries not written, cursor left at {cursor:?}")]
+    UnflushedAtShutdown {
+        pending: usize,
+        cursor: Option<i64>,
+        source: redis::RedisError,
+    },
+}
+
+/// Where to start reading the relay, from Redis, the override and the fallback.
+fn resume_cursor(cfg: &IngestConfig, redis: crate::sink::RedisResume) -> Option<i64> {
+    if let Some(cursor) = cfg.cursor_override {
+        return Some(cursor);
+    }
+    // The stream's last entry can only be ahead of the cursor if something
+    // other than this program wrote it; never write a seq twice either way.
+    match (redis.cursor, redis.last_entry_seq) {
+        (Some(c), Some(s)) => Some(c.max(s)),
+        (Some(c), None) => Some(c),
+        (None, Some(s)) => Some(s),
+        (None, None) if !redis.stream_exists => cfg.fallback_cursor,
+        (None, None) => None,
+    }
+}
+
+/// Why a connection ended.
+enum Disconnect {
+    Closed,
+    Stalled,
+    TooSlow,
+    FutureCursor,
+    RelayError,
+    Shutdown,
+    Done,
+}
+
+struct Ingest {
+    cfg: IngestConfig,
+    sink: Sink,
+    shutdown: CancellationToken,
+    batch: Vec<StreamEntry>,
+    batch_opened: Option<Instant>,
+    /// Highest seq accepted (in the batch or already written).
+    accepted: Option<i64>,
+    /// Highest seq durably written (the cursor key).
+    written: Option<i64>,
+    summary: IngestSummary,
+    tallies: Tallies,
+    last_event_time: Option<String>,
+    stream_len_estimate: u64,
+    connected: bool,
+}
+
+/// Counts kept locally and handed to the metrics recorder once per batch:
+/// a labelled counter per event would cost more than converting it.
+#[derive(Default)]
+struct Tallies {
+    by_kind: [u64; 5],
+    bytes: u64,
+}
+
+fn kind_index(kind: EntryKind) -> usize {
+    match kind {
+        EntryKind::Commit => 0,
+        EntryKind::Identity => 1,
+        EntryKind::Account => 2,
+        EntryKind::Sync => 3,
+        EntryKind::Info => 4,
+    }
+}
+
+const KINDS: [EntryKind; 5] = [
+    EntryKind::Commit,
+    EntryKind::Identity,
+    EntryKind::Account,
+    EntryKind::Sync,
+    EntryKind::Info,
+];
+
+/// Runs until `shutdown` is cancelled (or `stop_after` events were written),
+/// then flushes the current batch and returns what was done.
+pub async fn run(
+    cfg: IngestConfig,
+    shutdown: CancellationToken,
+) -> Result<IngestSummary, IngestError> {
+    if !(cfg.relay_url.starts_with("ws://") || cfg.relay_url.starts_with("wss://")) {
+        return Err(IngestError::BadRelayUrl(cfg.relay_url));
+    }
+    if let Some(addr) = cfg.metrics_listen {
+        observe::serve_metrics(addr)
+            .await
+            .map_err(|source| IngestError::Metrics { addr, source })?;
+    }
+    let redis_err = |source| IngestError::Redis {
+        url: cfg.redis_url.clone(),
+        source,
+    };
+    let mut sink = Sink::connect(&cfg).await.map_err(redis_err)?;
+    let state = sink.resume_state().await.map_err(redis_err)?;
+    sink.ensure_group().await.map_err(redis_err)?;
+    let start = resume_cursor(&cfg, state);
+    tracing::info!(
+        redis_cursor = ?state.cursor,
+        last_entry_seq = ?state.last_entry_seq,
+        override_cursor = ?cfg.cursor_override,
+        fallback_cursor = ?cfg.fallback_cursor,
+        resume_from = ?start,
+        "ingest starting"
+    );
+    let ingest = Ingest {
+        batch: Vec::with_capacity(cfg.batch_max),
+        cfg,
+        sink,
+        shutdown,
+        batch_opened: None,
+        accepted: start,
+        written: state.cursor,
+        summary: IngestSummary::default(),
+        tallies: Tallies::default(),
+        last_event_time: None,
+        stream_len_estimate: 0,
+        connected: false,
+    };
+    ingest.main_loop().await
+}
+
+impl Ingest {
+    async fn main_loop(mut self) -> Result<IngestSummary, IngestError> {
+        let mut backoff = Backoff::new(self.cfg.backoff_base, self.cfg.backoff_cap);
+        let mut live_tail_next = false;
+        self.refresh_stream_state().await;
+        loop {
+            let cursor = if live_tail_next { None } else { self.accepted };
+            let url = subscribe_url(&self.cfg.relay_url, cursor);
+            let connected_at = Instant::now();
+            let outcome = self.connection(&url).await?;
+            self.connected = false;
+            if matches!(outcome, Disconnect::Shutdown | Disconnect::Done) {
+                break;
+            }
+            if connected_at.elapsed() >= self.cfg.healthy_reset {
+                backoff.reset();
+            }
+            let reason = match outcome {
+                Disconnect::Closed => "closed",
+                Disconnect::Stalled => "stalled",
+                Disconnect::TooSlow => "consumer_too_slow",
+                Disconnect::FutureCursor => "future_cursor",
+                Disconnect::RelayError => "relay_error",
+                Disconnect::Shutdown | Disconnect::Done => "shutdown",
+            };
+            // A relay that says our cursor is in its future has lost or reset
+            // its sequence; asking again with the same cursor would loop, so
+            // after the backoff we tail live and accept the relay's numbering.
+            live_tail_next = matches!(outcome, Disconnect::FutureCursor);
+            if live_tail_next {
+                self.flush().await?;
+                self.accepted = None;
+            }
+            self.summary.reconnects += 1;
+            metrics::counter!(observe::RECONNECTS, "reason" => reason).increment(1);
+            let delay = backoff.next_delay();
+            tracing::info!(reason, delay_ms = delay.as_millis() as u64, cursor = ?self.accepted, "reconnecting to the relay");
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.flush().await?;
+        self.publish_status(0.0).await;
+        self.summary.cursor = self.written;
+        tracing::info!(summary = ?self.summary, "ingest stopped");
+        Ok(self.summary)
+    }
+
+    /// One WebSocket connection, until it ends for any reason.
+    async fn connection(&mut self, url: &str) -> Result<Disconnect, IngestError> {
+        let mut ws_config = WebSocketConfig::default();
+        ws_config.max_message_size = Some(self.cfg.max_frame_bytes);
+        ws_config.max_frame_size = Some(self.cfg.max_frame_bytes);
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true);
+        let mut ws = tokio::select! {
+            _ = self.shutdown.cancelled() => return Ok(Disconnect::Shutdown),
+            result = tokio::time::timeout(self.cfg.stall_timeout, connect) => match result {
+                Ok(Ok((ws, _))) => ws,
+                Ok(Err(e)) => {
+                    tracing::warn!(url, error = %e, "relay connection failed");
+                    return Ok(Disconnect::Closed);
+                }
+                Err(_) => {
+                    tracing::warn!(url, "relay connection timed out");
+                    return Ok(Disconnect::Stalled);
+                }
+            },
+        };
+        tracing::info!(url, "connected to the relay");
+        self.connected = true;
+        let mut last_frame = Instant::now();
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+        let mut last_report = Instant::now();
+        let mut events_at_report = self.summary.events_written;
+        loop {
+            let linger = self
+                .batch_opened
+                .map(|opened| opened + self.cfg.batch_linger)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(Disconnect::Shutdown),
+                _ = tokio::time::sleep_until(linger.into()), if self.batch_opened.is_some() => {
+                    self.flush().await?;
+                }
+                _ = housekeeping.tick() => {
+                    if last_frame.elapsed() >= self.cfg.stall_timeout {
+                        tracing::warn!(silent_secs = last_frame.elapsed().as_secs(), "relay stalled");
+                        return Ok(Disconnect::Stalled);
+                    }
+                    if last_report.elapsed() >= self.cfg.status_interval {
+                        let secs = last_report.elapsed().as_secs_f64();
+                        let rate = (self.summary.events_written - events_at_report) as f64 / secs;
+                        self.report(rate).await;
+                        last_report = Instant::now();
+                        events_at_report = self.summary.events_written;
+                    }
+                }
+                message = ws.next() => {
+                    last_frame = Instant::now();
+                    let bytes = match message {
+                        Some(Ok(Message::Binary(bytes))) => bytes,
+                        Some(Ok(Message::Close(_))) | None => return Ok(Disconnect::Closed),
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "relay connection error");
+                            return Ok(Disconnect::Closed);
+                        }
+                    };
+                    if let Some(end) = self.handle_frame(&bytes).await? {
+                        return Ok(end);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes and queues one frame; `Some` ends the connection.
+    async fn handle_frame(&mut self, frame: &[u8]) -> Result<Option<Disconnect>, IngestError> {
+        self.tallies.bytes += frame.len() as u64;
+        let event = match decode(frame) {
+            Ok(Decoded::Event(event)) => event,
+            Ok(Decoded::Unknown(t)) => {
+                tracing::debug!(
+                    message_type = t,
+                    "skipping a message type this version does not know"
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                let (seq, repo) = best_effort_seq_repo(frame);
+                self.decode_error(seq, repo.as_deref(), &e.to_string());
+                return Ok(None);
+            }
+        };
+        match &event {
+            Event::Error(err) => {
+                let message = err.message.as_deref().unwrap_or("");
+                return Ok(Some(match err.error.as_str() {
+                    "FutureCursor" => {
+                        tracing::error!(cursor = ?self.accepted, message, "relay says the cursor is in its future");
+                        Disconnect::FutureCursor
+                    }
+                    "ConsumerTooSlow" => {
+                        tracing::warn!(cursor = ?self.accepted, message, "relay dropped us as too slow");
+                        Disconnect::TooSlow
+                    }
+                    other => {
+                        tracing::warn!(error = other, message, "relay sent an error frame");
+                        Disconnect::RelayError
+                    }
+                }));
+            }
+            Event::Info(info) if info.name == "OutdatedCursor" => {
+                tracing::warn!(cursor = ?self.accepted, message = ?info.message, "cursor older than the relay's window; events were missed");
+            }
+            Event::Info(info) => {
+                tracing::info!(name = info.name, message = ?info.message, "relay info")
+            }
+            _ => {}
+        }
+        if let Some(seq) = event.seq() {
+            if self.accepted.is_some_and(|accepted| seq <= accepted) {
+                self.summary.duplicates_skipped += 1;
+                metrics::counter!(observe::DUPLICATES).increment(1);
+                return Ok(None);
+            }
+        }
+        let options = ConvertOptions {
+            compat: self.cfg.compat,
+            verify_cids: self.cfg.verify_cids,
+        };
+        let mut entry = match event_to_entry_with(&event, options) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                self.decode_error(event.seq(), None, &e.to_string());
+                return Ok(None);
+            }
+        };
+        if let Event::Commit(c) = &event {
+            if entry.op_errors > 0 {
+                tracing::warn!(
+                    seq = c.seq,
+                    repo = c.repo,
+                    ops = entry.op_errors,
+                    "ops without a readable record"
+                );
+            }
+            self.last_event_time = Some(c.time.clone());
+        }
+        match event.seq() {
+            Some(seq) => self.accepted = Some(seq),
+            None => entry.seq = self.accepted.unwrap_or(0),
+        }
+        if entry.op_errors > 0 {
+            self.summary.op_errors += u64::from(entry.op_errors);
+            metrics::counter!(observe::OP_ERRORS).increment(u64::from(entry.op_errors));
+        }
+        self.tallies.by_kind[kind_index(entry.kind)] += 1;
+        self.batch.push(entry);
+        if self.batch_opened.is_none() {
+            self.batch_opened = Some(Instant::now());
+        }
+        if self.batch.len() >= self.cfg.batch_max {
+            self.flush().await?;
+        }
+        if let Some(limit) = self.cfg.stop_after {
+            if self.summary.events_written + self.batch.len() as u64 >= limit {
+                self.flush().await?;
+                return Ok(Some(Disconnect::Done));
+            }
+        }
+        Ok(None)
+    }
+
+    fn decode_error(&mut self, seq: Option<i64>, repo: Option<&str>, problem: &str) {
+        self.summary.decode_errors += 1;
+        metrics::counter!(observe::DECODE_ERRORS).increment(1);
+        tracing::warn!(
+            ?seq,
+            ?repo,
+            problem,
+            "skipping a frame that does not decode"
+        );
+    }
+
+    /// Writes the batch and the cursor in one transaction, retrying until
+    /// Redis takes it; applies backpressure afterwards.
+    async fn flush(&mut self) -> Result<(), IngestError> {
+        self.batch_opened = None;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        // The cursor covers every event accepted so far: all of them are in this batch or earlier ones.
+        let cursor = self.accepted.or(self.written).unwrap_or(0);
+        let mut backoff = Backoff::new(self.cfg.backoff_base, Duration::from_secs(5));
+        let mut failures = 0u32;
+        let started = Instant::now();
+        loop {
+            let result = self.sink.write_batch(&self.batch, cursor).await;
+            let Err(e) = result else { break };
+            failures += 1;
+            self.summary.redis_errors += 1;
+            metrics::counter!(observe::REDIS_ERRORS).increment(1);
+            tracing::warn!(error = %e, entries = self.batch.len(), cursor, "batch write failed; retrying");
+            if self.shutdown.is_cancelled() && failures >= 5 {
+                return Err(IngestError::UnflushedAtShutdown {
+                    pending: self.batch.len(),
+                    cursor: self.written,
+                    source: e,
+                });
+            }
+            tokio::time::sleep(backoff.next_delay().max(Duration::from_millis(50))).await;
+            if self.sink.reconnect().await.is_err() {
+                continue;
+            }
+            // The reply may have been lost after EXEC ran: the cursor tells.
+            if let Ok(Some(stored)) = self.sink.cursor().await {
+                if stored >= cursor && !matches!(self.written, Some(w) if stored <= w) {
+                    break;
+                }
+            }
+        }
+        metrics::histogram!(observe::BATCH_SECONDS).record(started.elapsed().as_secs_f64());
+        let events = self
+            .batch
+            .iter()
+            .filter(|e| e.kind != EntryKind::Info)
+            .count() as u64;
+        self.summary.events_written += events;
+        self.summary.entries_written += self.batch.len() as u64;
+        self.stream_len_estimate += self.batch.len() as u64;
+        self.written = Some(cursor);
+        self.batch.clear();
+        self.publish_tallies();
+        metrics::gauge!(observe::CURSOR).set(cursor as f64);
+        if self.stream_len_estimate >= self.cfg.max_stream_len {
+            self.backpressure().await;
+        }
+        Ok(())
+    }
+
+    fn publish_tallies(&mut self) {
+        let tallies = std::mem::take(&mut self.tallies);
+        for (kind, count) in KINDS.iter().zip(tallies.by_kind) {
+            if count > 0 {
+                metrics::counter!(observe::EVENTS, "type" => kind.as_str()).increment(count);
+            }
+        }
+        metrics::counter!(observe::BYTES).increment(tallies.bytes);
+    }
+
+    /// Trims what every group has read; returns false if Redis could not answer.
+    async fn refresh_stream_state(&mut self) -> bool {
+        match self.sink.trim().await {
+            Ok(outcome) => {
+                self.stream_len_estimate = outcome.length;
+                metrics::gauge!(observe::STREAM_LENGTH).set(outcome.length as f64);
+                if let Some(lag) = outcome.max_group_lag {
+                    metrics::gauge!(observe::GROUP_LAG).set(lag as f64);
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not trim the stream");
+                false
+            }
+        }
+    }
+
+    /// Stops reading the relay while the stream is full of entries some group
+    /// has not read yet: trimming them would lose them, growing further would
+    /// exhaust Redis memory. The relay keeps the backlog for our cursor.
+    async fn backpressure(&mut self) {
+        self.refresh_stream_state().await;
+        if self.stream_len_estimate < self.cfg.max_stream_len {
+            return;
+        }
+        self.summary.backpressure_pauses += 1;
+        metrics::counter!(observe::BACKPRESSURE).increment(1);
+        metrics::gauge!(observe::PAUSED).set(1.0);
+        tracing::warn!(
+            length = self.stream_len_estimate,
+            max = self.cfg.max_stream_len,
+            "stream full of unread entries; pausing the relay until consumers catch up"
+        );
+        let paused = Instant::now();
+        while self.stream_len_estimate >= self.cfg.max_stream_len {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            self.refresh_stream_state().await;
+            self.publish_status(0.0).await;
+        }
+        metrics::gauge!(observe::PAUSED).set(0.0);
+        tracing::info!(
+            paused_secs = paused.elapsed().as_secs_f64(),
+            length = self.stream_len_estimate,
+            "resuming the relay"
+        );
+    }
+
+    async fn report(&mut self, rate: f64) {
+        self.refresh_stream_state().await;
+        let lag_secs = self
+            .last_event_time
+            .as_deref()
+            .and_then(rfc3339_unix)
+            .map(|t| (now_unix() - t).max(0.0));
+        tracing::info!(
+            rate = format!("{rate:.0}/s"),
+            total = self.summary.events_written,
+            cursor = ?self.written,
+            lag_secs = lag_secs.map(|l| format!("{l:.1}")),
+            stream_len = self.stream_len_estimate,
+            decode_errors = self.summary.decode_errors,
+            "ingest progress"
+        );
+        self.publish_status(rate).await;
+    }
+
+    /// The seed-compatible status key, expiring so a dead ingester shows as gone.
+    async fn publish_status(&mut self, rate: f64) {
+        let status = serde_json::json!({
+            "connected": self.connected,
+            "events_processed": self.summary.events_written,
+            "cursor": self.written,
+            "rate": (rate * 10.0).round() / 10.0,
+            "updated": rfc3339_now(),
+        });
+        let ttl = self.cfg.status_interval.as_secs().max(1) * 2;
+        if let Err(e) = self.sink.set_status(&status.to_string(), ttl.max(10)).await {
+            tracing::debug!(error = %e, "status key not updated");
+        }
+    }
+}

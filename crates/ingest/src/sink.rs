@@ -1,0 +1,192 @@
+//! The Redis side: the stream, its cursor key, the consumer group, safe
+//! trimming and the status key.
+
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamInfoGroupsReply, StreamPendingReply};
+use redis::{AsyncCommands, RedisError, Value as RedisValue};
+
+use crate::config::IngestConfig;
+use crate::entry::StreamEntry;
+
+pub struct Sink {
+    client: redis::Client,
+    conn: MultiplexedConnection,
+    stream_key: String,
+    cursor_key: String,
+    status_key: String,
+    group: String,
+}
+
+/// What Redis says about where to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisResume {
+    pub cursor: Option<i64>,
+    pub last_entry_seq: Option<i64>,
+    pub stream_exists: bool,
+}
+
+/// After a trim: how long the stream is and how far behind the slowest group is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrimOutcome {
+    pub length: u64,
+    pub max_group_lag: Option<u64>,
+}
+
+fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+impl Sink {
+    pub async fn connect(cfg: &IngestConfig) -> Result<Self, RedisError> {
+        let client = redis::Client::open(cfg.redis_url.as_str())?;
+        let conn = client.get_multiplexed_async_connection().await?;
+        Ok(Self {
+            client,
+            conn,
+            stream_key: cfg.stream_key.clone(),
+            cursor_key: cfg.cursor_key.clone(),
+            status_key: cfg.status_key.clone(),
+            group: cfg.group.clone(),
+        })
+    }
+
+    /// A fresh connection after an error; the old one may be half broken.
+    pub async fn reconnect(&mut self) -> Result<(), RedisError> {
+        self.conn = self.client.get_multiplexed_async_connection().await?;
+        Ok(())
+    }
+
+    /// Creates the consumer group (and the stream) if missing, reading from
+    /// the start so nothing already in the stream is skipped for it.
+    pub async fn ensure_group(&mut self) -> Result<(), RedisError> {
+        let created: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream_key)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn)
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    pub async fn resume_state(&mut self) -> Result<RedisResume, RedisError> {
+        let cursor: Option<String> = self.conn.get(&self.cursor_key).await?;
+        let exists: bool = self.conn.exists(&self.stream_key).await?;
+        let last: RedisValue = redis::cmd("XREVRANGE")
+            .arg(&self.stream_key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(RedisResume {
+            cursor: cursor.and_then(|c| c.trim().parse().ok()),
+            last_entry_seq: last_entry_seq(&last),
+            stream_exists: exists,
+        })
+    }
+
+    /// Appends the batch and moves the cursor to `cursor` in one transaction.
+    pub async fn write_batch(
+        &mut self,
+        entries: &[StreamEntry],
+        cursor: i64,
+    ) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for entry in entries {
+            pipe.cmd("XADD")
+                .arg(&self.stream_key)
+                .arg("*")
+                .arg("type")
+                .arg(entry.kind.as_str())
+                .arg("data")
+                .arg(&entry.data)
+                .arg("seq")
+                .arg(entry.seq)
+                .ignore();
+        }
+        pipe.cmd("SET").arg(&self.cursor_key).arg(cursor).ignore();
+        pipe.query_async::<()>(&mut self.conn).await
+    }
+
+    /// The cursor key, to learn whether a transaction whose reply was lost ran.
+    pub async fn cursor(&mut self) -> Result<Option<i64>, RedisError> {
+        let cursor: Option<String> = self.conn.get(&self.cursor_key).await?;
+        Ok(cursor.and_then(|c| c.trim().parse().ok()))
+    }
+
+    /// Trims entries every group has read and acknowledged; returns the new length.
+    pub async fn trim(&mut self) -> Result<TrimOutcome, RedisError> {
+        let info: StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.stream_key)
+            .query_async(&mut self.conn)
+            .await?;
+        if info.groups.is_empty() {
+            // Someone removed every group; without one nothing may be trimmed,
+            // and readers that come back must still find the stream.
+            self.ensure_group().await?;
+        }
+        let mut safe: Option<(u64, u64)> = None;
+        let mut max_lag = None;
+        for group in &info.groups {
+            let mut group_safe = parse_id(&group.last_delivered_id).unwrap_or((0, 0));
+            if group.pending > 0 {
+                let pending: StreamPendingReply =
+                    self.conn.xpending(&self.stream_key, &group.name).await?;
+                if let StreamPendingReply::Data(data) = pending {
+                    if let Some(oldest) = parse_id(&data.start_id) {
+                        group_safe = group_safe.min(oldest);
+                    }
+                }
+            }
+            safe = Some(safe.map_or(group_safe, |s| s.min(group_safe)));
+            let lag = group.lag.map(|l| l as u64 + group.pending as u64);
+            max_lag = max_lag.max(lag);
+        }
+        if let Some((ms, seq)) = safe.filter(|s| *s > (0, 0)) {
+            redis::cmd("XTRIM")
+                .arg(&self.stream_key)
+                .arg("MINID")
+                .arg("~")
+                .arg(format!("{ms}-{seq}"))
+                .query_async::<()>(&mut self.conn)
+                .await?;
+        }
+        let length: u64 = self.conn.xlen(&self.stream_key).await?;
+        Ok(TrimOutcome {
+            length,
+            max_group_lag: max_lag,
+        })
+    }
+
+    pub async fn set_status(&mut self, json: &str, ttl_secs: u64) -> Result<(), RedisError> {
+        self.conn.set_ex(&self.status_key, json, ttl_secs).await
+    }
+}
+
+/// The `seq` field of the single entry an `XREVRANGE ... COUNT 1` returned.
+fn last_entry_seq(reply: &RedisValue) -> Option<i64> {
+    let RedisValue::Array(entries) = reply else {
+        return None;
+    };
+    let RedisValue::Array(entry) = entries.first()? else {
+        return None;
+    };
+    let RedisValue::Array(fields) = entry.get(1)? else {
+        return None;
+    };
+    fields.chunks(2).find_map(|pair| match pair {
+        [RedisValue::BulkString(k), RedisValue::BulkString(v)] if k == b"seq" => {
+            std::str::from_utf8(v).ok()?.parse().ok()
+        }
+        _ => None,
+    })
+}
