@@ -23,6 +23,8 @@ enum Command {
     Migrate(cmd::migrate::MigrateArgs),
     /// Index the Redis Stream into PostgreSQL as a consumer-group member.
     Index(cmd::index::IndexArgs),
+    /// Subscribe to a relay and append its events to the Redis Stream.
+    Ingest(cmd::ingest::IngestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
             Command::SimRelay(args) => cmd::sim::run(args).await,
             Command::Migrate(args) => cmd::migrate::run(args).await,
             Command::Index(args) => cmd::index::run(args).await,
+            Command::Ingest(args) => cmd::ingest::run(args).await,
         }
     })
 }

@@ -1,0 +1,125 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use skyhose_ingest::config::{
+    DEFAULT_CURSOR_KEY, DEFAULT_GROUP, DEFAULT_MAX_STREAM_LEN, DEFAULT_STATUS_KEY,
+    DEFAULT_STREAM_KEY,
+};
+use skyhose_ingest::{CancellationToken, Compat, IngestConfig};
+
+use super::index::{cancel_on_signal, parse_duration};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompatArg {
+    /// Every event kind; commits carry rev, since, time and commit.
+    Full,
+    /// Only commit, identity and account entries, shaped as the seed system wrote them.
+    Seed,
+}
+
+/// Options of `skyhose ingest`.
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Relay to subscribe to (ws:// or wss://); the subscribeRepos path is added if missing.
+    #[arg(long = "relay", env = "RELAY_URL", default_value = "wss://bsky.network")]
+    pub relay_url: String,
+    #[arg(long = "redis", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    #[arg(long, env = "REDIS_STREAM_KEY", default_value = DEFAULT_STREAM_KEY)]
+    pub stream_key: String,
+    /// Key holding the seq of the last event in the stream.
+    #[arg(long, env = "REDIS_CURSOR_KEY", default_value = DEFAULT_CURSOR_KEY)]
+    pub cursor_key: String,
+    /// Key of the JSON status (connected, events processed, cursor, rate), expiring.
+    #[arg(long, env = "REDIS_STATUS_KEY", default_value = DEFAULT_STATUS_KEY)]
+    pub status_key: String,
+    /// Stream length at which reading pauses until consumer groups catch up
+    /// (entries are trimmed only once every group has read them).
+    #[arg(long, env = "REDIS_MAX_STREAM_LEN", default_value_t = DEFAULT_MAX_STREAM_LEN)]
+    pub max_stream_len: u64,
+    /// Consumer group created at start so the stream keeps entries for it.
+    #[arg(long, default_value = DEFAULT_GROUP)]
+    pub group: String,
+    /// Resume from this seq, whatever Redis says.
+    #[arg(long)]
+    pub cursor: Option<i64>,
+    /// Resume point used only when Redis has neither cursor nor stream.
+    #[arg(long, env = "INGEST_FALLBACK_CURSOR")]
+    pub fallback_cursor: Option<i64>,
+    /// Entry shape (see docs/stream-format.md).
+    #[arg(long, value_enum, default_value = "full")]
+    pub compat: CompatArg,
+    /// Re-hash every record block against its CID.
+    #[arg(long)]
+    pub verify_cids: bool,
+    /// Entries per MULTI/EXEC transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_max: usize,
+    /// Longest an entry waits for its batch to fill (e.g. 50ms).
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub batch_linger: Duration,
+    /// Longest reconnect delay (delays grow exponentially with full jitter).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub backoff_cap: Duration,
+    /// A connection that lasted this long resets the reconnect delay.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub healthy_reset: Duration,
+    /// Reconnect when the relay sends nothing for this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
+    /// Interval of the progress log line and status key.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub status_interval: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, env = "INGEST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest relay message accepted, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_frame_bytes: usize,
+    /// Exit after writing this many events (benchmarks).
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+}
+
+impl IngestArgs {
+    pub fn config(&self) -> IngestConfig {
+        IngestConfig {
+            relay_url: self.relay_url.clone(),
+            redis_url: self.redis_url.clone(),
+            stream_key: self.stream_key.clone(),
+            cursor_key: self.cursor_key.clone(),
+            status_key: self.status_key.clone(),
+            group: self.group.clone(),
+            max_stream_len: self.max_stream_len,
+            cursor_override: self.cursor,
+            fallback_cursor: self.fallback_cursor,
+            compat: match self.compat {
+                CompatArg::Full => Compat::Full,
+                CompatArg::Seed => Compat::Seed,
+            },
+            verify_cids: self.verify_cids,
+            batch_max: self.batch_max.max(1),
+            batch_linger: self.batch_linger,
+            backoff_cap: self.backoff_cap,
+            healthy_reset: self.healthy_reset,
+            stall_timeout: self.stall_timeout,
+            status_interval: self.status_interval,
+            metrics_listen: self.metrics_listen,
+            max_frame_bytes: self.max_frame_bytes,
+            stop_after: self.stop_after,
+            ..IngestConfig::default()
+        }
+    }
+}
+
+pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let summary = skyhose_ingest::run(args.config(), shutdown)
+        .await
+        .with_context(|| format!("ingesting {}", args.relay_url))?;
+    tracing::info!(?summary, "ingest finished");
+    Ok(())
+}
