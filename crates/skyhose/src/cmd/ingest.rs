@@ -23,9 +23,17 @@ pub enum CompatArg {
 #[derive(Args, Debug)]
 pub struct IngestArgs {
     /// Relay to subscribe to (ws:// or wss://); the subscribeRepos path is added if missing.
-    #[arg(long = "relay", env = "RELAY_URL", default_value = "wss://bsky.network")]
+    #[arg(
+        long = "relay",
+        env = "RELAY_URL",
+        default_value = "wss://bsky.network"
+    )]
     pub relay_url: String,
-    #[arg(long = "redis", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long = "redis",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: String,
     #[arg(long, env = "REDIS_STREAM_KEY", default_value = DEFAULT_STREAM_KEY)]
     pub stream_key: String,

@@ -1,0 +1,328 @@
+//! The ingest loop against the simulated relay and the real Redis.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use skyhose_ingest::{run, CancellationToken, IngestConfig, IngestSummary};
+use skyhose_proto::cbor::{decode_prefix, Value};
+use skyhose_proto::frame::decode_frame_parts;
+use skyhose_sim::relay::{self, Faults, RelayConfig, RelayHandle};
+use skyhose_sim::{Network, SimConfig};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("test:ingest:{name}:{}:{nanos}", std::process::id())
+}
+
+fn sim(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        accounts: 200,
+        ..SimConfig::default()
+    }
+}
+
+async fn start_relay(seed: u64, total: u64, faults: Faults) -> RelayHandle {
+    let handle = relay::start(RelayConfig {
+        sim: sim(seed),
+        total: Some(total),
+        window: total as usize + 10,
+        faults,
+        ..RelayConfig::default()
+    })
+    .await
+    .expect("relay starts");
+    handle.wait_for_head(total as i64).await;
+    handle
+}
+
+fn config(prefix: &str, relay: &RelayHandle) -> IngestConfig {
+    IngestConfig {
+        relay_url: relay.url(),
+        redis_url: REDIS.into(),
+        stream_key: format!("{prefix}:events"),
+        cursor_key: format!("{prefix}:cursor"),
+        status_key: format!("{prefix}:status"),
+        group: "testers".into(),
+        cursor_override: Some(0),
+        batch_max: 200,
+        batch_linger: Duration::from_millis(20),
+        backoff_base: Duration::from_millis(10),
+        backoff_cap: Duration::from_millis(100),
+        stall_timeout: Duration::from_secs(5),
+        ..IngestConfig::default()
+    }
+}
+
+async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(REDIS)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects")
+}
+
+async fn cleanup(prefix: &str) {
+    let mut conn = redis().await;
+    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap_or_default();
+    for key in keys {
+        let _: Result<(), _> = conn.del(&key).await;
+    }
+}
+
+type Entry = (String, Vec<(String, String)>);
+
+async fn read_all(stream: &str) -> Vec<Entry> {
+    let mut conn = redis().await;
+    let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("xrange");
+    raw
+}
+
+/// The data model value as JSON, written independently of the crate's writer.
+fn to_json(value: &Value) -> serde_json::Value {
+    use serde_json::json;
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => json!(b),
+        Value::Integer(i) => json!(i),
+        Value::String(s) => json!(s),
+        Value::Bytes(b) => json!({"$bytes": data_encoding::BASE64_NOPAD.encode(b)}),
+        Value::Link(c) => json!({"$link": c.to_string()}),
+        Value::List(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
+        Value::Map(m) => {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
+    }
+}
+
+/// What the stream must hold for the sim's first `total` frames, by seq:
+/// the entry type and the data JSON.
+fn expected(seed: u64, total: u64) -> BTreeMap<i64, (String, serde_json::Value)> {
+    let mut net = Network::new(sim(seed));
+    let mut out = BTreeMap::new();
+    for _ in 0..total {
+        let (seq, frame) = net.next_frame();
+        let (header, body) = decode_frame_parts(&frame).expect("sim frames decode");
+        let t = header.get("t").and_then(Value::as_str).unwrap_or_default();
+        let s = |k: &str| body.get(k).map(to_json).unwrap_or(serde_json::Value::Null);
+        let (kind, data) = match t {
+            "#commit" => {
+                let Some(Value::Bytes(car)) = body.get("blocks") else {
+                    panic!("commit without blocks")
+                };
+                let (_, blocks) = skyhose_proto::car::read_car(car).expect("car");
+                let Some(Value::List(ops)) = body.get("ops") else {
+                    panic!("commit without ops")
+                };
+                let ops: Vec<serde_json::Value> = ops
+                    .iter()
+                    .map(|op| {
+                        let action = op.get("action").and_then(Value::as_str).unwrap_or_default();
+                        let mut o = serde_json::json!({"action": action, "path": to_json(op.get("path").unwrap_or(&Value::Null))});
+                        if action != "delete" {
+                            let Some(Value::Link(cid)) = op.get("cid") else { panic!("op without cid") };
+                            o["cid"] = serde_json::json!(cid.to_string());
+                            let block = blocks.iter().find(|(c, _)| c == cid).expect("record block");
+                            o["record"] = to_json(&decode_prefix(&block.1).expect("record").0);
+                        }
+                        o
+                    })
+                    .collect();
+                let commit = match body.get("commit") {
+                    Some(Value::Link(c)) => serde_json::json!(c.to_string()),
+                    _ => serde_json::Value::Null,
+                };
+                (
+                    "commit",
+                    serde_json::json!({"repo": s("repo"), "ops": ops, "rev": s("rev"),
+                    "since": s("since"), "time": s("time"), "commit": commit}),
+                )
+            }
+            "#identity" => (
+                "identity",
+                serde_json::json!({"did": s("did"), "handle": s("handle"), "time": s("time")}),
+            ),
+            "#account" => {
+                let mut d =
+                    serde_json::json!({"did": s("did"), "active": s("active"), "time": s("time")});
+                if let Some(status) = body.get("status").filter(|v| !matches!(v, Value::Null)) {
+                    d["status"] = to_json(status);
+                }
+                ("account", d)
+            }
+            "#sync" => {
+                let Some(Value::Bytes(car)) = body.get("blocks") else {
+                    panic!("sync without blocks")
+                };
+                let (roots, _) = skyhose_proto::car::read_car(car).expect("car");
+                let root = roots
+                    .first()
+                    .map(|c| serde_json::json!(c.to_string()))
+                    .unwrap_or_default();
+                (
+                    "sync",
+                    serde_json::json!({"did": s("did"), "rev": s("rev"), "commit": root, "time": s("time")}),
+                )
+            }
+            other => panic!("unexpected sim frame type {other}"),
+        };
+        out.insert(seq, (kind.to_owned(), data));
+    }
+    out
+}
+
+/// Every entry in order: fields `type, data, seq`, seqs strictly increasing,
+/// data equal to what the simulator sent.
+fn assert_stream_matches(entries: &[Entry], expected: &BTreeMap<i64, (String, serde_json::Value)>) {
+    assert_eq!(entries.len(), expected.len(), "entry count");
+    for ((id, fields), (seq, (kind, data))) in entries.iter().zip(expected) {
+        let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["type", "data", "seq"], "fields of {id}");
+        assert_eq!(fields[0].1, *kind, "type of {id}");
+        assert_eq!(fields[2].1, seq.to_string(), "seq of {id}");
+        let got: serde_json::Value = serde_json::from_str(&fields[1].1).expect("data is JSON");
+        assert_eq!(&got, data, "data of seq {seq}");
+    }
+}
+
+async fn ingest_until_done(cfg: IngestConfig) -> IngestSummary {
+    let token = CancellationToken::new();
+    tokio::time::timeout(Duration::from_secs(120), run(cfg, token))
+        .await
+        .expect("ingest finishes in time")
+        .expect("ingest succeeds")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_becomes_exactly_one_entry() {
+    const N: u64 = 3000;
+    let prefix = unique_prefix("exact");
+    let relay = start_relay(11, N, Faults::default()).await;
+    let mut cfg = config(&prefix, &relay);
+    cfg.stop_after = Some(N);
+    let summary = ingest_until_done(cfg.clone()).await;
+    assert_eq!(summary.events_written, N);
+    assert_eq!(summary.cursor, Some(N as i64));
+    let entries = read_all(&cfg.stream_key).await;
+    assert_stream_matches(&entries, &expected(11, N));
+
+    // A restart resumes from the cursor: nothing is written twice.
+    cfg.cursor_override = None;
+    cfg.stop_after = None;
+    let token = CancellationToken::new();
+    let task = tokio::spawn(run(cfg.clone(), token.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel();
+    let again = task.await.expect("task").expect("ingest");
+    assert_eq!(again.events_written, 0);
+    assert_eq!(read_all(&cfg.stream_key).await.len() as u64, N);
+    let mut conn = redis().await;
+    let status: String = conn.get(&cfg.status_key).await.expect("status key");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    assert_eq!(status["cursor"], serde_json::json!(N));
+    relay.shutdown().await;
+    cleanup(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_and_malformed_frames_lose_nothing() {
+    const N: u64 = 3000;
+    let prefix = unique_prefix("faults");
+    let faults = Faults {
+        drop_every: Some(700),
+        malformed_rate: 0.01,
+        ..Faults::default()
+    };
+    let relay = start_relay(12, N, faults).await;
+    let mut cfg = config(&prefix, &relay);
+    cfg.stop_after = Some(N);
+    let summary = ingest_until_done(cfg.clone()).await;
+    assert_eq!(summary.events_written, N);
+    assert!(summary.reconnects >= 3, "{summary:?}");
+    assert!(summary.decode_errors > 0, "{summary:?}");
+    let entries = read_all(&cfg.stream_key).await;
+    assert_stream_matches(&entries, &expected(12, N));
+    relay.shutdown().await;
+    cleanup(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_stops_reading_loses_nothing() {
+    const N: u64 = 3000;
+    const MAX_LEN: u64 = 1000;
+    let prefix = unique_prefix("group");
+    let relay = start_relay(13, N, Faults::default()).await;
+    let mut cfg = config(&prefix, &relay);
+    cfg.max_stream_len = MAX_LEN;
+    let (stream, group) = (cfg.stream_key.clone(), cfg.group.clone());
+    let token = CancellationToken::new();
+    let task = tokio::spawn(run(cfg, token.clone()));
+
+    let mut conn = redis().await;
+    let mut seqs: Vec<i64> = Vec::new();
+    let read = |conn: &mut redis::aio::MultiplexedConnection, count: usize| {
+        let (stream, group) = (stream.clone(), group.clone());
+        let mut conn = conn.clone();
+        async move {
+            let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&group)
+                .arg("reader")
+                .arg("COUNT")
+                .arg(count)
+                .arg("BLOCK")
+                .arg(2000)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            let mut got = Vec::new();
+            for key in reply.keys {
+                for id in key.ids {
+                    let seq: String = id.get("seq").expect("seq field");
+                    got.push(seq.parse::<i64>().expect("numeric seq"));
+                    let _: i64 = conn.xack(&stream, &group, &[&id.id]).await.expect("ack");
+                }
+            }
+            got
+        }
+    };
+    // Read a little, then stop: ingest must pause instead of trimming unread entries.
+    while seqs.len() < 300 {
+        seqs.extend(read(&mut conn, 300 - seqs.len()).await);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cursor: Option<i64> = conn.get(format!("{prefix}:cursor")).await.expect("cursor");
+    assert!(
+        cursor.unwrap_or(0) < N as i64,
+        "ingest kept reading: cursor {cursor:?}"
+    );
+    let len: u64 = conn.xlen(&stream).await.expect("xlen");
+    assert!(len >= MAX_LEN, "stream length {len}");
+
+    // Resume: the group gets every event exactly once, in order.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while (seqs.len() as u64) < N && tokio::time::Instant::now() < deadline {
+        seqs.extend(read(&mut conn, 500).await);
+    }
+    assert_eq!(seqs, (1..=N as i64).collect::<Vec<_>>());
+    token.cancel();
+    let summary = task.await.expect("task").expect("ingest");
+    assert!(summary.backpressure_pauses >= 1, "{summary:?}");
+    relay.shutdown().await;
+    cleanup(&prefix).await;
+}
