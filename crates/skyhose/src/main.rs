@@ -25,6 +25,8 @@ enum Command {
     Index(cmd::index::IndexArgs),
     /// Subscribe to a relay and append its events to the Redis Stream.
     Ingest(cmd::ingest::IngestArgs),
+    /// Throughput probes that print figures.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +41,7 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate(args) => cmd::migrate::run(args).await,
             Command::Index(args) => cmd::index::run(args).await,
             Command::Ingest(args) => cmd::ingest::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
         }
     })
 }

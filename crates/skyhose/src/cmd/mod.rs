@@ -4,3 +4,4 @@ pub mod sim;
 pub mod index;
 pub mod migrate;
 pub mod ingest;
+pub mod bench;

@@ -1,0 +1,164 @@
+//! `skyhose bench <stage>`: throughput probes that print figures. Each stage
+//! is one subcommand with its own args and runner.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use skyhose_sim::relay::{self, RelayConfig};
+use skyhose_sim::{Network, SimConfig};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub stage: BenchStage,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchStage {
+    /// Pre-generate simulated frames, then time `skyhose ingest` (a child
+    /// process) writing them all into Redis on loopback.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchIngestArgs {
+    /// Events to generate and ingest.
+    #[arg(long, default_value_t = 500_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 5000)]
+    pub accounts: usize,
+    #[arg(
+        long = "redis",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Extra arguments passed to the `skyhose ingest` child (e.g. "--batch-max=2000").
+    #[arg(long = "ingest-arg", allow_hyphen_values = true)]
+    pub ingest_args: Vec<String>,
+    /// Keep the benchmark's Redis keys afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.stage {
+        BenchStage::Ingest(args) => ingest(args).await,
+    }
+}
+
+/// From /proc/<pid>: peak resident set (kB) and CPU time used (user + system).
+struct ProcSample {
+    peak_rss_kb: u64,
+    cpu: Duration,
+}
+
+fn sample(pid: u32) -> Option<ProcSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let peak_rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest)?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux platform this runs on.
+    Some(ProcSample {
+        peak_rss_kb,
+        cpu: Duration::from_millis(ticks * 10),
+    })
+}
+
+async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sim = SimConfig {
+        seed: args.seed,
+        accounts: args.accounts,
+        ..SimConfig::default()
+    };
+    // The same seed gives the same frames, so their size is known before the relay serves them.
+    let started = Instant::now();
+    let mut net = Network::new(sim.clone());
+    let bytes: u64 = (0..args.events)
+        .map(|_| net.next_frame().1.len() as u64)
+        .sum();
+    drop(net);
+    let relay = relay::start(RelayConfig {
+        sim,
+        total: Some(args.events),
+        window: args.events as usize + 16,
+        ..RelayConfig::default()
+    })
+    .await
+    .context("starting the simulated relay")?;
+    relay.wait_for_head(args.events as i64).await;
+    eprintln!(
+        "generated {} events ({:.1} MB of frames) in {:.1}s",
+        args.events,
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+
+    let prefix = format!("bench:ingest:{}", std::process::id());
+    let exe = std::env::current_exe().context("locating the skyhose binary")?;
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .arg("ingest")
+        .args(["--relay", &relay.url(), "--redis", &args.redis_url])
+        .args(["--stream-key", &format!("{prefix}:events")])
+        .args(["--cursor-key", &format!("{prefix}:cursor")])
+        .args(["--status-key", &format!("{prefix}:status")])
+        .args(["--max-stream-len", &(args.events * 2).to_string()])
+        .args(["--cursor", "0", "--stop-after", &args.events.to_string()])
+        .args(&args.ingest_args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = command.spawn().context("starting skyhose ingest")?;
+    let pid = child.id().context("child pid")?;
+    let mut last = None;
+    let status = loop {
+        if let Some(s) = sample(pid) {
+            last = Some(s);
+        }
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    relay.shutdown().await;
+    if !args.keep {
+        let mut conn = redis::Client::open(args.redis_url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        redis::cmd("DEL")
+            .arg(format!("{prefix}:events"))
+            .arg(format!("{prefix}:cursor"))
+            .arg(format!("{prefix}:status"))
+            .query_async::<()>(&mut conn)
+            .await?;
+    }
+    if !status.success() {
+        bail!("skyhose ingest exited with {status}");
+    }
+    let (peak_kb, cpu) = last.map_or((0, 0.0), |s| (s.peak_rss_kb, s.cpu.as_secs_f64()));
+    println!("cores: {cores}");
+    println!("events: {}", args.events);
+    println!("wall: {wall:.2}s");
+    println!("events/s: {:.0}", args.events as f64 / wall);
+    println!("MB/s: {:.1}", bytes as f64 / 1e6 / wall);
+    println!(
+        "child cpu: {cpu:.2}s ({:.0} events per cpu-second)",
+        args.events as f64 / cpu.max(1e-9)
+    );
+    println!("child peak RSS: {:.1} MB", peak_kb as f64 / 1024.0);
+    Ok(())
+}
