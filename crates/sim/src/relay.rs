@@ -50,6 +50,9 @@ pub struct RelayConfig {
     pub total: Option<u64>,
     /// Events per second; `None` generates as fast as possible.
     pub rate: Option<f64>,
+    /// Events generated at once on start before `rate` applies, so a relay restarted
+    /// beside a consumer's saved cursor has that cursor in its window again.
+    pub burst: u64,
     /// Frames retained for cursor replay.
     pub window: usize,
     pub faults: Faults,
@@ -66,6 +69,7 @@ impl Default for RelayConfig {
             sim: SimConfig::default(),
             total: None,
             rate: None,
+            burst: 0,
             window: 100_000,
             faults: Faults::default(),
             replay_file: None,
@@ -177,10 +181,15 @@ pub async fn start(cfg: RelayConfig) -> std::io::Result<RelayHandle> {
     });
     let generator = {
         let shared = shared.clone();
-        let (total, rate, window) = (cfg.total, cfg.rate, cfg.window.max(1));
+        let pace = Pace {
+            total: cfg.total,
+            rate: cfg.rate,
+            burst: cfg.burst,
+        };
+        let window = cfg.window.max(1);
         std::thread::Builder::new()
             .name("sim-generator".into())
-            .spawn(move || generate(shared, source, recorder, total, rate, window))?
+            .spawn(move || generate(shared, source, recorder, pace, window))?
     };
     let acceptor = tokio::spawn(accept_loop(
         listener,
@@ -223,21 +232,28 @@ pub fn frame_seq(frame: &[u8]) -> Option<i64> {
     body.get("seq").and_then(Value::as_i64)
 }
 
+/// How fast and how far the generator runs.
+struct Pace {
+    total: Option<u64>,
+    rate: Option<f64>,
+    burst: u64,
+}
+
 fn generate(
     shared: Arc<Shared>,
     mut source: Source,
     mut recorder: Option<CaptureWriter<std::io::BufWriter<std::fs::File>>>,
-    total: Option<u64>,
-    rate: Option<f64>,
+    pace: Pace,
     window: usize,
 ) {
+    let Pace { total, rate, burst } = pace;
     let started = Instant::now();
     let mut produced: u64 = 0;
     let mut batch = Vec::with_capacity(BATCH);
     'outer: while !shared.stop.load(Ordering::Acquire) {
         // How many events may exist by now under the rate limit.
         let allowed = match rate {
-            Some(r) if r > 0.0 => (started.elapsed().as_secs_f64() * r) as u64 + 1,
+            Some(r) if r > 0.0 => burst + (started.elapsed().as_secs_f64() * r) as u64 + 1,
             _ => u64::MAX,
         };
         let mut budget = allowed.saturating_sub(produced).min(BATCH as u64);

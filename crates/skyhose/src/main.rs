@@ -2,6 +2,7 @@
 //! crates together and handles signals. Pipeline logic lives in the crates.
 
 mod cmd;
+mod services;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,11 @@ enum Command {
     Ingest(cmd::ingest::IngestArgs),
     /// Throughput probes that print figures.
     Bench(cmd::bench::BenchArgs),
+    /// Ingest and index in one process, with one shutdown sequence; starts private
+    /// Redis/PostgreSQL instances when none is running locally.
+    Run(cmd::run::RunArgs),
+    /// `run` fed by the built-in simulated relay: the whole pipeline with no internet.
+    Demo(cmd::run::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +48,8 @@ fn main() -> anyhow::Result<()> {
             Command::Index(args) => cmd::index::run(args).await,
             Command::Ingest(args) => cmd::ingest::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
+            Command::Run(args) => cmd::run::run(args).await,
+            Command::Demo(args) => cmd::run::demo(args).await,
         }
     })
 }

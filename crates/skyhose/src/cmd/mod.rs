@@ -5,3 +5,4 @@ pub mod index;
 pub mod migrate;
 pub mod ingest;
 pub mod bench;
+pub mod run;

@@ -22,6 +22,10 @@ pub struct SimRelayArgs {
     /// Events generated per second; omit to generate as fast as possible.
     #[arg(long, env = "SIM_RATE")]
     pub rate: Option<f64>,
+    /// Events generated at once on start before --rate applies, so that consumers
+    /// resuming from a saved cursor find it in the window after a restart.
+    #[arg(long, env = "SIM_BURST", default_value_t = 0)]
+    pub burst: u64,
     /// Stop generating after this many events; the relay keeps serving them.
     #[arg(long, env = "SIM_TOTAL")]
     pub total: Option<u64>,
@@ -80,6 +84,7 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
         sim,
         total: args.total,
         rate: args.rate,
+        burst: args.burst,
         window: args.window,
         faults: Faults {
             drop_every: args.drop_every,

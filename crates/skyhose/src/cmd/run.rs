@@ -1,0 +1,303 @@
+//! `skyhose run` and `skyhose demo`: ingest, index workers (and the API, when
+//! built in) in one process, sharing one shutdown sequence.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use skyhose_index::{CancellationToken, IndexConfig};
+use skyhose_ingest::IngestConfig;
+use skyhose_sim::relay::{self, RelayConfig, RelayHandle};
+use skyhose_sim::SimConfig;
+
+use super::index::{cancel_on_signal, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+use crate::services::{self, Private};
+
+/// Options of `skyhose run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Relay to subscribe to, or `sim` for the built-in simulated relay.
+    #[arg(
+        long = "relay",
+        env = "RELAY_URL",
+        default_value = "wss://bsky.network"
+    )]
+    pub relay_url: String,
+    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Index worker tasks.
+    #[arg(long, env = "INDEX_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// Where private Redis/PostgreSQL instances keep their data when none is
+    /// running at the configured local address.
+    #[arg(long, env = "SKYHOSE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Prometheus metrics of ingest and index.
+    #[arg(long, env = "METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+/// Options of the built-in simulated relay (used with `--relay sim` and `demo`).
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Simulated events per second.
+    #[arg(long = "sim-rate", env = "SIM_RATE", default_value_t = 500.0)]
+    pub rate: f64,
+    /// Accounts of the simulated network.
+    #[arg(long = "sim-accounts", env = "SIM_ACCOUNTS", default_value_t = 2000)]
+    pub accounts: usize,
+    /// Seed of the simulated network.
+    #[arg(long = "sim-seed", env = "SIM_SEED", default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Options of `skyhose demo`: `run` fed by the simulated relay.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/skyhose_demo"
+    )]
+    pub database_url: String,
+    #[arg(long, env = "INDEX_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    #[arg(long, env = "SKYHOSE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    run(RunArgs {
+        relay_url: "sim".into(),
+        redis_url: args.redis_url,
+        database_url: args.database_url,
+        workers: args.workers,
+        data_dir: args.data_dir,
+        metrics_listen: args.metrics_listen,
+        sim: args.sim,
+    })
+    .await
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let privates = start_services(&args)?;
+    let result = run_pipeline(&args).await;
+    for private in privates.iter().rev() {
+        tracing::info!("stopping the {}", private.describe());
+        private.stop();
+    }
+    result
+}
+
+fn start_services(args: &RunArgs) -> anyhow::Result<Vec<Private>> {
+    let mut privates = Vec::new();
+    let (host, port) = host_port(&args.redis_url, 6379).context("--redis")?;
+    if let Some(p) = services::ensure_redis(&host, port, &args.data_dir)? {
+        tracing::info!("started a {}", p.describe());
+        privates.push(p);
+    }
+    let (host, port) = host_port(&args.database_url, 5432).context("--database-url")?;
+    match services::ensure_postgres(&host, port, &args.data_dir) {
+        Ok(Some(p)) => {
+            tracing::info!("started a {}", p.describe());
+            privates.push(p);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            for p in privates.iter().rev() {
+                p.stop();
+            }
+            return Err(e);
+        }
+    }
+    Ok(privates)
+}
+
+/// Host and port of a `scheme://[user@]host[:port]/...` URL.
+fn host_port(url: &str, default_port: u16) -> anyhow::Result<(String, u16)> {
+    let rest = url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if !port.ends_with(']') => {
+            let port = port
+                .parse()
+                .with_context(|| format!("port {port:?} in {url:?}"))?;
+            Ok((host.to_owned(), port))
+        }
+        _ => Ok((host_port.to_owned(), default_port)),
+    }
+}
+
+async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
+    skyhose_index::ensure_database(&args.database_url)
+        .await
+        .with_context(|| format!("creating the database of {}", args.database_url))?;
+    let pool =
+        skyhose_index::connect_pool(&args.database_url, 2).context("connecting to PostgreSQL")?;
+    let report = skyhose_index::migrate(&pool).await.context("migrating")?;
+    tracing::info!(applied = ?report.applied, current = report.current, "schema ready");
+    let fallback_cursor = skyhose_index::resume_seq(&pool)
+        .await
+        .context("reading the index watermark")?;
+
+    let sim_relay = if args.relay_url == "sim" {
+        Some(start_sim_relay(args).await?)
+    } else {
+        None
+    };
+    let relay_url = match &sim_relay {
+        Some(relay) => relay.url(),
+        None => args.relay_url.clone(),
+    };
+
+    let ingest_cfg = IngestConfig {
+        relay_url: relay_url.clone(),
+        redis_url: args.redis_url.clone(),
+        fallback_cursor,
+        metrics_listen: Some(args.metrics_listen),
+        ..IngestConfig::default()
+    };
+    let mut index_cfg = IndexConfig::new(&args.redis_url, &args.database_url);
+    index_cfg.workers = args.workers;
+
+    let stop = CancellationToken::new();
+    cancel_on_signal(stop.clone());
+    let ingest_stop = CancellationToken::new();
+    let index_stop = CancellationToken::new();
+    let mut ingest = tokio::spawn(skyhose_ingest::run(ingest_cfg, ingest_stop.clone()));
+    let mut index = tokio::spawn(skyhose_index::run(index_cfg, index_stop.clone()));
+    tracing::info!(
+        relay = %relay_url,
+        redis = %args.redis_url,
+        metrics = %format!("http://{}/metrics", args.metrics_listen),
+        "pipeline running; Ctrl-C stops it"
+    );
+
+    // Whichever part ends first ends the run; the rest stops in pipeline order.
+    let early = tokio::select! {
+        _ = stop.cancelled() => None,
+        r = &mut ingest => Some(("ingest", r.map(|r| r.map(|_| ()).map_err(anyhow::Error::from)))),
+        r = &mut index => Some(("index", r.map(|r| r.map(|_| ()).map_err(anyhow::Error::from)))),
+    };
+    let ended = early.as_ref().map(|(part, _)| *part);
+    let mut failure = None;
+    if let Some((part, outcome)) = early {
+        match outcome {
+            Ok(Ok(())) => tracing::warn!("{part} stopped on its own"),
+            Ok(Err(e)) => failure = Some(e.context(format!("{part} failed"))),
+            Err(e) => failure = Some(anyhow::Error::from(e).context(format!("{part} panicked"))),
+        }
+    }
+
+    tracing::info!("stopping ingest: no more frames are read; the last batch and cursor are saved");
+    ingest_stop.cancel();
+    if ended != Some("ingest") {
+        match ingest.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "ingest stopped with an error"),
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => tracing::error!(error = %e, "ingest task failed"),
+        }
+    }
+    tracing::info!("stopping index workers: in-flight batches commit and are acknowledged");
+    index_stop.cancel();
+    if ended != Some("index") {
+        match index.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "index stopped with an error"),
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => tracing::error!(error = %e, "index task failed"),
+        }
+    }
+    if let Some(relay) = sim_relay {
+        tracing::info!("stopping the simulated relay");
+        relay.shutdown().await;
+    }
+    tracing::info!("stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+/// The simulated relay restarts from seq 1 with each process; it generates up to the
+/// saved cursor at once so ingest's resume point is inside its replay window again.
+async fn start_sim_relay(args: &RunArgs) -> anyhow::Result<RelayHandle> {
+    let saved = saved_cursor(&args.redis_url).await.unwrap_or(0).max(0) as u64;
+    let cfg = RelayConfig {
+        sim: SimConfig {
+            seed: args.sim.seed,
+            accounts: args.sim.accounts,
+            ..SimConfig::default()
+        },
+        rate: Some(args.sim.rate),
+        burst: saved,
+        window: (saved as usize).saturating_add(100_000),
+        ..RelayConfig::default()
+    };
+    if saved > 0 {
+        tracing::info!(
+            saved_cursor = saved,
+            "regenerating the simulated network up to the saved cursor"
+        );
+    }
+    let relay = relay::start(cfg)
+        .await
+        .context("starting the simulated relay")?;
+    if saved > 0 {
+        relay.wait_for_head(saved as i64).await;
+    }
+    tracing::info!(url = %relay.subscribe_url(), rate = args.sim.rate, "simulated relay running");
+    Ok(relay)
+}
+
+async fn saved_cursor(redis_url: &str) -> Option<i64> {
+    let client = redis::Client::open(redis_url).ok()?;
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    redis::cmd("GET")
+        .arg(skyhose_ingest::config::DEFAULT_CURSOR_KEY)
+        .query_async::<Option<i64>>(&mut conn)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn host_and_port_of_service_urls() {
+        assert_eq!(
+            host_port("postgres://postgres@127.0.0.1:5432/skyhose", 1).unwrap(),
+            ("127.0.0.1".into(), 5432)
+        );
+        assert_eq!(
+            host_port("redis://localhost", 6379).unwrap(),
+            ("localhost".into(), 6379)
+        );
+        assert!(host_port("nonsense", 1).is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! Local Redis and PostgreSQL for the all-in-one commands.
+//!
+//! `run` and `demo` use the servers at their configured addresses when something
+//! answers there. When nothing does and the address is local, they start private
+//! instances from the installed server binaries with their data under a data
+//! directory, and stop them on exit, so a newcomer needs no set-up beyond the binaries.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// A server this process started and must stop.
+pub enum Private {
+    Redis { pid_file: PathBuf, port: u16 },
+    Postgres { pg_ctl: PathBuf, data_dir: PathBuf },
+}
+
+impl Private {
+    pub fn stop(&self) {
+        match self {
+            Private::Redis { port, .. } => {
+                let stopped = Command::new("redis-cli")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "shutdown",
+                        "nosave",
+                    ])
+                    .status();
+                if stopped.is_err() {
+                    tracing::warn!("could not stop the private Redis on port {port}");
+                }
+            }
+            Private::Postgres { pg_ctl, data_dir } => {
+                let stopped = Command::new(pg_ctl)
+                    .arg("-D")
+                    .arg(data_dir)
+                    .args(["-m", "fast", "-w", "stop"])
+                    .status();
+                if !matches!(stopped, Ok(s) if s.success()) {
+                    tracing::warn!(
+                        "could not stop the private PostgreSQL in {}",
+                        data_dir.display()
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Private::Redis { pid_file, port } => {
+                format!(
+                    "private Redis on 127.0.0.1:{port} (pid file {})",
+                    pid_file.display()
+                )
+            }
+            Private::Postgres { data_dir, .. } => {
+                format!("private PostgreSQL with data in {}", data_dir.display())
+            }
+        }
+    }
+}
+
+fn listening(host: &str, port: u16) -> bool {
+    let Ok(addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    addrs.into_iter().any(|addr: SocketAddr| {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+    })
+}
+
+fn is_loopback(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]")
+}
+
+fn wait_until_listening(host: &str, port: u16, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if listening(host, port) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("{what} did not start listening on {host}:{port} within 30 s")
+}
+
+/// Finds a server binary on PATH or in Debian's versioned PostgreSQL directories.
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.or_else(|| {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin").join(name)))
+            .filter(|p| p.is_file())
+            .collect();
+        versions.sort();
+        versions.pop()
+    })
+}
+
+/// Makes sure a Redis answers at `host:port`, starting a private one if needed.
+pub fn ensure_redis(host: &str, port: u16, data_dir: &Path) -> anyhow::Result<Option<Private>> {
+    if listening(host, port) {
+        return Ok(None);
+    }
+    if !is_loopback(host) {
+        bail!("Redis at {host}:{port} is not answering (set --redis / REDIS_URL to a reachable server)");
+    }
+    let Some(server) = find_binary("redis-server") else {
+        bail!(
+            "nothing answers at Redis {host}:{port} and `redis-server` is not installed: \
+             install it (Debian/Ubuntu: apt-get install redis-server) or point --redis at a running server"
+        );
+    };
+    let dir = data_dir.join("redis");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pid_file = dir.join("redis.pid");
+    let status = Command::new(server)
+        .args([
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--pidfile")
+        .arg(&pid_file)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .status()
+        .context("starting redis-server")?;
+    if !status.success() {
+        bail!(
+            "redis-server exited with {status}; see {}",
+            dir.join("redis.log").display()
+        );
+    }
+    wait_until_listening("127.0.0.1", port, "the private Redis")?;
+    Ok(Some(Private::Redis { pid_file, port }))
+}
+
+/// Makes sure a PostgreSQL answers at `host:port`, starting a private cluster
+/// (trust auth, superuser `postgres`) if needed.
+pub fn ensure_postgres(host: &str, port: u16, data_dir: &Path) -> anyhow::Result<Option<Private>> {
+    if listening(host, port) {
+        return Ok(None);
+    }
+    if !is_loopback(host) {
+        bail!("PostgreSQL at {host}:{port} is not answering (set --database-url / DATABASE_URL)");
+    }
+    let (Some(initdb), Some(pg_ctl)) = (find_binary("initdb"), find_binary("pg_ctl")) else {
+        bail!(
+            "nothing answers at PostgreSQL {host}:{port} and `initdb`/`pg_ctl` are not installed: \
+             install PostgreSQL (Debian/Ubuntu: apt-get install postgresql) or point --database-url at a running server"
+        );
+    };
+    let dir = data_dir.join("postgres");
+    if !dir.join("PG_VERSION").is_file() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut init = Command::new(&initdb);
+        init.arg("-D")
+            .arg(&dir)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+        run_as_owner_if_root(&mut init, &dir)?;
+        let status = init.status().context("running initdb")?;
+        if !status.success() {
+            bail!("initdb exited with {status} for {}", dir.display());
+        }
+    }
+    let mut start = Command::new(&pg_ctl);
+    start
+        .arg("-D")
+        .arg(&dir)
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .arg("-o")
+        .arg(format!("-p {port} -k /tmp -c listen_addresses=127.0.0.1"))
+        .args(["-w", "start"]);
+    run_as_owner_if_root(&mut start, &dir)?;
+    let status = start.status().context("running pg_ctl start")?;
+    if !status.success() {
+        bail!(
+            "pg_ctl start exited with {status}; see {}",
+            dir.join("server.log").display()
+        );
+    }
+    wait_until_listening("127.0.0.1", port, "the private PostgreSQL")?;
+    Ok(Some(Private::Postgres {
+        pg_ctl,
+        data_dir: dir,
+    }))
+}
+
+/// PostgreSQL refuses to run as root; when we are root, the private cluster is
+/// owned by and run as the `postgres` system user if it exists.
+fn run_as_owner_if_root(cmd: &mut Command, dir: &Path) -> anyhow::Result<()> {
+    // `id -u` spares a libc dependency for one number.
+    let uid = Command::new("id").arg("-u").output().ok();
+    let is_root = uid.is_some_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if !is_root {
+        return Ok(());
+    }
+    let chown = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(dir)
+        .status()
+        .context("chown of the PostgreSQL data directory")?;
+    if !chown.success() {
+        bail!(
+            "running as root needs a `postgres` system user to own {}",
+            dir.display()
+        );
+    }
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut wrapped = Command::new("runuser");
+    wrapped
+        .args(["-u", "postgres", "--"])
+        .arg(program)
+        .args(args);
+    *cmd = wrapped;
+    Ok(())
+}
