@@ -68,12 +68,6 @@ impl<'a> Body<'a> {
             Some(_) => Err(self.bad(field)),
         }
     }
-    fn bytes(&self, field: &'static str) -> Result<Vec<u8>, FrameError> {
-        match self.get(field) {
-            Some(Value::Bytes(b)) => Ok(b.clone()),
-            _ => Err(self.bad(field)),
-        }
-    }
     fn opt_link(&self, field: &'static str) -> Result<Option<Cid>, FrameError> {
         match self.get(field) {
             None => Ok(None),
@@ -83,8 +77,24 @@ impl<'a> Body<'a> {
     }
 }
 
+/// Moves the `blocks` bytes out of a body: they are most of a frame, and
+/// copying them would cost more than the rest of the decoding.
+fn take_blocks(body: &mut Value, kind: &'static str) -> Result<Vec<u8>, FrameError> {
+    let bad = FrameError::BadField {
+        kind,
+        field: "blocks",
+    };
+    let Value::Map(map) = body else {
+        return Err(bad);
+    };
+    match map.remove("blocks") {
+        Some(Value::Bytes(blocks)) => Ok(blocks),
+        _ => Err(bad),
+    }
+}
+
 pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
-    let (header, body) = decode_frame_parts(frame)?;
+    let (header, mut body) = decode_frame_parts(frame)?;
     let op = header
         .get("op")
         .and_then(Value::as_i64)
@@ -107,10 +117,16 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
         .and_then(Value::as_str)
         .ok_or(FrameError::BadHeader)?;
     let event = match t {
-        "#commit" => Event::Commit(commit(&Body {
-            kind: "commit",
-            value: &body,
-        })?),
+        "#commit" => {
+            let blocks = take_blocks(&mut body, "commit")?;
+            Event::Commit(commit(
+                &Body {
+                    kind: "commit",
+                    value: &body,
+                },
+                blocks,
+            )?)
+        }
         "#identity" => {
             let b = Body {
                 kind: "identity",
@@ -137,6 +153,7 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
             })
         }
         "#sync" => {
+            let blocks = take_blocks(&mut body, "sync")?;
             let b = Body {
                 kind: "sync",
                 value: &body,
@@ -145,7 +162,7 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
                 seq: b.int("seq")?,
                 did: b.string("did")?,
                 rev: b.string("rev")?,
-                blocks: b.bytes("blocks")?,
+                blocks,
                 time: b.string("time")?,
             })
         }
@@ -164,7 +181,7 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
     Ok(Decoded::Event(event))
 }
 
-fn commit(b: &Body<'_>) -> Result<Commit, FrameError> {
+fn commit(b: &Body<'_>, blocks: Vec<u8>) -> Result<Commit, FrameError> {
     let Some(Value::List(raw_ops)) = b.get("ops") else {
         return Err(b.bad("ops"));
     };
@@ -204,7 +221,7 @@ fn commit(b: &Body<'_>) -> Result<Commit, FrameError> {
         since: b.opt_string("since")?,
         time: b.string("time")?,
         commit: b.opt_link("commit")?.ok_or_else(|| b.bad("commit"))?,
-        blocks: b.bytes("blocks")?,
+        blocks,
         ops,
         blobs,
         too_big: b.bool_or("tooBig", false)?,
