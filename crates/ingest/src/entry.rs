@@ -116,15 +116,51 @@ fn push_cid(out: &mut String, cid: &Cid) {
     out.push('"');
 }
 
-/// The blocks of a commit's CAR, or why they could not be read.
-type Blocks = Result<Vec<car::Block>, String>;
+fn read_varint(input: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *input.get(*pos)?;
+        *pos += 1;
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
 
-fn record_json(blocks: &Blocks, cid: &Cid, verify: bool, out: &mut String) -> Result<(), String> {
-    let blocks = blocks.as_ref().map_err(Clone::clone)?;
-    let (_, bytes) = blocks
-        .iter()
-        .find(|(block_cid, _)| block_cid == cid)
-        .ok_or_else(|| "record block missing from the commit's blocks".to_owned())?;
+/// The block of `cid` in a CAR v1 file, borrowed: copying every block of every
+/// commit to look up one or two records is most of the cost of a commit.
+fn find_block<'a>(car: &'a [u8], cid: &Cid) -> Result<&'a [u8], String> {
+    let wanted = cid.to_bytes();
+    let mut pos = 0;
+    let next_section = |pos: &mut usize| -> Result<Option<&'a [u8]>, String> {
+        if *pos >= car.len() {
+            return Ok(None);
+        }
+        let start = *pos;
+        let len = read_varint(car, pos)
+            .and_then(|len| usize::try_from(len).ok())
+            .ok_or_else(|| format!("commit blocks: bad length at byte {start}"))?;
+        let section = pos
+            .checked_add(len)
+            .and_then(|end| car.get(*pos..end))
+            .ok_or_else(|| format!("commit blocks: section at byte {start} runs past the end"))?;
+        *pos += len;
+        Ok(Some(section))
+    };
+    // The first section is the header (roots); blocks follow as CID + bytes.
+    next_section(&mut pos)?.ok_or_else(|| "commit blocks: empty CAR".to_owned())?;
+    while let Some(section) = next_section(&mut pos)? {
+        if let Some(data) = section.strip_prefix(&wanted[..]) {
+            return Ok(data);
+        }
+    }
+    Err("record block missing from the commit's blocks".to_owned())
+}
+
+fn record_json(car: &[u8], cid: &Cid, verify: bool, out: &mut String) -> Result<(), String> {
+    let bytes = find_block(car, cid)?;
     if verify && Cid::for_dag_cbor(bytes) != *cid {
         return Err("record block does not hash to its CID".to_owned());
     }
@@ -144,17 +180,6 @@ fn record_json(blocks: &Blocks, cid: &Cid, verify: bool, out: &mut String) -> Re
 
 fn commit_entry(c: &Commit, opts: ConvertOptions) -> Result<StreamEntry, ConvertError> {
     let seq = checked_seq(EntryKind::Commit, c.seq)?;
-    let needs_blocks = c
-        .ops
-        .iter()
-        .any(|op| op.action != OpAction::Delete && op.cid.is_some());
-    let blocks: Blocks = if needs_blocks {
-        car::read_car(&c.blocks)
-            .map(|(_, blocks)| blocks)
-            .map_err(|e| format!("commit blocks unreadable: {e}"))
-    } else {
-        Ok(Vec::new())
-    };
     let mut out = String::with_capacity(256 + c.blocks.len() * 2);
     let mut op_errors = 0;
     out.push('{');
@@ -178,7 +203,7 @@ fn commit_entry(c: &Commit, opts: ConvertOptions) -> Result<StreamEntry, Convert
                     push_cid(&mut out, cid);
                     let mark = out.len();
                     out.push_str(",\"record\":");
-                    let result = record_json(&blocks, cid, opts.verify_cids, &mut out);
+                    let result = record_json(&c.blocks, cid, opts.verify_cids, &mut out);
                     if result.is_err() {
                         out.truncate(mark);
                     }
