@@ -3,7 +3,8 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct Backoff {
     base: Duration,
@@ -35,11 +36,18 @@ impl Backoff {
     }
 }
 
-/// A random number in [0, 1): every `RandomState` is freshly keyed, which is
-/// randomness enough for jitter without another dependency.
+/// A random number in [0, 1): a randomly keyed hash of the clock and a counter,
+/// which is randomness enough for jitter without another dependency.
 fn random_unit() -> f64 {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(0);
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -55,6 +63,11 @@ mod tests {
                 Duration::from_millis(100 * (1u64 << attempt)).min(Duration::from_secs(1));
             assert!(b.next_delay() <= ceiling);
         }
+        let samples: Vec<u64> = (0..8).map(|_| (random_unit() * 1e9) as u64).collect();
+        let mut distinct = samples.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), samples.len(), "{samples:?}");
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
     }
