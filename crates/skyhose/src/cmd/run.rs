@@ -15,6 +15,9 @@ use skyhose_sim::SimConfig;
 use super::index::{cancel_on_signal, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 use crate::services::{self, Private};
 
+/// How long shutdown waits for the index to catch up with what ingest wrote.
+const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+
 /// Options of `skyhose run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -40,7 +43,22 @@ pub struct RunArgs {
     #[arg(long, env = "METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     pub metrics_listen: SocketAddr,
     #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
     pub sim: SimArgs,
+}
+
+/// Redis keys shared by ingest and index.
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    #[arg(long, env = "REDIS_STREAM_KEY", default_value = skyhose_ingest::config::DEFAULT_STREAM_KEY)]
+    pub stream_key: String,
+    #[arg(long, env = "REDIS_CURSOR_KEY", default_value = skyhose_ingest::config::DEFAULT_CURSOR_KEY)]
+    pub cursor_key: String,
+    #[arg(long, env = "REDIS_STATUS_KEY", default_value = skyhose_ingest::config::DEFAULT_STATUS_KEY)]
+    pub status_key: String,
+    #[arg(long, env = "REDIS_DEAD_LETTER_KEY", default_value = skyhose_index::DEFAULT_DEAD_LETTER_KEY)]
+    pub dead_letter_key: String,
 }
 
 /// Options of the built-in simulated relay (used with `--relay sim` and `demo`).
@@ -75,6 +93,8 @@ pub struct DemoArgs {
     #[arg(long, env = "METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     pub metrics_listen: SocketAddr,
     #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
     pub sim: SimArgs,
 }
 
@@ -86,6 +106,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         workers: args.workers,
         data_dir: args.data_dir,
         metrics_listen: args.metrics_listen,
+        keys: args.keys,
         sim: args.sim,
     })
     .await
@@ -164,6 +185,9 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // A fresh pipeline on the simulated relay reads it from its first event;
+    // on a real relay it starts at the live tail.
+    let fallback_cursor = fallback_cursor.or(sim_relay.as_ref().map(|_| 0));
     let relay_url = match &sim_relay {
         Some(relay) => relay.url(),
         None => args.relay_url.clone(),
@@ -172,19 +196,24 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     let ingest_cfg = IngestConfig {
         relay_url: relay_url.clone(),
         redis_url: args.redis_url.clone(),
+        stream_key: args.keys.stream_key.clone(),
+        cursor_key: args.keys.cursor_key.clone(),
+        status_key: args.keys.status_key.clone(),
         fallback_cursor,
         metrics_listen: Some(args.metrics_listen),
         ..IngestConfig::default()
     };
     let mut index_cfg = IndexConfig::new(&args.redis_url, &args.database_url);
     index_cfg.workers = args.workers;
+    index_cfg.stream_key = args.keys.stream_key.clone();
+    index_cfg.dead_letter_key = args.keys.dead_letter_key.clone();
 
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
     let ingest_stop = CancellationToken::new();
     let index_stop = CancellationToken::new();
     let mut ingest = tokio::spawn(skyhose_ingest::run(ingest_cfg, ingest_stop.clone()));
-    let mut index = tokio::spawn(skyhose_index::run(index_cfg, index_stop.clone()));
+    let mut index = tokio::spawn(skyhose_index::run(index_cfg.clone(), index_stop.clone()));
     tracing::info!(
         relay = %relay_url,
         redis = %args.redis_url,
@@ -228,6 +257,9 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "index task failed"),
         }
     }
+    if failure.is_none() {
+        drain_index(index_cfg).await;
+    }
     if let Some(relay) = sim_relay {
         tracing::info!("stopping the simulated relay");
         relay.shutdown().await;
@@ -236,10 +268,36 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     failure.map_or(Ok(()), Err)
 }
 
+/// Indexes what ingest wrote before it stopped, so the watermark in PostgreSQL
+/// reaches the saved cursor; bounded, because other consumers of a shared group
+/// may hold entries this process cannot finish.
+async fn drain_index(mut cfg: IndexConfig) {
+    cfg.exit_when_drained = true;
+    let stop = CancellationToken::new();
+    let mut drain = tokio::spawn(skyhose_index::run(cfg, stop.clone()));
+    tracing::info!("indexing what is left in the stream (at most {DRAIN_LIMIT:?})");
+    let outcome = tokio::select! {
+        r = &mut drain => r,
+        _ = tokio::time::sleep(DRAIN_LIMIT) => {
+            tracing::warn!("the stream did not drain in {DRAIN_LIMIT:?}; the rest is indexed on the next start");
+            stop.cancel();
+            drain.await
+        }
+    };
+    match outcome {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "draining the stream failed"),
+        Err(e) => tracing::error!(error = %e, "draining task failed"),
+    }
+}
+
 /// The simulated relay restarts from seq 1 with each process; it generates up to the
 /// saved cursor at once so ingest's resume point is inside its replay window again.
 async fn start_sim_relay(args: &RunArgs) -> anyhow::Result<RelayHandle> {
-    let saved = saved_cursor(&args.redis_url).await.unwrap_or(0).max(0) as u64;
+    let saved = saved_cursor(&args.redis_url, &args.keys.cursor_key)
+        .await
+        .unwrap_or(0)
+        .max(0) as u64;
     let cfg = RelayConfig {
         sim: SimConfig {
             seed: args.sim.seed,
@@ -267,7 +325,7 @@ async fn start_sim_relay(args: &RunArgs) -> anyhow::Result<RelayHandle> {
     Ok(relay)
 }
 
-async fn saved_cursor(redis_url: &str) -> Option<i64> {
+async fn saved_cursor(redis_url: &str, cursor_key: &str) -> Option<i64> {
     let client = redis::Client::open(redis_url).ok()?;
     let mut conn = tokio::time::timeout(
         Duration::from_secs(3),
@@ -277,7 +335,7 @@ async fn saved_cursor(redis_url: &str) -> Option<i64> {
     .ok()?
     .ok()?;
     redis::cmd("GET")
-        .arg(skyhose_ingest::config::DEFAULT_CURSOR_KEY)
+        .arg(cursor_key)
         .query_async::<Option<i64>>(&mut conn)
         .await
         .ok()
