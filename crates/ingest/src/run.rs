@@ -410,7 +410,7 @@ impl Ingest {
             return Ok(());
         }
         // The cursor covers every event accepted so far: all of them are in this batch or earlier ones.
-        let cursor = self.accepted.or(self.written).unwrap_or(0);
+        let cursor = self.accepted.or(self.written);
         let mut backoff = Backoff::new(self.cfg.backoff_base, Duration::from_secs(5));
         let mut failures = 0u32;
         let started = Instant::now();
@@ -433,7 +433,7 @@ impl Ingest {
                 continue;
             }
             // The reply may have been lost after EXEC ran: the cursor tells.
-            if let Ok(Some(stored)) = self.sink.cursor().await {
+            if let (Ok(Some(stored)), Some(cursor)) = (self.sink.cursor().await, cursor) {
                 if stored >= cursor && !matches!(self.written, Some(w) if stored <= w) {
                     break;
                 }
@@ -448,10 +448,12 @@ impl Ingest {
         self.summary.events_written += events;
         self.summary.entries_written += self.batch.len() as u64;
         self.stream_len_estimate += self.batch.len() as u64;
-        self.written = Some(cursor);
+        self.written = cursor;
         self.batch.clear();
         self.publish_tallies();
-        metrics::gauge!(observe::CURSOR).set(cursor as f64);
+        if let Some(cursor) = cursor {
+            metrics::gauge!(observe::CURSOR).set(cursor as f64);
+        }
         if self.stream_len_estimate >= self.cfg.max_stream_len {
             self.backpressure().await;
         }

@@ -92,11 +92,12 @@ impl Sink {
         })
     }
 
-    /// Appends the batch and moves the cursor to `cursor` in one transaction.
+    /// Appends the batch and moves the cursor to `cursor` in one transaction
+    /// (`None`: the batch holds only `info` entries and no seq is known yet).
     pub async fn write_batch(
         &mut self,
         entries: &[StreamEntry],
-        cursor: i64,
+        cursor: Option<i64>,
     ) -> Result<(), RedisError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -112,7 +113,9 @@ impl Sink {
                 .arg(entry.seq)
                 .ignore();
         }
-        pipe.cmd("SET").arg(&self.cursor_key).arg(cursor).ignore();
+        if let Some(cursor) = cursor {
+            pipe.cmd("SET").arg(&self.cursor_key).arg(cursor).ignore();
+        }
         pipe.query_async::<()>(&mut self.conn).await
     }
 
