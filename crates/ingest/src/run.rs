@@ -49,6 +49,8 @@ pub enum IngestError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("the Redis writer task failed: {0}")]
+    Writer(String),
     #[error("stopping while Redis is failing ({source}); {pending} entries not written, cursor left at {cursor:?}")]
     UnflushedAtShutdown {
         pending: usize,
@@ -71,6 +73,64 @@ fn resume_cursor(cfg: &IngestConfig, redis: crate::sink::RedisResume) -> Option<
         (None, None) if !redis.stream_exists => cfg.fallback_cursor,
         (None, None) => None,
     }
+}
+
+/// A transaction that Redis took.
+struct WriteDone {
+    sink: Sink,
+    cursor: Option<i64>,
+    events: u64,
+    entries: u64,
+    redis_errors: u64,
+    elapsed: Duration,
+}
+
+/// Writes one batch and its cursor, retrying on a fresh connection until
+/// Redis takes it; gives up only when stopping.
+async fn write_with_retries(
+    mut sink: Sink,
+    entries: Vec<StreamEntry>,
+    cursor: Option<i64>,
+    written_before: Option<i64>,
+    shutdown: CancellationToken,
+    backoff_base: Duration,
+) -> Result<WriteDone, IngestError> {
+    let mut backoff = Backoff::new(backoff_base, Duration::from_secs(5));
+    let mut failures = 0u64;
+    let started = Instant::now();
+    loop {
+        let Err(e) = sink.write_batch(&entries, cursor).await else {
+            break;
+        };
+        failures += 1;
+        metrics::counter!(observe::REDIS_ERRORS).increment(1);
+        tracing::warn!(error = %e, entries = entries.len(), cursor, "batch write failed; retrying");
+        if shutdown.is_cancelled() && failures >= 5 {
+            return Err(IngestError::UnflushedAtShutdown {
+                pending: entries.len(),
+                cursor: written_before,
+                source: e,
+            });
+        }
+        tokio::time::sleep(backoff.next_delay().max(Duration::from_millis(50))).await;
+        if sink.reconnect().await.is_err() {
+            continue;
+        }
+        // The reply may have been lost after EXEC ran: the cursor tells.
+        if let (Ok(Some(stored)), Some(cursor)) = (sink.cursor().await, cursor) {
+            if stored >= cursor && !matches!(written_before, Some(w) if stored <= w) {
+                break;
+            }
+        }
+    }
+    Ok(WriteDone {
+        sink,
+        cursor,
+        events: entries.iter().filter(|e| e.kind != EntryKind::Info).count() as u64,
+        entries: entries.len() as u64,
+        redis_errors: failures,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// Why a connection ended.
@@ -99,6 +159,8 @@ struct Ingest {
     last_event_time: Option<String>,
     stream_len_estimate: u64,
     connected: bool,
+    in_flight: Option<tokio::task::JoinHandle<Result<WriteDone, IngestError>>>,
+    in_flight_events: u64,
 }
 
 /// Counts kept locally and handed to the metrics recorder once per batch:
@@ -170,6 +232,8 @@ pub async fn run(
         last_event_time: None,
         stream_len_estimate: 0,
         connected: false,
+        in_flight: None,
+        in_flight_events: 0,
     };
     ingest.main_loop().await
 }
@@ -204,7 +268,7 @@ impl Ingest {
             // after the backoff we tail live and accept the relay's numbering.
             live_tail_next = matches!(outcome, Disconnect::FutureCursor);
             if live_tail_next {
-                self.flush().await?;
+                self.flush_and_settle().await?;
                 self.accepted = None;
             }
             self.summary.reconnects += 1;
@@ -216,7 +280,7 @@ impl Ingest {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        self.flush().await?;
+        self.flush_and_settle().await?;
         self.publish_status(0.0).await;
         self.summary.cursor = self.written;
         tracing::info!(summary = ?self.summary, "ingest stopped");
@@ -383,8 +447,9 @@ impl Ingest {
             self.flush().await?;
         }
         if let Some(limit) = self.cfg.stop_after {
-            if self.summary.events_written + self.batch.len() as u64 >= limit {
-                self.flush().await?;
+            let pending = self.in_flight_events + self.batch.len() as u64;
+            if self.summary.events_written + pending >= limit {
+                self.flush_and_settle().await?;
                 return Ok(Some(Disconnect::Done));
             }
         }
@@ -402,56 +467,55 @@ impl Ingest {
         );
     }
 
-    /// Writes the batch and the cursor in one transaction, retrying until
-    /// Redis takes it; applies backpressure afterwards.
+    /// Hands the batch to the writer and returns at once, so the next batch is
+    /// decoded while Redis runs this one. At most one transaction is in
+    /// flight and each carries its own cursor, so they commit in order.
     async fn flush(&mut self) -> Result<(), IngestError> {
         self.batch_opened = None;
         if self.batch.is_empty() {
             return Ok(());
         }
+        self.settle().await?;
+        let entries = std::mem::replace(&mut self.batch, Vec::with_capacity(self.cfg.batch_max));
         // The cursor covers every event accepted so far: all of them are in this batch or earlier ones.
         let cursor = self.accepted.or(self.written);
-        let mut backoff = Backoff::new(self.cfg.backoff_base, Duration::from_secs(5));
-        let mut failures = 0u32;
-        let started = Instant::now();
-        loop {
-            let result = self.sink.write_batch(&self.batch, cursor).await;
-            let Err(e) = result else { break };
-            failures += 1;
-            self.summary.redis_errors += 1;
-            metrics::counter!(observe::REDIS_ERRORS).increment(1);
-            tracing::warn!(error = %e, entries = self.batch.len(), cursor, "batch write failed; retrying");
-            if self.shutdown.is_cancelled() && failures >= 5 {
-                return Err(IngestError::UnflushedAtShutdown {
-                    pending: self.batch.len(),
-                    cursor: self.written,
-                    source: e,
-                });
-            }
-            tokio::time::sleep(backoff.next_delay().max(Duration::from_millis(50))).await;
-            if self.sink.reconnect().await.is_err() {
-                continue;
-            }
-            // The reply may have been lost after EXEC ran: the cursor tells.
-            if let (Ok(Some(stored)), Some(cursor)) = (self.sink.cursor().await, cursor) {
-                if stored >= cursor && !matches!(self.written, Some(w) if stored <= w) {
-                    break;
-                }
-            }
-        }
-        metrics::histogram!(observe::BATCH_SECONDS).record(started.elapsed().as_secs_f64());
-        let events = self
-            .batch
-            .iter()
-            .filter(|e| e.kind != EntryKind::Info)
-            .count() as u64;
-        self.summary.events_written += events;
-        self.summary.entries_written += self.batch.len() as u64;
-        self.stream_len_estimate += self.batch.len() as u64;
-        self.written = cursor;
-        self.batch.clear();
+        self.in_flight_events = entries.iter().filter(|e| e.kind != EntryKind::Info).count() as u64;
         self.publish_tallies();
-        if let Some(cursor) = cursor {
+        let write = write_with_retries(
+            self.sink.clone(),
+            entries,
+            cursor,
+            self.written,
+            self.shutdown.clone(),
+            self.cfg.backoff_base,
+        );
+        self.in_flight = Some(tokio::spawn(write));
+        Ok(())
+    }
+
+    /// Flushes and waits until everything accepted is in Redis.
+    async fn flush_and_settle(&mut self) -> Result<(), IngestError> {
+        self.flush().await?;
+        self.settle().await
+    }
+
+    /// Waits for the transaction in flight, if any, and accounts for it.
+    async fn settle(&mut self) -> Result<(), IngestError> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let done = task
+            .await
+            .map_err(|e| IngestError::Writer(e.to_string()))??;
+        self.in_flight_events = 0;
+        self.summary.redis_errors += done.redis_errors;
+        metrics::histogram!(observe::BATCH_SECONDS).record(done.elapsed.as_secs_f64());
+        self.summary.events_written += done.events;
+        self.summary.entries_written += done.entries;
+        self.stream_len_estimate += done.entries;
+        self.written = done.cursor;
+        self.sink = done.sink;
+        if let Some(cursor) = done.cursor {
             metrics::gauge!(observe::CURSOR).set(cursor as f64);
         }
         if self.stream_len_estimate >= self.cfg.max_stream_len {
@@ -483,6 +547,7 @@ impl Ingest {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not trim the stream");
+                let _ = self.sink.reconnect().await;
                 false
             }
         }

@@ -8,6 +8,7 @@ use redis::{AsyncCommands, RedisError, Value as RedisValue};
 use crate::config::IngestConfig;
 use crate::entry::StreamEntry;
 
+#[derive(Clone)]
 pub struct Sink {
     client: redis::Client,
     conn: MultiplexedConnection,
