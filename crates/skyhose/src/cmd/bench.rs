@@ -20,6 +20,9 @@ pub enum BenchStage {
     /// Pre-generate simulated frames, then time `skyhose ingest` (a child
     /// process) writing them all into Redis on loopback.
     Ingest(BenchIngestArgs),
+    /// Pre-fill a stream with simulated events, then time `skyhose index` (a
+    /// child process) with 1, 2 and 4 workers and a one-event-per-transaction baseline.
+    Index(super::bench_index::BenchIndexArgs),
 }
 
 #[derive(Args, Debug)]
@@ -48,16 +51,17 @@ pub struct BenchIngestArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.stage {
         BenchStage::Ingest(args) => ingest(args).await,
+        BenchStage::Index(args) => super::bench_index::index(args).await,
     }
 }
 
 /// From /proc/<pid>: peak resident set (kB) and CPU time used (user + system).
-struct ProcSample {
-    peak_rss_kb: u64,
-    cpu: Duration,
+pub(super) struct ProcSample {
+    pub peak_rss_kb: u64,
+    pub cpu: Duration,
 }
 
-fn sample(pid: u32) -> Option<ProcSample> {
+pub(super) fn sample(pid: u32) -> Option<ProcSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let peak_rss_kb = status
         .lines()

@@ -6,3 +6,4 @@ pub mod migrate;
 pub mod ingest;
 pub mod bench;
 pub mod run;
+pub mod bench_index;

@@ -1,0 +1,250 @@
+//! `skyhose bench index`: a stream pre-filled with simulated events, indexed by
+//! `skyhose index` child processes into fresh databases, with 1, 2 and 4 worker
+//! tasks and a one-event-per-transaction baseline. Each run reads the same stream
+//! through its own consumer group.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use skyhose_ingest::{event_to_entry, Compat};
+use skyhose_sim::{Network, SimConfig};
+
+use super::bench::sample;
+
+#[derive(Args, Debug)]
+pub struct BenchIndexArgs {
+    /// Simulated events in the stream.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Worker-task counts to measure, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub workers: Vec<usize>,
+    /// Events indexed by the one-event-per-transaction baseline (0 skips it);
+    /// a prefix of the stream, since the baseline is slow.
+    #[arg(long, default_value_t = 20_000)]
+    pub baseline_events: u64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 20_000)]
+    pub accounts: usize,
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    #[arg(
+        long = "redis",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Server URL; each run creates and drops its own database there.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub postgres: String,
+    /// Keep the benchmark's stream and databases afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+struct Outcome {
+    label: String,
+    events: u64,
+    elapsed: Duration,
+    peak_rss_kb: u64,
+    cpu: Duration,
+}
+
+pub async fn index(args: BenchIndexArgs) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tag = format!("bench_index_{}", std::process::id());
+    let stream = format!("{tag}:events");
+    let baseline_stream = format!("{tag}:baseline");
+    let client = redis::Client::open(args.redis_url.as_str()).context("--redis")?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .with_context(|| format!("connecting to {}", args.redis_url))?;
+
+    println!("filling {stream} with {} simulated events ...", args.events);
+    let filled = fill(&mut conn, &args, &stream, &baseline_stream).await?;
+    println!("stream ready: {filled} entries");
+
+    let mut outcomes = Vec::new();
+    for &workers in &args.workers {
+        let label = format!("{workers} worker(s), batch {}", args.batch_size);
+        let db = format!("{tag}_w{workers}");
+        outcomes.push(
+            run_child(
+                &args,
+                &label,
+                &stream,
+                &db,
+                workers,
+                args.batch_size,
+                filled,
+            )
+            .await?,
+        );
+    }
+    if args.baseline_events > 0 {
+        let db = format!("{tag}_baseline");
+        let events = args.baseline_events.min(filled);
+        outcomes.push(
+            run_child(
+                &args,
+                "baseline: 1 event per transaction",
+                &baseline_stream,
+                &db,
+                1,
+                1,
+                events,
+            )
+            .await?,
+        );
+    }
+
+    println!();
+    println!("index benchmark: {filled} simulated events, {cores} cores (PostgreSQL and Redis on the same machine)");
+    println!(
+        "{:<40} {:>12} {:>10} {:>12} {:>10}",
+        "run", "events/s", "seconds", "peak RSS MB", "CPU s"
+    );
+    for o in &outcomes {
+        println!(
+            "{:<40} {:>12.0} {:>10.1} {:>12.1} {:>10.1}",
+            o.label,
+            o.events as f64 / o.elapsed.as_secs_f64().max(1e-9),
+            o.elapsed.as_secs_f64(),
+            o.peak_rss_kb as f64 / 1024.0,
+            o.cpu.as_secs_f64()
+        );
+    }
+    if !args.keep {
+        let _: Result<(), _> = redis::cmd("DEL")
+            .arg(&stream)
+            .arg(&baseline_stream)
+            .arg(format!("{tag}:dead"))
+            .query_async(&mut conn)
+            .await;
+    }
+    Ok(())
+}
+
+/// Writes the simulated events as stream entries, pipelined in batches; the
+/// baseline stream gets the first `baseline_events` of them.
+async fn fill(
+    conn: &mut redis::aio::MultiplexedConnection,
+    args: &BenchIndexArgs,
+    stream: &str,
+    baseline_stream: &str,
+) -> anyhow::Result<u64> {
+    let mut network = Network::new(SimConfig {
+        seed: args.seed,
+        accounts: args.accounts,
+        ..SimConfig::default()
+    });
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut generated = 0u64;
+    while generated < args.events {
+        let mut pipe = redis::pipe();
+        for _ in 0..1000 {
+            if generated >= args.events {
+                break;
+            }
+            let event = network.next_event();
+            generated += 1;
+            let Some(entry) = event_to_entry(&event, Compat::Full)? else {
+                continue;
+            };
+            let seq = entry.seq.to_string();
+            let fields = [
+                ("type", entry.kind.as_str()),
+                ("data", &entry.data),
+                ("seq", &seq),
+            ];
+            pipe.xadd(stream, "*", &fields).ignore();
+            if written < args.baseline_events {
+                pipe.xadd(baseline_stream, "*", &fields).ignore();
+            }
+            written += 1;
+        }
+        pipe.query_async::<()>(conn)
+            .await
+            .context("XADD while filling")?;
+        if generated % 100_000 == 0 {
+            println!(
+                "  {generated} events ({:.0}/s)",
+                generated as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            );
+        }
+    }
+    Ok(written)
+}
+
+async fn run_child(
+    args: &BenchIndexArgs,
+    label: &str,
+    stream: &str,
+    db: &str,
+    workers: usize,
+    batch_size: usize,
+    events: u64,
+) -> anyhow::Result<Outcome> {
+    let database_url = format!("{}/{db}", args.postgres.trim_end_matches('/'));
+    let group = format!("{db}_group");
+    let exe = std::env::current_exe().context("locating the skyhose binary")?;
+    // The schema is applied before timing starts, so the figure is indexing alone.
+    let status = tokio::process::Command::new(&exe)
+        .args(["migrate", "--database-url", &database_url])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .context("running skyhose migrate")?;
+    if !status.success() {
+        bail!("skyhose migrate failed for {database_url}");
+    }
+    println!("{label}: indexing {events} events ...");
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&exe)
+        .arg("index")
+        .args(["--redis", &args.redis_url, "--database-url", &database_url])
+        .args(["--stream-key", stream, "--group", &group])
+        .args(["--dead-letter-key", &format!("{stream}:dead")])
+        .args(["--workers", &workers.to_string()])
+        .args(["--batch-size", &batch_size.to_string()])
+        .arg("--exit-when-drained")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting skyhose index")?;
+    let pid = child.id().context("index child has no pid")?;
+    let mut last = sample(pid);
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if let Some(s) = sample(pid) {
+                    last = Some(s);
+                }
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    if !status.success() {
+        bail!("skyhose index exited with {status} ({label})");
+    }
+    let (peak_rss_kb, cpu) = last.map_or((0, Duration::ZERO), |s| (s.peak_rss_kb, s.cpu));
+    if !args.keep {
+        skyhose_index::drop_database(&database_url)
+            .await
+            .with_context(|| format!("dropping {database_url}"))?;
+    }
+    Ok(Outcome {
+        label: label.to_owned(),
+        events,
+        elapsed,
+        peak_rss_kb,
+        cpu,
+    })
+}
