@@ -171,7 +171,7 @@ async fn fill(
         pipe.query_async::<()>(conn)
             .await
             .context("XADD while filling")?;
-        if generated % 100_000 == 0 {
+        if generated.is_multiple_of(100_000) {
             println!(
                 "  {generated} events ({:.0}/s)",
                 generated as f64 / started.elapsed().as_secs_f64().max(1e-9)
