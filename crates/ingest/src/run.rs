@@ -161,6 +161,8 @@ struct Ingest {
     connected: bool,
     in_flight: Option<tokio::task::JoinHandle<Result<WriteDone, IngestError>>>,
     in_flight_events: u64,
+    /// Events (not `info` entries) in `batch`.
+    batch_events: u64,
 }
 
 /// Counts kept locally and handed to the metrics recorder once per batch:
@@ -234,6 +236,7 @@ pub async fn run(
         connected: false,
         in_flight: None,
         in_flight_events: 0,
+        batch_events: 0,
     };
     ingest.main_loop().await
 }
@@ -439,6 +442,9 @@ impl Ingest {
             metrics::counter!(observe::OP_ERRORS).increment(u64::from(entry.op_errors));
         }
         self.tallies.by_kind[kind_index(entry.kind)] += 1;
+        if entry.kind != EntryKind::Info {
+            self.batch_events += 1;
+        }
         self.batch.push(entry);
         if self.batch_opened.is_none() {
             self.batch_opened = Some(Instant::now());
@@ -447,7 +453,7 @@ impl Ingest {
             self.flush().await?;
         }
         if let Some(limit) = self.cfg.stop_after {
-            let pending = self.in_flight_events + self.batch.len() as u64;
+            let pending = self.in_flight_events + self.batch_events;
             if self.summary.events_written + pending >= limit {
                 self.flush_and_settle().await?;
                 return Ok(Some(Disconnect::Done));
@@ -479,7 +485,7 @@ impl Ingest {
         let entries = std::mem::replace(&mut self.batch, Vec::with_capacity(self.cfg.batch_max));
         // The cursor covers every event accepted so far: all of them are in this batch or earlier ones.
         let cursor = self.accepted.or(self.written);
-        self.in_flight_events = entries.iter().filter(|e| e.kind != EntryKind::Info).count() as u64;
+        self.in_flight_events = std::mem::take(&mut self.batch_events);
         self.publish_tallies();
         let write = write_with_retries(
             self.sink.clone(),

@@ -326,3 +326,46 @@ async fn a_group_that_stops_reading_loses_nothing() {
     relay.shutdown().await;
     cleanup(&prefix).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outdated_cursor_is_an_info_entry_and_future_cursor_reconnects() {
+    let prefix = unique_prefix("cursors");
+    let relay = relay::start(RelayConfig {
+        sim: sim(14),
+        total: Some(2000),
+        window: 500,
+        ..RelayConfig::default()
+    })
+    .await
+    .expect("relay starts");
+    relay.wait_for_head(2000).await;
+    let mut cfg = config(&prefix, &relay);
+    cfg.cursor_override = Some(10);
+    cfg.stop_after = Some(500);
+    let summary = ingest_until_done(cfg.clone()).await;
+    assert_eq!(summary.events_written, 500);
+    let entries = read_all(&cfg.stream_key).await;
+    assert_eq!(entries.len(), 501);
+    let (_, info) = &entries[0];
+    assert_eq!(info[0].1, "info");
+    let data: serde_json::Value = serde_json::from_str(&info[1].1).expect("JSON");
+    assert_eq!(data["name"], "OutdatedCursor");
+    assert_eq!(info[2].1, "10", "an info entry repeats the seq before it");
+    let seqs: Vec<String> = entries[1..].iter().map(|(_, f)| f[2].1.clone()).collect();
+    assert_eq!(
+        seqs,
+        (1501..=2000).map(|s| s.to_string()).collect::<Vec<_>>()
+    );
+
+    let mut ahead = config(&unique_prefix("future"), &relay);
+    ahead.cursor_override = Some(9000);
+    let token = CancellationToken::new();
+    let task = tokio::spawn(run(ahead, token.clone()));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    token.cancel();
+    let summary = task.await.expect("task").expect("ingest");
+    assert!(summary.reconnects >= 1, "{summary:?}");
+    assert_eq!(summary.events_written, 0);
+    relay.shutdown().await;
+    cleanup(&prefix).await;
+}
