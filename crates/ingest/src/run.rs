@@ -70,8 +70,9 @@ fn resume_cursor(cfg: &IngestConfig, redis: crate::sink::RedisResume) -> Option<
         (Some(c), Some(s)) => Some(c.max(s)),
         (Some(c), None) => Some(c),
         (None, Some(s)) => Some(s),
-        (None, None) if !redis.stream_exists => cfg.fallback_cursor,
-        (None, None) => None,
+        // No cursor and no entries: Redis lost its data (or never had any; an
+        // empty stream left by an earlier start counts as none).
+        (None, None) => cfg.fallback_cursor,
     }
 }
 
@@ -216,6 +217,7 @@ pub async fn run(
     tracing::info!(
         redis_cursor = ?state.cursor,
         last_entry_seq = ?state.last_entry_seq,
+        stream_exists = state.stream_exists,
         override_cursor = ?cfg.cursor_override,
         fallback_cursor = ?cfg.fallback_cursor,
         resume_from = ?start,

@@ -56,6 +56,11 @@ pub struct IngestArgs {
     /// Resume point used only when Redis has neither cursor nor stream.
     #[arg(long, env = "INGEST_FALLBACK_CURSOR")]
     pub fallback_cursor: Option<i64>,
+    /// Index database: its committed watermark becomes the fallback cursor
+    /// (unless --fallback-cursor is given), so a Redis that lost its data
+    /// resumes where the index stopped.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Entry shape (see docs/stream-format.md).
     #[arg(long, value_enum, default_value = "full")]
     pub compat: CompatArg,
@@ -122,10 +127,30 @@ impl IngestArgs {
     }
 }
 
+/// The index's committed watermark, or `None` (logged) when it cannot be read:
+/// it only matters if Redis lost its data, so it must not stop ingest.
+async fn index_watermark(database_url: &str) -> Option<i64> {
+    let read = async {
+        let pool = skyhose_index::connect_pool(database_url, 1)?;
+        skyhose_index::resume_seq(&pool).await
+    };
+    match read.await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::warn!(error = %e, "index watermark unreadable; no fallback cursor");
+            None
+        }
+    }
+}
+
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let summary = skyhose_ingest::run(args.config(), shutdown)
+    let mut config = args.config();
+    if let (None, Some(url)) = (config.fallback_cursor, &args.database_url) {
+        config.fallback_cursor = index_watermark(url).await;
+    }
+    let summary = skyhose_ingest::run(config, shutdown)
         .await
         .with_context(|| format!("ingesting {}", args.relay_url))?;
     tracing::info!(?summary, "ingest finished");
