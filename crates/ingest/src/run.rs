@@ -164,6 +164,9 @@ struct Ingest {
     in_flight_events: u64,
     /// Events (not `info` entries) in `batch`.
     batch_events: u64,
+    /// When the relay last sent anything; a pause for backpressure restarts
+    /// it, since silence we caused ourselves is not a stall.
+    last_frame: Instant,
 }
 
 /// Counts kept locally and handed to the metrics recorder once per batch:
@@ -239,6 +242,7 @@ pub async fn run(
         in_flight: None,
         in_flight_events: 0,
         batch_events: 0,
+        last_frame: Instant::now(),
     };
     ingest.main_loop().await
 }
@@ -314,7 +318,7 @@ impl Ingest {
         };
         tracing::info!(url, "connected to the relay");
         self.connected = true;
-        let mut last_frame = Instant::now();
+        self.last_frame = Instant::now();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         let mut last_report = Instant::now();
         let mut events_at_report = self.summary.events_written;
@@ -330,8 +334,8 @@ impl Ingest {
                     self.flush().await?;
                 }
                 _ = housekeeping.tick() => {
-                    if last_frame.elapsed() >= self.cfg.stall_timeout {
-                        tracing::warn!(silent_secs = last_frame.elapsed().as_secs(), "relay stalled");
+                    if self.last_frame.elapsed() >= self.cfg.stall_timeout {
+                        tracing::warn!(silent_secs = self.last_frame.elapsed().as_secs(), "relay stalled");
                         return Ok(Disconnect::Stalled);
                     }
                     if last_report.elapsed() >= self.cfg.status_interval {
@@ -343,7 +347,7 @@ impl Ingest {
                     }
                 }
                 message = ws.next() => {
-                    last_frame = Instant::now();
+                    self.last_frame = Instant::now();
                     let bytes = match message {
                         Some(Ok(Message::Binary(bytes))) => bytes,
                         Some(Ok(Message::Close(_))) | None => return Ok(Disconnect::Closed),
@@ -587,6 +591,7 @@ impl Ingest {
             self.publish_status(0.0).await;
         }
         metrics::gauge!(observe::PAUSED).set(0.0);
+        self.last_frame = Instant::now();
         tracing::info!(
             paused_secs = paused.elapsed().as_secs_f64(),
             length = self.stream_len_estimate,
