@@ -204,6 +204,9 @@ pub async fn run(
     if !(cfg.relay_url.starts_with("ws://") || cfg.relay_url.starts_with("wss://")) {
         return Err(IngestError::BadRelayUrl(cfg.relay_url));
     }
+    // wss:// needs a process-wide TLS crypto provider; an error only means
+    // one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if let Some(addr) = cfg.metrics_listen {
         observe::serve_metrics(addr)
             .await
