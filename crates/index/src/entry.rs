@@ -184,6 +184,7 @@ fn parse_commit(data: &Value, seq: i64) -> Result<Commit, String> {
     let ops = ops
         .iter()
         .enumerate()
+        .filter(|(_, op)| !is_flagged_without_record(repo, seq, op))
         .map(|(index, op)| parse_op(repo, op).map_err(|problem| format!("op {index}: {problem}")))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Commit {
@@ -192,6 +193,30 @@ fn parse_commit(data: &Value, seq: i64) -> Result<Commit, String> {
         seq,
         ops,
     })
+}
+
+/// Ingest keeps an op whose record it could not read from the commit's blocks,
+/// flagged with `error` and without `record` (docs/stream-format.md). Its content
+/// is unknown, so there is nothing to index; the rest of the commit still lands,
+/// and the op is logged and counted rather than failing the whole entry.
+fn is_flagged_without_record(repo: &str, seq: i64, op: &Value) -> bool {
+    let flagged =
+        op.get("record").is_none() && op.get("action").and_then(Value::as_str) != Some("delete");
+    match op.get("error").and_then(Value::as_str) {
+        Some(error) if flagged => {
+            let path = op.get("path").and_then(Value::as_str).unwrap_or("?");
+            tracing::warn!(
+                seq,
+                repo,
+                path,
+                error,
+                "op without a readable record is not indexed"
+            );
+            metrics::counter!("skyhose_index_unreadable_ops_total").increment(1);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn parse_op(repo: &str, op: &Value) -> Result<Op, String> {
@@ -276,6 +301,21 @@ mod tests {
         assert_eq!(commit.ops.len(), 2);
         assert_eq!(commit.ops[0].uri, "at://did:plc:a/app.bsky.feed.post/3l");
         assert!(commit.ops[1].write.is_none());
+    }
+
+    #[test]
+    fn ops_flagged_by_ingest_are_left_out_and_the_rest_lands() {
+        let data = r#"{"repo":"did:plc:a","rev":"3l","ops":[
+            {"action":"create","path":"app.bsky.feed.post/3l","cid":"bafyx","error":"record block missing from the commit's CAR"},
+            {"action":"delete","path":"app.bsky.feed.like/3k"}]}"#;
+        let Event::Commit(commit) = parse_entry(&raw("commit", data, "8")).expect("valid") else {
+            panic!("not a commit");
+        };
+        assert_eq!(commit.ops.len(), 1);
+        assert_eq!(commit.ops[0].uri, "at://did:plc:a/app.bsky.feed.like/3k");
+        // Without the flag, a create with no record is still an error.
+        let data = r#"{"repo":"did:plc:a","ops":[{"action":"create","path":"app.bsky.feed.post/3l","cid":"bafyx"}]}"#;
+        assert!(parse_entry(&raw("commit", data, "9")).is_err());
     }
 
     #[test]
