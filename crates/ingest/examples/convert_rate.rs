@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use skyhose_ingest::decode::{decode, Decoded};
+use skyhose_proto::decode::{decode, Decoded};
 use skyhose_ingest::{event_to_entry, Compat};
 use skyhose_sim::{Network, SimConfig};
 

@@ -4,7 +4,6 @@
 
 mod backoff;
 pub mod config;
-pub mod decode;
 pub mod entry;
 mod json;
 mod observe;

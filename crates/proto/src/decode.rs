@@ -1,16 +1,16 @@
 //! One binary subscribeRepos message into a typed event. Frames that are not
 //! well formed are errors that name what was wrong, never panics.
 
-use skyhose_proto::cbor::Value;
-use skyhose_proto::frame::{
+use crate::cbor::Value;
+use crate::frame::{
     decode_frame_parts, Account, Commit, ErrorFrame, Event, Identity, Info, OpAction, RepoOp, Sync,
 };
-use skyhose_proto::Cid;
+use crate::Cid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("frame is not DAG-CBOR: {0}")]
-    Cbor(#[from] skyhose_proto::WireError),
+    Cbor(#[from] crate::WireError),
     #[error("frame header has no valid `op`")]
     BadHeader,
     #[error("unknown message type {0:?}")]
