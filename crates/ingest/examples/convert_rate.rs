@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use skyhose_proto::decode::{decode, Decoded};
 use skyhose_ingest::{event_to_entry, Compat};
+use skyhose_proto::decode::{decode, Decoded};
 use skyhose_sim::{Network, SimConfig};
 
 fn main() {

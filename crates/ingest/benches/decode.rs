@@ -1,0 +1,43 @@
+//! Full decode of realistic simulated frames: frame header and body, the CAR
+//! blocks, every record block to data-model JSON in its stream entry.
+//! `cargo bench -p skyhose-ingest --bench decode`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use skyhose_ingest::{event_to_entry, Compat};
+use skyhose_proto::decode::{decode, Decoded};
+use skyhose_sim::{Network, SimConfig};
+
+fn frames(n: usize) -> Vec<Vec<u8>> {
+    let mut network = Network::new(SimConfig {
+        seed: 5,
+        accounts: 5_000,
+        ..SimConfig::default()
+    });
+    (0..n).map(|_| network.next_frame().1).collect()
+}
+
+fn full_decode(c: &mut Criterion) {
+    let frames = frames(10_000);
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    group.bench_function("frame+car+records+json", |b| {
+        b.iter(|| {
+            let mut json_bytes = 0usize;
+            for frame in &frames {
+                if let Ok(Decoded::Event(event)) = decode(frame) {
+                    if let Ok(Some(entry)) = event_to_entry(&event, Compat::Full) {
+                        json_bytes += entry.data.len();
+                    }
+                }
+            }
+            json_bytes
+        })
+    });
+    group.bench_function("frame+car only", |b| {
+        b.iter(|| frames.iter().filter(|f| decode(f).is_ok()).count())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, full_decode);
+criterion_main!(benches);
