@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{subscribe_url, IngestConfig};
-use skyhose_proto::decode::{best_effort_seq_repo, decode, Decoded};
 use crate::entry::{event_to_entry_with, ConvertOptions, EntryKind, StreamEntry};
 use crate::observe::{self, now_unix, rfc3339_now, rfc3339_unix};
 use crate::sink::Sink;
+use skyhose_proto::decode::{best_effort_seq_repo, decode, Decoded};
 use skyhose_proto::frame::Event;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
