@@ -59,6 +59,43 @@ impl Cid {
     }
 }
 
+/// A CID string that is not a base32 (`b…`) sha-256 CIDv1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not a base32 sha-256 CIDv1 (dag-cbor or raw)")]
+pub struct CidParseError {
+    pub input: String,
+}
+
+impl Cid {
+    /// Parses the multibase base32 string form (`bafy…`, `bafk…`).
+    pub fn parse(text: &str) -> Result<Cid, CidParseError> {
+        let fail = || CidParseError {
+            input: text.chars().take(80).collect(),
+        };
+        let b32 = text.strip_prefix('b').ok_or_else(fail)?;
+        if b32.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(fail());
+        }
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(b32.to_ascii_uppercase().as_bytes())
+            .map_err(|_| fail())?;
+        Cid::from_bytes(&bytes).map_err(|_| fail())
+    }
+
+    /// Whether `block` hashes to this CID.
+    pub fn verify(&self, block: &[u8]) -> bool {
+        let digest: [u8; 32] = Sha256::digest(block).into();
+        digest == self.digest
+    }
+}
+
+impl std::str::FromStr for Cid {
+    type Err = CidParseError;
+    fn from_str(text: &str) -> Result<Cid, CidParseError> {
+        Cid::parse(text)
+    }
+}
+
 impl fmt::Display for Cid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b32 = data_encoding::BASE32_NOPAD.encode(&self.to_bytes());

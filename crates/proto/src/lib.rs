@@ -5,6 +5,7 @@
 pub mod car;
 pub mod cbor;
 pub mod cid;
+pub mod datamodel;
 pub mod decode;
 pub mod frame;
 

@@ -1,0 +1,162 @@
+//! The AT Protocol data model in its JSON form: links as `{"$link": cid}`, bytes
+//! as `{"$bytes": base64}`, blobs as `{"$type": "blob", "ref", "mimeType", "size"}`.
+//! `from_json` is strict, because JSON from outside (stream entries, API input)
+//! must map to exactly one DAG-CBOR encoding; `to_json` is total.
+
+use std::collections::BTreeMap;
+
+use data_encoding::{BASE64, BASE64_NOPAD};
+use serde_json::{Map, Number, Value as Json};
+
+use crate::cbor::Value;
+use crate::Cid;
+
+/// Why a JSON value is not in the AT Protocol data model; `path` is where
+/// (`$.embed.images[0].image.ref`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct DataModelError {
+    pub path: String,
+    pub problem: String,
+}
+
+/// The largest integer JSON readers agree on (2^53 - 1), which the data model
+/// also uses as its integer range.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// A data-model value as JSON.
+pub fn to_json(value: &Value) -> Json {
+    match value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Integer(n) => Json::Number(Number::from(*n)),
+        Value::String(s) => Json::String(s.clone()),
+        Value::Bytes(bytes) => single("$bytes", Json::String(BASE64_NOPAD.encode(bytes))),
+        Value::Link(cid) => single("$link", Json::String(cid.to_string())),
+        Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn single(key: &str, value: Json) -> Json {
+    let mut map = Map::new();
+    map.insert(key.to_owned(), value);
+    Json::Object(map)
+}
+
+/// A JSON object (a record, or any data-model object) as a data-model value.
+pub fn from_json(json: &Json) -> Result<Value, DataModelError> {
+    if !json.is_object() {
+        return Err(DataModelError {
+            path: "$".into(),
+            problem: "the top level must be an object".into(),
+        });
+    }
+    convert(json, &mut "$".to_owned())
+}
+
+fn fail(path: &str, problem: impl Into<String>) -> DataModelError {
+    DataModelError {
+        path: path.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+fn convert(json: &Json, path: &mut String) -> Result<Value, DataModelError> {
+    Ok(match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => Value::Integer(integer(n, path)?),
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                out.push(convert(item, path)?);
+                path.truncate(len);
+            }
+            Value::List(out)
+        }
+        Json::Object(map) => object(map, path)?,
+    })
+}
+
+fn integer(n: &Number, path: &str) -> Result<i64, DataModelError> {
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        // `1.0` is an integer written by a JSON encoder that only has doubles.
+        Some(f) if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER => Ok(f as i64),
+        _ => Err(fail(
+            path,
+            format!("{n} is not an integer (the data model has no floats)"),
+        )),
+    }
+}
+
+fn object(map: &Map<String, Json>, path: &mut String) -> Result<Value, DataModelError> {
+    if let Some(link) = map.get("$link") {
+        let text = link
+            .as_str()
+            .filter(|_| map.len() == 1)
+            .ok_or_else(|| fail(path, "a $link object has exactly one string field"))?;
+        let cid = Cid::parse(text).map_err(|e| fail(path, e.to_string()))?;
+        return Ok(Value::Link(cid));
+    }
+    if let Some(bytes) = map.get("$bytes") {
+        let text = bytes
+            .as_str()
+            .filter(|_| map.len() == 1)
+            .ok_or_else(|| fail(path, "a $bytes object has exactly one string field"))?;
+        let decoded = BASE64_NOPAD
+            .decode(text.as_bytes())
+            .or_else(|_| BASE64.decode(text.as_bytes()))
+            .map_err(|_| fail(path, "$bytes is not base64"))?;
+        return Ok(Value::Bytes(decoded));
+    }
+    match map.get("$type") {
+        None => {}
+        Some(Json::String(t)) if !t.is_empty() => {
+            if t == "blob" {
+                check_blob(map, path)?;
+            }
+        }
+        Some(_) => return Err(fail(path, "$type must be a non-empty string")),
+    }
+    let mut out = BTreeMap::new();
+    for (key, value) in map {
+        let len = path.len();
+        path.push('.');
+        path.push_str(key);
+        out.insert(key.clone(), convert(value, path)?);
+        path.truncate(len);
+    }
+    Ok(Value::Map(out))
+}
+
+fn check_blob(map: &Map<String, Json>, path: &str) -> Result<(), DataModelError> {
+    let has_link = map
+        .get("ref")
+        .and_then(Json::as_object)
+        .is_some_and(|r| r.contains_key("$link"));
+    if !has_link {
+        return Err(fail(
+            path,
+            "a blob needs `ref` as a {\"$link\": cid} object",
+        ));
+    }
+    if !map.get("mimeType").is_some_and(Json::is_string) {
+        return Err(fail(path, "a blob needs a string `mimeType`"));
+    }
+    if !map.get("size").is_some_and(|s| s.is_i64() || s.is_u64()) {
+        return Err(fail(path, "a blob needs an integer `size`"));
+    }
+    Ok(())
+}
