@@ -123,11 +123,8 @@ fn object(map: &Map<String, Json>, path: &mut String) -> Result<Value, DataModel
     }
     match map.get("$type") {
         None => {}
-        Some(Json::String(t)) if !t.is_empty() => {
-            if t == "blob" {
-                check_blob(map, path)?;
-            }
-        }
+        Some(Json::String(t)) if t == "blob" => check_blob(map, path)?,
+        Some(Json::String(t)) if !t.is_empty() => {}
         Some(_) => return Err(fail(path, "$type must be a non-empty string")),
     }
     let mut out = BTreeMap::new();
