@@ -6,7 +6,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::records::{self, RecordFacts};
-use crate::syntax::{is_did, is_handle, is_nsid, is_record_key};
+use skyhose_proto::syntax::{is_did, is_handle, is_nsid, is_record_key};
 
 /// One entry as read from the Redis Stream: its id and its fields in order.
 #[derive(Debug, Clone, PartialEq, Eq)]

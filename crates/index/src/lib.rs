@@ -10,7 +10,6 @@ mod migrate;
 pub mod records;
 mod snapshot;
 mod stream;
-pub mod syntax;
 mod worker;
 
 use std::time::Duration;

@@ -6,7 +6,7 @@
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::syntax::{is_did, parse_at_uri, uri_owner_did};
+use skyhose_proto::syntax::{is_did, parse_at_uri, uri_owner_did};
 
 pub const POST: &str = "app.bsky.feed.post";
 pub const LIKE: &str = "app.bsky.feed.like";
