@@ -28,10 +28,33 @@ pub struct RunArgs {
         default_value = "wss://bsky.network"
     )]
     pub relay_url: String,
-    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
-    pub redis_url: String,
+    /// PostgreSQL database of the index; created if it does not exist.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// Options of `skyhose demo`: `run` fed by the simulated relay, in its own database.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// PostgreSQL database of the index; created if it does not exist.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/skyhose_demo"
+    )]
+    pub database_url: String,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// What `run` and `demo` share.
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    /// Redis holding the stream, the cursor and the consumer group.
+    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
     /// Index worker tasks.
     #[arg(long, env = "INDEX_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -51,12 +74,16 @@ pub struct RunArgs {
 /// Redis keys shared by ingest and index.
 #[derive(Args, Debug, Clone)]
 pub struct KeyArgs {
+    /// Stream that ingest appends to and the index reads.
     #[arg(long, env = "REDIS_STREAM_KEY", default_value = skyhose_ingest::config::DEFAULT_STREAM_KEY)]
     pub stream_key: String,
+    /// Key holding the seq of the last event in the stream.
     #[arg(long, env = "REDIS_CURSOR_KEY", default_value = skyhose_ingest::config::DEFAULT_CURSOR_KEY)]
     pub cursor_key: String,
+    /// Dashboard status key (JSON, expires when ingest stops updating it).
     #[arg(long, env = "REDIS_STATUS_KEY", default_value = skyhose_ingest::config::DEFAULT_STATUS_KEY)]
     pub status_key: String,
+    /// Stream receiving entries the index cannot apply, with the reason.
     #[arg(long, env = "REDIS_DEAD_LETTER_KEY", default_value = skyhose_index::DEFAULT_DEAD_LETTER_KEY)]
     pub dead_letter_key: String,
 }
@@ -75,45 +102,17 @@ pub struct SimArgs {
     pub seed: u64,
 }
 
-/// Options of `skyhose demo`: `run` fed by the simulated relay.
-#[derive(Args, Debug)]
-pub struct DemoArgs {
-    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
-    pub redis_url: String,
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/skyhose_demo"
-    )]
-    pub database_url: String,
-    #[arg(long, env = "INDEX_WORKERS", default_value_t = 2)]
-    pub workers: usize,
-    #[arg(long, env = "SKYHOSE_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    #[arg(long, env = "METRICS_LISTEN", default_value = "127.0.0.1:9464")]
-    pub metrics_listen: SocketAddr,
-    #[command(flatten)]
-    pub keys: KeyArgs,
-    #[command(flatten)]
-    pub sim: SimArgs,
-}
-
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     run(RunArgs {
         relay_url: "sim".into(),
-        redis_url: args.redis_url,
         database_url: args.database_url,
-        workers: args.workers,
-        data_dir: args.data_dir,
-        metrics_listen: args.metrics_listen,
-        keys: args.keys,
-        sim: args.sim,
+        pipeline: args.pipeline,
     })
     .await
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    if args.workers == 0 {
+    if args.pipeline.workers == 0 {
         bail!("--workers must be at least 1");
     }
     let privates = start_services(&args)?;
@@ -127,13 +126,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn start_services(args: &RunArgs) -> anyhow::Result<Vec<Private>> {
     let mut privates = Vec::new();
-    let (host, port) = host_port(&args.redis_url, 6379).context("--redis")?;
-    if let Some(p) = services::ensure_redis(&host, port, &args.data_dir)? {
+    let (host, port) = host_port(&args.pipeline.redis_url, 6379).context("--redis")?;
+    if let Some(p) = services::ensure_redis(&host, port, &args.pipeline.data_dir)? {
         tracing::info!("started a {}", p.describe());
         privates.push(p);
     }
     let (host, port) = host_port(&args.database_url, 5432).context("--database-url")?;
-    match services::ensure_postgres(&host, port, &args.data_dir) {
+    match services::ensure_postgres(&host, port, &args.pipeline.data_dir) {
         Ok(Some(p)) => {
             tracing::info!("started a {}", p.describe());
             privates.push(p);
@@ -195,18 +194,18 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
 
     let ingest_cfg = IngestConfig {
         relay_url: relay_url.clone(),
-        redis_url: args.redis_url.clone(),
-        stream_key: args.keys.stream_key.clone(),
-        cursor_key: args.keys.cursor_key.clone(),
-        status_key: args.keys.status_key.clone(),
+        redis_url: args.pipeline.redis_url.clone(),
+        stream_key: args.pipeline.keys.stream_key.clone(),
+        cursor_key: args.pipeline.keys.cursor_key.clone(),
+        status_key: args.pipeline.keys.status_key.clone(),
         fallback_cursor,
-        metrics_listen: Some(args.metrics_listen),
+        metrics_listen: Some(args.pipeline.metrics_listen),
         ..IngestConfig::default()
     };
-    let mut index_cfg = IndexConfig::new(&args.redis_url, &args.database_url);
-    index_cfg.workers = args.workers;
-    index_cfg.stream_key = args.keys.stream_key.clone();
-    index_cfg.dead_letter_key = args.keys.dead_letter_key.clone();
+    let mut index_cfg = IndexConfig::new(&args.pipeline.redis_url, &args.database_url);
+    index_cfg.workers = args.pipeline.workers;
+    index_cfg.stream_key = args.pipeline.keys.stream_key.clone();
+    index_cfg.dead_letter_key = args.pipeline.keys.dead_letter_key.clone();
 
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
@@ -216,8 +215,8 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     let mut index = tokio::spawn(skyhose_index::run(index_cfg.clone(), index_stop.clone()));
     tracing::info!(
         relay = %relay_url,
-        redis = %args.redis_url,
-        metrics = %format!("http://{}/metrics", args.metrics_listen),
+        redis = %args.pipeline.redis_url,
+        metrics = %format!("http://{}/metrics", args.pipeline.metrics_listen),
         "pipeline running; Ctrl-C stops it"
     );
 
@@ -294,17 +293,17 @@ async fn drain_index(mut cfg: IndexConfig) {
 /// The simulated relay restarts from seq 1 with each process; it generates up to the
 /// saved cursor at once so ingest's resume point is inside its replay window again.
 async fn start_sim_relay(args: &RunArgs) -> anyhow::Result<RelayHandle> {
-    let saved = saved_cursor(&args.redis_url, &args.keys.cursor_key)
+    let saved = saved_cursor(&args.pipeline.redis_url, &args.pipeline.keys.cursor_key)
         .await
         .unwrap_or(0)
         .max(0) as u64;
     let cfg = RelayConfig {
         sim: SimConfig {
-            seed: args.sim.seed,
-            accounts: args.sim.accounts,
+            seed: args.pipeline.sim.seed,
+            accounts: args.pipeline.sim.accounts,
             ..SimConfig::default()
         },
-        rate: Some(args.sim.rate),
+        rate: Some(args.pipeline.sim.rate),
         burst: saved,
         window: (saved as usize).saturating_add(100_000),
         ..RelayConfig::default()
@@ -321,7 +320,7 @@ async fn start_sim_relay(args: &RunArgs) -> anyhow::Result<RelayHandle> {
     if saved > 0 {
         relay.wait_for_head(saved as i64).await;
     }
-    tracing::info!(url = %relay.subscribe_url(), rate = args.sim.rate, "simulated relay running");
+    tracing::info!(url = %relay.subscribe_url(), rate = args.pipeline.sim.rate, "simulated relay running");
     Ok(relay)
 }
 
