@@ -9,6 +9,7 @@ pub mod datamodel;
 pub mod decode;
 pub mod frame;
 pub mod syntax;
+pub mod tid;
 
 pub use cid::Cid;
 
