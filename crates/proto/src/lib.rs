@@ -8,6 +8,7 @@ pub mod cid;
 pub mod datamodel;
 pub mod decode;
 pub mod frame;
+pub mod ops;
 pub mod records;
 pub mod syntax;
 pub mod tid;
