@@ -157,3 +157,110 @@ fn check_blob(map: &Map<String, Json>, path: &str) -> Result<(), DataModelError>
     }
     Ok(())
 }
+
+/// Writes `value` as compact JSON text, the same document `to_json` builds,
+/// without building it: ingest turns every record into JSON text, and the
+/// intermediate tree would cost an allocation per node.
+pub fn write_json(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Integer(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::String(s) => write_json_string(s, out),
+        Value::Bytes(bytes) => {
+            out.extend_from_slice(b"{\"$bytes\":\"");
+            out.extend_from_slice(BASE64_NOPAD.encode(bytes).as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
+        Value::Link(cid) => {
+            out.extend_from_slice(b"{\"$link\":\"");
+            out.extend_from_slice(cid.to_string().as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Map(entries) => {
+            out.push(b'{');
+            for (i, (key, item)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_string(key, out);
+                out.push(b':');
+                write_json(item, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// A JSON string literal; only `"`, `\` and control characters need escaping,
+/// so runs of other bytes are copied whole.
+fn write_json_string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run_start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        run_start = i + 1;
+    }
+    out.extend_from_slice(&bytes[run_start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod write_json_tests {
+    use super::*;
+
+    #[test]
+    fn text_matches_the_json_tree() {
+        let value = Value::map([
+            (
+                "text",
+                Value::from("quote \" slash \\ nl \n bell \u{7} é 🦋"),
+            ),
+            ("n", Value::Integer(-42)),
+            ("ok", Value::Bool(true)),
+            ("none", Value::Null),
+            ("bytes", Value::Bytes(vec![1, 2, 3, 250])),
+            ("link", Value::Link(Cid::for_dag_cbor(b"\xa0"))),
+            (
+                "list",
+                Value::List(vec![Value::Integer(1), Value::from("x")]),
+            ),
+            ("empty", Value::Map(BTreeMap::new())),
+        ]);
+        let mut text = Vec::new();
+        write_json(&value, &mut text);
+        let parsed: Json = serde_json::from_slice(&text).unwrap();
+        assert_eq!(parsed, to_json(&value));
+    }
+}
