@@ -64,7 +64,7 @@ impl Default for IngestConfig {
             cursor_override: None,
             fallback_cursor: None,
             compat: Compat::Full,
-            verify_cids: false,
+            verify_cids: true,
             batch_max: 1000,
             batch_linger: Duration::from_millis(50),
             backoff_base: Duration::from_millis(250),

@@ -64,9 +64,10 @@ pub struct IngestArgs {
     /// Entry shape (see docs/stream-format.md).
     #[arg(long, value_enum, default_value = "full")]
     pub compat: CompatArg,
-    /// Re-hash every record block against its CID.
-    #[arg(long)]
-    pub verify_cids: bool,
+    /// Skip re-hashing every record block against its CID (on by default; a
+    /// block that does not match is passed on flagged, never as the record).
+    #[arg(long, env = "INGEST_NO_VERIFY_CIDS")]
+    pub no_verify_cids: bool,
     /// Entries per MULTI/EXEC transaction.
     #[arg(long, default_value_t = 1000)]
     pub batch_max: usize,
@@ -112,7 +113,7 @@ impl IngestArgs {
                 CompatArg::Full => Compat::Full,
                 CompatArg::Seed => Compat::Seed,
             },
-            verify_cids: self.verify_cids,
+            verify_cids: !self.no_verify_cids,
             batch_max: self.batch_max.max(1),
             batch_linger: self.batch_linger,
             backoff_cap: self.backoff_cap,
