@@ -82,3 +82,90 @@ pub fn read_car(input: &[u8]) -> Result<(Vec<Cid>, Vec<Block>), WireError> {
     }
     Ok((roots, blocks))
 }
+
+/// Limits and checks for `read_car_with`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarOptions {
+    /// Re-hash every block and compare with its CID (sha-256 only).
+    pub verify_cids: bool,
+    pub max_blocks: usize,
+    pub max_block_bytes: usize,
+}
+
+impl Default for CarOptions {
+    /// Generous for a firehose commit (relays cap a commit's CAR at 2 MB),
+    /// tight enough to refuse a hostile file early.
+    fn default() -> Self {
+        CarOptions {
+            verify_cids: true,
+            max_blocks: 10_000,
+            max_block_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// A CAR file read into memory, with lookup by CID.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Car {
+    pub roots: Vec<Cid>,
+    pub blocks: Vec<Block>,
+}
+
+impl Car {
+    /// Linear scan: commit CARs hold a handful of blocks, fewer than a map would pay for.
+    pub fn get(&self, cid: &Cid) -> Option<&[u8]> {
+        self.blocks
+            .iter()
+            .find(|(c, _)| c == cid)
+            .map(|(_, data)| data.as_slice())
+    }
+}
+
+/// Like `read_car`, with limits and (by default) CID verification. Memory
+/// stays bounded by the input's length even before the limits apply, because
+/// every block is a slice of it.
+pub fn read_car_with(input: &[u8], opts: &CarOptions) -> Result<Car, WireError> {
+    let (roots, blocks) = read_car(input)?;
+    if blocks.len() > opts.max_blocks {
+        return Err(WireError::BadCar("more blocks than the limit"));
+    }
+    if blocks
+        .iter()
+        .any(|(_, data)| data.len() > opts.max_block_bytes)
+    {
+        return Err(WireError::BadCar("a block is larger than the limit"));
+    }
+    if opts.verify_cids && blocks.iter().any(|(cid, data)| !cid.verify(data)) {
+        return Err(WireError::BadCar("a block does not hash to its CID"));
+    }
+    Ok(Car { roots, blocks })
+}
+
+#[cfg(test)]
+mod options_tests {
+    use super::*;
+
+    #[test]
+    fn verifies_limits_and_finds_blocks() {
+        let data = encode(&Value::map([("a", Value::Integer(1))]));
+        let cid = Cid::for_dag_cbor(&data);
+        let car = write_car(&[cid], &[(cid, data.clone())]);
+        let read = read_car_with(&car, &CarOptions::default()).unwrap();
+        assert_eq!(read.get(&cid), Some(data.as_slice()));
+        assert_eq!(read.get(&Cid::for_raw(b"x")), None);
+
+        let wrong = Cid::for_raw(b"other");
+        let forged = write_car(&[wrong], &[(wrong, data.clone())]);
+        assert!(read_car_with(&forged, &CarOptions::default()).is_err());
+        let unverified = CarOptions {
+            verify_cids: false,
+            ..CarOptions::default()
+        };
+        assert!(read_car_with(&forged, &unverified).is_ok());
+        let tiny = CarOptions {
+            max_block_bytes: 1,
+            ..CarOptions::default()
+        };
+        assert!(read_car_with(&car, &tiny).is_err());
+    }
+}
