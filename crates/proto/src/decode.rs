@@ -15,6 +15,8 @@ pub enum FrameError {
     BadHeader,
     #[error("unknown message type {0:?}")]
     UnknownType(String),
+    #[error("frame of {len} bytes is over the {limit}-byte limit")]
+    TooLarge { len: usize, limit: usize },
     #[error("{kind} body: field `{field}` missing or of the wrong type")]
     BadField {
         kind: &'static str,
@@ -91,6 +93,33 @@ fn take_blocks(body: &mut Value, kind: &'static str) -> Result<Vec<u8>, FrameErr
         Some(Value::Bytes(blocks)) => Ok(blocks),
         _ => Err(bad),
     }
+}
+
+/// Limits for `decode_with`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeOptions {
+    pub max_frame_bytes: usize,
+}
+
+impl Default for DecodeOptions {
+    /// Relays cap a commit's blocks at 2 MB; 5 MiB leaves room for the rest
+    /// of the frame and for relays that are more generous.
+    fn default() -> Self {
+        DecodeOptions {
+            max_frame_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+/// `decode`, refusing frames over the size limit before reading them.
+pub fn decode_with(frame: &[u8], opts: &DecodeOptions) -> Result<Decoded, FrameError> {
+    if frame.len() > opts.max_frame_bytes {
+        return Err(FrameError::TooLarge {
+            len: frame.len(),
+            limit: opts.max_frame_bytes,
+        });
+    }
+    decode(frame)
 }
 
 pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
@@ -242,5 +271,23 @@ pub fn best_effort_seq_repo(frame: &[u8]) -> (Option<i64>, Option<String>) {
                 .map(str::to_owned),
         ),
         Err(_) => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn frames_over_the_limit_are_refused_by_size() {
+        let opts = DecodeOptions { max_frame_bytes: 4 };
+        assert!(matches!(
+            decode_with(&[0; 5], &opts),
+            Err(FrameError::TooLarge { len: 5, limit: 4 })
+        ));
+        assert!(matches!(
+            decode_with(&[0; 4], &opts),
+            Err(FrameError::Cbor(_)) | Err(FrameError::BadHeader)
+        ));
     }
 }
