@@ -4,7 +4,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use skyhose_ingest::{event_to_entry, Compat};
+use skyhose_proto::car::read_car;
+use skyhose_proto::datamodel::to_json;
 use skyhose_proto::decode::{decode, Decoded};
+use skyhose_proto::frame::Event;
+use skyhose_proto::records::Record;
 use skyhose_sim::{Network, SimConfig};
 
 fn frames(n: usize) -> Vec<Vec<u8>> {
@@ -31,6 +35,27 @@ fn full_decode(c: &mut Criterion) {
                 }
             }
             json_bytes
+        })
+    });
+    group.bench_function("frame+car+verified records+typed records", |b| {
+        b.iter(|| {
+            let mut typed = 0usize;
+            for frame in &frames {
+                let Ok(Decoded::Event(Event::Commit(commit))) = decode(frame) else {
+                    continue;
+                };
+                let Ok((_, blocks)) = read_car(&commit.blocks) else {
+                    continue;
+                };
+                for (op, record) in commit.ops_with_records(&blocks) {
+                    let Ok(Some(value)) = record else { continue };
+                    let collection = op.path.split('/').next().unwrap_or_default();
+                    if Record::from_json(collection, &to_json(&value)).is_ok() {
+                        typed += 1;
+                    }
+                }
+            }
+            typed
         })
     });
     group.bench_function("frame+car only", |b| {
