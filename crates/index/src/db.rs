@@ -1,8 +1,9 @@
 //! Connecting to PostgreSQL: creating the database when it is missing and
 //! building the connection pool.
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{Config, NoTls};
+use tracing::debug;
 
 use crate::error::IndexError;
 
@@ -86,15 +87,42 @@ fn quote_identifier(name: &str) -> String {
 
 /// A pool of `size` connections to the database named by `url`.
 pub fn connect_pool(url: &str, size: usize) -> Result<Pool, IndexError> {
+    build_pool(url, size, &[], false)
+}
+
+/// The workers' pool. Their statements look rows up by key only, so a
+/// sequential scan is never what they want (planner statistics may be
+/// missing or stale on fast-growing tables); and WAL of their sessions is
+/// compressed when the server allows it (see `compress_wal`).
+pub(crate) fn connect_worker_pool(
+    url: &str,
+    size: usize,
+    compress_wal: bool,
+) -> Result<Pool, IndexError> {
+    build_pool(url, size, &["enable_seqscan=off"], compress_wal)
+}
+
+fn build_pool(
+    url: &str,
+    size: usize,
+    settings: &[&str],
+    compress_wal: bool,
+) -> Result<Pool, IndexError> {
     let mut config = parse_url(url)?;
     // Batch statements take arrays of keys whose length varies from 1 to
     // thousands: a generic cached plan can pick a sequential scan of a large
     // table, so every execution is planned for its actual arguments.
-    let options = match config.get_options() {
-        Some(existing) => format!("{existing} -c plan_cache_mode=force_custom_plan"),
-        None => "-c plan_cache_mode=force_custom_plan".to_owned(),
-    };
-    config.options(&options);
+    let mut options: Vec<String> = config
+        .get_options()
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    for setting in
+        std::iter::once("plan_cache_mode=force_custom_plan").chain(settings.iter().copied())
+    {
+        options.push(format!("-c {setting}"));
+    }
+    config.options(options.join(" "));
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -102,8 +130,41 @@ pub fn connect_pool(url: &str, size: usize) -> Result<Pool, IndexError> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
-        .max_size(size.max(1))
+    let mut builder = Pool::builder(manager).max_size(size.max(1));
+    if compress_wal {
+        builder = builder.post_create(Hook::async_fn(|client, _| {
+            Box::pin(async move {
+                compress_wal_of(client).await;
+                Ok(())
+            })
+        }));
+    }
+    builder
         .build()
         .map_err(|err| IndexError::Config(format!("building the postgres pool for {url}: {err}")))
+}
+
+/// Turns on WAL compression for this session. Index inserts touch index
+/// pages all over large indexes, so after every checkpoint most of their
+/// WAL is full-page images, which compress several-fold: less WAL to write
+/// and fewer checkpoints. Only a superuser may set it per session (or the
+/// server sets it for everyone); otherwise the server's setting stays.
+async fn compress_wal_of(client: &tokio_postgres::Client) {
+    for method in ["lz4", "on"] {
+        match client
+            .batch_execute(&format!("SET wal_compression = {method}"))
+            .await
+        {
+            Ok(()) => return,
+            Err(err) => {
+                let denied = err
+                    .as_db_error()
+                    .is_some_and(|db| db.code().code() == "42501");
+                if denied {
+                    debug!("not allowed to set wal_compression for the session; keeping the server's setting");
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::kinds::kind_table;
 use crate::records::{self, RecordFacts};
 use skyhose_proto::syntax::{is_did, is_handle, is_nsid, is_record_key};
 
@@ -88,6 +89,9 @@ pub struct Write {
     pub json: String,
     pub facts: RecordFacts,
     pub created_at: Option<String>,
+    /// The row of the collection's projection table (`kinds`), in its
+    /// column order; empty for collections without one.
+    pub columns: Vec<Option<String>>,
 }
 
 pub const ACCOUNT_DELETED: &str = "deleted";
@@ -257,11 +261,15 @@ fn parse_op(repo: &str, op: &Value) -> Result<Op, String> {
                 .get("createdAt")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
+            let columns = kind_table(collection)
+                .map(|kind| kind.extract(record))
+                .unwrap_or_default();
             Some(Write {
                 cid: cid.to_owned(),
                 json,
                 facts,
                 created_at,
+                columns,
             })
         }
         other => return Err(format!("unknown action {other:?}")),

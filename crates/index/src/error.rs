@@ -39,6 +39,9 @@ pub enum IndexError {
     Config(String),
     #[error("worker task failed: {0}")]
     Worker(String),
+    /// Concurrent transactions kept forcing a batch to be redone.
+    #[error("contention: {0}")]
+    Contended(String),
 }
 
 impl IndexError {
@@ -69,7 +72,7 @@ impl IndexError {
             IndexError::Postgres { source, .. } | IndexError::Migration { source, .. } => {
                 pg_error_is_transient(source)
             }
-            IndexError::Pool { .. } => true,
+            IndexError::Pool { .. } | IndexError::Contended(_) => true,
             IndexError::Redis { source, .. } => {
                 source.is_io_error()
                     || source.is_connection_dropped()

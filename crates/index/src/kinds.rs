@@ -1,219 +1,335 @@
-//! The per-kind projection tables: which collection feeds which table and
-//! how each column is read from the stored record JSON. Rows are written
-//! with one set-based statement per kind, reading the `records` rows that
-//! the same transaction just updated.
+//! The per-collection projection tables: which collection feeds which table
+//! and how each column is read from the record. Column values are extracted
+//! here, when an entry is parsed, so the batch transaction inserts ready rows
+//! instead of reading the JSON back out of `records`.
 
-/// `r` is the `records` row, `j` its JSON.
+use serde_json::Value;
+
+/// How a column's text value is cast in SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    Text,
+    Jsonb,
+    Int8,
+}
+
+impl SqlType {
+    fn cast(self) -> &'static str {
+        match self {
+            SqlType::Text => "",
+            SqlType::Jsonb => "::jsonb",
+            SqlType::Int8 => "::int8",
+        }
+    }
+}
+
+pub struct Column {
+    pub name: &'static str,
+    pub ty: SqlType,
+    /// The value as text (JSON text for `Jsonb`), `None` for SQL NULL.
+    pub extract: fn(&Value) -> Option<String>,
+}
+
 pub struct KindTable {
     pub collection: &'static str,
     pub table: &'static str,
-    /// `(column, SQL expression)`, after the common `uri, did, rkey, cid`.
-    pub columns: &'static [(&'static str, &'static str)],
+    /// After the common `uri, did, rkey, cid`.
+    pub columns: &'static [Column],
 }
 
-macro_rules! blob_cid {
-    ($path:literal) => {
-        concat!(
-            "COALESCE(",
-            $path,
-            "->'ref'->>'$link', ",
-            $path,
-            "->>'cid')"
-        )
+/// `record.a.b...` (each step only into objects), as with `->` in SQL: JSON
+/// null counts as present.
+fn at<'a>(record: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(record, |value, key| value.get(*key))
+}
+
+/// A value as SQL's `->>` renders it: strings unquoted, JSON null as NULL,
+/// anything else as its JSON text.
+fn as_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn text(record: &Value, path: &[&str]) -> Option<String> {
+    as_text(at(record, path))
+}
+
+fn json(record: &Value, path: &[&str]) -> Option<String> {
+    at(record, path).map(Value::to_string)
+}
+
+/// The first of `paths` that is present (SQL `COALESCE` over `->`).
+fn first<'a>(record: &'a Value, paths: &[&[&str]]) -> Option<&'a Value> {
+    paths.iter().find_map(|path| at(record, path))
+}
+
+/// A blob reference's CID: `{"ref": {"$link": …}}`, or the legacy `{"cid": …}`.
+fn blob_cid(blob: Option<&Value>) -> Option<String> {
+    let blob = blob?;
+    text(blob, &["ref", "$link"]).or_else(|| text(blob, &["cid"]))
+}
+
+const EMBED_EXTERNAL: &[&[&str]] = &[&["embed", "external"], &["embed", "media", "external"]];
+const EMBED_VIDEO: &[&[&str]] = &[&["embed", "video"], &["embed", "media", "video"]];
+
+/// The quoted record's strong reference of a post's embed.
+fn embed_record(record: &Value) -> Option<&Value> {
+    match text(record, &["embed", "$type"]).as_deref() {
+        Some("app.bsky.embed.record") => at(record, &["embed", "record"]),
+        Some("app.bsky.embed.recordWithMedia") => at(record, &["embed", "record", "record"]),
+        _ => None,
+    }
+}
+
+fn created_at(record: &Value) -> Option<String> {
+    text(record, &["createdAt"])
+}
+
+macro_rules! col {
+    ($name:literal, $ty:ident, $extract:expr) => {
+        Column {
+            name: $name,
+            ty: SqlType::$ty,
+            extract: $extract,
+        }
     };
 }
+
+const CREATED_AT: Column = col!("created_at", Text, created_at);
 
 pub const KIND_TABLES: &[KindTable] = &[
     KindTable {
         collection: "app.bsky.feed.post",
         table: "posts",
         columns: &[
-            ("text", "j->>'text'"),
-            ("langs", "j->'langs'"),
-            ("tags", "j->'tags'"),
-            ("facets", "j->'facets'"),
-            ("reply_root_uri", "j->'reply'->'root'->>'uri'"),
-            ("reply_root_cid", "j->'reply'->'root'->>'cid'"),
-            ("reply_parent_uri", "j->'reply'->'parent'->>'uri'"),
-            ("reply_parent_cid", "j->'reply'->'parent'->>'cid'"),
-            ("embed_type", "j->'embed'->>'$type'"),
-            ("embed_images", "COALESCE(j->'embed'->'images', j->'embed'->'media'->'images')"),
-            ("embed_external_uri", "COALESCE(j->'embed'->'external', j->'embed'->'media'->'external')->>'uri'"),
-            ("embed_external_title", "COALESCE(j->'embed'->'external', j->'embed'->'media'->'external')->>'title'"),
-            (
-                "embed_external_description",
-                "COALESCE(j->'embed'->'external', j->'embed'->'media'->'external')->>'description'",
-            ),
-            (
-                "embed_external_thumb_cid",
-                blob_cid!("COALESCE(j->'embed'->'external', j->'embed'->'media'->'external')->'thumb'"),
-            ),
-            (
-                "embed_record_uri",
-                "CASE j->'embed'->>'$type' WHEN 'app.bsky.embed.record' THEN j->'embed'->'record'->>'uri' \
-                 WHEN 'app.bsky.embed.recordWithMedia' THEN j->'embed'->'record'->'record'->>'uri' END",
-            ),
-            (
-                "embed_record_cid",
-                "CASE j->'embed'->>'$type' WHEN 'app.bsky.embed.record' THEN j->'embed'->'record'->>'cid' \
-                 WHEN 'app.bsky.embed.recordWithMedia' THEN j->'embed'->'record'->'record'->>'cid' END",
-            ),
-            ("embed_video_cid", blob_cid!("COALESCE(j->'embed'->'video', j->'embed'->'media'->'video')")),
-            ("embed_video_alt", "COALESCE(j->'embed'->>'alt', j->'embed'->'media'->>'alt')"),
-            ("created_at", "j->>'createdAt'"),
+            col!("text", Text, |j| text(j, &["text"])),
+            col!("langs", Jsonb, |j| json(j, &["langs"])),
+            col!("tags", Jsonb, |j| json(j, &["tags"])),
+            col!("facets", Jsonb, |j| json(j, &["facets"])),
+            col!("reply_root_uri", Text, |j| text(
+                j,
+                &["reply", "root", "uri"]
+            )),
+            col!("reply_root_cid", Text, |j| text(
+                j,
+                &["reply", "root", "cid"]
+            )),
+            col!("reply_parent_uri", Text, |j| text(
+                j,
+                &["reply", "parent", "uri"]
+            )),
+            col!("reply_parent_cid", Text, |j| text(
+                j,
+                &["reply", "parent", "cid"]
+            )),
+            col!("embed_type", Text, |j| text(j, &["embed", "$type"])),
+            col!("embed_images", Jsonb, |j| {
+                first(j, &[&["embed", "images"], &["embed", "media", "images"]])
+                    .map(Value::to_string)
+            }),
+            col!("embed_external_uri", Text, |j| {
+                as_text(first(j, EMBED_EXTERNAL).and_then(|e| e.get("uri")))
+            }),
+            col!("embed_external_title", Text, |j| {
+                as_text(first(j, EMBED_EXTERNAL).and_then(|e| e.get("title")))
+            }),
+            col!("embed_external_description", Text, |j| {
+                as_text(first(j, EMBED_EXTERNAL).and_then(|e| e.get("description")))
+            }),
+            col!("embed_external_thumb_cid", Text, |j| {
+                blob_cid(first(j, EMBED_EXTERNAL).and_then(|e| e.get("thumb")))
+            }),
+            col!("embed_record_uri", Text, |j| {
+                as_text(embed_record(j).and_then(|r| r.get("uri")))
+            }),
+            col!("embed_record_cid", Text, |j| {
+                as_text(embed_record(j).and_then(|r| r.get("cid")))
+            }),
+            col!("embed_video_cid", Text, |j| blob_cid(first(j, EMBED_VIDEO))),
+            col!("embed_video_alt", Text, |j| {
+                text(j, &["embed", "alt"]).or_else(|| text(j, &["embed", "media", "alt"]))
+            }),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.feed.like",
         table: "likes",
         columns: &[
-            ("subject_uri", "j->'subject'->>'uri'"),
-            ("subject_cid", "j->'subject'->>'cid'"),
-            ("via_uri", "j->'via'->>'uri'"),
-            ("via_cid", "j->'via'->>'cid'"),
-            ("created_at", "j->>'createdAt'"),
+            col!("subject_uri", Text, |j| text(j, &["subject", "uri"])),
+            col!("subject_cid", Text, |j| text(j, &["subject", "cid"])),
+            col!("via_uri", Text, |j| text(j, &["via", "uri"])),
+            col!("via_cid", Text, |j| text(j, &["via", "cid"])),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.feed.repost",
         table: "reposts",
         columns: &[
-            ("subject_uri", "j->'subject'->>'uri'"),
-            ("subject_cid", "j->'subject'->>'cid'"),
-            ("via_uri", "j->'via'->>'uri'"),
-            ("via_cid", "j->'via'->>'cid'"),
-            ("created_at", "j->>'createdAt'"),
+            col!("subject_uri", Text, |j| text(j, &["subject", "uri"])),
+            col!("subject_cid", Text, |j| text(j, &["subject", "cid"])),
+            col!("via_uri", Text, |j| text(j, &["via", "uri"])),
+            col!("via_cid", Text, |j| text(j, &["via", "cid"])),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.graph.follow",
         table: "follows",
-        columns: &[("subject_did", "j->>'subject'"), ("created_at", "j->>'createdAt'")],
+        columns: &[
+            col!("subject_did", Text, |j| text(j, &["subject"])),
+            CREATED_AT,
+        ],
     },
     KindTable {
         collection: "app.bsky.graph.block",
         table: "blocks",
-        columns: &[("subject_did", "j->>'subject'"), ("created_at", "j->>'createdAt'")],
+        columns: &[
+            col!("subject_did", Text, |j| text(j, &["subject"])),
+            CREATED_AT,
+        ],
     },
     KindTable {
         collection: "app.bsky.graph.list",
         table: "lists",
         columns: &[
-            ("name", "j->>'name'"),
-            ("purpose", "j->>'purpose'"),
-            ("description", "j->>'description'"),
-            ("avatar_cid", blob_cid!("j->'avatar'")),
-            ("created_at", "j->>'createdAt'"),
+            col!("name", Text, |j| text(j, &["name"])),
+            col!("purpose", Text, |j| text(j, &["purpose"])),
+            col!("description", Text, |j| text(j, &["description"])),
+            col!("avatar_cid", Text, |j| blob_cid(j.get("avatar"))),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.graph.listitem",
         table: "list_items",
         columns: &[
-            ("list_uri", "j->>'list'"),
-            ("subject_did", "j->>'subject'"),
-            ("created_at", "j->>'createdAt'"),
+            col!("list_uri", Text, |j| text(j, &["list"])),
+            col!("subject_did", Text, |j| text(j, &["subject"])),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.graph.listblock",
         table: "list_blocks",
-        columns: &[("list_uri", "j->>'subject'"), ("created_at", "j->>'createdAt'")],
+        columns: &[
+            col!("list_uri", Text, |j| text(j, &["subject"])),
+            CREATED_AT,
+        ],
     },
     KindTable {
         collection: "app.bsky.actor.profile",
         table: "profiles",
         columns: &[
-            ("display_name", "j->>'displayName'"),
-            ("description", "j->>'description'"),
-            ("avatar_cid", blob_cid!("j->'avatar'")),
-            ("banner_cid", blob_cid!("j->'banner'")),
-            ("pinned_post_uri", "j->'pinnedPost'->>'uri'"),
-            ("pinned_post_cid", "j->'pinnedPost'->>'cid'"),
-            ("created_at", "j->>'createdAt'"),
+            col!("display_name", Text, |j| text(j, &["displayName"])),
+            col!("description", Text, |j| text(j, &["description"])),
+            col!("avatar_cid", Text, |j| blob_cid(j.get("avatar"))),
+            col!("banner_cid", Text, |j| blob_cid(j.get("banner"))),
+            col!("pinned_post_uri", Text, |j| text(j, &["pinnedPost", "uri"])),
+            col!("pinned_post_cid", Text, |j| text(j, &["pinnedPost", "cid"])),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.feed.generator",
         table: "feed_generators",
         columns: &[
-            ("service_did", "j->>'did'"),
-            ("display_name", "j->>'displayName'"),
-            ("description", "j->>'description'"),
-            ("avatar_cid", blob_cid!("j->'avatar'")),
-            ("created_at", "j->>'createdAt'"),
+            col!("service_did", Text, |j| text(j, &["did"])),
+            col!("display_name", Text, |j| text(j, &["displayName"])),
+            col!("description", Text, |j| text(j, &["description"])),
+            col!("avatar_cid", Text, |j| blob_cid(j.get("avatar"))),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.graph.starterpack",
         table: "starter_packs",
         columns: &[
-            ("name", "j->>'name'"),
-            ("description", "j->>'description'"),
-            ("list_uri", "j->>'list'"),
-            ("feeds", "j->'feeds'"),
-            ("created_at", "j->>'createdAt'"),
+            col!("name", Text, |j| text(j, &["name"])),
+            col!("description", Text, |j| text(j, &["description"])),
+            col!("list_uri", Text, |j| text(j, &["list"])),
+            col!("feeds", Jsonb, |j| json(j, &["feeds"])),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.feed.threadgate",
         table: "threadgates",
         columns: &[
-            ("post_uri", "j->>'post'"),
-            ("allow", "j->'allow'"),
-            ("hidden_replies", "j->'hiddenReplies'"),
-            ("created_at", "j->>'createdAt'"),
+            col!("post_uri", Text, |j| text(j, &["post"])),
+            col!("allow", Jsonb, |j| json(j, &["allow"])),
+            col!("hidden_replies", Jsonb, |j| json(j, &["hiddenReplies"])),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.feed.postgate",
         table: "postgates",
         columns: &[
-            ("post_uri", "j->>'post'"),
-            ("detached_embedding_uris", "j->'detachedEmbeddingUris'"),
-            ("embedding_rules", "j->'embeddingRules'"),
-            ("created_at", "j->>'createdAt'"),
+            col!("post_uri", Text, |j| text(j, &["post"])),
+            col!("detached_embedding_uris", Jsonb, |j| {
+                json(j, &["detachedEmbeddingUris"])
+            }),
+            col!("embedding_rules", Jsonb, |j| json(j, &["embeddingRules"])),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.labeler.service",
         table: "labeler_services",
-        columns: &[("policies", "j->'policies'"), ("created_at", "j->>'createdAt'")],
+        columns: &[
+            col!("policies", Jsonb, |j| json(j, &["policies"])),
+            CREATED_AT,
+        ],
     },
     KindTable {
         collection: "app.bsky.graph.verification",
         table: "verifications",
         columns: &[
-            ("subject_did", "j->>'subject'"),
-            ("handle", "j->>'handle'"),
-            ("display_name", "j->>'displayName'"),
-            ("created_at", "j->>'createdAt'"),
+            col!("subject_did", Text, |j| text(j, &["subject"])),
+            col!("handle", Text, |j| text(j, &["handle"])),
+            col!("display_name", Text, |j| text(j, &["displayName"])),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.actor.status",
         table: "actor_statuses",
         columns: &[
-            ("status", "j->>'status'"),
-            ("embed", "j->'embed'"),
-            (
-                "duration_minutes",
-                "CASE WHEN j->>'durationMinutes' ~ '^[0-9]{1,15}$' THEN (j->>'durationMinutes')::bigint END",
-            ),
-            ("created_at", "j->>'createdAt'"),
+            col!("status", Text, |j| text(j, &["status"])),
+            col!("embed", Jsonb, |j| json(j, &["embed"])),
+            col!("duration_minutes", Int8, duration_minutes),
+            CREATED_AT,
         ],
     },
     KindTable {
         collection: "app.bsky.notification.declaration",
         table: "notification_declarations",
-        columns: &[("allow_subscriptions", "j->>'allowSubscriptions'")],
+        columns: &[col!("allow_subscriptions", Text, |j| {
+            text(j, &["allowSubscriptions"])
+        })],
     },
     KindTable {
         collection: "chat.bsky.actor.declaration",
         table: "chat_declarations",
-        columns: &[("allow_incoming", "j->>'allowIncoming'")],
+        columns: &[col!("allow_incoming", Text, |j| text(
+            j,
+            &["allowIncoming"]
+        ))],
     },
 ];
+
+/// Whole minutes written as 1 to 15 digits; anything else (negative,
+/// fractional, too large for a bigint) is not stored.
+fn duration_minutes(record: &Value) -> Option<String> {
+    text(record, &["durationMinutes"]).filter(|digits| {
+        (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
 
 pub fn kind_table(collection: &str) -> Option<&'static KindTable> {
     KIND_TABLES
@@ -222,33 +338,130 @@ pub fn kind_table(collection: &str) -> Option<&'static KindTable> {
 }
 
 impl KindTable {
-    /// Upserts the rows for the `records` uris in `$1` (all of this kind and live).
-    pub fn upsert_sql(&self) -> String {
-        let mut names = vec!["uri", "did", "rkey", "cid"];
-        let mut exprs = vec!["r.uri", "r.did", "r.rkey", "r.cid"];
-        for (name, expr) in self.columns {
-            names.push(name);
-            exprs.push(expr);
-        }
-        let updates: Vec<String> = names
+    /// The column values of `record` for this table, in `columns` order.
+    pub fn extract(&self, record: &Value) -> Vec<Option<String>> {
+        self.columns
             .iter()
-            .skip(1)
-            .map(|name| format!("{name} = excluded.{name}"))
-            .chain(std::iter::once("indexed_at = now()".to_owned()))
-            .collect();
+            .map(|column| (column.extract)(record))
+            .collect()
+    }
+
+    /// Inserts rows given as one text array per column: `$1..$4` are
+    /// `uri, did, rkey, cid`, then one per entry of `columns`. Only rows
+    /// whose record just became live are inserted, so there is no conflict
+    /// to handle: a live record's row was deleted first when it changed.
+    pub fn insert_sql(&self) -> String {
+        let mut names = vec!["uri", "did", "rkey", "cid"];
+        let mut exprs: Vec<String> = names.iter().map(|name| format!("v.{name}")).collect();
+        let mut aliases: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        for (index, column) in self.columns.iter().enumerate() {
+            names.push(column.name);
+            exprs.push(format!("v.c{index}{}", column.ty.cast()));
+            aliases.push(format!("c{index}"));
+        }
+        let arrays: Vec<String> = (1..=names.len()).map(|n| format!("${n}::text[]")).collect();
         format!(
-            "INSERT INTO {table} ({names}) \
-             SELECT {exprs} FROM records r, LATERAL (SELECT r.record AS j) AS rec \
-             WHERE r.uri = ANY($1) ORDER BY r.uri \
-             ON CONFLICT (uri) DO UPDATE SET {updates}",
+            "INSERT INTO {table} ({names}) SELECT {exprs} FROM unnest({arrays}) AS v({aliases})",
             table = self.table,
             names = names.join(", "),
             exprs = exprs.join(", "),
-            updates = updates.join(", "),
+            arrays = arrays.join(", "),
+            aliases = aliases.join(", "),
         )
     }
 
     pub fn delete_sql(&self) -> String {
         format!("DELETE FROM {} WHERE uri = ANY($1)", self.table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn column(kind: &KindTable, name: &str, record: &Value) -> Option<String> {
+        let index = kind
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("column exists");
+        kind.extract(record).swap_remove(index)
+    }
+
+    #[test]
+    fn post_columns_follow_the_embed_kind() {
+        let posts = kind_table("app.bsky.feed.post").expect("posts");
+        let quote = json!({"$type": "app.bsky.feed.post", "text": "hi", "langs": ["en"],
+            "embed": {"$type": "app.bsky.embed.recordWithMedia",
+                "record": {"record": {"uri": "at://did:plc:b/app.bsky.feed.post/1", "cid": "bafyq"}},
+                "media": {"$type": "app.bsky.embed.external",
+                    "external": {"uri": "https://x", "title": "t", "description": "d",
+                        "thumb": {"$type": "blob", "ref": {"$link": "bafythumb"}}}}}});
+        assert_eq!(column(posts, "text", &quote).as_deref(), Some("hi"));
+        assert_eq!(column(posts, "langs", &quote).as_deref(), Some(r#"["en"]"#));
+        assert_eq!(
+            column(posts, "embed_record_uri", &quote).as_deref(),
+            Some("at://did:plc:b/app.bsky.feed.post/1")
+        );
+        assert_eq!(
+            column(posts, "embed_external_uri", &quote).as_deref(),
+            Some("https://x")
+        );
+        assert_eq!(
+            column(posts, "embed_external_thumb_cid", &quote).as_deref(),
+            Some("bafythumb")
+        );
+        assert_eq!(column(posts, "reply_root_uri", &quote), None);
+        let video = json!({"embed": {"$type": "app.bsky.embed.video", "alt": "a",
+            "video": {"cid": "bafylegacy"}}});
+        assert_eq!(
+            column(posts, "embed_video_cid", &video).as_deref(),
+            Some("bafylegacy")
+        );
+        assert_eq!(
+            column(posts, "embed_video_alt", &video).as_deref(),
+            Some("a")
+        );
+        assert_eq!(column(posts, "embed_record_uri", &video), None);
+    }
+
+    #[test]
+    fn values_render_as_sql_would() {
+        let status = kind_table("app.bsky.actor.status").expect("statuses");
+        for (minutes, expected) in [
+            (json!(30), Some("30")),
+            (json!("45"), Some("45")),
+            (json!(-1), None),
+            (json!(1.5), None),
+            (json!(1_000_000_000_000_000u64), None),
+        ] {
+            let record = json!({"status": "live", "durationMinutes": minutes});
+            assert_eq!(
+                column(status, "duration_minutes", &record).as_deref(),
+                expected,
+                "{minutes}"
+            );
+        }
+        let posts = kind_table("app.bsky.feed.post").expect("posts");
+        // JSON null is SQL NULL for text, the JSON value null for jsonb.
+        let record = json!({"text": null, "tags": null});
+        assert_eq!(column(posts, "text", &record), None);
+        assert_eq!(column(posts, "tags", &record).as_deref(), Some("null"));
+        assert_eq!(column(posts, "facets", &record), None);
+    }
+
+    #[test]
+    fn insert_statement_casts_each_column() {
+        let likes = kind_table("app.bsky.feed.like").expect("likes");
+        assert_eq!(
+            likes.insert_sql(),
+            "INSERT INTO likes (uri, did, rkey, cid, subject_uri, subject_cid, via_uri, via_cid, created_at) \
+             SELECT v.uri, v.did, v.rkey, v.cid, v.c0, v.c1, v.c2, v.c3, v.c4 \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::text[]) AS v(uri, did, rkey, cid, c0, c1, c2, c3, c4)"
+        );
+        let statuses = kind_table("app.bsky.actor.status").expect("statuses");
+        assert!(statuses.insert_sql().contains("v.c1::jsonb, v.c2::int8"));
     }
 }

@@ -50,6 +50,9 @@ pub struct IndexConfig {
     pub exit_when_drained: bool,
     /// How often progress is logged.
     pub log_every: Duration,
+    /// Compress the WAL of the workers' sessions when the server lets this
+    /// user set `wal_compression` (a superuser); otherwise a no-op.
+    pub compress_wal: bool,
 }
 
 impl IndexConfig {
@@ -68,6 +71,7 @@ impl IndexConfig {
             block: Duration::from_millis(1000),
             exit_when_drained: false,
             log_every: Duration::from_secs(5),
+            compress_wal: true,
         }
     }
 }

@@ -22,6 +22,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "actor_indexed",
         sql: include_str!("../migrations/0002_actor_indexed.sql"),
     },
+    Migration {
+        version: 3,
+        name: "api_read_paths",
+        sql: include_str!("../migrations/0003_api_read_paths.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "index_write_path",
+        sql: include_str!("../migrations/0004_index_write_path.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -70,7 +70,8 @@ pub async fn run(
     }
     let pool = wait_for(&shutdown, "preparing the database", || async {
         crate::db::ensure_database(&cfg.database_url).await?;
-        let pool = crate::db::connect_pool(&cfg.database_url, cfg.workers + 1)?;
+        let pool =
+            crate::db::connect_worker_pool(&cfg.database_url, cfg.workers + 1, cfg.compress_wal)?;
         crate::migrate::migrate(&pool).await?;
         Ok(pool)
     })
@@ -167,16 +168,22 @@ where
     }
 }
 
-/// Tables whose statistics the batch statements' plans depend on.
+/// The most read tables, whose statistics readers' plans depend on.
 const ANALYZED_TABLES: &str =
     "records, notifications, actors, post_counts, actor_counts, posts, likes, reposts, follows, profiles";
 
-/// Keeps planner statistics fresh while tables grow quickly (a fresh
-/// database has none until autovacuum gets to it, and without them
-/// key lookups by array are planned as sequential scans). Often at first,
-/// then every few minutes.
+/// The first refresh, when a fresh database's tables have just got rows.
+const FIRST_ANALYZE: Duration = Duration::from_secs(3);
+/// Later refreshes. Each samples every table again, which costs seconds of
+/// PostgreSQL time once tables are large, so they are rare: the workers'
+/// own statements do not depend on statistics (their sessions never
+/// choose sequential scans), and autovacuum keeps them fresh where it runs.
+const ANALYZE_EVERY: Duration = Duration::from_secs(600);
+
+/// Keeps planner statistics of the index tables from being absent or far
+/// off while they grow from empty (until autovacuum gets to them).
 async fn refresh_statistics(pool: Pool, stop: CancellationToken) {
-    let mut wait = Duration::from_secs(3);
+    let mut wait = FIRST_ANALYZE;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -195,7 +202,7 @@ async fn refresh_statistics(pool: Pool, stop: CancellationToken) {
         if let Err(err) = analyzed.await {
             warn!(error = %err, "refreshing planner statistics failed");
         }
-        wait = (wait * 2).min(Duration::from_secs(300));
+        wait = ANALYZE_EVERY;
     }
 }
 

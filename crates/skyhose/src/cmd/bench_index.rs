@@ -34,11 +34,12 @@ pub struct BenchIndexArgs {
     #[arg(
         long = "redis",
         env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
+        default_value = "redis://127.0.0.1:6379",
+        value_parser = crate::config::check::redis_url
     )]
     pub redis_url: String,
     /// Server URL; each run creates and drops its own database there.
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432", value_parser = crate::config::check::postgres_url)]
     pub postgres: String,
     /// Keep the benchmark's stream and databases afterwards.
     #[arg(long)]

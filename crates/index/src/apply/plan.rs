@@ -1,0 +1,497 @@
+//! What a batch changes, decided in Rust from the batch and the locked rows:
+//! the newest op per record, each record's transition (last writer by rev
+//! wins, tombstones stay, a deleted account's records die), and the rows,
+//! count deltas and notifications that follow from it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::entry::{Commit, Event, Write, ACCOUNT_DELETED};
+use crate::kinds::{kind_table, KindTable};
+use crate::records::{FOLLOW, LIKE, POST, REPOST};
+
+/// How a write is ordered against the stored state: by repo rev when both
+/// sides have one (TIDs sort as strings), else by seq. `op_index` orders
+/// two ops on one record inside the same commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct OrderKey<'a> {
+    pub rev: Option<&'a str>,
+    pub seq: i64,
+    pub op_index: usize,
+}
+
+fn is_newer(candidate: &OrderKey<'_>, stored_rev: Option<&str>, stored_seq: i64) -> bool {
+    match (candidate.rev, stored_rev) {
+        (Some(new), Some(old)) if new != old => new > old,
+        _ => candidate.seq > stored_seq,
+    }
+}
+
+fn key_cmp(a: &OrderKey<'_>, b: &OrderKey<'_>) -> std::cmp::Ordering {
+    let by_rev = match (a.rev, b.rev) {
+        (Some(x), Some(y)) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    };
+    by_rev
+        .then(a.seq.cmp(&b.seq))
+        .then(a.op_index.cmp(&b.op_index))
+}
+
+/// The winning op of this batch for one record.
+pub(super) struct Candidate<'a> {
+    pub key: OrderKey<'a>,
+    pub did: &'a str,
+    pub collection: &'a str,
+    pub rkey: &'a str,
+    pub write: Option<&'a Write>,
+}
+
+#[derive(Default)]
+pub(super) struct ActorUpdate<'a> {
+    pub handle: Option<(i64, Option<&'a str>)>,
+    pub status: Option<(i64, &'a str)>,
+    pub deleted_seq: Option<i64>,
+    pub progress: Option<(i64, Option<&'a str>)>,
+}
+
+/// A batch's events grouped: what changes per actor, and its commits.
+pub(super) struct Batch<'a> {
+    pub actors: BTreeMap<&'a str, ActorUpdate<'a>>,
+    pub commits: Vec<&'a Commit>,
+}
+
+impl<'a> Batch<'a> {
+    pub fn collect(events: &[&'a Event]) -> Self {
+        let mut actors: BTreeMap<&'a str, ActorUpdate<'a>> = BTreeMap::new();
+        let mut commits: Vec<&Commit> = Vec::new();
+        for event in events {
+            match event {
+                Event::Commit(commit) => {
+                    commits.push(commit);
+                    let update = actors.entry(commit.repo.as_str()).or_default();
+                    if update.progress.is_none_or(|(seq, _)| seq < commit.seq) {
+                        update.progress = Some((commit.seq, commit.rev.as_deref()));
+                    }
+                }
+                Event::Identity { did, handle, seq } => {
+                    let update = actors.entry(did.as_str()).or_default();
+                    if update.handle.is_none_or(|(old, _)| old < *seq) {
+                        update.handle = Some((*seq, handle.as_deref()));
+                    }
+                }
+                Event::Account { did, status, seq } => {
+                    let update = actors.entry(did.as_str()).or_default();
+                    if update.status.is_none_or(|(old, _)| old < *seq) {
+                        update.status = Some((*seq, status.as_str()));
+                    }
+                    if status == ACCOUNT_DELETED {
+                        update.deleted_seq =
+                            Some(update.deleted_seq.map_or(*seq, |old| old.max(*seq)));
+                    }
+                }
+                Event::Ignored { .. } => {}
+            }
+        }
+        Batch { actors, commits }
+    }
+
+    /// Accounts this batch deletes, with the deletion's seq.
+    pub fn deleting(&self) -> Vec<(&'a str, i64)> {
+        self.actors
+            .iter()
+            .filter_map(|(did, update)| update.deleted_seq.map(|seq| (*did, seq)))
+            .collect()
+    }
+
+    /// This batch's newest op per uri, leaving out commits that an account
+    /// deletion (`deleted`: did -> seq) already superseded.
+    pub fn candidates(&self, deleted: &HashMap<&str, i64>) -> BTreeMap<&'a str, Candidate<'a>> {
+        let mut candidates: BTreeMap<&'a str, Candidate<'a>> = BTreeMap::new();
+        for commit in &self.commits {
+            if deleted
+                .get(commit.repo.as_str())
+                .is_some_and(|deleted| commit.seq <= *deleted)
+            {
+                continue;
+            }
+            for (op_index, op) in commit.ops.iter().enumerate() {
+                let candidate = Candidate {
+                    key: OrderKey {
+                        rev: commit.rev.as_deref(),
+                        seq: commit.seq,
+                        op_index,
+                    },
+                    did: &commit.repo,
+                    collection: &op.collection,
+                    rkey: &op.rkey,
+                    write: op.write.as_ref(),
+                };
+                match candidates.get(op.uri.as_str()) {
+                    Some(existing) if key_cmp(&existing.key, &candidate.key).is_ge() => {}
+                    _ => {
+                        candidates.insert(&op.uri, candidate);
+                    }
+                }
+            }
+        }
+        candidates
+    }
+
+    /// True when an account deletion committed by another transaction
+    /// (`now`: did -> deleted seq, read after this batch's writes) covers a
+    /// commit this batch applied because it had not seen that deletion
+    /// (`seen`): the batch must be redone.
+    pub fn missed_deletion(&self, seen: &HashMap<&str, i64>, now: &[(String, i64)]) -> bool {
+        now.iter().any(|(did, now)| {
+            let before = seen.get(did.as_str()).copied();
+            if before.is_some_and(|before| before >= *now) {
+                return false;
+            }
+            self.commits.iter().any(|commit| {
+                commit.repo == *did
+                    && commit.seq <= *now
+                    && before.is_none_or(|before| commit.seq > before)
+            })
+        })
+    }
+}
+
+/// A `records` row as locked by the batch transaction.
+pub(super) struct Stored {
+    pub did: String,
+    pub collection: String,
+    pub live: bool,
+    pub rev: Option<String>,
+    pub seq: Option<i64>,
+    pub subject: Option<String>,
+    pub quote_subject: Option<String>,
+}
+
+impl Stored {
+    pub fn absent(did: &str, collection: &str) -> Self {
+        Stored {
+            did: did.to_owned(),
+            collection: collection.to_owned(),
+            live: false,
+            rev: None,
+            seq: None,
+            subject: None,
+            quote_subject: None,
+        }
+    }
+}
+
+/// Identity of a touched record: `(did, collection, rkey)` by uri.
+pub(super) type Touched<'a> = BTreeMap<&'a str, (&'a str, &'a str, &'a str)>;
+
+/// One row of the `records` update.
+pub(super) struct RecordUpdate<'a> {
+    pub uri: &'a str,
+    pub cid: Option<&'a str>,
+    pub rev: Option<&'a str>,
+    pub seq: Option<i64>,
+    pub live: bool,
+    pub subject: Option<&'a str>,
+    pub quote_subject: Option<&'a str>,
+    pub record: Option<&'a str>,
+}
+
+#[derive(Default)]
+pub(super) struct PostDelta(pub [i64; 4]);
+#[derive(Default)]
+pub(super) struct ActorDelta(pub [i64; 3]);
+
+pub(super) const LIKES: usize = 0;
+pub(super) const REPOSTS: usize = 1;
+pub(super) const REPLIES: usize = 2;
+pub(super) const QUOTES: usize = 3;
+pub(super) const FOLLOWERS: usize = 0;
+pub(super) const FOLLOWS: usize = 1;
+pub(super) const POSTS: usize = 2;
+
+/// New rows of one projection table, one vector per column.
+pub(super) struct KindRows<'a> {
+    pub kind: &'static KindTable,
+    pub uris: Vec<&'a str>,
+    pub dids: Vec<&'a str>,
+    pub rkeys: Vec<&'a str>,
+    pub cids: Vec<&'a str>,
+    pub columns: Vec<Vec<Option<&'a str>>>,
+}
+
+impl<'a> KindRows<'a> {
+    fn new(kind: &'static KindTable) -> Self {
+        KindRows {
+            kind,
+            uris: Vec::new(),
+            dids: Vec::new(),
+            rkeys: Vec::new(),
+            cids: Vec::new(),
+            columns: vec![Vec::new(); kind.columns.len()],
+        }
+    }
+
+    fn push(&mut self, uri: &'a str, did: &'a str, rkey: &'a str, write: &'a Write) {
+        self.uris.push(uri);
+        self.dids.push(did);
+        self.rkeys.push(rkey);
+        self.cids.push(&write.cid);
+        for (index, column) in self.columns.iter_mut().enumerate() {
+            column.push(write.columns.get(index).and_then(|value| value.as_deref()));
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct NotificationRows<'a> {
+    pub recipients: Vec<&'a str>,
+    pub authors: Vec<&'a str>,
+    pub reasons: Vec<&'static str>,
+    pub reason_subjects: Vec<Option<&'a str>>,
+    pub record_uris: Vec<&'a str>,
+    pub record_cids: Vec<&'a str>,
+    pub created_ats: Vec<Option<&'a str>>,
+}
+
+impl<'a> NotificationRows<'a> {
+    fn push(&mut self, author: &'a str, uri: &'a str, write: &'a Write) {
+        for draft in &write.facts.notifications {
+            self.recipients.push(&draft.recipient);
+            self.authors.push(author);
+            self.reasons.push(draft.reason);
+            self.reason_subjects.push(draft.reason_subject.as_deref());
+            self.record_uris.push(uri);
+            self.record_cids.push(&write.cid);
+            self.created_ats.push(write.created_at.as_deref());
+        }
+    }
+}
+
+/// Everything the batch writes after locking its records.
+#[derive(Default)]
+pub(super) struct Changes<'a> {
+    /// Updates of rows that existed before the batch (new rows were inserted
+    /// with their final state when they were locked).
+    pub records: Vec<RecordUpdate<'a>>,
+    /// Records whose live state or content changed.
+    pub transitions: u64,
+    /// Projection rows to delete (dead records, and live ones being
+    /// replaced), by table.
+    pub kind_deletes: BTreeMap<&'static str, (&'static KindTable, Vec<&'a str>)>,
+    pub kind_inserts: BTreeMap<&'static str, KindRows<'a>>,
+    pub post_deltas: BTreeMap<String, PostDelta>,
+    pub actor_deltas: BTreeMap<String, ActorDelta>,
+    /// Records whose notifications are removed (they died or changed).
+    pub notifications_cleared: Vec<&'a str>,
+    pub notifications: NotificationRows<'a>,
+}
+
+/// Decides every touched record's transition. `stored` holds the locked
+/// rows that existed; `inserted` the uris this batch created, already with
+/// their final state.
+pub(super) fn transitions<'a>(
+    touched: &Touched<'a>,
+    candidates: &BTreeMap<&'a str, Candidate<'a>>,
+    stored: &'a HashMap<String, Stored>,
+    inserted: &HashSet<String>,
+    deleted: &HashMap<&str, i64>,
+) -> Changes<'a> {
+    let mut changes = Changes::default();
+    for (uri, (did, collection, rkey)) in touched {
+        let fresh = inserted.contains(*uri);
+        let existing: Option<&'a Stored> = if fresh {
+            None
+        } else {
+            match stored.get(*uri) {
+                Some(old) => Some(old),
+                None => continue,
+            }
+        };
+        let absent;
+        let old = match existing {
+            Some(old) => old,
+            None => {
+                absent = Stored::absent(did, collection);
+                &absent
+            }
+        };
+        let candidate = candidates.get(uri);
+        let update = match candidate {
+            Some(candidate)
+                if old.seq.is_none()
+                    || is_newer(
+                        &candidate.key,
+                        old.rev.as_deref(),
+                        old.seq.unwrap_or(i64::MIN),
+                    ) =>
+            {
+                let write = candidate.write;
+                RecordUpdate {
+                    uri,
+                    cid: write.map(|w| w.cid.as_str()),
+                    rev: candidate.key.rev,
+                    seq: Some(candidate.key.seq),
+                    live: write.is_some(),
+                    subject: write.and_then(|w| w.facts.subject.as_deref()),
+                    quote_subject: write.and_then(|w| w.facts.quote_subject.as_deref()),
+                    record: write.map(|w| w.json.as_str()),
+                }
+            }
+            _ => {
+                // No newer op: only an account deletion can change this record.
+                let killed = old.live
+                    && deleted
+                        .get(old.did.as_str())
+                        .is_some_and(|d| old.seq.is_some_and(|seq| seq <= *d));
+                if !killed {
+                    continue;
+                }
+                // The tombstone keeps the rev of the write it ends.
+                RecordUpdate {
+                    uri,
+                    cid: None,
+                    rev: existing.and_then(|old| old.rev.as_deref()),
+                    seq: old.seq,
+                    live: false,
+                    subject: None,
+                    quote_subject: None,
+                    record: None,
+                }
+            }
+        };
+        changes.transitions += 1;
+        if old.live {
+            count(
+                &mut changes,
+                &old.collection,
+                &old.did,
+                old.subject.as_deref(),
+                old.quote_subject.as_deref(),
+                -1,
+            );
+            if matches!(old.collection.as_str(), POST | LIKE | REPOST | FOLLOW) {
+                changes.notifications_cleared.push(uri);
+            }
+        }
+        let write = candidate.and_then(|c| c.write).filter(|_| update.live);
+        if let Some(write) = write {
+            count(
+                &mut changes,
+                &old.collection,
+                &old.did,
+                update.subject,
+                update.quote_subject,
+                1,
+            );
+            changes.notifications.push(did, uri, write);
+        }
+        if let Some(kind) = kind_table(&old.collection) {
+            if old.live {
+                changes
+                    .kind_deletes
+                    .entry(kind.table)
+                    .or_insert_with(|| (kind, Vec::new()))
+                    .1
+                    .push(uri);
+            }
+            if let Some(write) = write {
+                changes
+                    .kind_inserts
+                    .entry(kind.table)
+                    .or_insert_with(|| KindRows::new(kind))
+                    .push(uri, did, rkey, write);
+            }
+        }
+        // A freshly inserted row already holds this state.
+        if !fresh {
+            changes.records.push(update);
+        }
+    }
+    changes
+}
+
+/// Adds `sign` times the contribution of one live record to the aggregates.
+fn count(
+    changes: &mut Changes<'_>,
+    collection: &str,
+    did: &str,
+    subject: Option<&str>,
+    quote_subject: Option<&str>,
+    sign: i64,
+) {
+    let posts = &mut changes.post_deltas;
+    let actors = &mut changes.actor_deltas;
+    let mut post =
+        |uri: &str, field: usize| posts.entry(uri.to_owned()).or_default().0[field] += sign;
+    match collection {
+        POST => {
+            if let Some(parent) = subject {
+                post(parent, REPLIES);
+            }
+            if let Some(quoted) = quote_subject {
+                post(quoted, QUOTES);
+            }
+            actors.entry(did.to_owned()).or_default().0[POSTS] += sign;
+        }
+        LIKE => {
+            if let Some(subject) = subject {
+                post(subject, LIKES);
+            }
+        }
+        REPOST => {
+            if let Some(subject) = subject {
+                post(subject, REPOSTS);
+            }
+        }
+        FOLLOW => {
+            actors.entry(did.to_owned()).or_default().0[FOLLOWS] += sign;
+            if let Some(subject) = subject {
+                actors.entry(subject.to_owned()).or_default().0[FOLLOWERS] += sign;
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(repo: &str, seq: i64) -> Event {
+        Event::Commit(Commit {
+            repo: repo.into(),
+            rev: None,
+            seq,
+            ops: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_deletion_missed_by_the_batch_is_noticed_only_when_it_covers_an_applied_commit() {
+        let events = [commit("did:plc:a", 10), commit("did:plc:a", 30)];
+        let refs: Vec<&Event> = events.iter().collect();
+        let batch = Batch::collect(&refs);
+        let none = HashMap::new();
+        // Deleted at 20 by someone else: the commit at 10 was applied.
+        assert!(batch.missed_deletion(&none, &[("did:plc:a".into(), 20)]));
+        // Deleted at 5: nothing this batch applied is covered.
+        assert!(!batch.missed_deletion(&none, &[("did:plc:a".into(), 5)]));
+        // The batch already knew of the deletion at 20 and skipped the commit at 10.
+        let seen = HashMap::from([("did:plc:a", 20)]);
+        assert!(!batch.missed_deletion(&seen, &[("did:plc:a".into(), 20)]));
+        // A later deletion at 40 covers the commit at 30, applied after the one seen.
+        assert!(batch.missed_deletion(&seen, &[("did:plc:a".into(), 40)]));
+        // Other accounts' deletions do not matter.
+        assert!(!batch.missed_deletion(&none, &[("did:plc:b".into(), 99)]));
+    }
+
+    #[test]
+    fn commits_at_or_before_a_deletion_are_left_out() {
+        let events = [commit("did:plc:a", 10), commit("did:plc:b", 10)];
+        let refs: Vec<&Event> = events.iter().collect();
+        let batch = Batch::collect(&refs);
+        assert_eq!(batch.actors.len(), 2);
+        assert!(batch.deleting().is_empty());
+        let deleted = HashMap::from([("did:plc:a", 10)]);
+        assert!(batch.candidates(&deleted).is_empty());
+    }
+}
