@@ -1,2 +1,49 @@
-//! skyhose-api: the XRPC read API over the PostgreSQL index (views, hydration,
-//! service-auth, health, metrics). It reads the index; it never writes to it.
+//! skyhose-api: the XRPC read API over the PostgreSQL index — parameter
+//! parsing, batched hydration into lexicon views, service-auth viewers,
+//! health and metrics. It reads the index; it never writes to it, and it does
+//! not own the schema (skyhose-index does).
+
+mod auth;
+mod config;
+mod cursor;
+mod dashboard;
+mod db;
+mod error;
+mod http;
+mod params;
+mod routes;
+mod views;
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use auth::{AuthError, AuthOptions, ServiceAuth};
+pub use config::ApiConfig;
+pub use db::{connect_pool, PoolError};
+pub use error::XrpcError;
+pub use http::{install_metrics_recorder, router, serve, serve_on};
+pub use routes::METHODS;
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) pool: Pool,
+    pub(crate) config: Arc<ApiConfig>,
+    pub(crate) auth: Arc<auth::ServiceAuth>,
+    pub(crate) metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// `metrics`: the process's Prometheus handle, rendered at `/metrics`.
+    pub fn new(pool: Pool, config: ApiConfig, metrics: Option<PrometheusHandle>) -> Self {
+        let auth = auth::ServiceAuth::new(config.service_did.clone(), config.plc_url.clone());
+        AppState {
+            pool,
+            config: Arc::new(config),
+            auth: Arc::new(auth),
+            metrics,
+        }
+    }
+}

@@ -2,12 +2,16 @@
 //! a simulated relay serving it over subscribeRepos with the spec's cursor semantics
 //! and injectable faults. It must not depend on the ingest, index or api crates.
 //!
+//! `plc` serves the simulated accounts' DID documents and mints their service-auth
+//! tokens.
+//!
 //! Frames, CAR files and DAG-CBOR come from `skyhose_proto` (re-exported as `wire`).
 
 pub mod capture;
 mod clock;
 mod fasthash;
 mod network;
+pub mod plc;
 pub mod records;
 pub mod relay;
 mod rng;

@@ -174,6 +174,13 @@ impl Network {
         self.seq
     }
 
+    /// Every account created so far, announced or not: DID and current handle.
+    pub fn accounts(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.actors
+            .iter()
+            .map(|a| (a.did.as_str(), a.handle.as_str()))
+    }
+
     fn add_actor(&mut self) -> usize {
         let mut did = String::with_capacity(32);
         did.push_str("did:plc:");

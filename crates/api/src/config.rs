@@ -1,0 +1,66 @@
+//! What `serve` needs to know, with defaults that are safe on a single machine.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    /// PostgreSQL connections held by the API.
+    pub pool_size: usize,
+    /// Every query is cancelled after this long, so no request can run away.
+    pub statement_timeout: Duration,
+    /// Our DID: the `aud` a viewer's service-auth token must carry.
+    pub service_did: String,
+    /// PLC directory used to resolve a viewer's `did:plc` document.
+    pub plc_url: String,
+    /// Image URL built from a blob: `{preset}` (avatar, banner, feed_thumbnail,
+    /// feed_fullsize), `{did}` and `{cid}` are replaced.
+    pub image_url_pattern: String,
+    /// Video playlist and thumbnail URLs: `{did}` and `{cid}` are replaced.
+    pub video_playlist_pattern: String,
+    pub video_thumbnail_pattern: String,
+    /// Requests served at once; further connections wait.
+    pub max_concurrent_requests: usize,
+    /// Largest request (headers and query) accepted.
+    pub max_request_bytes: usize,
+}
+
+impl ApiConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            database_url: database_url.into(),
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(5),
+            service_did: "did:web:localhost".into(),
+            plc_url: "https://plc.directory".into(),
+            image_url_pattern: "https://cdn.bsky.app/img/{preset}/plain/{did}/{cid}@jpeg".into(),
+            video_playlist_pattern: "https://video.bsky.app/watch/{did}/{cid}/playlist.m3u8".into(),
+            video_thumbnail_pattern: "https://video.bsky.app/watch/{did}/{cid}/thumbnail.jpg"
+                .into(),
+            max_concurrent_requests: 512,
+            max_request_bytes: 16 * 1024,
+        }
+    }
+
+    pub fn image_url(&self, preset: &str, did: &str, cid: &str) -> String {
+        self.image_url_pattern
+            .replace("{preset}", preset)
+            .replace("{did}", did)
+            .replace("{cid}", cid)
+    }
+
+    pub fn video_playlist_url(&self, did: &str, cid: &str) -> String {
+        self.video_playlist_pattern
+            .replace("{did}", did)
+            .replace("{cid}", cid)
+    }
+
+    pub fn video_thumbnail_url(&self, did: &str, cid: &str) -> String {
+        self.video_thumbnail_pattern
+            .replace("{did}", did)
+            .replace("{cid}", cid)
+    }
+}

@@ -1,0 +1,90 @@
+//! The operator's dashboard: a static page served at `/` (no build step) that
+//! polls `/metrics` and `/stats.json`, which reports database row counts,
+//! the index watermark and the latest indexed posts.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use crate::error::XrpcError;
+use crate::AppState;
+
+const PAGE: &str = include_str!("dashboard/index.html");
+
+/// Tables whose estimated row counts the dashboard shows; estimates come from
+/// the planner statistics so the page never scans a table.
+const COUNTED: &[&str] = &[
+    "actors",
+    "records",
+    "posts",
+    "likes",
+    "reposts",
+    "follows",
+    "blocks",
+    "lists",
+    "list_items",
+    "profiles",
+    "notifications",
+];
+
+pub async fn page() -> Response {
+    ([(header::CACHE_CONTROL, "no-cache")], Html(PAGE)).into_response()
+}
+
+pub async fn stats(State(state): State<AppState>) -> Response {
+    match load(&state).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn load(state: &AppState) -> Result<Value, XrpcError> {
+    let client = state.pool.get().await?;
+    let tables: Vec<String> = COUNTED.iter().map(|t| t.to_string()).collect();
+    let rows = client
+        .query(
+            "SELECT c.relname, GREATEST(c.reltuples, 0)::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relname = ANY($1)",
+            &[&tables],
+        )
+        .await?;
+    let mut counts = Map::new();
+    for name in COUNTED {
+        let n = rows
+            .iter()
+            .find(|r| r.get::<_, String>(0) == *name)
+            .map(|r| r.get::<_, i64>(1))
+            .unwrap_or(0);
+        counts.insert((*name).into(), json!(n));
+    }
+    let watermark: Option<i64> = client
+        .query_opt("SELECT seq FROM index_watermark", &[])
+        .await?
+        .map(|r| r.get(0));
+    let recent: Vec<Value> = client
+        .query(
+            "SELECT p.did, a.handle, left(p.text, 140), \
+                    to_char(p.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+             FROM posts p LEFT JOIN actors a ON a.did = p.did \
+             ORDER BY p.rkey DESC, p.uri DESC LIMIT 10",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            json!({
+                "did": r.get::<_, String>(0),
+                "handle": r.get::<_, Option<String>>(1),
+                "text": r.get::<_, Option<String>>(2),
+                "indexedAt": r.get::<_, String>(3),
+            })
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Ok(json!({"now": now, "counts": counts, "watermark": watermark, "recent": recent}))
+}

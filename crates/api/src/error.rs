@@ -1,0 +1,105 @@
+//! XRPC errors: the `{"error": ..., "message": ...}` body with the lexicon's
+//! error name and the HTTP status clients key off.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// An error answered to the client. Internal causes are logged, never sent:
+/// database messages may carry query text.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct XrpcError {
+    pub status: StatusCode,
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl XrpcError {
+    pub fn new(status: StatusCode, name: &'static str, message: impl Into<String>) -> Self {
+        XrpcError {
+            status,
+            name,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+
+    /// A bad value for one query parameter; the message names it.
+    pub fn bad_param(param: &str, problem: impl std::fmt::Display) -> Self {
+        Self::invalid_request(format!("invalid parameter {param:?}: {problem}"))
+    }
+
+    pub fn not_found(name: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, name, message)
+    }
+
+    pub fn auth_required(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AuthRequired", message)
+    }
+
+    pub fn method_not_implemented(nsid: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            format!("method {nsid} is not implemented by this service"),
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "internal server error",
+        )
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
+    }
+}
+
+impl From<tokio_postgres::Error> for XrpcError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        // 57014: statement_timeout fired; the client asked for too much.
+        if err.code().map(|c| c.code()) == Some("57014") {
+            metrics::counter!("skyhose_api_query_timeouts_total").increment(1);
+            return XrpcError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "QueryTimeout",
+                "the query took too long and was cancelled",
+            );
+        }
+        tracing::error!(error = %err, "database query failed");
+        metrics::counter!("skyhose_api_db_errors_total").increment(1);
+        XrpcError::internal()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for XrpcError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        tracing::error!(error = %err, "no database connection");
+        metrics::counter!("skyhose_api_db_errors_total").increment(1);
+        XrpcError::unavailable("the database is not reachable")
+    }
+}
+
+impl IntoResponse for XrpcError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.name, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+pub type XrpcResult<T> = Result<T, XrpcError>;

@@ -1,0 +1,166 @@
+//! The HTTP surface: `/xrpc/<nsid>`, `/xrpc/_health`, `/metrics`, request
+//! metrics and limits.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, RawQuery, State};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::dashboard;
+use crate::error::XrpcError;
+use crate::routes;
+use crate::AppState;
+
+pub const REQUESTS: &str = "skyhose_api_requests_total";
+pub const LATENCY: &str = "skyhose_api_request_seconds";
+
+/// Installs the process-wide Prometheus recorder with latency buckets suited
+/// to API requests. Call once per process.
+pub fn install_metrics_recorder() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(LATENCY.into()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ],
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_concurrent_requests;
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/stats.json", get(dashboard::stats))
+        .route("/xrpc/_health", get(health))
+        .route("/xrpc/{nsid}", get(xrpc))
+        .route("/metrics", get(render_metrics))
+        .layer(middleware::from_fn_with_state(
+            std::sync::Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit_concurrency,
+        ))
+        .layer(middleware::from_fn(record_metrics))
+        .with_state(state)
+}
+
+/// Binds `config.listen` and serves until `token` is cancelled; in-flight
+/// requests finish first.
+pub async fn serve(state: AppState, token: CancellationToken) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+    serve_on(listener, state, token).await
+}
+
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(url = %format!("http://{addr}"), "serving XRPC");
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+}
+
+async fn xrpc(
+    State(state): State<AppState>,
+    Path(nsid): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let result = routes::dispatch(&state, &nsid, query.as_deref(), &headers).await;
+    let elapsed = started.elapsed();
+    if elapsed > Duration::from_secs(1) {
+        tracing::warn!(%nsid, ms = elapsed.as_millis() as u64, "slow request");
+    }
+    match result {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let check = async {
+        let client = state.pool.get().await?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok::<_, XrpcError>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(())) => Json(json!({"version": env!("CARGO_PKG_VERSION")})).into_response(),
+        Ok(Err(err)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"version": env!("CARGO_PKG_VERSION"), "error": err.message})),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"version": env!("CARGO_PKG_VERSION"), "error": "database check timed out"}),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    let status = state.pool.status();
+    metrics::gauge!("skyhose_api_db_pool_size").set(status.size as f64);
+    metrics::gauge!("skyhose_api_db_pool_available").set(status.available as f64);
+    metrics::gauge!("skyhose_api_db_pool_waiting").set(status.waiting as f64);
+    match &state.metrics {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render().into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
+    }
+}
+
+async fn limit_concurrency(
+    State(permits): State<std::sync::Arc<tokio::sync::Semaphore>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    match permits.acquire().await {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => XrpcError::unavailable("shutting down").into_response(),
+    }
+}
+
+/// Counts requests by method and status and records latency, labelled by a
+/// known NSID only so that arbitrary paths cannot blow up label cardinality.
+async fn record_metrics(request: Request<Body>, next: Next) -> Response {
+    let started = Instant::now();
+    let method = match request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str())
+    {
+        Some("/xrpc/{nsid}") => {
+            let nsid = request.uri().path().trim_start_matches("/xrpc/");
+            routes::known_method(nsid).unwrap_or("unknown")
+        }
+        Some("/xrpc/_health") => "_health",
+        Some("/metrics") => "metrics",
+        Some("/") => "dashboard",
+        Some("/stats.json") => "stats",
+        _ => "unknown",
+    };
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(REQUESTS, "method" => method, "status" => status).increment(1);
+    metrics::histogram!(LATENCY, "method" => method).record(started.elapsed().as_secs_f64());
+    response
+}

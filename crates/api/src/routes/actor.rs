@@ -1,0 +1,104 @@
+//! app.bsky.actor.*: profiles.
+
+use axum::response::Response;
+use serde_json::json;
+
+use crate::error::{XrpcError, XrpcResult};
+use crate::params::ActorRef;
+use crate::routes::{json, Ctx};
+use crate::views::actor::resolve_actor;
+use crate::views::Hydrator;
+
+/// Turns an actor parameter into a served DID, or the error the reference
+/// AppView gives for a missing, taken-down or deactivated account.
+pub(crate) async fn served_actor(
+    client: &crate::views::Db,
+    param: &str,
+    actor: &ActorRef,
+) -> XrpcResult<String> {
+    let (did, status) = resolve_actor(client, actor)
+        .await?
+        .ok_or_else(|| XrpcError::invalid_request(format!("{param}: actor not found")))?;
+    check_status(param, did, &status)
+}
+
+fn check_status(param: &str, did: String, status: &str) -> XrpcResult<String> {
+    match status {
+        "active" => Ok(did),
+        "takendown" | "suspended" => Err(XrpcError::not_found(
+            "AccountTakedown",
+            format!("{param}: account has been suspended"),
+        )),
+        "deactivated" => Err(XrpcError::not_found(
+            "AccountDeactivated",
+            format!("{param}: account is deactivated"),
+        )),
+        _ => Err(XrpcError::invalid_request(format!(
+            "{param}: actor not found"
+        ))),
+    }
+}
+
+pub async fn get_profile(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let actor = ctx.params.actor("actor")?;
+    let client = ctx.db().await?;
+    // A DID needs no lookup first: the hydration's actor row carries the
+    // status, so the common case is a single query.
+    let did = match &actor {
+        ActorRef::Did(did) => did.clone(),
+        ActorRef::Handle(_) => served_actor(&client, "actor", &actor).await?,
+    };
+    let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .hydrate(&[], std::slice::from_ref(&did))
+        .await?;
+    let info = hydrated
+        .actors
+        .get(&did)
+        .ok_or_else(|| XrpcError::invalid_request("actor: actor not found"))?;
+    check_status("actor", did.clone(), &info.status)?;
+    let profile = hydrated
+        .profile_detailed(&did)
+        .ok_or_else(|| XrpcError::invalid_request("actor: profile not found"))?;
+    json(&profile)
+}
+
+pub async fn get_profiles(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let actors = ctx.params.actors("actors", 25)?;
+    let client = ctx.db().await?;
+    let mut dids = Vec::with_capacity(actors.len());
+    let handles: Vec<String> = actors
+        .iter()
+        .filter_map(|a| match a {
+            ActorRef::Handle(h) => Some(h.clone()),
+            ActorRef::Did(_) => None,
+        })
+        .collect();
+    let by_handle: std::collections::HashMap<String, String> = if handles.is_empty() {
+        Default::default()
+    } else {
+        client
+            .query(
+                "SELECT DISTINCT ON (handle) handle, did FROM actors \
+                 WHERE handle = ANY($1) AND indexed ORDER BY handle, handle_seq DESC NULLS LAST",
+                &[&handles],
+            )
+            .await?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    };
+    for actor in &actors {
+        match actor {
+            ActorRef::Did(did) => dids.push(did.clone()),
+            ActorRef::Handle(h) => dids.extend(by_handle.get(h).cloned()),
+        }
+    }
+    let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .hydrate(&[], &dids)
+        .await?;
+    let profiles: Vec<_> = dids
+        .iter()
+        .filter_map(|did| hydrated.profile_detailed(did))
+        .collect();
+    json(&json!({ "profiles": profiles }))
+}

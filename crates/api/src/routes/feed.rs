@@ -1,0 +1,305 @@
+//! app.bsky.feed.*: posts, author feeds and threads.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+
+use crate::cursor::Cursor;
+use crate::error::{XrpcError, XrpcResult};
+use crate::routes::actor::served_actor;
+use crate::routes::{json, Ctx};
+use crate::views::hydrate::{not_found_post, FeedItem, Reason};
+use crate::views::{Hydrated, Hydrator};
+
+pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let uris = ctx.params.at_uris("uris", 25)?;
+    let client = ctx.db().await?;
+    let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .hydrate(&uris, &[])
+        .await?;
+    let posts: Vec<Value> = uris.iter().filter_map(|u| hydrated.post_view(u)).collect();
+    json(&json!({ "posts": posts }))
+}
+
+const AUTHOR_FEED_FILTERS: &[&str] = &[
+    "posts_with_replies",
+    "posts_no_replies",
+    "posts_with_media",
+    "posts_and_author_threads",
+    "posts_with_video",
+];
+
+pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let actor = ctx.params.actor("actor")?;
+    let limit = ctx.params.limit(1, 100, 50)?;
+    let cursor = ctx.params.cursor()?;
+    let filter = ctx
+        .params
+        .one_of("filter", AUTHOR_FEED_FILTERS, "posts_with_replies")?;
+    let include_pins = ctx.params.bool("includePins", false)?;
+    let client = ctx.db().await?;
+    let did = served_actor(&client, "actor", &actor).await?;
+
+    let post_filter = match filter {
+        "posts_no_replies" => "AND p.reply_parent_uri IS NULL",
+        "posts_with_media" => "AND (p.embed_images IS NOT NULL OR p.embed_video_cid IS NOT NULL)",
+        "posts_with_video" => "AND p.embed_video_cid IS NOT NULL",
+        "posts_and_author_threads" => {
+            "AND (p.reply_parent_uri IS NULL OR p.reply_root_uri LIKE 'at://' || p.did || '/%')"
+        }
+        _ => "",
+    };
+    let with_reposts = matches!(
+        filter,
+        "posts_with_replies" | "posts_no_replies" | "posts_and_author_threads"
+    );
+    let page = if cursor.is_some() {
+        "AND (x.rkey, x.uri) < ($3, $4)"
+    } else {
+        "AND $3::text IS NULL AND $4::text IS NULL"
+    };
+    let posts_sql = format!(
+        "SELECT p.uri, p.rkey, NULL::text AS subject, NULL::text AS cid, NULL::text AS at \
+         FROM posts p WHERE p.did = $1 {post_filter} {page_p} \
+         ORDER BY p.rkey DESC, p.uri DESC LIMIT $2",
+        page_p = page.replace("x.", "p.")
+    );
+    let sql = if with_reposts {
+        format!(
+            "({posts_sql}) UNION ALL \
+             (SELECT r.uri, r.rkey, r.subject_uri, r.cid, \
+                     to_char(r.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+              FROM reposts r WHERE r.did = $1 AND r.subject_uri IS NOT NULL {page_r} \
+              ORDER BY r.rkey DESC, r.uri DESC LIMIT $2) \
+             ORDER BY 2 DESC, 1 DESC LIMIT $2",
+            page_r = page.replace("x.", "r.")
+        )
+    } else {
+        posts_sql
+    };
+    let (key, uri) = match &cursor {
+        Some(c) => (Some(c.key.clone()), Some(c.uri.clone())),
+        None => (None, None),
+    };
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &[&did, &limit, &key, &uri]).await?;
+
+    let mut items = Vec::with_capacity(rows.len() + 1);
+    if include_pins && cursor.is_none() {
+        let pinned = client
+            .query_opt(
+                "SELECT pinned_post_uri FROM profiles WHERE did = $1 AND pinned_post_uri IS NOT NULL",
+                &[&did],
+            )
+            .await?;
+        if let Some(uri) = pinned.and_then(|r| r.get::<_, Option<String>>(0)) {
+            if uri.starts_with(&format!("at://{did}/")) {
+                items.push(FeedItem {
+                    post_uri: uri,
+                    reason: Some(Reason::Pin),
+                });
+            }
+        }
+    }
+    for row in &rows {
+        let uri: String = row.get(0);
+        let subject: Option<String> = row.get(2);
+        items.push(match subject {
+            Some(subject) => FeedItem {
+                post_uri: subject,
+                reason: Some(Reason::Repost {
+                    by: did.clone(),
+                    uri,
+                    cid: row.get(3),
+                    indexed_at: row.get(4),
+                }),
+            },
+            None => FeedItem {
+                post_uri: uri,
+                reason: None,
+            },
+        });
+    }
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|row| Cursor::new(row.get::<_, String>(1), row.get::<_, String>(0)).encode());
+
+    let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .hydrate_feed(&items)
+        .await?;
+    let feed: Vec<Value> = items
+        .iter()
+        .filter_map(|item| hydrated.feed_view_post(item))
+        .collect();
+    let mut out = json!({ "feed": feed });
+    if let Some(next) = next {
+        out["cursor"] = json!(next);
+    }
+    json(&out)
+}
+
+/// Replies loaded below the anchor, whatever `depth` asks for.
+const MAX_THREAD_REPLIES: i64 = 1000;
+
+pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let uri = ctx.params.at_uri("uri")?;
+    let depth = ctx.params.int("depth", 0, 1000, 6)?;
+    let parent_height = ctx.params.int("parentHeight", 0, 1000, 80)?;
+    let client = ctx.db().await?;
+
+    // The anchor and its ancestors, nearest first; `parent` of the last row
+    // names the first missing ancestor, if any.
+    let ancestors = client
+        .query(
+            "WITH RECURSIVE up(uri, parent, n) AS ( \
+               SELECT p.uri, p.reply_parent_uri, 0 FROM posts p WHERE p.uri = $1 \
+               UNION ALL \
+               SELECT p.uri, p.reply_parent_uri, up.n + 1 FROM up JOIN posts p ON p.uri = up.parent \
+               WHERE up.n < $2) \
+             SELECT uri, parent FROM up ORDER BY n",
+            &[&uri, &(parent_height as i32)],
+        )
+        .await?;
+    if ancestors.is_empty() {
+        return Err(XrpcError::not_found(
+            "NotFound",
+            format!("uri: post not found: {uri}"),
+        ));
+    }
+    let descendants = if depth > 0 {
+        client
+            .query(
+                "WITH RECURSIVE down(uri, parent, d) AS ( \
+                   SELECT p.uri, p.reply_parent_uri, 1 FROM posts p WHERE p.reply_parent_uri = $1 \
+                   UNION ALL \
+                   SELECT p.uri, p.reply_parent_uri, down.d + 1 FROM down \
+                   JOIN posts p ON p.reply_parent_uri = down.uri WHERE down.d < $2) \
+                 SELECT uri, parent FROM down ORDER BY d, uri LIMIT $3",
+                &[&uri, &(depth as i32), &MAX_THREAD_REPLIES],
+            )
+            .await?
+    } else {
+        Vec::new()
+    };
+
+    let mut uris: Vec<String> = ancestors.iter().map(|r| r.get(0)).collect();
+    let mut children: HashMap<String, Vec<String>> = HashMap::new();
+    for row in &descendants {
+        let child: String = row.get(0);
+        let parent: String = row.get(1);
+        uris.push(child.clone());
+        children.entry(parent).or_default().push(child);
+    }
+    let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .hydrate(&uris, &[])
+        .await?;
+
+    let anchor = hydrated.posts.get(&uri);
+    let Some(anchor) = anchor.filter(|_| hydrated.post(&uri).is_some()) else {
+        return Err(XrpcError::not_found(
+            "NotFound",
+            format!("uri: post not found: {uri}"),
+        ));
+    };
+    let root_uri = anchor.reply_root_uri.clone().unwrap_or_else(|| uri.clone());
+    let hidden: HashSet<String> = hydrated
+        .posts
+        .get(&root_uri)
+        .and_then(|root| root.threadgate.as_ref())
+        .map(|tg| tg.hidden_replies.iter().cloned().collect())
+        .unwrap_or_default();
+
+    let thread = if hydrated.blocked(&anchor.did) {
+        hydrated.blocked_post(&uri, &anchor.did)
+    } else {
+        let mut node = thread_node(&hydrated, &uri, &children, &hidden, depth)
+            .unwrap_or_else(|| not_found_post(&uri));
+        if let Some(parent) = parent_chain(&hydrated, &ancestors) {
+            node["parent"] = parent;
+        }
+        node
+    };
+    let mut out = json!({ "thread": thread });
+    if let Some(tg) = hydrated
+        .posts
+        .get(&root_uri)
+        .and_then(|root| root.threadgate.as_ref())
+    {
+        out["threadgate"] = json!({"uri": tg.uri, "cid": tg.cid, "record": tg.record, "lists": []});
+    }
+    json(&out)
+}
+
+/// The anchor's parent as a nested chain of thread nodes, from the ancestor
+/// rows (index 0 is the anchor itself).
+fn parent_chain(h: &Hydrated<'_>, ancestors: &[tokio_postgres::Row]) -> Option<Value> {
+    let anchor_parent: Option<String> = ancestors.first()?.get(1);
+    let anchor_parent = anchor_parent?;
+    let loaded: HashMap<String, Option<String>> = ancestors
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
+        .collect();
+    // Walk up, then fold back down so each node carries its own parent.
+    let mut chain: Vec<Value> = Vec::new();
+    let mut next = Some(anchor_parent);
+    while let Some(uri) = next.take() {
+        let Some(p) = h.posts.get(&uri).filter(|_| loaded.contains_key(&uri)) else {
+            chain.push(not_found_post(&uri));
+            break;
+        };
+        if h.blocked(&p.did) {
+            chain.push(h.blocked_post(&uri, &p.did));
+            break;
+        }
+        match h.post_view(&uri) {
+            Some(view) => {
+                let mut node = Map::new();
+                node.insert("$type".into(), json!("app.bsky.feed.defs#threadViewPost"));
+                node.insert("post".into(), view);
+                chain.push(Value::Object(node));
+                next = loaded.get(&uri).cloned().flatten();
+            }
+            None => {
+                chain.push(not_found_post(&uri));
+                break;
+            }
+        }
+    }
+    let mut parent: Option<Value> = None;
+    for mut node in chain.into_iter().rev() {
+        if let Some(p) = parent.take() {
+            node["parent"] = p;
+        }
+        parent = Some(node);
+    }
+    parent
+}
+
+fn thread_node(
+    h: &Hydrated<'_>,
+    uri: &str,
+    children: &HashMap<String, Vec<String>>,
+    hidden: &HashSet<String>,
+    depth: i64,
+) -> Option<Value> {
+    let view = h.post_view(uri)?;
+    let mut node = Map::new();
+    node.insert("$type".into(), json!("app.bsky.feed.defs#threadViewPost"));
+    node.insert("post".into(), view);
+    if depth > 0 {
+        let replies: Vec<Value> = children
+            .get(uri)
+            .map(|kids| {
+                kids.iter()
+                    .filter(|kid| !hidden.contains(*kid))
+                    .filter(|kid| h.posts.get(*kid).is_some_and(|p| !h.blocked(&p.did)))
+                    .filter_map(|kid| thread_node(h, kid, children, hidden, depth - 1))
+                    .collect()
+            })
+            .unwrap_or_default();
+        node.insert("replies".into(), Value::Array(replies));
+    }
+    Some(Value::Object(node))
+}

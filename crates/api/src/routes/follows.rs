@@ -1,0 +1,77 @@
+//! app.bsky.graph.getFollowers / getFollows: follow records newest first,
+//! rendered as profile views.
+
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use crate::cursor::Cursor;
+use crate::error::{XrpcError, XrpcResult};
+use crate::routes::actor::served_actor;
+use crate::routes::{json, Ctx};
+use crate::views::Hydrator;
+
+enum Direction {
+    /// Accounts following the subject.
+    Followers,
+    /// Accounts the subject follows.
+    Follows,
+}
+
+pub async fn get_followers(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    list(ctx, Direction::Followers).await
+}
+
+pub async fn get_follows(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    list(ctx, Direction::Follows).await
+}
+
+async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
+    let actor = ctx.params.actor("actor")?;
+    let limit = ctx.params.limit(1, 100, 50)?;
+    let cursor = ctx.params.cursor()?;
+    let client = ctx.db().await?;
+    let subject = served_actor(&client, "actor", &actor).await?;
+    let (key_col, other_col, field) = match direction {
+        Direction::Followers => ("subject_did", "did", "followers"),
+        Direction::Follows => ("did", "subject_did", "follows"),
+    };
+    let page = if cursor.is_some() {
+        "AND (f.rkey, f.uri) < ($3, $4)"
+    } else {
+        "AND $3::text IS NULL AND $4::text IS NULL"
+    };
+    let sql = format!(
+        "SELECT f.{other_col}, f.rkey, f.uri FROM follows f \
+         WHERE f.{key_col} = $1 AND f.{other_col} IS NOT NULL {page} \
+         ORDER BY f.rkey DESC, f.uri DESC LIMIT $2"
+    );
+    let (key, uri) = match &cursor {
+        Some(c) => (Some(c.key.clone()), Some(c.uri.clone())),
+        None => (None, None),
+    };
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &[&subject, &limit, &key, &uri]).await?;
+    let mut dids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| Cursor::new(r.get::<_, String>(1), r.get::<_, String>(2)).encode());
+    dids.push(subject.clone());
+    let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .hydrate(&[], &dids)
+        .await?;
+    dids.pop();
+    let subject_view = hydrated
+        .profile_view(&subject)
+        .ok_or_else(|| XrpcError::invalid_request("actor: profile not found"))?;
+    let people: Vec<Value> = dids
+        .iter()
+        .filter(|did| !hydrated.blocked(did))
+        .filter_map(|did| hydrated.profile_view(did))
+        .collect();
+    let mut out = json!({ "subject": subject_view, field: people });
+    if let Some(next) = next {
+        out["cursor"] = json!(next);
+    }
+    json(&out)
+}

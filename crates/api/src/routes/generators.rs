@@ -1,0 +1,67 @@
+//! app.bsky.feed.*: feed generator records — one, several, or an actor's.
+//! Serving the feeds themselves is the generator service's job, not ours.
+
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use crate::error::{XrpcError, XrpcResult};
+use crate::routes::actor::served_actor;
+use crate::routes::interactions::{cursor_params, keyset, next_cursor, with_cursor};
+use crate::routes::{json, Ctx};
+use crate::views::feedgen::{generator_view, load_generators};
+use crate::views::{Db, Hydrator};
+
+/// Loads generators and their creators and renders the views in `uris`
+/// order, leaving out those not served.
+async fn generator_views(ctx: &Ctx<'_>, client: &Db, uris: &[String]) -> XrpcResult<Vec<Value>> {
+    let generators = load_generators(client, uris, ctx.viewer()).await?;
+    let creators: Vec<String> = generators.values().map(|g| g.did.clone()).collect();
+    let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
+        .hydrate(&[], &creators)
+        .await?;
+    Ok(uris
+        .iter()
+        .filter_map(|uri| generator_view(&hydrated, generators.get(uri)?))
+        .collect())
+}
+
+/// We index generator records, not their services: an indexed generator is
+/// reported online and valid.
+pub async fn get_feed_generator(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let uri = ctx.params.at_uri("feed")?;
+    let client = ctx.db().await?;
+    let view = generator_views(ctx, &client, std::slice::from_ref(&uri))
+        .await?
+        .pop()
+        .ok_or_else(|| XrpcError::invalid_request(format!("feed: could not find feed {uri}")))?;
+    json(&json!({"view": view, "isOnline": true, "isValid": true}))
+}
+
+pub async fn get_feed_generators(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let mut uris = ctx.params.at_uris("feeds", 150)?;
+    let mut seen = std::collections::HashSet::new();
+    uris.retain(|u| seen.insert(u.clone()));
+    let client = ctx.db().await?;
+    let feeds = generator_views(ctx, &client, &uris).await?;
+    json(&json!({ "feeds": feeds }))
+}
+
+pub async fn get_actor_feeds(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let actor = ctx.params.actor("actor")?;
+    let limit = ctx.params.limit(1, 100, 50)?;
+    let cursor = ctx.params.cursor()?;
+    let client = ctx.db().await?;
+    let did = served_actor(&client, "actor", &actor).await?;
+    let sql = format!(
+        "SELECT g.uri, g.rkey FROM feed_generators g WHERE g.did = $1 {page} \
+         ORDER BY g.rkey DESC, g.uri DESC LIMIT $2",
+        page = keyset(cursor.is_some(), "g", 3, 4)
+    );
+    let (key, after) = cursor_params(cursor.as_ref());
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &[&did, &limit, &key, &after]).await?;
+    let uris: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let feeds = generator_views(ctx, &client, &uris).await?;
+    let next = next_cursor(&rows, limit, 1, 0);
+    json(&with_cursor(json!({ "feeds": feeds }), next))
+}

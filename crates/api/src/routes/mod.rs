@@ -1,0 +1,157 @@
+//! One module per lexicon namespace; `dispatch` maps an NSID to its handler.
+//! Handlers parse their parameters first (400 on anything bad), then load
+//! rows, then hydrate everything they show in one batch.
+
+mod actor;
+mod feed;
+mod follows;
+mod generators;
+mod interactions;
+mod notification;
+mod repo;
+mod search;
+mod timeline;
+
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use deadpool_postgres::Object;
+use serde::Serialize;
+
+use crate::error::{XrpcError, XrpcResult};
+use crate::params::Params;
+use crate::AppState;
+
+/// What a handler gets: parsed parameters, the viewer if authenticated, and
+/// the shared state.
+pub struct Ctx<'a> {
+    pub state: &'a AppState,
+    pub params: Params,
+    pub viewer: Option<String>,
+    pub nsid: &'a str,
+}
+
+impl Ctx<'_> {
+    pub async fn db(&self) -> XrpcResult<Object> {
+        Ok(self.state.pool.get().await?)
+    }
+
+    pub fn viewer(&self) -> Option<&str> {
+        self.viewer.as_deref()
+    }
+
+    pub fn require_viewer(&self) -> XrpcResult<&str> {
+        self.viewer.as_deref().ok_or_else(|| {
+            XrpcError::auth_required(format!(
+                "{} needs a viewer: send a service-auth token in the Authorization header",
+                self.nsid
+            ))
+        })
+    }
+
+    pub fn config(&self) -> &crate::ApiConfig {
+        &self.state.config
+    }
+}
+
+pub fn json<T: Serialize>(value: &T) -> XrpcResult<Response> {
+    let body = serde_json::to_vec(value).map_err(|e| {
+        tracing::error!(error = %e, "serialising a response");
+        XrpcError::internal()
+    })?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+macro_rules! methods {
+    ($($nsid:literal => $handler:path,)*) => {
+        /// Every NSID this service answers.
+        pub const METHODS: &[&str] = &[$($nsid,)*];
+
+        /// The NSID as a static string when we serve it (for metric labels).
+        pub fn known_method(nsid: &str) -> Option<&'static str> {
+            match nsid {
+                $($nsid => Some($nsid),)*
+                _ => None,
+            }
+        }
+
+        async fn call(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+            match ctx.nsid {
+                $($nsid => $handler(ctx).await,)*
+                other => Err(XrpcError::method_not_implemented(other)),
+            }
+        }
+    };
+}
+
+methods! {
+    "app.bsky.actor.getProfile" => actor::get_profile,
+    "app.bsky.actor.getProfiles" => actor::get_profiles,
+    "app.bsky.feed.getPosts" => feed::get_posts,
+    "app.bsky.feed.getAuthorFeed" => feed::get_author_feed,
+    "app.bsky.feed.getPostThread" => feed::get_post_thread,
+    "app.bsky.feed.getLikes" => interactions::get_likes,
+    "app.bsky.feed.getRepostedBy" => interactions::get_reposted_by,
+    "app.bsky.feed.getQuotes" => interactions::get_quotes,
+    "app.bsky.feed.getActorLikes" => interactions::get_actor_likes,
+    "app.bsky.feed.searchPosts" => search::search_posts,
+    "app.bsky.actor.searchActors" => search::search_actors,
+    "app.bsky.actor.searchActorsTypeahead" => search::search_actors_typeahead,
+    "app.bsky.feed.getFeedGenerator" => generators::get_feed_generator,
+    "app.bsky.feed.getFeedGenerators" => generators::get_feed_generators,
+    "app.bsky.feed.getActorFeeds" => generators::get_actor_feeds,
+    "app.bsky.feed.getListFeed" => timeline::get_list_feed,
+    "app.bsky.feed.getTimeline" => timeline::get_timeline,
+    "app.bsky.notification.listNotifications" => notification::list_notifications,
+    "app.bsky.notification.getUnreadCount" => notification::get_unread_count,
+    "app.bsky.graph.getFollowers" => follows::get_followers,
+    "app.bsky.graph.getFollows" => follows::get_follows,
+    "com.atproto.identity.resolveHandle" => repo::resolve_handle,
+    "com.atproto.repo.getRecord" => repo::get_record,
+}
+
+pub async fn dispatch(
+    state: &AppState,
+    nsid: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> XrpcResult<Response> {
+    if known_method(nsid).is_none() {
+        if skyhose_proto::syntax::is_nsid(nsid) {
+            return Err(XrpcError::method_not_implemented(nsid));
+        }
+        return Err(XrpcError::invalid_request(format!(
+            "{:?} is not a method name",
+            nsid.chars().take(100).collect::<String>()
+        )));
+    }
+    let params = Params::parse(query)?;
+    let viewer = match headers.get(axum::http::header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| XrpcError::auth_required("the Authorization header is not text"))?;
+            match state.auth.verify(value, nsid).await {
+                Ok(did) => Some(did),
+                Err(err) => {
+                    metrics::counter!("skyhose_api_auth_failures_total").increment(1);
+                    return Err(XrpcError::auth_required(err.to_string()));
+                }
+            }
+        }
+    };
+    let ctx = Ctx {
+        state,
+        params,
+        viewer,
+        nsid,
+    };
+    call(&ctx).await
+}

@@ -1,0 +1,284 @@
+//! Actors: loading them in batches and rendering the three profile views of
+//! `app.bsky.actor.defs`.
+
+use std::collections::HashMap;
+
+use crate::views::Db;
+use serde_json::{json, Map, Value};
+
+use crate::config::ApiConfig;
+use crate::params::ActorRef;
+use crate::views::{is_datetime, put, put_opt};
+
+/// Everything the profile views show of one actor.
+#[derive(Debug, Clone)]
+pub struct ActorInfo {
+    pub did: String,
+    pub handle: Option<String>,
+    pub status: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub avatar_cid: Option<String>,
+    pub banner_cid: Option<String>,
+    pub pinned_post_uri: Option<String>,
+    pub pinned_post_cid: Option<String>,
+    pub created_at: Option<String>,
+    pub indexed_at: String,
+    pub followers: i64,
+    pub follows: i64,
+    pub posts: i64,
+    pub lists: i64,
+    pub feedgens: i64,
+    pub starter_packs: i64,
+    pub labeler: bool,
+    pub chat_allow_incoming: Option<String>,
+}
+
+impl ActorInfo {
+    /// Takendown, suspended, deactivated and deleted accounts are not served.
+    pub fn is_visible(&self) -> bool {
+        self.status == "active"
+    }
+
+    pub fn handle_or_invalid(&self) -> &str {
+        self.handle.as_deref().unwrap_or("handle.invalid")
+    }
+}
+
+/// The viewer's relationships with one actor.
+#[derive(Debug, Clone, Default)]
+pub struct ActorViewer {
+    pub following: Option<String>,
+    pub followed_by: Option<String>,
+    pub blocking: Option<String>,
+    pub blocked_by: bool,
+    pub blocking_by_list: Option<String>,
+}
+
+impl ActorViewer {
+    /// Either side blocks the other: content between them is not shown.
+    pub fn blocks(&self) -> bool {
+        self.blocking.is_some() || self.blocked_by || self.blocking_by_list.is_some()
+    }
+}
+
+const ACTOR_QUERY: &str = "\
+SELECT a.did, a.handle, a.status, p.display_name, p.description, p.avatar_cid, p.banner_cid, \
+       p.pinned_post_uri, p.pinned_post_cid, p.created_at, \
+       to_char(COALESCE(p.indexed_at, a.first_seen) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+       COALESCE(c.followers, 0), COALESCE(c.follows, 0), COALESCE(c.posts, 0), \
+       (SELECT count(*) FROM lists l WHERE l.did = a.did), \
+       (SELECT count(*) FROM feed_generators g WHERE g.did = a.did), \
+       (SELECT count(*) FROM starter_packs s WHERE s.did = a.did), \
+       EXISTS (SELECT 1 FROM labeler_services ls WHERE ls.did = a.did), \
+       (SELECT cd.allow_incoming FROM chat_declarations cd WHERE cd.did = a.did LIMIT 1) \
+FROM unnest($1::text[]) AS d(did) \
+JOIN actors a ON a.did = d.did AND a.indexed \
+LEFT JOIN profiles p ON p.uri = 'at://' || a.did || '/app.bsky.actor.profile/self' \
+LEFT JOIN actor_counts c ON c.did = a.did";
+
+/// Loads the given actors in one query. Unknown DIDs are absent from the map.
+pub async fn load_actors(
+    client: &Db,
+    dids: &[String],
+) -> Result<HashMap<String, ActorInfo>, tokio_postgres::Error> {
+    if dids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(&client.prepare_cached(ACTOR_QUERY).await?, &[&dids])
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let info = ActorInfo {
+                did: row.get(0),
+                handle: row.get(1),
+                status: row.get(2),
+                display_name: row.get(3),
+                description: row.get(4),
+                avatar_cid: row.get(5),
+                banner_cid: row.get(6),
+                pinned_post_uri: row.get(7),
+                pinned_post_cid: row.get(8),
+                created_at: row.get(9),
+                indexed_at: row.get(10),
+                followers: row.get(11),
+                follows: row.get(12),
+                posts: row.get(13),
+                lists: row.get(14),
+                feedgens: row.get(15),
+                starter_packs: row.get(16),
+                labeler: row.get(17),
+                chat_allow_incoming: row.get(18),
+            };
+            (info.did.clone(), info)
+        })
+        .collect())
+}
+
+const ACTOR_VIEWER_QUERY: &str = "\
+SELECT d.did, \
+  (SELECT f.uri FROM follows f WHERE f.did = $2 AND f.subject_did = d.did ORDER BY f.rkey LIMIT 1), \
+  (SELECT f.uri FROM follows f WHERE f.did = d.did AND f.subject_did = $2 ORDER BY f.rkey LIMIT 1), \
+  (SELECT b.uri FROM blocks b WHERE b.did = $2 AND b.subject_did = d.did ORDER BY b.rkey LIMIT 1), \
+  EXISTS (SELECT 1 FROM blocks b WHERE b.did = d.did AND b.subject_did = $2), \
+  (SELECT lb.list_uri FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
+     WHERE lb.did = $2 AND li.subject_did = d.did LIMIT 1) \
+FROM unnest($1::text[]) AS d(did)";
+
+/// The viewer's relationships with each of `dids`, in one query.
+pub async fn load_actor_viewer(
+    client: &Db,
+    viewer: &str,
+    dids: &[String],
+) -> Result<HashMap<String, ActorViewer>, tokio_postgres::Error> {
+    if dids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(
+            &client.prepare_cached(ACTOR_VIEWER_QUERY).await?,
+            &[&dids, &viewer],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let did: String = row.get(0);
+            let state = ActorViewer {
+                following: row.get(1),
+                followed_by: row.get(2),
+                blocking: row.get(3),
+                blocked_by: row.get(4),
+                blocking_by_list: row.get(5),
+            };
+            (did, state)
+        })
+        .collect())
+}
+
+/// Resolves a DID or handle to an indexed actor: its DID and account status.
+pub async fn resolve_actor(
+    client: &Db,
+    actor: &ActorRef,
+) -> Result<Option<(String, String)>, tokio_postgres::Error> {
+    let row = match actor {
+        ActorRef::Did(did) => {
+            let stmt = client
+                .prepare_cached("SELECT did, status FROM actors WHERE did = $1 AND indexed")
+                .await?;
+            client.query_opt(&stmt, &[did]).await?
+        }
+        ActorRef::Handle(handle) => {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT did, status FROM actors WHERE handle = $1 AND indexed \
+                     ORDER BY handle_seq DESC NULLS LAST LIMIT 1",
+                )
+                .await?;
+            client.query_opt(&stmt, &[handle]).await?
+        }
+    };
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Renders actors in the three shapes of `app.bsky.actor.defs`.
+pub struct ActorRenderer<'a> {
+    pub config: &'a ApiConfig,
+    pub viewer: Option<&'a str>,
+    pub viewer_state: &'a HashMap<String, ActorViewer>,
+}
+
+impl ActorRenderer<'_> {
+    fn common(&self, a: &ActorInfo) -> Map<String, Value> {
+        let mut m = Map::new();
+        put(&mut m, "did", &a.did);
+        put(&mut m, "handle", a.handle_or_invalid());
+        put_opt(&mut m, "displayName", a.display_name.as_deref());
+        if let Some(cid) = &a.avatar_cid {
+            put(
+                &mut m,
+                "avatar",
+                self.config.image_url("avatar", &a.did, cid),
+            );
+        }
+        let mut assoc = Map::new();
+        if a.lists > 0 {
+            assoc.insert("lists".into(), json!(a.lists));
+        }
+        if a.feedgens > 0 {
+            assoc.insert("feedgens".into(), json!(a.feedgens));
+        }
+        if a.starter_packs > 0 {
+            assoc.insert("starterPacks".into(), json!(a.starter_packs));
+        }
+        if a.labeler {
+            assoc.insert("labeler".into(), json!(true));
+        }
+        if let Some(allow) = &a.chat_allow_incoming {
+            assoc.insert("chat".into(), json!({ "allowIncoming": allow }));
+        }
+        if !assoc.is_empty() {
+            m.insert("associated".into(), Value::Object(assoc));
+        }
+        if let Some(viewer) = self.viewer_json(&a.did) {
+            m.insert("viewer".into(), viewer);
+        }
+        m.insert("labels".into(), json!([]));
+        if let Some(created) = a.created_at.as_deref().filter(|c| is_datetime(c)) {
+            put(&mut m, "createdAt", created);
+        }
+        m
+    }
+
+    /// `#viewerState`, when there is a viewer and the actor is not the viewer.
+    pub fn viewer_json(&self, did: &str) -> Option<Value> {
+        let viewer = self.viewer?;
+        if viewer == did {
+            return Some(json!({"muted": false, "blockedBy": false}));
+        }
+        let state = self.viewer_state.get(did).cloned().unwrap_or_default();
+        let mut m = Map::new();
+        m.insert("muted".into(), json!(false));
+        m.insert("blockedBy".into(), json!(state.blocked_by));
+        put_opt(&mut m, "blocking", state.blocking.as_deref());
+        // Blocks hide follow state either way, as the reference AppView does.
+        if !state.blocks() {
+            put_opt(&mut m, "following", state.following.as_deref());
+            put_opt(&mut m, "followedBy", state.followed_by.as_deref());
+        }
+        Some(Value::Object(m))
+    }
+
+    pub fn basic(&self, a: &ActorInfo) -> Value {
+        Value::Object(self.common(a))
+    }
+
+    pub fn view(&self, a: &ActorInfo) -> Value {
+        let mut m = self.common(a);
+        put_opt(&mut m, "description", a.description.as_deref());
+        put(&mut m, "indexedAt", &a.indexed_at);
+        Value::Object(m)
+    }
+
+    pub fn detailed(&self, a: &ActorInfo) -> Value {
+        let mut m = self.common(a);
+        put_opt(&mut m, "description", a.description.as_deref());
+        if let Some(cid) = &a.banner_cid {
+            put(
+                &mut m,
+                "banner",
+                self.config.image_url("banner", &a.did, cid),
+            );
+        }
+        m.insert("followersCount".into(), json!(a.followers));
+        m.insert("followsCount".into(), json!(a.follows));
+        m.insert("postsCount".into(), json!(a.posts));
+        put(&mut m, "indexedAt", &a.indexed_at);
+        if let (Some(uri), Some(cid)) = (&a.pinned_post_uri, &a.pinned_post_cid) {
+            m.insert("pinnedPost".into(), json!({"uri": uri, "cid": cid}));
+        }
+        Value::Object(m)
+    }
+}

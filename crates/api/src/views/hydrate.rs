@@ -1,0 +1,394 @@
+//! Batched hydration: a response names the posts and actors it shows, the
+//! hydrator loads them with a fixed number of queries (posts, quoted posts,
+//! actors, and with a viewer the viewer's relationships and likes/reposts),
+//! and `Hydrated` renders views from memory.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::views::Db;
+use serde_json::{json, Map, Value};
+
+use crate::config::ApiConfig;
+use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer};
+use crate::views::embed::{self, RECORD, RECORD_WITH_MEDIA};
+use crate::views::post::{self, PostInfo, PostViewer};
+use crate::views::{put, uri_did};
+
+const POST_COLLECTION: &str = "app.bsky.feed.post";
+
+pub struct Hydrator<'a> {
+    pub client: &'a Db,
+    pub config: &'a ApiConfig,
+    pub viewer: Option<&'a str>,
+}
+
+/// Why a post appears in a feed other than being the author's own.
+#[derive(Debug, Clone)]
+pub enum Reason {
+    Repost {
+        by: String,
+        uri: String,
+        cid: String,
+        indexed_at: String,
+    },
+    Pin,
+}
+
+#[derive(Debug, Clone)]
+pub struct FeedItem {
+    pub post_uri: String,
+    pub reason: Option<Reason>,
+}
+
+impl<'a> Hydrator<'a> {
+    pub fn new(client: &'a Db, config: &'a ApiConfig, viewer: Option<&'a str>) -> Self {
+        Hydrator {
+            client,
+            config,
+            viewer,
+        }
+    }
+
+    /// Loads `post_uris` (and the posts they quote) and `dids` (and every
+    /// loaded post's author).
+    pub async fn hydrate(
+        &self,
+        post_uris: &[String],
+        dids: &[String],
+    ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
+        self.hydrate_with(HashMap::new(), post_uris, dids).await
+    }
+
+    /// `hydrate`, with some posts already loaded by the caller.
+    async fn hydrate_with(
+        &self,
+        mut posts: HashMap<String, PostInfo>,
+        post_uris: &[String],
+        dids: &[String],
+    ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
+        let missing = dedup(
+            post_uris
+                .iter()
+                .filter(|uri| !posts.contains_key(*uri))
+                .cloned(),
+        );
+        if !missing.is_empty() {
+            posts.extend(post::load_posts(self.client, &missing).await?);
+        }
+        let quoted = dedup(
+            posts
+                .values()
+                .filter_map(|p| p.embed_record_uri.clone())
+                .filter(|uri| is_post_uri(uri) && !posts.contains_key(uri)),
+        );
+        if !quoted.is_empty() {
+            posts.extend(post::load_posts(self.client, &quoted).await?);
+        }
+        let all_dids = dedup(
+            dids.iter()
+                .cloned()
+                .chain(posts.values().map(|p| p.did.clone())),
+        );
+        let all_posts: Vec<String> = posts.keys().cloned().collect();
+        let (actors, actor_viewer, post_viewer) = match self.viewer {
+            Some(viewer) => {
+                let (a, av, pv) = tokio::join!(
+                    actor::load_actors(self.client, &all_dids),
+                    actor::load_actor_viewer(self.client, viewer, &all_dids),
+                    post::load_post_viewer(self.client, viewer, &all_posts),
+                );
+                (a?, av?, pv?)
+            }
+            None => (
+                actor::load_actors(self.client, &all_dids).await?,
+                HashMap::new(),
+                HashMap::new(),
+            ),
+        };
+        Ok(Hydrated {
+            config: self.config,
+            viewer: self.viewer,
+            posts,
+            actors,
+            actor_viewer,
+            post_viewer,
+        })
+    }
+
+    /// Hydrates feed items together with the posts they reply to.
+    pub async fn hydrate_feed(
+        &self,
+        items: &[FeedItem],
+    ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
+        let first = post::load_posts(
+            self.client,
+            &dedup(items.iter().map(|i| i.post_uri.clone())),
+        )
+        .await?;
+        let mut uris: Vec<String> = Vec::new();
+        for p in first.values() {
+            uris.extend(p.reply_root_uri.clone());
+            uris.extend(p.reply_parent_uri.clone());
+        }
+        let dids: Vec<String> = items
+            .iter()
+            .filter_map(|i| match &i.reason {
+                Some(Reason::Repost { by, .. }) => Some(by.clone()),
+                _ => None,
+            })
+            .collect();
+        self.hydrate_with(first, &uris, &dids).await
+    }
+}
+
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items.filter(|i| seen.insert(i.clone())).collect()
+}
+
+fn is_post_uri(uri: &str) -> bool {
+    uri.split('/').nth(3) == Some(POST_COLLECTION)
+}
+
+pub struct Hydrated<'a> {
+    pub config: &'a ApiConfig,
+    pub viewer: Option<&'a str>,
+    pub posts: HashMap<String, PostInfo>,
+    pub actors: HashMap<String, ActorInfo>,
+    pub actor_viewer: HashMap<String, ActorViewer>,
+    pub post_viewer: HashMap<String, PostViewer>,
+}
+
+impl Hydrated<'_> {
+    fn renderer(&self) -> ActorRenderer<'_> {
+        ActorRenderer {
+            config: self.config,
+            viewer: self.viewer,
+            viewer_state: &self.actor_viewer,
+        }
+    }
+
+    /// A served actor: indexed and active.
+    pub fn actor(&self, did: &str) -> Option<&ActorInfo> {
+        self.actors.get(did).filter(|a| a.is_visible())
+    }
+
+    pub fn profile_basic(&self, did: &str) -> Option<Value> {
+        self.actor(did).map(|a| self.renderer().basic(a))
+    }
+
+    pub fn profile_view(&self, did: &str) -> Option<Value> {
+        self.actor(did).map(|a| self.renderer().view(a))
+    }
+
+    pub fn profile_detailed(&self, did: &str) -> Option<Value> {
+        self.actor(did).map(|a| self.renderer().detailed(a))
+    }
+
+    /// The viewer and `did` block each other (either direction, or by list).
+    pub fn blocked(&self, did: &str) -> bool {
+        self.viewer != Some(did)
+            && self
+                .actor_viewer
+                .get(did)
+                .map(ActorViewer::blocks)
+                .unwrap_or(false)
+    }
+
+    pub fn post(&self, uri: &str) -> Option<&PostInfo> {
+        self.posts.get(uri).filter(|p| self.actor(&p.did).is_some())
+    }
+
+    /// `app.bsky.feed.defs#postView`, when the post and its author are served.
+    pub fn post_view(&self, uri: &str) -> Option<Value> {
+        let p = self.post(uri)?;
+        let author = self.profile_basic(&p.did)?;
+        let mut m = Map::new();
+        put(&mut m, "uri", &p.uri);
+        put(&mut m, "cid", &p.cid);
+        m.insert("author".into(), author);
+        m.insert("record".into(), p.record.clone());
+        if let Some(embed) = p.record.get("embed").and_then(|e| self.embed_view(p, e, 0)) {
+            m.insert("embed".into(), embed);
+        }
+        m.insert("replyCount".into(), json!(p.replies));
+        m.insert("repostCount".into(), json!(p.reposts));
+        m.insert("likeCount".into(), json!(p.likes));
+        m.insert("quoteCount".into(), json!(p.quotes));
+        put(&mut m, "indexedAt", &p.indexed_at);
+        if self.viewer.is_some() {
+            let state = self.post_viewer.get(uri).cloned().unwrap_or_default();
+            let mut v = Map::new();
+            if let Some(like) = state.like {
+                put(&mut v, "like", like);
+            }
+            if let Some(repost) = state.repost {
+                put(&mut v, "repost", repost);
+            }
+            v.insert("threadMuted".into(), json!(false));
+            v.insert("embeddingDisabled".into(), json!(p.embedding_disabled));
+            m.insert("viewer".into(), Value::Object(v));
+        }
+        m.insert("labels".into(), json!([]));
+        if p.reply_parent_uri.is_none() {
+            if let Some(tg) = &p.threadgate {
+                m.insert(
+                    "threadgate".into(),
+                    json!({"uri": tg.uri, "cid": tg.cid, "record": tg.record, "lists": []}),
+                );
+            }
+        }
+        Some(Value::Object(m))
+    }
+
+    /// A post, or the lexicon's placeholder saying why it is not shown.
+    pub fn post_or_placeholder(&self, uri: &str) -> Value {
+        if let Some(did) = self.posts.get(uri).map(|p| p.did.as_str()) {
+            if self.blocked(did) {
+                return self.blocked_post(uri, did);
+            }
+        }
+        match self.post_view(uri) {
+            Some(mut view) => {
+                view["$type"] = json!("app.bsky.feed.defs#postView");
+                view
+            }
+            None => not_found_post(uri),
+        }
+    }
+
+    pub fn blocked_post(&self, uri: &str, did: &str) -> Value {
+        json!({
+            "$type": "app.bsky.feed.defs#blockedPost",
+            "uri": uri,
+            "blocked": true,
+            "author": self.blocked_author(did),
+        })
+    }
+
+    pub fn blocked_author(&self, did: &str) -> Value {
+        let mut author = json!({"did": did});
+        if let Some(viewer) = self.renderer().viewer_json(did) {
+            author["viewer"] = viewer;
+        }
+        author
+    }
+
+    /// `app.bsky.feed.defs#feedViewPost`, or None when the post is not served.
+    pub fn feed_view_post(&self, item: &FeedItem) -> Option<Value> {
+        let p = self.post(&item.post_uri)?;
+        if self.blocked(&p.did) {
+            return None;
+        }
+        let mut m = Map::new();
+        m.insert("post".into(), self.post_view(&item.post_uri)?);
+        if let (Some(root), Some(parent)) = (&p.reply_root_uri, &p.reply_parent_uri) {
+            m.insert(
+                "reply".into(),
+                json!({
+                    "root": self.post_or_placeholder(root),
+                    "parent": self.post_or_placeholder(parent),
+                }),
+            );
+        }
+        match &item.reason {
+            Some(Reason::Repost {
+                by,
+                uri,
+                cid,
+                indexed_at,
+            }) => {
+                let by = self.profile_basic(by)?;
+                m.insert(
+                    "reason".into(),
+                    json!({
+                        "$type": "app.bsky.feed.defs#reasonRepost",
+                        "by": by,
+                        "uri": uri,
+                        "cid": cid,
+                        "indexedAt": indexed_at,
+                    }),
+                );
+            }
+            Some(Reason::Pin) => {
+                m.insert(
+                    "reason".into(),
+                    json!({"$type": "app.bsky.feed.defs#reasonPin"}),
+                );
+            }
+            None => {}
+        }
+        Some(Value::Object(m))
+    }
+
+    fn embed_view(&self, p: &PostInfo, embed: &Value, depth: usize) -> Option<Value> {
+        match embed::embed_type(embed)? {
+            RECORD => {
+                if depth > 0 {
+                    return None;
+                }
+                let uri = embed.get("record")?.get("uri")?.as_str()?;
+                Some(json!({
+                    "$type": "app.bsky.embed.record#view",
+                    "record": self.embedded_record(p, uri),
+                }))
+            }
+            RECORD_WITH_MEDIA => {
+                let media = embed::media_view(self.config, &p.did, embed.get("media")?)?;
+                if depth > 0 {
+                    return Some(media);
+                }
+                let uri = embed.get("record")?.get("record")?.get("uri")?.as_str()?;
+                Some(json!({
+                    "$type": "app.bsky.embed.recordWithMedia#view",
+                    "record": {"record": self.embedded_record(p, uri)},
+                    "media": media,
+                }))
+            }
+            _ => embed::media_view(self.config, &p.did, embed),
+        }
+    }
+
+    /// The inside of a record embed: the quoted post, or why it is not shown.
+    fn embedded_record(&self, quoting: &PostInfo, uri: &str) -> Value {
+        let not_found =
+            || json!({"$type": "app.bsky.embed.record#viewNotFound", "uri": uri, "notFound": true});
+        if quoting.detached_by_quoted {
+            return json!({"$type": "app.bsky.embed.record#viewDetached", "uri": uri, "detached": true});
+        }
+        let Some(did) = uri_did(uri) else {
+            return not_found();
+        };
+        if self.blocked(did) {
+            return json!({
+                "$type": "app.bsky.embed.record#viewBlocked",
+                "uri": uri,
+                "blocked": true,
+                "author": self.blocked_author(did),
+            });
+        }
+        let (Some(q), Some(author)) = (self.post(uri), self.profile_basic(did)) else {
+            return not_found();
+        };
+        let mut m = Map::new();
+        put(&mut m, "$type", "app.bsky.embed.record#viewRecord");
+        put(&mut m, "uri", &q.uri);
+        put(&mut m, "cid", &q.cid);
+        m.insert("author".into(), author);
+        m.insert("value".into(), q.record.clone());
+        m.insert("labels".into(), json!([]));
+        m.insert("replyCount".into(), json!(q.replies));
+        m.insert("repostCount".into(), json!(q.reposts));
+        m.insert("likeCount".into(), json!(q.likes));
+        m.insert("quoteCount".into(), json!(q.quotes));
+        if let Some(embed) = q.record.get("embed").and_then(|e| self.embed_view(q, e, 1)) {
+            m.insert("embeds".into(), json!([embed]));
+        }
+        put(&mut m, "indexedAt", &q.indexed_at);
+        Value::Object(m)
+    }
+}
+
+pub fn not_found_post(uri: &str) -> Value {
+    json!({"$type": "app.bsky.feed.defs#notFoundPost", "uri": uri, "notFound": true})
+}

@@ -1,0 +1,144 @@
+//! Posts: loading them with their counts and threadgates in one query, and the
+//! viewer's likes and reposts of them in another.
+
+use std::collections::HashMap;
+
+use crate::views::Db;
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct PostInfo {
+    pub uri: String,
+    pub cid: String,
+    pub did: String,
+    pub record: Value,
+    pub indexed_at: String,
+    pub likes: i64,
+    pub reposts: i64,
+    pub replies: i64,
+    pub quotes: i64,
+    pub reply_root_uri: Option<String>,
+    pub reply_parent_uri: Option<String>,
+    pub embed_record_uri: Option<String>,
+    pub threadgate: Option<Threadgate>,
+    /// Posts whose postgate detached this one's quote of them.
+    pub detached_by_quoted: bool,
+    pub embedding_disabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Threadgate {
+    pub uri: String,
+    pub cid: String,
+    pub record: Value,
+    pub hidden_replies: Vec<String>,
+}
+
+/// The viewer's own like and repost of one post.
+#[derive(Debug, Clone, Default)]
+pub struct PostViewer {
+    pub like: Option<String>,
+    pub repost: Option<String>,
+}
+
+const POST_QUERY: &str = "\
+SELECT p.uri, p.cid, p.did, r.record, \
+       to_char(p.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+       COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0), \
+       p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, \
+       tg.uri, tg.cid, tgr.record, tg.hidden_replies, \
+       EXISTS (SELECT 1 FROM postgates pg WHERE pg.post_uri = p.embed_record_uri \
+               AND pg.detached_embedding_uris ? p.uri), \
+       COALESCE(own_gate.embedding_rules @> '[{\"$type\": \"app.bsky.feed.postgate#disableRule\"}]', false) \
+FROM unnest($1::text[]) AS u(uri) \
+JOIN posts p ON p.uri = u.uri \
+JOIN records r ON r.uri = p.uri \
+LEFT JOIN post_counts c ON c.uri = p.uri \
+LEFT JOIN threadgates tg ON tg.uri = 'at://' || p.did || '/app.bsky.feed.threadgate/' || p.rkey \
+LEFT JOIN records tgr ON tgr.uri = tg.uri \
+LEFT JOIN postgates own_gate ON own_gate.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey";
+
+pub async fn load_posts(
+    client: &Db,
+    uris: &[String],
+) -> Result<HashMap<String, PostInfo>, tokio_postgres::Error> {
+    if uris.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(&client.prepare_cached(POST_QUERY).await?, &[&uris])
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let threadgate = row.get::<_, Option<String>>(12).map(|uri| Threadgate {
+                uri,
+                cid: row.get::<_, Option<String>>(13).unwrap_or_default(),
+                record: row.get::<_, Option<Value>>(14).unwrap_or(Value::Null),
+                hidden_replies: string_array(row.get::<_, Option<Value>>(15)),
+            });
+            let info = PostInfo {
+                uri: row.get(0),
+                cid: row.get(1),
+                did: row.get(2),
+                record: row.get::<_, Option<Value>>(3).unwrap_or(Value::Null),
+                indexed_at: row.get(4),
+                likes: row.get(5),
+                reposts: row.get(6),
+                replies: row.get(7),
+                quotes: row.get(8),
+                reply_root_uri: row.get(9),
+                reply_parent_uri: row.get(10),
+                embed_record_uri: row.get(11),
+                threadgate,
+                detached_by_quoted: row.get(16),
+                embedding_disabled: row.get(17),
+            };
+            (info.uri.clone(), info)
+        })
+        .collect())
+}
+
+fn string_array(value: Option<Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+const POST_VIEWER_QUERY: &str = "\
+SELECT u.uri, \
+  (SELECT l.uri FROM likes l WHERE l.subject_uri = u.uri AND l.did = $2 ORDER BY l.rkey LIMIT 1), \
+  (SELECT r.uri FROM reposts r WHERE r.subject_uri = u.uri AND r.did = $2 ORDER BY r.rkey LIMIT 1) \
+FROM unnest($1::text[]) AS u(uri)";
+
+pub async fn load_post_viewer(
+    client: &Db,
+    viewer: &str,
+    uris: &[String],
+) -> Result<HashMap<String, PostViewer>, tokio_postgres::Error> {
+    if uris.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(
+            &client.prepare_cached(POST_VIEWER_QUERY).await?,
+            &[&uris, &viewer],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.get(0),
+                PostViewer {
+                    like: row.get(1),
+                    repost: row.get(2),
+                },
+            )
+        })
+        .collect())
+}

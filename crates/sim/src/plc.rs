@@ -1,0 +1,385 @@
+//! A simulated PLC directory on loopback: `GET /{did}` answers the DID document
+//! of a simulated account, so service-auth tokens minted here verify the way a
+//! real PDS's would.
+//!
+//! Every account's secp256k1 signing key is a pure function of the sim seed and
+//! its DID, so the directory, the token minter and any test agree on keys
+//! without sharing state. The directory knows the accounts that exist when the
+//! network starts; accounts that join later are unknown (404) unless someone
+//! `register`s them.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use k256::ecdsa::signature::Signer;
+use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::network::{Network, SimConfig};
+
+/// Multicodec prefix of a compressed secp256k1 public key (`secp256k1-pub`, varint).
+const SECP256K1_PUB: [u8; 2] = [0xe7, 0x01];
+/// Where the simulated accounts' PDS would be; nothing listens there.
+const PDS_ENDPOINT: &str = "http://127.0.0.1";
+
+#[derive(Debug, Clone)]
+pub struct PlcConfig {
+    pub listen: SocketAddr,
+    pub sim: SimConfig,
+}
+
+impl Default for PlcConfig {
+    fn default() -> Self {
+        PlcConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sim: SimConfig::default(),
+        }
+    }
+}
+
+/// DID → handle of every account the directory answers for.
+struct Directory {
+    sim: SimConfig,
+    handles: RwLock<HashMap<String, String>>,
+}
+
+impl Directory {
+    fn document(&self, did: &str) -> Option<Value> {
+        let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
+        let handle = handles.get(did)?;
+        Some(did_document(&self.sim, did, handle))
+    }
+}
+
+pub struct PlcHandle {
+    addr: SocketAddr,
+    directory: Arc<Directory>,
+    shutdown_tx: watch::Sender<bool>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl PlcHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://HOST:PORT`, the directory URL a resolver is configured with.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes the directory answer for `did` too (an account that joined later).
+    pub fn register(&self, did: &str, handle: &str) {
+        let mut handles = self
+            .directory
+            .handles
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        handles.insert(did.to_owned(), handle.to_owned());
+    }
+
+    /// Stops accepting and closes open connections.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        self.acceptor.abort();
+        let _ = (&mut self.acceptor).await;
+    }
+}
+
+/// The accounts that exist when the network for `sim` starts: DID and handle.
+pub fn initial_accounts(sim: &SimConfig) -> Vec<(String, String)> {
+    Network::new(sim.clone())
+        .accounts()
+        .map(|(did, handle)| (did.to_owned(), handle.to_owned()))
+        .collect()
+}
+
+pub async fn start(cfg: PlcConfig) -> std::io::Result<PlcHandle> {
+    let listener = TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let sim = cfg.sim.clone();
+    let accounts = tokio::task::spawn_blocking(move || initial_accounts(&sim))
+        .await
+        .map_err(std::io::Error::other)?;
+    let directory = Arc::new(Directory {
+        sim: cfg.sim,
+        handles: RwLock::new(accounts.into_iter().collect()),
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let acceptor = tokio::spawn(accept_loop(listener, directory.clone(), shutdown_rx));
+    Ok(PlcHandle {
+        addr,
+        directory,
+        shutdown_tx,
+        acceptor,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    directory: Arc<Directory>,
+    shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "plc: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let directory = directory.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let directory = directory.clone();
+                async move { Ok::<_, Infallible>(answer(&directory, &req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                result = conn => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "plc: connection ended");
+                    }
+                }
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        });
+    }
+}
+
+fn answer(directory: &Directory, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"message": "only GET is served"}),
+        );
+    }
+    let path = req.uri().path().trim_start_matches('/');
+    let did = path.replace("%3A", ":").replace("%3a", ":");
+    match directory.document(&did) {
+        Some(doc) => reply(StatusCode::OK, &doc),
+        None => reply(
+            StatusCode::NOT_FOUND,
+            &json!({"message": format!("DID not registered: {did}")}),
+        ),
+    }
+}
+
+fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The account's signing key: sha256(seed || did) as the secret scalar, hashed
+/// again in the (astronomically unlikely) case it is not a valid scalar.
+pub fn signing_key(sim: &SimConfig, did: &str) -> SigningKey {
+    let mut digest: [u8; 32] = Sha256::new()
+        .chain_update(sim.seed.to_be_bytes())
+        .chain_update(did.as_bytes())
+        .finalize()
+        .into();
+    loop {
+        if let Ok(key) = SigningKey::from_slice(&digest) {
+            return key;
+        }
+        digest = Sha256::digest(digest).into();
+    }
+}
+
+/// `z` + base58btc(multicodec `secp256k1-pub` + compressed point), as in a
+/// DID document's `publicKeyMultibase`.
+pub fn public_key_multibase(key: &VerifyingKey) -> String {
+    let point = key.to_encoded_point(true);
+    let mut bytes = Vec::with_capacity(2 + point.len());
+    bytes.extend_from_slice(&SECP256K1_PUB);
+    bytes.extend_from_slice(point.as_bytes());
+    format!("z{}", bs58::encode(bytes).into_string())
+}
+
+/// The DID document the directory serves for a simulated account.
+pub fn did_document(sim: &SimConfig, did: &str, handle: &str) -> Value {
+    let key = signing_key(sim, did);
+    json!({
+        "@context": [
+            "https://www.w3.org/ns/did/v1",
+            "https://w3id.org/security/multikey/v1",
+            "https://w3id.org/security/suites/secp256k1-2019/v1"
+        ],
+        "id": did,
+        "alsoKnownAs": [format!("at://{handle}")],
+        "verificationMethod": [{
+            "id": format!("{did}#atproto"),
+            "type": "Multikey",
+            "controller": did,
+            "publicKeyMultibase": public_key_multibase(key.verifying_key()),
+        }],
+        "service": [{
+            "id": "#atproto_pds",
+            "type": "AtprotoPersonalDataServer",
+            "serviceEndpoint": PDS_ENDPOINT,
+        }],
+    })
+}
+
+/// A service-auth JWT (ES256K) from account `did` for service `aud` and method
+/// `lxm`, valid for `ttl_secs` from now, signed with the account's key.
+pub fn mint_service_auth(
+    sim: &SimConfig,
+    did: &str,
+    aud: &str,
+    lxm: &str,
+    ttl_secs: u64,
+) -> String {
+    let now = unix_now();
+    let claims = json!({
+        "iss": did,
+        "aud": aud,
+        "lxm": lxm,
+        "iat": now,
+        "exp": now.saturating_add(ttl_secs),
+        "jti": nonce(did, now),
+    });
+    sign_jwt(sim, did, &claims)
+}
+
+/// A compact ES256K JWT with any `claims`, signed with `did`'s key: for tests
+/// that need tokens a PDS would not issue (expired, no `lxm`, ...).
+pub fn sign_jwt(sim: &SimConfig, did: &str, claims: &Value) -> String {
+    let header = BASE64URL_NOPAD.encode(br#"{"typ":"JWT","alg":"ES256K"}"#);
+    let payload = BASE64URL_NOPAD.encode(claims.to_string().as_bytes());
+    let signed = format!("{header}.{payload}");
+    let signature: Signature = signing_key(sim, did).sign(signed.as_bytes());
+    // atproto accepts only low-S signatures.
+    let signature = signature.normalize_s().unwrap_or(signature);
+    format!("{signed}.{}", BASE64URL_NOPAD.encode(&signature.to_bytes()))
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A token id unique within the process, so two tokens minted in the same
+/// second differ.
+fn nonce(did: &str, now: u64) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let digest = Sha256::new()
+        .chain_update(did.as_bytes())
+        .chain_update(now.to_be_bytes())
+        .chain_update(n.to_be_bytes())
+        .finalize();
+    HEXLOWER.encode(&digest[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_deterministic_per_seed_and_did() {
+        let sim = SimConfig::default();
+        let a = signing_key(&sim, "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+        let b = signing_key(&sim, "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+        let c = signing_key(&sim, "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb");
+        let other_seed = SimConfig {
+            seed: 2,
+            ..sim.clone()
+        };
+        let d = signing_key(&other_seed, "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        assert_ne!(a.to_bytes(), c.to_bytes());
+        assert_ne!(a.to_bytes(), d.to_bytes());
+    }
+
+    #[test]
+    fn multibase_is_a_compressed_secp256k1_multikey() {
+        let key = signing_key(&SimConfig::default(), "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+        let mb = public_key_multibase(key.verifying_key());
+        // Every compressed secp256k1 Multikey starts this way.
+        assert!(mb.starts_with("zQ3s"), "{mb}");
+        let raw = bs58::decode(&mb[1..]).into_vec().unwrap();
+        assert_eq!(&raw[..2], &SECP256K1_PUB);
+        assert_eq!(raw.len(), 35);
+    }
+
+    #[test]
+    fn tokens_have_three_parts_and_the_claims() {
+        let sim = SimConfig::default();
+        let token = mint_service_auth(&sim, "did:plc:x", "did:web:api", "app.bsky.x", 60);
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let claims: Value =
+            serde_json::from_slice(&BASE64URL_NOPAD.decode(parts[1].as_bytes()).unwrap()).unwrap();
+        assert_eq!(claims["iss"], "did:plc:x");
+        assert_eq!(claims["aud"], "did:web:api");
+        assert_eq!(claims["lxm"], "app.bsky.x");
+        assert_eq!(
+            BASE64URL_NOPAD.decode(parts[2].as_bytes()).unwrap().len(),
+            64
+        );
+    }
+
+    #[tokio::test]
+    async fn serves_documents_of_initial_accounts_and_404_otherwise() {
+        let sim = SimConfig {
+            accounts: 5,
+            ..SimConfig::default()
+        };
+        let plc = start(PlcConfig {
+            sim: sim.clone(),
+            ..PlcConfig::default()
+        })
+        .await
+        .unwrap();
+        let (did, handle) = initial_accounts(&sim).remove(0);
+        let (status, body) = get(plc.addr(), &format!("/{did}")).await;
+        assert_eq!(status, 200, "{body}");
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(doc, did_document(&sim, &did, &handle));
+        let (status, _) = get(plc.addr(), "/did:plc:unknownunknownunknownunk").await;
+        assert_eq!(status, 404);
+        plc.register("did:plc:unknownunknownunknownunk", "late.sim.test");
+        let (status, _) = get(plc.addr(), "/did:plc:unknownunknownunknownunk").await;
+        assert_eq!(status, 200);
+        plc.shutdown().await;
+    }
+
+    /// A minimal HTTP/1.0 GET, so the test needs no client library.
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
