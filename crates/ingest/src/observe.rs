@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const EVENTS: &str = "skyhose_ingest_events_total";
+pub const RATE: &str = "skyhose_ingest_events_per_second";
+pub const LAG_SECONDS: &str = "skyhose_ingest_lag_seconds";
 pub const BYTES: &str = "skyhose_ingest_bytes_total";
 pub const DECODE_ERRORS: &str = "skyhose_ingest_decode_errors_total";
 pub const OP_ERRORS: &str = "skyhose_ingest_op_errors_total";

@@ -609,6 +609,10 @@ impl Ingest {
             .as_deref()
             .and_then(rfc3339_unix)
             .map(|t| (now_unix() - t).max(0.0));
+        metrics::gauge!(observe::RATE).set(rate);
+        if let Some(lag) = lag_secs {
+            metrics::gauge!(observe::LAG_SECONDS).set(lag);
+        }
         tracing::info!(
             rate = format!("{rate:.0}/s"),
             total = self.summary.events_written,

@@ -2,15 +2,23 @@
 //! crates together and handles signals. Pipeline logic lives in the crates.
 
 mod cmd;
+mod config;
 mod services;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// skyhose: the AT Protocol firehose into a Redis Stream, indexed into
 /// PostgreSQL, served as XRPC.
 #[derive(Parser)]
 #[command(name = "skyhose", version, about, long_about = None)]
 struct Cli {
+    /// TOML file of settings; flags and environment variables override it
+    /// (see docs/configuration.md).
+    #[arg(long, global = true, env = config::CONFIG_ENV, value_name = "FILE")]
+    #[allow(dead_code)] // read from argv before parsing, by config::layered
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +34,8 @@ enum Command {
     Index(cmd::index::IndexArgs),
     /// Subscribe to a relay and append its events to the Redis Stream.
     Ingest(cmd::ingest::IngestArgs),
+    /// Serve the index as an XRPC API (app.bsky.* read endpoints, health, metrics).
+    Serve(cmd::serve::ServeArgs),
     /// Throughput probes that print figures.
     Bench(cmd::bench::BenchArgs),
     /// Ingest and index in one process, with one shutdown sequence; starts private
@@ -33,10 +43,13 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// `run` fed by the built-in simulated relay: the whole pipeline with no internet.
     Demo(cmd::run::DemoArgs),
+    /// Print the settings a command would run with and where each comes from
+    /// (flag, env, file, default), secrets masked.
+    Config(cmd::config::ConfigArgs),
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = config::parse();
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -47,9 +60,11 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate(args) => cmd::migrate::run(args).await,
             Command::Index(args) => cmd::index::run(args).await,
             Command::Ingest(args) => cmd::ingest::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Run(args) => cmd::run::run(args).await,
             Command::Demo(args) => cmd::run::demo(args).await,
+            Command::Config(args) => cmd::config::run(args, Cli::command()),
         }
     })
 }

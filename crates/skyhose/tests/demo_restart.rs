@@ -31,7 +31,7 @@ impl Env {
         }
     }
 
-    fn spawn_demo(&self, metrics_port: u16) -> Child {
+    fn spawn_demo(&self, api_port: u16) -> Child {
         Command::new(env!("CARGO_BIN_EXE_skyhose"))
             .arg("demo")
             .args(["--redis", REDIS, "--database-url", &self.database_url])
@@ -39,7 +39,7 @@ impl Env {
             .args(["--cursor-key", &format!("{}:cursor", self.prefix)])
             .args(["--status-key", &format!("{}:status", self.prefix)])
             .args(["--dead-letter-key", &format!("{}:dead", self.prefix)])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--listen", &format!("127.0.0.1:{api_port}")])
             .args([
                 "--sim-rate",
                 "3000",
@@ -82,8 +82,47 @@ async fn interrupt_and_wait(mut child: Child) {
     assert!(exit.success(), "demo exited with {exit}");
 }
 
+/// GET over loopback HTTP/1.1: status line and body.
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.ok()?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// The API of the running demo answers getProfile for an indexed actor.
+async fn assert_serves_profile(env: &Env, port: u16) {
+    let pool = skyhose_index::connect_pool(&env.database_url, 1).expect("pool");
+    let client = pool.get().await.expect("connection");
+    let did: String = client
+        .query_one(
+            "SELECT did FROM actors WHERE indexed AND status = 'active' ORDER BY did LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("an indexed actor")
+        .get(0);
+    let (status, body) = http_get(
+        port,
+        &format!("/xrpc/app.bsky.actor.getProfile?actor={did}"),
+    )
+    .await
+    .expect("the API answers");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&did), "{body}");
+}
+
 async fn run_until_watermark(env: &Env, at_least: i64) {
-    let child = env.spawn_demo(free_port());
+    let port = free_port();
+    let child = env.spawn_demo(port);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if env.watermark().await.unwrap_or(0) >= at_least {
@@ -95,6 +134,7 @@ async fn run_until_watermark(env: &Env, at_least: i64) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_serves_profile(env, port).await;
     interrupt_and_wait(child).await;
 }
 

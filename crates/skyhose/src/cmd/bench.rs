@@ -23,6 +23,9 @@ pub enum BenchStage {
     /// Pre-fill a stream with simulated events, then time `skyhose index` (a
     /// child process) with 1, 2 and 4 workers and a one-event-per-transaction baseline.
     Index(super::bench_index::BenchIndexArgs),
+    /// Build (or reuse) an index of simulated events, serve it in this process
+    /// and load getProfile, getAuthorFeed, getPostThread and searchPosts.
+    Api(super::bench_api::BenchApiArgs),
 }
 
 #[derive(Args, Debug)]
@@ -37,7 +40,8 @@ pub struct BenchIngestArgs {
     #[arg(
         long = "redis",
         env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
+        default_value = "redis://127.0.0.1:6379",
+        value_parser = crate::config::check::redis_url
     )]
     pub redis_url: String,
     /// Extra arguments passed to the `skyhose ingest` child (e.g. "--batch-max=2000").
@@ -52,6 +56,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.stage {
         BenchStage::Ingest(args) => ingest(args).await,
         BenchStage::Index(args) => super::bench_index::index(args).await,
+        BenchStage::Api(args) => super::bench_api::api(args).await,
     }
 }
 

@@ -10,9 +10,9 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/skyho
 /// Options of `skyhose index`.
 #[derive(Args, Debug)]
 pub struct IndexArgs {
-    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, value_parser = crate::config::check::redis_url)]
     pub redis_url: String,
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = crate::config::check::postgres_url)]
     pub database_url: String,
     /// Stream to read.
     #[arg(long, env = "REDIS_STREAM_KEY", default_value = skyhose_index::DEFAULT_STREAM_KEY)]

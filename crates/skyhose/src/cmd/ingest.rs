@@ -26,13 +26,15 @@ pub struct IngestArgs {
     #[arg(
         long = "relay",
         env = "RELAY_URL",
-        default_value = "wss://bsky.network"
+        default_value = "wss://bsky.network",
+        value_parser = crate::config::check::relay_url
     )]
     pub relay_url: String,
     #[arg(
         long = "redis",
         env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
+        default_value = "redis://127.0.0.1:6379",
+        value_parser = crate::config::check::redis_url
     )]
     pub redis_url: String,
     #[arg(long, env = "REDIS_STREAM_KEY", default_value = DEFAULT_STREAM_KEY)]
@@ -59,7 +61,7 @@ pub struct IngestArgs {
     /// Index database: its committed watermark becomes the fallback cursor
     /// (unless --fallback-cursor is given), so a Redis that lost its data
     /// resumes where the index stopped.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", value_parser = crate::config::check::postgres_url)]
     pub database_url: Option<String>,
     /// Entry shape (see docs/stream-format.md).
     #[arg(long, value_enum, default_value = "full")]

@@ -4,7 +4,8 @@ use clap::Args;
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
     /// PostgreSQL database to create (if missing) and migrate.
-    #[arg(long, env = "DATABASE_URL", default_value = super::index::DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = super::index::DEFAULT_DATABASE_URL,
+          value_parser = crate::config::check::postgres_url)]
     pub database_url: String,
 }
 

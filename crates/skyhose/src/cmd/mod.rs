@@ -1,9 +1,12 @@
 //! One module per subcommand: each holds its clap `Args` and an async `run`.
 
 pub mod bench;
+pub mod bench_api;
 pub mod bench_index;
+pub mod config;
 pub mod index;
 pub mod ingest;
 pub mod migrate;
 pub mod run;
+pub mod serve;
 pub mod sim;

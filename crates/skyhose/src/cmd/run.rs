@@ -1,7 +1,6 @@
-//! `skyhose run` and `skyhose demo`: ingest, index workers (and the API, when
-//! built in) in one process, sharing one shutdown sequence.
+//! `skyhose run` and `skyhose demo`: ingest, index workers and the API in one
+//! process, with one `/metrics` and one shutdown sequence.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +12,8 @@ use skyhose_sim::relay::{self, RelayConfig, RelayHandle};
 use skyhose_sim::SimConfig;
 
 use super::index::{cancel_on_signal, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+use super::serve::ApiArgs;
+use crate::config::mask::mask_url;
 use crate::services::{self, Private};
 
 /// How long shutdown waits for the index to catch up with what ingest wrote.
@@ -25,11 +26,12 @@ pub struct RunArgs {
     #[arg(
         long = "relay",
         env = "RELAY_URL",
-        default_value = "wss://bsky.network"
+        default_value = "wss://bsky.network",
+        value_parser = crate::config::check::relay_or_sim
     )]
     pub relay_url: String,
     /// PostgreSQL database of the index; created if it does not exist.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = crate::config::check::postgres_url)]
     pub database_url: String,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
@@ -42,7 +44,8 @@ pub struct DemoArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/skyhose_demo"
+        default_value = "postgres://postgres@127.0.0.1:5432/skyhose_demo",
+        value_parser = crate::config::check::postgres_url
     )]
     pub database_url: String,
     #[command(flatten)]
@@ -53,7 +56,7 @@ pub struct DemoArgs {
 #[derive(Args, Debug)]
 pub struct PipelineArgs {
     /// Redis holding the stream, the cursor and the consumer group.
-    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    #[arg(long = "redis", env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, value_parser = crate::config::check::redis_url)]
     pub redis_url: String,
     /// Index worker tasks.
     #[arg(long, env = "INDEX_WORKERS", default_value_t = 2)]
@@ -62,11 +65,10 @@ pub struct PipelineArgs {
     /// running at the configured local address.
     #[arg(long, env = "SKYHOSE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Prometheus metrics of ingest and index.
-    #[arg(long, env = "METRICS_LISTEN", default_value = "127.0.0.1:9464")]
-    pub metrics_listen: SocketAddr,
     #[command(flatten)]
     pub keys: KeyArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
     #[command(flatten)]
     pub sim: SimArgs,
 }
@@ -80,6 +82,10 @@ pub struct KeyArgs {
     /// Key holding the seq of the last event in the stream.
     #[arg(long, env = "REDIS_CURSOR_KEY", default_value = skyhose_ingest::config::DEFAULT_CURSOR_KEY)]
     pub cursor_key: String,
+    /// Stream length at which ingest pauses until the index catches up
+    /// (entries are trimmed only once every group has read them).
+    #[arg(long, env = "REDIS_MAX_STREAM_LEN", default_value_t = skyhose_ingest::config::DEFAULT_MAX_STREAM_LEN)]
+    pub max_stream_len: u64,
     /// Dashboard status key (JSON, expires when ingest stops updating it).
     #[arg(long, env = "REDIS_STATUS_KEY", default_value = skyhose_ingest::config::DEFAULT_STATUS_KEY)]
     pub status_key: String,
@@ -170,7 +176,7 @@ fn host_port(url: &str, default_port: u16) -> anyhow::Result<(String, u16)> {
 async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     skyhose_index::ensure_database(&args.database_url)
         .await
-        .with_context(|| format!("creating the database of {}", args.database_url))?;
+        .with_context(|| format!("creating the database of {}", mask_url(&args.database_url)))?;
     let pool =
         skyhose_index::connect_pool(&args.database_url, 2).context("connecting to PostgreSQL")?;
     let report = skyhose_index::migrate(&pool).await.context("migrating")?;
@@ -198,8 +204,10 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
         stream_key: args.pipeline.keys.stream_key.clone(),
         cursor_key: args.pipeline.keys.cursor_key.clone(),
         status_key: args.pipeline.keys.status_key.clone(),
+        max_stream_len: args.pipeline.keys.max_stream_len,
         fallback_cursor,
-        metrics_listen: Some(args.pipeline.metrics_listen),
+        // The API serves the process's one `/metrics`.
+        metrics_listen: None,
         ..IngestConfig::default()
     };
     let mut index_cfg = IndexConfig::new(&args.pipeline.redis_url, &args.database_url);
@@ -207,16 +215,48 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     index_cfg.stream_key = args.pipeline.keys.stream_key.clone();
     index_cfg.dead_letter_key = args.pipeline.keys.dead_letter_key.clone();
 
+    let metrics = skyhose_api::install_metrics_recorder().map_err(anyhow::Error::msg)?;
+    let mut api_cfg = args.pipeline.api.config(&args.database_url);
+    // The simulated network's viewers resolve through its own PLC directory.
+    let sim_plc = match &sim_relay {
+        Some(_) => {
+            let plc = skyhose_sim::plc::start(skyhose_sim::plc::PlcConfig {
+                sim: sim_config(args),
+                ..Default::default()
+            })
+            .await
+            .context("starting the simulated PLC directory")?;
+            tracing::info!(url = %plc.url(), "simulated PLC directory running (viewer tokens: skyhose sim-relay mint-token)");
+            api_cfg.plc_url = plc.url();
+            Some(plc)
+        }
+        None => None,
+    };
+    let api_pool =
+        skyhose_api::connect_pool(&api_cfg).context("connecting the API to PostgreSQL")?;
+    let api_url = format!("http://{}", api_cfg.listen);
+    let listener = tokio::net::TcpListener::bind(api_cfg.listen)
+        .await
+        .with_context(|| format!("binding the API to {} (--listen)", api_cfg.listen))?;
+
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
     let ingest_stop = CancellationToken::new();
     let index_stop = CancellationToken::new();
+    let api_stop = CancellationToken::new();
     let mut ingest = tokio::spawn(skyhose_ingest::run(ingest_cfg, ingest_stop.clone()));
     let mut index = tokio::spawn(skyhose_index::run(index_cfg.clone(), index_stop.clone()));
+    let api = tokio::spawn(skyhose_api::serve_on(
+        listener,
+        skyhose_api::AppState::new(api_pool, api_cfg, Some(metrics)),
+        api_stop.clone(),
+    ));
     tracing::info!(
         relay = %relay_url,
-        redis = %args.pipeline.redis_url,
-        metrics = %format!("http://{}/metrics", args.pipeline.metrics_listen),
+        redis = %mask_url(&args.pipeline.redis_url),
+        api = %format!("{api_url}/xrpc/app.bsky.actor.getProfile?actor=..."),
+        dashboard = %format!("{api_url}/"),
+        metrics = %format!("{api_url}/metrics"),
         "pipeline running; Ctrl-C stops it"
     );
 
@@ -259,9 +299,19 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     if failure.is_none() {
         drain_index(index_cfg).await;
     }
+    tracing::info!("stopping the API: requests in flight are answered first");
+    api_stop.cancel();
+    match api.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the API stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "API task failed"),
+    }
     if let Some(relay) = sim_relay {
         tracing::info!("stopping the simulated relay");
         relay.shutdown().await;
+    }
+    if let Some(plc) = sim_plc {
+        plc.shutdown().await;
     }
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
@@ -298,11 +348,7 @@ async fn start_sim_relay(args: &RunArgs) -> anyhow::Result<RelayHandle> {
         .unwrap_or(0)
         .max(0) as u64;
     let cfg = RelayConfig {
-        sim: SimConfig {
-            seed: args.pipeline.sim.seed,
-            accounts: args.pipeline.sim.accounts,
-            ..SimConfig::default()
-        },
+        sim: sim_config(args),
         rate: Some(args.pipeline.sim.rate),
         burst: saved,
         window: (saved as usize).saturating_add(100_000),
@@ -322,6 +368,14 @@ async fn start_sim_relay(args: &RunArgs) -> anyhow::Result<RelayHandle> {
     }
     tracing::info!(url = %relay.subscribe_url(), rate = args.pipeline.sim.rate, "simulated relay running");
     Ok(relay)
+}
+
+fn sim_config(args: &RunArgs) -> SimConfig {
+    SimConfig {
+        seed: args.pipeline.sim.seed,
+        accounts: args.pipeline.sim.accounts,
+        ..SimConfig::default()
+    }
 }
 
 async fn saved_cursor(redis_url: &str, cursor_key: &str) -> Option<i64> {

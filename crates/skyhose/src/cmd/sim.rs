@@ -3,7 +3,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
+use skyhose_sim::plc::{self, PlcConfig};
 use skyhose_sim::relay::{self, Faults, RelayConfig};
 use skyhose_sim::{Network, SimConfig};
 
@@ -64,6 +65,38 @@ pub struct SimRelayArgs {
     /// With --truth-out: write the truth and exit without serving.
     #[arg(long, env = "SIM_TRUTH_ONLY", requires = "truth_out")]
     pub truth_only: bool,
+    /// Address of the simulated PLC directory serving the accounts' DID
+    /// documents (give it to `serve --plc-url http://ADDR`).
+    #[arg(long, env = "SIM_PLC_LISTEN", default_value = "127.0.0.1:2582")]
+    pub plc_listen: SocketAddr,
+    /// Do not serve the PLC directory.
+    #[arg(long, env = "SIM_NO_PLC")]
+    pub no_plc: bool,
+    #[command(subcommand)]
+    pub action: Option<SimRelayAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimRelayAction {
+    /// Print a service-auth token of a simulated account, for trying the API's
+    /// viewer endpoints by hand (`--seed` and `--accounts` pick the network).
+    MintToken(MintTokenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MintTokenArgs {
+    /// The account's DID; by default the network's first account.
+    #[arg(long)]
+    pub did: Option<String>,
+    /// The API's service DID (its `serve --service-did`).
+    #[arg(long, default_value = "did:web:localhost")]
+    pub aud: String,
+    /// The XRPC method the token is for, e.g. app.bsky.feed.getTimeline.
+    #[arg(long)]
+    pub lxm: String,
+    /// Lifetime of the token, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl_secs: u64,
 }
 
 pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
@@ -72,6 +105,9 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
         accounts: args.accounts,
         ..SimConfig::default()
     };
+    if let Some(SimRelayAction::MintToken(mint)) = &args.action {
+        return mint_token(&sim, mint);
+    }
     if let (Some(path), Some(total)) = (&args.truth_out, args.total) {
         let (sim, path) = (sim.clone(), path.clone());
         tokio::task::spawn_blocking(move || write_truth(sim, total, &path)).await??;
@@ -79,6 +115,7 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    let sim_config = sim.clone();
     let cfg = RelayConfig {
         listen: args.listen,
         sim,
@@ -100,6 +137,18 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the relay on {}", args.listen))?;
     tracing::info!(url = %relay.subscribe_url(), "simulated relay listening");
+    let plc = if args.no_plc {
+        None
+    } else {
+        let plc = plc::start(PlcConfig {
+            listen: args.plc_listen,
+            sim: sim_config,
+        })
+        .await
+        .with_context(|| format!("starting the PLC directory on {}", args.plc_listen))?;
+        tracing::info!(url = %plc.url(), "simulated PLC directory listening");
+        Some(plc)
+    };
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
     ticker.tick().await;
     let (mut last_count, mut last_at) = (0u64, Instant::now());
@@ -120,6 +169,9 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
             signal = tokio::signal::ctrl_c() => {
                 signal.context("waiting for ctrl-c")?;
                 tracing::info!("shutting down");
+                if let Some(plc) = plc {
+                    plc.shutdown().await;
+                }
                 relay.shutdown().await;
                 return Ok(());
             }
@@ -135,5 +187,27 @@ fn write_truth(sim: SimConfig, total: u64, path: &std::path::Path) -> anyhow::Re
     std::fs::write(path, net.truth().to_json())
         .with_context(|| format!("writing the ground truth to {}", path.display()))?;
     tracing::info!(events = total, path = %path.display(), "ground truth written");
+    Ok(())
+}
+
+fn mint_token(sim: &SimConfig, args: &MintTokenArgs) -> anyhow::Result<()> {
+    let accounts = plc::initial_accounts(sim);
+    let did = match &args.did {
+        Some(did) => {
+            if !accounts.iter().any(|(d, _)| d == did) {
+                tracing::warn!(did, "not one of the network's initial accounts: the simulated PLC directory will not know it");
+            }
+            did.clone()
+        }
+        None => accounts
+            .first()
+            .map(|(did, _)| did.clone())
+            .context("the network has no accounts")?,
+    };
+    println!(
+        "{}",
+        plc::mint_service_auth(sim, &did, &args.aud, &args.lxm, args.ttl_secs)
+    );
+    tracing::info!(did, aud = %args.aud, lxm = %args.lxm, "service-auth token minted");
     Ok(())
 }

@@ -1,0 +1,77 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use skyhose_api::{ApiConfig, AppState};
+use skyhose_index::CancellationToken;
+
+use super::index::{cancel_on_signal, parse_duration, DEFAULT_DATABASE_URL};
+
+/// Options of `skyhose serve`, shared with `run`/`demo`.
+#[derive(Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// Address the XRPC API listens on; loopback unless you mean otherwise.
+    #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Our DID: the audience viewers' service-auth tokens must name.
+    #[arg(long, env = "SERVICE_DID", default_value = "did:web:localhost")]
+    pub service_did: String,
+    /// PLC directory used to resolve viewers' DID documents.
+    #[arg(long, env = "PLC_URL", default_value = "https://plc.directory")]
+    pub plc_url: String,
+    /// Image URL pattern; `{preset}`, `{did}` and `{cid}` are replaced.
+    #[arg(
+        long,
+        env = "IMAGE_URL_PATTERN",
+        default_value = "https://cdn.bsky.app/img/{preset}/plain/{did}/{cid}@jpeg"
+    )]
+    pub image_url_pattern: String,
+    /// PostgreSQL connections held by the API.
+    #[arg(long, env = "API_POOL_SIZE", default_value_t = 16)]
+    pub api_pool_size: usize,
+    /// Queries running longer than this are cancelled (e.g. 5s, 500ms).
+    #[arg(long, env = "STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub statement_timeout: Duration,
+    /// Requests handled at once; more wait their turn.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+}
+
+impl ApiArgs {
+    pub fn config(&self, database_url: &str) -> ApiConfig {
+        let mut config = ApiConfig::new(database_url);
+        config.listen = self.listen;
+        config.service_did = self.service_did.clone();
+        config.plc_url = self.plc_url.clone();
+        config.image_url_pattern = self.image_url_pattern.clone();
+        config.pool_size = self.api_pool_size;
+        config.statement_timeout = self.statement_timeout;
+        config.max_concurrent_requests = self.max_concurrent_requests;
+        config
+    }
+}
+
+/// Options of `skyhose serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// PostgreSQL database holding the index (created and migrated if needed).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = crate::config::check::postgres_url)]
+    pub database_url: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    skyhose_index::ensure_database(&args.database_url).await?;
+    let migrate_pool = skyhose_index::connect_pool(&args.database_url, 1)?;
+    skyhose_index::migrate(&migrate_pool).await?;
+    drop(migrate_pool);
+    let metrics = skyhose_api::install_metrics_recorder().map_err(anyhow::Error::msg)?;
+    let config = args.api.config(&args.database_url);
+    let pool = skyhose_api::connect_pool(&config)?;
+    let token = CancellationToken::new();
+    cancel_on_signal(token.clone());
+    skyhose_api::serve(AppState::new(pool, config, Some(metrics)), token).await?;
+    tracing::info!("API stopped");
+    Ok(())
+}
