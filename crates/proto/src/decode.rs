@@ -17,6 +17,8 @@ pub enum FrameError {
     UnknownType(String),
     #[error("frame of {len} bytes is over the {limit}-byte limit")]
     TooLarge { len: usize, limit: usize },
+    #[error("commit with {count} ops is over the lexicon's {limit}-op limit")]
+    TooManyOps { count: usize, limit: usize },
     #[error("{kind} body: field `{field}` missing or of the wrong type")]
     BadField {
         kind: &'static str,
@@ -210,10 +212,20 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
     Ok(Decoded::Event(event))
 }
 
+/// `com.atproto.sync.subscribeRepos#commit` caps `ops` at 200; relays
+/// split larger writes into several commits, so more is a malformed frame.
+pub const MAX_OPS_PER_COMMIT: usize = 200;
+
 fn commit(b: &Body<'_>, blocks: Vec<u8>) -> Result<Commit, FrameError> {
     let Some(Value::List(raw_ops)) = b.get("ops") else {
         return Err(b.bad("ops"));
     };
+    if raw_ops.len() > MAX_OPS_PER_COMMIT {
+        return Err(FrameError::TooManyOps {
+            count: raw_ops.len(),
+            limit: MAX_OPS_PER_COMMIT,
+        });
+    }
     let mut ops = Vec::with_capacity(raw_ops.len());
     for raw in raw_ops {
         let o = Body {
@@ -288,6 +300,42 @@ mod limit_tests {
         assert!(matches!(
             decode_with(&[0; 4], &opts),
             Err(FrameError::Cbor(_)) | Err(FrameError::BadHeader)
+        ));
+    }
+
+    #[test]
+    fn commits_over_the_op_limit_are_refused() {
+        use crate::frame::{encode_frame, Commit, Event, OpAction, RepoOp};
+        let commit = |ops: usize| {
+            encode_frame(&Event::Commit(Commit {
+                seq: 1,
+                repo: "did:plc:abc".into(),
+                rev: "3kabc".into(),
+                since: None,
+                time: "2026-01-01T00:00:00Z".into(),
+                commit: Cid::for_dag_cbor(b"x"),
+                blocks: Vec::new(),
+                ops: (0..ops)
+                    .map(|i| RepoOp {
+                        action: OpAction::Delete,
+                        path: format!("app.bsky.feed.like/{i}"),
+                        cid: None,
+                        prev: None,
+                    })
+                    .collect(),
+                blobs: Vec::new(),
+                too_big: false,
+                rebase: false,
+                prev_data: None,
+            }))
+        };
+        assert!(decode(&commit(MAX_OPS_PER_COMMIT)).is_ok());
+        assert!(matches!(
+            decode(&commit(MAX_OPS_PER_COMMIT + 1)),
+            Err(FrameError::TooManyOps {
+                count: 201,
+                limit: 200
+            })
         ));
     }
 }
