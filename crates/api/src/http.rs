@@ -39,6 +39,7 @@ pub fn install_metrics_recorder() -> Result<PrometheusHandle, String> {
 
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_concurrent_requests;
+    let max_request_bytes = state.config.max_request_bytes;
     Router::new()
         .route("/", get(dashboard::page))
         .route("/stats.json", get(dashboard::stats))
@@ -48,6 +49,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             std::sync::Arc::new(tokio::sync::Semaphore::new(limit)),
             limit_concurrency,
+        ))
+        .layer(middleware::from_fn_with_state(
+            max_request_bytes,
+            limit_request_size,
         ))
         .layer(middleware::from_fn(record_metrics))
         .with_state(state)
@@ -126,6 +131,42 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         }
         None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
     }
+}
+
+/// Every method is a GET whose input is its query string: an overlong URI or
+/// any body is refused before routing, so no handler parses more than this.
+async fn limit_request_size(
+    State(max_bytes): State<usize>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let uri_len = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().len())
+        .unwrap_or(0);
+    if uri_len > max_bytes {
+        return XrpcError::new(
+            StatusCode::URI_TOO_LONG,
+            "InvalidRequest",
+            format!("request URI of {uri_len} bytes is over the {max_bytes}-byte limit"),
+        )
+        .into_response();
+    }
+    let body_len = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if body_len.is_some_and(|len| len > max_bytes as u64) {
+        return XrpcError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "InvalidRequest",
+            format!("request body is over the {max_bytes}-byte limit"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn limit_concurrency(

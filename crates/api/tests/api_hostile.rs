@@ -58,3 +58,27 @@ async fn hostile_parameters_get_a_clear_4xx() {
     let (status, body) = server.get("com.example.unknownMethod", "").await;
     assert_eq!(status, 501, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_size_limit_are_refused_before_routing() {
+    let server = Server::start(|config| config.max_request_bytes = 1024).await;
+    let (status, body) = server
+        .get(
+            "app.bsky.actor.getProfile",
+            &format!("actor={}", "a".repeat(2000)),
+        )
+        .await;
+    assert_eq!(status, 414, "{body}");
+    assert_eq!(body["error"], "InvalidRequest");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("1024-byte limit"),
+        "{body}"
+    );
+    let (status, _) = server
+        .get("app.bsky.actor.getProfile", "actor=alice.test")
+        .await;
+    assert_ne!(status, 414);
+}
