@@ -88,11 +88,11 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let mut items = Vec::with_capacity(rows.len() + 1);
     if include_pins && cursor.is_none() {
         let pinned = client
-            .query_opt(
+            .prepare_cached(
                 "SELECT pinned_post_uri FROM profiles WHERE did = $1 AND pinned_post_uri IS NOT NULL",
-                &[&did],
             )
             .await?;
+        let pinned = client.query_opt(&pinned, &[&did]).await?;
         if let Some(uri) = pinned.and_then(|r| r.get::<_, Option<String>>(0)) {
             if uri.starts_with(&format!("at://{did}/")) {
                 items.push(FeedItem {
@@ -151,17 +151,17 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 
     // The anchor and its ancestors, nearest first; `parent` of the last row
     // names the first missing ancestor, if any.
-    let ancestors = client
-        .query(
+    let up = client
+        .prepare_cached(
             "WITH RECURSIVE up(uri, parent, n) AS ( \
                SELECT p.uri, p.reply_parent_uri, 0 FROM posts p WHERE p.uri = $1 \
                UNION ALL \
                SELECT p.uri, p.reply_parent_uri, up.n + 1 FROM up JOIN posts p ON p.uri = up.parent \
                WHERE up.n < $2) \
              SELECT uri, parent FROM up ORDER BY n",
-            &[&uri, &(parent_height as i32)],
         )
         .await?;
+    let ancestors = client.query(&up, &[&uri, &(parent_height as i32)]).await?;
     if ancestors.is_empty() {
         return Err(XrpcError::not_found(
             "NotFound",
@@ -169,16 +169,18 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         ));
     }
     let descendants = if depth > 0 {
-        client
-            .query(
+        let down = client
+            .prepare_cached(
                 "WITH RECURSIVE down(uri, parent, d) AS ( \
                    SELECT p.uri, p.reply_parent_uri, 1 FROM posts p WHERE p.reply_parent_uri = $1 \
                    UNION ALL \
                    SELECT p.uri, p.reply_parent_uri, down.d + 1 FROM down \
                    JOIN posts p ON p.reply_parent_uri = down.uri WHERE down.d < $2) \
                  SELECT uri, parent FROM down ORDER BY d, uri LIMIT $3",
-                &[&uri, &(depth as i32), &MAX_THREAD_REPLIES],
             )
+            .await?;
+        client
+            .query(&down, &[&uri, &(depth as i32), &MAX_THREAD_REPLIES])
             .await?
     } else {
         Vec::new()
