@@ -7,9 +7,13 @@ mod feed;
 mod follows;
 mod generators;
 mod interactions;
+mod labeler;
+mod lists;
 mod notification;
+mod relationships;
 mod repo;
 mod search;
+mod starter_packs;
 mod timeline;
 
 use axum::http::HeaderMap;
@@ -112,6 +116,16 @@ methods! {
     "app.bsky.notification.getUnreadCount" => notification::get_unread_count,
     "app.bsky.graph.getFollowers" => follows::get_followers,
     "app.bsky.graph.getFollows" => follows::get_follows,
+    "app.bsky.graph.getKnownFollowers" => relationships::get_known_followers,
+    "app.bsky.graph.getRelationships" => relationships::get_relationships,
+    "app.bsky.graph.getBlocks" => lists::get_blocks,
+    "app.bsky.graph.getLists" => lists::get_lists,
+    "app.bsky.graph.getList" => lists::get_list,
+    "app.bsky.graph.getListBlocks" => lists::get_list_blocks,
+    "app.bsky.graph.getStarterPack" => starter_packs::get_starter_pack,
+    "app.bsky.graph.getStarterPacks" => starter_packs::get_starter_packs,
+    "app.bsky.graph.getActorStarterPacks" => starter_packs::get_actor_starter_packs,
+    "app.bsky.labeler.getServices" => labeler::get_services,
     "com.atproto.identity.resolveHandle" => repo::resolve_handle,
     "com.atproto.repo.getRecord" => repo::get_record,
 }

@@ -6,7 +6,10 @@ pub mod actor;
 pub mod embed;
 pub mod feedgen;
 pub mod hydrate;
+pub mod labeler;
+pub mod list;
 pub mod post;
+pub mod starter_pack;
 
 use serde_json::{Map, Value};
 

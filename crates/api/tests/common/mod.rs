@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod viewer;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;

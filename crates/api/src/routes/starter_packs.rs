@@ -1,0 +1,110 @@
+//! app.bsky.graph.*: starter packs — one in full, several, or an actor's.
+
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use crate::error::{XrpcError, XrpcResult};
+use crate::routes::actor::served_actor;
+use crate::routes::interactions::{cursor_params, keyset, next_cursor, with_cursor};
+use crate::routes::{json, Ctx};
+use crate::views::feedgen::{generator_view, load_generators};
+use crate::views::list::{list_view_basic, load_lists};
+use crate::views::starter_pack::{load_starter_packs, starter_pack_view, starter_pack_view_basic};
+use crate::views::{Db, Hydrator};
+
+/// Members shown in a starter pack's `listItemsSample`.
+const SAMPLE_SIZE: i64 = 12;
+
+async fn basic_views(ctx: &Ctx<'_>, client: &Db, uris: &[String]) -> XrpcResult<Vec<Value>> {
+    let packs = load_starter_packs(client, uris).await?;
+    let creators: Vec<String> = packs.values().map(|p| p.did.clone()).collect();
+    let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
+        .hydrate(&[], &creators)
+        .await?;
+    Ok(uris
+        .iter()
+        .filter_map(|uri| starter_pack_view_basic(&hydrated, packs.get(uri)?))
+        .collect())
+}
+
+pub async fn get_starter_pack(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let uri = ctx.params.at_uri("starterPack")?;
+    let client = ctx.db().await?;
+    let not_found =
+        || XrpcError::invalid_request(format!("starterPack: starter pack not found: {uri}"));
+    let packs = load_starter_packs(&client, std::slice::from_ref(&uri)).await?;
+    let pack = packs.get(&uri).ok_or_else(not_found)?;
+    let list_uris: Vec<String> = pack.list_uri.iter().cloned().collect();
+    let stmt = client
+        .prepare_cached(
+            "SELECT li.uri, li.subject_did FROM list_items li \
+             WHERE li.list_uri = $1 AND li.subject_did IS NOT NULL \
+             ORDER BY li.rkey DESC, li.uri DESC LIMIT $2",
+        )
+        .await?;
+    let member_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+        [&pack.list_uri, &SAMPLE_SIZE];
+    let (lists, members, generators) = tokio::try_join!(
+        load_lists(&client, &list_uris, ctx.viewer()),
+        client.query(&stmt, &member_params),
+        load_generators(&client, &pack.feeds, ctx.viewer()),
+    )?;
+    let mut dids: Vec<String> = members.iter().map(|r| r.get(1)).collect();
+    dids.push(pack.did.clone());
+    dids.extend(lists.values().map(|l| l.did.clone()));
+    dids.extend(generators.values().map(|g| g.did.clone()));
+    let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .hydrate(&[], &dids)
+        .await?;
+    let list = pack
+        .list_uri
+        .as_ref()
+        .and_then(|u| lists.get(u))
+        .and_then(|l| list_view_basic(&hydrated, l));
+    let sample: Vec<Value> = members
+        .iter()
+        .filter_map(|row| {
+            let subject: String = row.get(1);
+            let profile = hydrated.profile_view(&subject)?;
+            Some(json!({"uri": row.get::<_, String>(0), "subject": profile}))
+        })
+        .collect();
+    let feeds: Vec<Value> = pack
+        .feeds
+        .iter()
+        .filter_map(|u| generator_view(&hydrated, generators.get(u)?))
+        .collect();
+    let view = starter_pack_view(&hydrated, pack, list, sample, feeds).ok_or_else(not_found)?;
+    json(&json!({ "starterPack": view }))
+}
+
+pub async fn get_starter_packs(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let mut uris = ctx.params.at_uris("uris", 25)?;
+    let mut seen = std::collections::HashSet::new();
+    uris.retain(|u| seen.insert(u.clone()));
+    let client = ctx.db().await?;
+    let packs = basic_views(ctx, &client, &uris).await?;
+    json(&json!({ "starterPacks": packs }))
+}
+
+pub async fn get_actor_starter_packs(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let actor = ctx.params.actor("actor")?;
+    let limit = ctx.params.limit(1, 100, 50)?;
+    let cursor = ctx.params.cursor()?;
+    let client = ctx.db().await?;
+    let did = served_actor(&client, "actor", &actor).await?;
+    let sql = format!(
+        "SELECT s.uri, s.rkey FROM starter_packs s WHERE s.did = $1 {page} \
+         ORDER BY s.rkey DESC, s.uri DESC LIMIT $2",
+        page = keyset(cursor.is_some(), "s", 3, 4)
+    );
+    let (key, after) = cursor_params(cursor.as_ref());
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &[&did, &limit, &key, &after]).await?;
+    let uris: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let packs = basic_views(ctx, &client, &uris).await?;
+    json(&with_cursor(
+        json!({ "starterPacks": packs }),
+        next_cursor(&rows, limit, 1, 0),
+    ))
+}
