@@ -418,3 +418,78 @@ async fn blocks_relationships_and_known_followers_match_the_index() {
 
     validate_with_official_lexicons(&cases);
 }
+
+/// Posts quoting a feed generator, a list, a starter pack and a labeler get
+/// the matching view inside their record embed. The simulator only quotes
+/// posts, so these four posts are written into this binary's own fixture
+/// database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_of_generators_lists_packs_and_labelers_render_their_views() {
+    let server = Server::start(|_| {}).await;
+    let client = db().await;
+    let served = |table: &str| {
+        format!(
+            "SELECT t.uri, t.cid FROM {table} t JOIN actors a ON a.did = t.did \
+             WHERE {SERVED} ORDER BY t.uri LIMIT 1"
+        )
+    };
+    let author = first(
+        &client,
+        &format!("SELECT a.did FROM actors a WHERE {SERVED} ORDER BY a.did LIMIT 1"),
+    )
+    .await;
+    let mut quoted = Vec::new();
+    for (table, view) in [
+        ("feed_generators", "app.bsky.feed.defs#generatorView"),
+        ("lists", "app.bsky.graph.defs#listView"),
+        ("starter_packs", "app.bsky.graph.defs#starterPackViewBasic"),
+        ("labeler_services", "app.bsky.labeler.defs#labelerView"),
+    ] {
+        let row = client.query_one(&served(table), &[]).await.expect(table);
+        quoted.push((row.get::<_, String>(0), row.get::<_, String>(1), view));
+    }
+    let mut post_uris = Vec::new();
+    for (i, (uri, cid, _)) in quoted.iter().enumerate() {
+        let rkey = format!("3zzzzquote{i}");
+        let post = format!("at://{author}/app.bsky.feed.post/{rkey}");
+        let record = serde_json::json!({
+            "$type": "app.bsky.feed.post",
+            "text": "look at this",
+            "createdAt": "2026-01-01T00:00:00.000Z",
+            "embed": {"$type": "app.bsky.embed.record", "record": {"uri": uri, "cid": cid}},
+        });
+        client
+            .execute(
+                "INSERT INTO records (uri, did, collection, rkey, cid, rev, seq, live, record) \
+                 VALUES ($1, $2, 'app.bsky.feed.post', $3, $4, '3zzzzzzzzzzzz', 1, true, $5)",
+                &[&post, &author, &rkey, cid, &record],
+            )
+            .await
+            .expect("record");
+        client
+            .execute(
+                "INSERT INTO posts (uri, did, rkey, cid, text, embed_type, embed_record_uri, \
+                 embed_record_cid, created_at) \
+                 VALUES ($1, $2, $3, $4, 'look at this', 'app.bsky.embed.record', $5, $4, \
+                 '2026-01-01T00:00:00.000Z')",
+                &[&post, &author, &rkey, cid, uri],
+            )
+            .await
+            .expect("post");
+        post_uris.push(post);
+    }
+    let query: Vec<String> = post_uris
+        .iter()
+        .map(|u| format!("uris={}", enc(u)))
+        .collect();
+    let (status, body) = server.get("app.bsky.feed.getPosts", &query.join("&")).await;
+    assert_eq!(status, 200, "{body}");
+    let posts = body["posts"].as_array().expect("posts");
+    assert_eq!(posts.len(), quoted.len(), "{body}");
+    for (post, (uri, _, view)) in posts.iter().zip(&quoted) {
+        let embedded = &post["embed"]["record"];
+        assert_eq!(embedded["$type"], *view, "{post}");
+        assert_eq!(embedded["uri"], uri.as_str(), "{post}");
+    }
+    validate_with_official_lexicons(&[("app.bsky.feed.getPosts".into(), "quotes".into(), body)]);
+}

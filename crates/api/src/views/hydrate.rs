@@ -11,7 +11,11 @@ use serde_json::{json, Map, Value};
 use crate::config::ApiConfig;
 use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer};
 use crate::views::embed::{self, RECORD, RECORD_WITH_MEDIA};
+use crate::views::feedgen::{self, GeneratorInfo};
+use crate::views::labeler::{self, LabelerInfo};
+use crate::views::list::{self, ListInfo};
 use crate::views::post::{self, PostInfo, PostViewer};
+use crate::views::starter_pack::{self, StarterPackInfo};
 use crate::views::{put, uri_did};
 
 const POST_COLLECTION: &str = "app.bsky.feed.post";
@@ -84,10 +88,12 @@ impl<'a> Hydrator<'a> {
         if !quoted.is_empty() {
             posts.extend(post::load_posts(self.client, &quoted).await?);
         }
+        let embedded = self.load_embedded_records(&posts).await?;
         let all_dids = dedup(
             dids.iter()
                 .cloned()
-                .chain(posts.values().map(|p| p.did.clone())),
+                .chain(posts.values().map(|p| p.did.clone()))
+                .chain(embedded.creators()),
         );
         let all_posts: Vec<String> = posts.keys().cloned().collect();
         let (actors, actor_viewer, post_viewer) = match self.viewer {
@@ -109,9 +115,57 @@ impl<'a> Hydrator<'a> {
             config: self.config,
             viewer: self.viewer,
             posts,
+            embedded,
             actors,
             actor_viewer,
             post_viewer,
+        })
+    }
+
+    /// The feed generators, lists, starter packs and labelers that loaded
+    /// posts quote: one query per kind present, none when posts only quote
+    /// posts.
+    async fn load_embedded_records(
+        &self,
+        posts: &HashMap<String, PostInfo>,
+    ) -> Result<EmbeddedRecords, tokio_postgres::Error> {
+        let quoted = dedup(
+            posts
+                .values()
+                .filter_map(|p| p.embed_record_uri.clone())
+                .filter(|uri| !is_post_uri(uri)),
+        );
+        if quoted.is_empty() {
+            return Ok(EmbeddedRecords::default());
+        }
+        let of = |collection: &str| -> Vec<String> {
+            quoted
+                .iter()
+                .filter(|uri| uri_collection(uri) == Some(collection))
+                .cloned()
+                .collect()
+        };
+        let labeler_dids: Vec<String> = of(LABELER_COLLECTION)
+            .iter()
+            .filter(|uri| uri.ends_with("/self"))
+            .filter_map(|uri| uri_did(uri).map(str::to_owned))
+            .collect();
+        let (generator_uris, list_uris, pack_uris) = (
+            of(GENERATOR_COLLECTION),
+            of(LIST_COLLECTION),
+            of(STARTER_PACK_COLLECTION),
+        );
+        let (generators, lists, starter_packs, labelers) = tokio::try_join!(
+            feedgen::load_generators(self.client, &generator_uris, self.viewer),
+            list::load_lists(self.client, &list_uris, self.viewer),
+            starter_pack::load_starter_packs(self.client, &pack_uris),
+            labeler::load_labelers(self.client, &labeler_dids, self.viewer),
+        )?;
+        Ok(EmbeddedRecords {
+            generators,
+            lists,
+            starter_packs,
+            labelers,
         })
     }
 
@@ -147,13 +201,43 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn is_post_uri(uri: &str) -> bool {
-    uri.split('/').nth(3) == Some(POST_COLLECTION)
+    uri_collection(uri) == Some(POST_COLLECTION)
+}
+
+fn uri_collection(uri: &str) -> Option<&str> {
+    uri.split('/').nth(3)
+}
+
+const GENERATOR_COLLECTION: &str = "app.bsky.feed.generator";
+const LIST_COLLECTION: &str = "app.bsky.graph.list";
+const STARTER_PACK_COLLECTION: &str = "app.bsky.graph.starterpack";
+const LABELER_COLLECTION: &str = "app.bsky.labeler.service";
+
+/// Records other than posts that posts quote, by URI (labelers by DID).
+#[derive(Default)]
+pub struct EmbeddedRecords {
+    pub generators: HashMap<String, GeneratorInfo>,
+    pub lists: HashMap<String, ListInfo>,
+    pub starter_packs: HashMap<String, StarterPackInfo>,
+    pub labelers: HashMap<String, LabelerInfo>,
+}
+
+impl EmbeddedRecords {
+    fn creators(&self) -> impl Iterator<Item = String> + '_ {
+        self.generators
+            .values()
+            .map(|g| g.did.clone())
+            .chain(self.lists.values().map(|l| l.did.clone()))
+            .chain(self.starter_packs.values().map(|s| s.did.clone()))
+            .chain(self.labelers.values().map(|l| l.did.clone()))
+    }
 }
 
 pub struct Hydrated<'a> {
     pub config: &'a ApiConfig,
     pub viewer: Option<&'a str>,
     pub posts: HashMap<String, PostInfo>,
+    pub embedded: EmbeddedRecords,
     pub actors: HashMap<String, ActorInfo>,
     pub actor_viewer: HashMap<String, ActorViewer>,
     pub post_viewer: HashMap<String, PostViewer>,
@@ -367,6 +451,9 @@ impl Hydrated<'_> {
                 "author": self.blocked_author(did),
             });
         }
+        if !is_post_uri(uri) {
+            return self.embedded_other(uri, did).unwrap_or_else(not_found);
+        }
         let (Some(q), Some(author)) = (self.post(uri), self.profile_basic(did)) else {
             return not_found();
         };
@@ -386,6 +473,39 @@ impl Hydrated<'_> {
         }
         put(&mut m, "indexedAt", &q.indexed_at);
         Value::Object(m)
+    }
+}
+
+impl Hydrated<'_> {
+    /// A quoted feed generator, list, starter pack or labeler, as the view the
+    /// `app.bsky.embed.record#view` union names for it.
+    fn embedded_other(&self, uri: &str, did: &str) -> Option<Value> {
+        let e = &self.embedded;
+        let (view, type_) = match uri_collection(uri)? {
+            GENERATOR_COLLECTION => (
+                feedgen::generator_view(self, e.generators.get(uri)?)?,
+                "app.bsky.feed.defs#generatorView",
+            ),
+            LIST_COLLECTION => (
+                list::list_view(self, e.lists.get(uri)?)?,
+                "app.bsky.graph.defs#listView",
+            ),
+            STARTER_PACK_COLLECTION => (
+                starter_pack::starter_pack_view_basic(self, e.starter_packs.get(uri)?)?,
+                "app.bsky.graph.defs#starterPackViewBasic",
+            ),
+            LABELER_COLLECTION => {
+                let l = e.labelers.get(did).filter(|l| l.uri == uri)?;
+                (
+                    labeler::labeler_view(self, l, false)?,
+                    "app.bsky.labeler.defs#labelerView",
+                )
+            }
+            _ => return None,
+        };
+        let mut view = view;
+        view["$type"] = json!(type_);
+        Some(view)
     }
 }
 
