@@ -82,7 +82,9 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
         .collect();
     let threads: Vec<String> = client
         .query(
-            "SELECT uri FROM posts WHERE reply_parent_uri IS NULL ORDER BY random() LIMIT 2000",
+            "SELECT p.uri FROM posts p JOIN actors a ON a.did = p.did \
+             WHERE p.reply_parent_uri IS NULL AND a.indexed AND a.status = 'active' \
+             ORDER BY random() LIMIT 2000",
             &[],
         )
         .await?
@@ -173,7 +175,7 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
             p99,
             result.errors
         );
-        if result.ok == 0 {
+        if result.errors > 0 {
             if let Some(sample) = result.sample_error {
                 println!("  e.g. {sample}");
             }
