@@ -18,6 +18,24 @@ use crate::routes::{json, Ctx};
 use crate::views::actor::resolve_actor;
 use crate::views::{Db, Hydrator};
 
+/// Runs a search statement with a plan made for its actual values. The pool's
+/// sessions reuse generic plans (see `db`), but full-text queries and prefix
+/// patterns only reach their indexes when the planner sees the values, so
+/// these statements run in a transaction that asks for a custom plan.
+async fn query_custom_plan(
+    client: &mut deadpool_postgres::Object,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        .await?;
+    let stmt = tx.prepare_cached(sql).await?;
+    let rows = tx.query(&stmt, params).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// A WHERE clause built from optional filters, with its numbered parameters.
 #[derive(Default)]
 struct Filters {
@@ -186,7 +204,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .filter(|t| !t.is_empty())
         .collect();
 
-    let client = ctx.db().await?;
+    let mut client = ctx.db().await?;
     let mut f = Filters::default();
     // `*` (or any text without a letter or digit) matches everything.
     let has_text = query.text.chars().any(char::is_alphanumeric);
@@ -292,8 +310,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             w = f.sql()
         )
     };
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &f.refs()).await?;
+    let rows = query_custom_plan(&mut client, &sql, &f.refs()).await?;
 
     let uris: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
@@ -421,7 +438,7 @@ pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     if term.is_empty() {
         return json(&json!({"actors": []}));
     }
-    let client = ctx.db().await?;
+    let mut client = ctx.db().await?;
     let [h, h_top, n, n_top] = prefix_params(&term);
     let (after_rank, after_did) = cursor.unzip();
     let sql = format!(
@@ -429,23 +446,22 @@ pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Response> {
          WHERE $7::int4 IS NULL OR (rank, did) > ($7, $8) ORDER BY rank, did LIMIT $9",
         actor_candidates("plainto_tsquery")
     );
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &h,
-                &h_top,
-                &n,
-                &n_top,
-                &term,
-                &CANDIDATES,
-                &after_rank,
-                &after_did,
-                &limit,
-            ],
-        )
-        .await?;
+    let rows = query_custom_plan(
+        &mut client,
+        &sql,
+        &[
+            &h,
+            &h_top,
+            &n,
+            &n_top,
+            &term,
+            &CANDIDATES,
+            &after_rank,
+            &after_did,
+            &limit,
+        ],
+    )
+    .await?;
     let dids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&[], &dids)
@@ -480,20 +496,19 @@ pub async fn search_actors_typeahead(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     if term.is_empty() {
         return json(&json!({"actors": []}));
     }
-    let client = ctx.db().await?;
+    let mut client = ctx.db().await?;
     let [h, h_top, n, n_top] = prefix_params(&term);
     let words = prefix_tsquery(&term);
     let sql = format!(
         "{} SELECT did, rank FROM ranked ORDER BY rank, did LIMIT $7",
         actor_candidates("to_tsquery")
     );
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[&h, &h_top, &n, &n_top, &words, &CANDIDATES, &limit],
-        )
-        .await?;
+    let rows = query_custom_plan(
+        &mut client,
+        &sql,
+        &[&h, &h_top, &n, &n_top, &words, &CANDIDATES, &limit],
+    )
+    .await?;
     let dids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&[], &dids)
