@@ -24,6 +24,7 @@ pub use config::ApiConfig;
 pub use db::{connect_pool, PoolError};
 pub use error::XrpcError;
 pub use http::{install_metrics_recorder, router, serve, serve_on};
+pub use params::exercise_query;
 pub use routes::METHODS;
 
 /// Shared by every request.

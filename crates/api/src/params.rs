@@ -285,6 +285,37 @@ fn parse_at_uri(name: &str, value: &str) -> XrpcResult<String> {
     Ok(value.to_owned())
 }
 
+/// Runs a raw query string through the parser and every typed getter, the
+/// way handlers do, and reports how many parameters were accepted. The fuzz
+/// target and the corpus-replay test call this: whatever the bytes, it must
+/// return (an error is fine), never panic.
+pub fn exercise_query(query: &[u8]) -> usize {
+    let Ok(text) = std::str::from_utf8(query) else {
+        return 0;
+    };
+    let Ok(params) = Params::parse(Some(text)) else {
+        return 0;
+    };
+    let mut accepted = 0;
+    let mut count = |ok: bool| accepted += usize::from(ok);
+    count(params.actor("actor").is_ok());
+    count(params.actors("actors", 25).is_ok());
+    count(params.at_uri("uri").is_ok());
+    count(params.at_uris("uris", 25).is_ok());
+    count(params.optional_cid("cid").is_ok());
+    count(params.limit(1, 100, 50).is_ok());
+    count(params.int("depth", 0, 1000, 6).is_ok());
+    count(params.bool("includePins", false).is_ok());
+    count(params.one_of("filter", &["a", "b"], "a").is_ok());
+    count(params.cursor().is_ok());
+    count(params.optional_timestamp("since").is_ok());
+    count(params.strings("tag", 10, 640).is_ok());
+    if let Some(raw) = params.get("cursor") {
+        count(Cursor::decode(raw).is_ok());
+    }
+    accepted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

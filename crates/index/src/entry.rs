@@ -17,6 +17,35 @@ pub struct RawEntry {
 }
 
 impl RawEntry {
+    /// An entry from bytes laid out as `key NUL value NUL key NUL value ...`
+    /// (invalid UTF-8 replaced, an odd last key given an empty value): the
+    /// form the stream-entry fuzz target and its corpus use, so any input
+    /// is some entry.
+    pub fn from_nul_separated(data: &[u8]) -> RawEntry {
+        let parts: Vec<String> = data
+            .split(|b| *b == 0)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let fields = parts
+            .chunks(2)
+            .map(|kv| (kv[0].clone(), kv.get(1).cloned().unwrap_or_default()))
+            .collect();
+        RawEntry {
+            id: "0-1".into(),
+            fields,
+        }
+    }
+
+    /// The inverse of [`RawEntry::from_nul_separated`] for fields without NULs.
+    pub fn to_nul_separated(&self) -> Vec<u8> {
+        let parts: Vec<&str> = self
+            .fields
+            .iter()
+            .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+            .collect();
+        parts.join("\0").into_bytes()
+    }
+
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()

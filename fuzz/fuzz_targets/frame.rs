@@ -1,4 +1,5 @@
-//! Any bytes as a subscribeRepos message, through to the stream entry JSON.
+//! Any bytes as a subscribeRepos message, through the whole ingest decode
+//! path (frame, CAR, record blocks) to stream-entry JSON in both formats.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
