@@ -120,17 +120,43 @@ impl Stream<'_> {
         count: usize,
         block_ms: u64,
     ) -> Result<Vec<RawEntry>, IndexError> {
-        let reply: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        self.read_group(conn, consumer, count, Some(block_ms), ">")
+            .await
+    }
+
+    /// Entries delivered to `consumer` earlier and never acknowledged: what a
+    /// worker of the same name held when its process stopped. Reading them
+    /// back at start beats waiting for them to go idle long enough to claim.
+    pub async fn read_own_pending(
+        &self,
+        conn: &mut MultiplexedConnection,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, IndexError> {
+        self.read_group(conn, consumer, count, None, "0").await
+    }
+
+    async fn read_group(
+        &self,
+        conn: &mut MultiplexedConnection,
+        consumer: &str,
+        count: usize,
+        block_ms: Option<u64>,
+        from: &str,
+    ) -> Result<Vec<RawEntry>, IndexError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
             .arg(self.group)
             .arg(consumer)
             .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(block_ms)
+            .arg(count);
+        if let Some(block_ms) = block_ms {
+            cmd.arg("BLOCK").arg(block_ms);
+        }
+        let reply: Value = cmd
             .arg("STREAMS")
             .arg(self.key)
-            .arg(">")
+            .arg(from)
             .query_async(conn)
             .await
             .map_err(IndexError::redis(format!("XREADGROUP on {}", self.key)))?;

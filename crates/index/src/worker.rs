@@ -292,6 +292,9 @@ impl Worker {
         // acknowledged first once Redis is back, before reading anything new.
         let mut unfinished: Option<Prepared> = None;
         let mut need_group = false;
+        // Until its first empty read, a worker finishes what a predecessor of
+        // the same name left pending before it reads anything new.
+        let mut own_pending = true;
         while !self.stop.is_cancelled() {
             let step = async {
                 let redis = match conn.as_mut() {
@@ -309,7 +312,13 @@ impl Worker {
                     }
                 }
                 let mut batch = Vec::new();
-                if last_claim.is_none_or(|at| at.elapsed() >= claim_every) {
+                if own_pending {
+                    batch = stream
+                        .read_own_pending(redis, &self.name, self.cfg.batch_size)
+                        .await?;
+                    own_pending = !batch.is_empty();
+                }
+                if batch.is_empty() && last_claim.is_none_or(|at| at.elapsed() >= claim_every) {
                     batch = self.claim_stale(&stream, redis, claim_idle_ms).await?;
                     last_claim = Some(Instant::now());
                 }

@@ -153,7 +153,14 @@ async fn demo_stops_cleanly_and_resumes_without_loss_or_repeats() {
             .expect("cursor saved on shutdown")
     };
     run_until_watermark(&env, first_cursor + 3_000).await;
+    let conn = assert_complete(&env, None).await;
+    clean_up(&env, conn).await;
+}
 
+/// The stream runs without gaps or repeats from `first_seq` up to the saved
+/// cursor, every event up to it is indexed, and the database equals the
+/// simulator's ground truth. Returns the Redis connection for clean-up.
+async fn assert_complete(env: &Env, first_seq: Option<i64>) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(REDIS).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()
@@ -195,9 +202,20 @@ async fn demo_stops_cleanly_and_resumes_without_loss_or_repeats() {
     assert!(
         serde_json::to_value(&snapshot).expect("snapshot json")
             == serde_json::to_value(&truth).expect("truth json"),
-        "the database differs from the simulator's ground truth after a restart"
+        "the database differs from the simulator's ground truth"
     );
 
+    if let Some(first) = first_seq {
+        assert_eq!(
+            seqs.first().copied(),
+            Some(first),
+            "the stream does not resume where the index stopped"
+        );
+    }
+    conn
+}
+
+async fn clean_up(env: &Env, mut conn: redis::aio::MultiplexedConnection) {
     let keys: Vec<String> = conn
         .keys(format!("{}:*", env.prefix))
         .await
@@ -206,4 +224,47 @@ async fn demo_stops_cleanly_and_resumes_without_loss_or_repeats() {
         let _: Result<(), _> = conn.del(keys).await;
     }
     let _ = skyhose_index::drop_database(&env.database_url).await;
+}
+
+/// Redis keeps nothing on disk here: after a wipe, the restarted demo must
+/// resume from the seq committed in PostgreSQL and lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_resumes_from_the_database_after_redis_is_wiped() {
+    let env = Env::new();
+    run_until_watermark(&env, 3_000).await;
+    let committed = env.watermark().await.expect("a committed watermark");
+    let client = redis::Client::open(REDIS).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = conn.keys(format!("{}:*", env.prefix)).await.expect("keys");
+    assert!(!keys.is_empty());
+    let _: () = conn.del(keys).await.expect("wipe");
+    run_until_watermark(&env, committed + 3_000).await;
+    let conn = assert_complete(&env, Some(committed + 1)).await;
+    clean_up(&env, conn).await;
+}
+
+/// SIGKILL at random moments: whatever was committed stays, whatever was not
+/// is redone, and the end state is the ground truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_killed_at_random_moments_loses_and_repeats_nothing() {
+    let env = Env::new();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    for kill in 0..3u64 {
+        let mut child = env.spawn_demo(free_port());
+        // Let it start and make progress, then kill it mid-flight.
+        let wait_ms = 1_500 + u64::from(nanos).wrapping_mul(kill + 1) % 2_000;
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        child.kill().await.expect("SIGKILL");
+        let _ = child.wait().await;
+    }
+    let before = env.watermark().await.unwrap_or(0);
+    run_until_watermark(&env, before + 2_000).await;
+    let conn = assert_complete(&env, None).await;
+    clean_up(&env, conn).await;
 }

@@ -186,7 +186,7 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
         .context("reading the index watermark")?;
 
     let sim_relay = if args.relay_url == "sim" {
-        Some(start_sim_relay(args).await?)
+        Some(start_sim_relay(args, fallback_cursor).await?)
     } else {
         None
     };
@@ -342,10 +342,14 @@ async fn drain_index(mut cfg: IndexConfig) {
 
 /// The simulated relay restarts from seq 1 with each process; it generates up to the
 /// saved cursor at once so ingest's resume point is inside its replay window again.
-async fn start_sim_relay(args: &RunArgs) -> anyhow::Result<RelayHandle> {
+/// `indexed`: the seq committed in PostgreSQL. The relay regenerates up to
+/// the later of it and the cursor saved in Redis, so a restarted demo finds
+/// its resume point in the relay's window even after Redis lost its data.
+async fn start_sim_relay(args: &RunArgs, indexed: Option<i64>) -> anyhow::Result<RelayHandle> {
     let saved = saved_cursor(&args.pipeline.redis_url, &args.pipeline.keys.cursor_key)
         .await
         .unwrap_or(0)
+        .max(indexed.unwrap_or(0))
         .max(0) as u64;
     let cfg = RelayConfig {
         sim: sim_config(args),
