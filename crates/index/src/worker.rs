@@ -286,6 +286,11 @@ impl Worker {
         let claim_every = (self.cfg.claim_idle / 2).max(Duration::from_millis(50));
         let mut last_claim: Option<Instant> = None;
         let mut last_watermark = Instant::now();
+        // Batches committed since the watermark was last raised. When the
+        // stream goes quiet they are covered at the next empty read; without
+        // this an idle index leaves its last batches out of the watermark, so
+        // it cannot say its database is complete and a restart replays them.
+        let mut watermark_behind = true;
         let mut conn: Option<MultiplexedConnection> = None;
         let mut backoff = MIN_BACKOFF;
         // A committed batch whose acknowledgement failed (Redis went away):
@@ -334,6 +339,11 @@ impl Worker {
                         self.update_watermark(&stream, redis).await?;
                         return Ok(true);
                     }
+                    if watermark_behind {
+                        self.update_watermark(&stream, redis).await?;
+                        watermark_behind = false;
+                        last_watermark = Instant::now();
+                    }
                     return Ok(false);
                 }
                 let prepared = self.process(batch).await?;
@@ -347,6 +357,9 @@ impl Worker {
                 if last_watermark.elapsed() >= WATERMARK_EVERY {
                     self.update_watermark(&stream, redis).await?;
                     last_watermark = Instant::now();
+                    watermark_behind = false;
+                } else {
+                    watermark_behind = true;
                 }
                 Ok::<bool, IndexError>(false)
             };
