@@ -88,9 +88,14 @@ impl IndexError {
     }
 
     /// True when Redis answered that the stream or its consumer group does
-    /// not exist (Redis restarted empty).
+    /// not exist (Redis restarted empty), or that the stream was deleted while
+    /// a blocking read waited on it (`UNBLOCKED`, Redis 7).
     pub fn is_missing_group(&self) -> bool {
-        matches!(self, IndexError::Redis { source, .. } if source.code() == Some("NOGROUP"))
+        matches!(
+            self,
+            IndexError::Redis { source, .. }
+                if matches!(source.code(), Some("NOGROUP") | Some("UNBLOCKED"))
+        )
     }
 
     /// True when the failure is about the data of this batch (PostgreSQL
