@@ -1,6 +1,8 @@
-//! `skyhose demo` end to end: it indexes the simulated relay, stops cleanly on
-//! SIGINT, starts again from its cursor, and in the end the stream holds every seq
-//! exactly once and the database equals the simulator's ground truth.
+//! `skyhose demo` and `skyhose run` end to end: they index the simulated relay
+//! (built in, or in another process the way a real relay is), stop cleanly on
+//! SIGINT/SIGTERM, start again from their cursor, and in the end the stream
+//! holds every seq exactly once and the database equals the simulator's ground
+//! truth.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,14 +34,7 @@ impl Env {
     }
 
     fn spawn_demo(&self, api_port: u16) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_skyhose"))
-            .arg("demo")
-            .args(["--redis", REDIS, "--database-url", &self.database_url])
-            .args(["--stream-key", &format!("{}:events", self.prefix)])
-            .args(["--cursor-key", &format!("{}:cursor", self.prefix)])
-            .args(["--status-key", &format!("{}:status", self.prefix)])
-            .args(["--dead-letter-key", &format!("{}:dead", self.prefix)])
-            .args(["--listen", &format!("127.0.0.1:{api_port}")])
+        self.pipeline(&["demo"], api_port)
             .args([
                 "--sim-rate",
                 "3000",
@@ -47,12 +42,32 @@ impl Env {
                 &ACCOUNTS.to_string(),
             ])
             .args(["--sim-seed", &SEED.to_string()])
+            .spawn()
+            .expect("skyhose binary starts")
+    }
+
+    /// `skyhose run` reading a relay at `relay_url`.
+    fn spawn_run(&self, relay_url: &str, api_port: u16) -> Child {
+        self.pipeline(&["run", "--relay", relay_url, "--workers", "2"], api_port)
+            .spawn()
+            .expect("skyhose binary starts")
+    }
+
+    /// A `run`/`demo` command on this test's keys and database.
+    fn pipeline(&self, command: &[&str], api_port: u16) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skyhose"));
+        cmd.args(command)
+            .args(["--redis", REDIS, "--database-url", &self.database_url])
+            .args(["--stream-key", &format!("{}:events", self.prefix)])
+            .args(["--cursor-key", &format!("{}:cursor", self.prefix)])
+            .args(["--status-key", &format!("{}:status", self.prefix)])
+            .args(["--dead-letter-key", &format!("{}:dead", self.prefix)])
+            .args(["--listen", &format!("127.0.0.1:{api_port}")])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("skyhose binary starts")
+            .kill_on_drop(true);
+        cmd
     }
 
     async fn watermark(&self) -> Option<i64> {
@@ -68,18 +83,26 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-async fn interrupt_and_wait(mut child: Child) {
+async fn interrupt_and_wait(child: Child) {
+    signal_and_wait(child, "INT").await;
+}
+
+/// Sends `signal` (`INT`, `TERM`) and expects a clean exit within 30 s.
+async fn signal_and_wait(mut child: Child, signal: &str) {
     let pid = child.id().expect("child is running");
     let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success());
     let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
-        .expect("demo stops within 30 s of SIGINT")
-        .expect("wait for demo");
-    assert!(exit.success(), "demo exited with {exit}");
+        .unwrap_or_else(|_| panic!("the pipeline stops within 30 s of SIG{signal}"))
+        .expect("wait for the pipeline");
+    assert!(
+        exit.success(),
+        "the pipeline exited with {exit} after SIG{signal}"
+    );
 }
 
 /// GET over loopback HTTP/1.1: status line and body.
@@ -123,19 +146,20 @@ async fn assert_serves_profile(env: &Env, port: u16) {
 async fn run_until_watermark(env: &Env, at_least: i64) {
     let port = free_port();
     let child = env.spawn_demo(port);
+    wait_for_watermark(env, at_least).await;
+    assert_serves_profile(env, port).await;
+    interrupt_and_wait(child).await;
+}
+
+async fn wait_for_watermark(env: &Env, at_least: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if env.watermark().await.unwrap_or(0) >= at_least {
-            break;
-        }
+    while env.watermark().await.unwrap_or(0) < at_least {
         assert!(
             Instant::now() < deadline,
             "watermark never reached {at_least}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_serves_profile(env, port).await;
-    interrupt_and_wait(child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,6 +289,59 @@ async fn demo_killed_at_random_moments_loses_and_repeats_nothing() {
     }
     let before = env.watermark().await.unwrap_or(0);
     run_until_watermark(&env, before + 2_000).await;
+    let conn = assert_complete(&env, None).await;
+    clean_up(&env, conn).await;
+}
+
+/// `skyhose run` as in production, against a relay in another process: it
+/// serves what it indexed on one `/metrics` for every stage, stops on
+/// SIGTERM, resumes from its cursor and finishes the relay's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_against_an_external_relay_resumes_after_sigterm() {
+    const TOTAL: i64 = 6_000;
+    let env = Env::new();
+    let relay_port = free_port();
+    let _relay = Command::new(env!("CARGO_BIN_EXE_skyhose"))
+        .arg("sim-relay")
+        .args(["--listen", &format!("127.0.0.1:{relay_port}")])
+        .args(["--seed", &SEED.to_string()])
+        .args(["--accounts", &ACCOUNTS.to_string()])
+        .args(["--total", &TOTAL.to_string(), "--rate", "2000", "--no-plc"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("skyhose sim-relay starts");
+    let relay_url = format!("ws://127.0.0.1:{relay_port}");
+    // Without a cursor a relay starts at its live head; cursor 0 asks for
+    // its whole window, so the truth of seq 1.. applies.
+    let client = redis::Client::open(REDIS).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = conn
+        .set(format!("{}:cursor", env.prefix), 0)
+        .await
+        .expect("cursor set");
+
+    for target in [2_000, TOTAL] {
+        let port = free_port();
+        let child = env.spawn_run(&relay_url, port);
+        wait_for_watermark(&env, target).await;
+        assert_serves_profile(&env, port).await;
+        let (status, metrics) = http_get(port, "/metrics").await.expect("metrics answer");
+        assert_eq!(status, 200);
+        for family in [
+            "skyhose_ingest_events_total",
+            "skyhose_index_events_total",
+            "skyhose_api_requests_total",
+        ] {
+            assert!(metrics.contains(family), "{family} missing from /metrics");
+        }
+        signal_and_wait(child, "TERM").await;
+    }
     let conn = assert_complete(&env, None).await;
     clean_up(&env, conn).await;
 }
