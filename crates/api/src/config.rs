@@ -21,8 +21,11 @@ pub struct ApiConfig {
     /// Video playlist and thumbnail URLs: `{did}` and `{cid}` are replaced.
     pub video_playlist_pattern: String,
     pub video_thumbnail_pattern: String,
-    /// Requests served at once; further connections wait.
+    /// Requests served at once; further requests wait.
     pub max_concurrent_requests: usize,
+    /// Connections open at once, idle keep-alive ones included; further
+    /// clients wait to be accepted.
+    pub max_connections: usize,
     /// Largest request (headers and query) accepted.
     pub max_request_bytes: usize,
 }
@@ -41,6 +44,7 @@ impl ApiConfig {
             video_thumbnail_pattern: "https://video.bsky.app/watch/{did}/{cid}/thumbnail.jpg"
                 .into(),
             max_concurrent_requests: 512,
+            max_connections: 4096,
             max_request_bytes: 16 * 1024,
         }
     }

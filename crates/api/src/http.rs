@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dashboard;
 use crate::error::XrpcError;
+use crate::listener::LimitedListener;
 use crate::routes;
 use crate::AppState;
 
@@ -72,8 +73,9 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(url = %format!("http://{addr}"), "serving XRPC");
+    let max_connections = state.config.max_connections;
     let app = router(state);
-    axum::serve(listener, app)
+    axum::serve(LimitedListener::new(listener, max_connections), app)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await
 }

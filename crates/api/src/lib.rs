@@ -10,6 +10,7 @@ mod dashboard;
 mod db;
 mod error;
 mod http;
+mod listener;
 mod params;
 mod routes;
 mod views;

@@ -82,3 +82,29 @@ async fn requests_over_the_size_limit_are_refused_before_routing() {
         .await;
     assert_ne!(status, 414);
 }
+
+/// Idle connections cannot exhaust the server: past `max_connections` a new
+/// client waits to be accepted, and is served as soon as one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_wait_until_one_closes() {
+    let server = Server::start(|config| config.max_connections = 2).await;
+    let idle_a = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let idle_b = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let health = tokio::spawn(common::http_get(server.addr, "/xrpc/_health", None));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !health.is_finished(),
+        "a third connection was served while two were open"
+    );
+    drop(idle_a);
+    let (status, _) = tokio::time::timeout(Duration::from_secs(10), health)
+        .await
+        .expect("served once a connection closed")
+        .expect("request task");
+    assert_eq!(status, 200);
+    drop(idle_b);
+}

@@ -35,6 +35,10 @@ pub struct ApiArgs {
     /// Requests handled at once; more wait their turn.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
     pub max_concurrent_requests: usize,
+    /// Client connections open at once (idle keep-alive ones count); more
+    /// wait to be accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
 }
 
 impl ApiArgs {
@@ -47,6 +51,7 @@ impl ApiArgs {
         config.pool_size = self.api_pool_size;
         config.statement_timeout = self.statement_timeout;
         config.max_concurrent_requests = self.max_concurrent_requests;
+        config.max_connections = self.max_connections;
         config
     }
 }
