@@ -153,6 +153,9 @@ pub const KIND_TABLES: &[KindTable] = &[
                 text(j, &["embed", "alt"]).or_else(|| text(j, &["embed", "media", "alt"]))
             }),
             CREATED_AT,
+            // The API renders the whole record with every post view: kept
+            // here so it is read with the row (0005_post_records.sql).
+            col!("record", Jsonb, |j| Some(j.to_string())),
         ],
     },
     KindTable {

@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "index_write_path",
         sql: include_str!("../migrations/0004_index_write_path.sql"),
     },
+    Migration {
+        version: 5,
+        name: "post_records",
+        sql: include_str!("../migrations/0005_post_records.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

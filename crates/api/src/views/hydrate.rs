@@ -60,34 +60,22 @@ impl<'a> Hydrator<'a> {
         post_uris: &[String],
         dids: &[String],
     ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
-        self.hydrate_with(HashMap::new(), post_uris, dids).await
+        self.hydrate_posts(post_uris, false, dids).await
     }
 
-    /// `hydrate`, with some posts already loaded by the caller.
-    async fn hydrate_with(
+    /// `hydrate`, with `reply_refs` also the posts that the listed ones reply
+    /// to.
+    async fn hydrate_posts(
         &self,
-        mut posts: HashMap<String, PostInfo>,
         post_uris: &[String],
+        reply_refs: bool,
         dids: &[String],
     ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
-        let missing = dedup(
-            post_uris
-                .iter()
-                .filter(|uri| !posts.contains_key(*uri))
-                .cloned(),
-        );
-        if !missing.is_empty() {
-            posts.extend(post::load_posts(self.client, &missing).await?);
-        }
-        let quoted = dedup(
-            posts
-                .values()
-                .filter_map(|p| p.embed_record_uri.clone())
-                .filter(|uri| is_post_uri(uri) && !posts.contains_key(uri)),
-        );
-        if !quoted.is_empty() {
-            posts.extend(post::load_posts(self.client, &quoted).await?);
-        }
+        let load = post::PostLoad {
+            reply_refs,
+            viewer: self.viewer.is_some(),
+        };
+        let posts = post::load_posts(self.client, &dedup(post_uris.iter().cloned()), load).await?;
         let embedded = self.load_embedded_records(&posts).await?;
         let all_dids = dedup(
             dids.iter()
@@ -174,16 +162,7 @@ impl<'a> Hydrator<'a> {
         &self,
         items: &[FeedItem],
     ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
-        let first = post::load_posts(
-            self.client,
-            &dedup(items.iter().map(|i| i.post_uri.clone())),
-        )
-        .await?;
-        let mut uris: Vec<String> = Vec::new();
-        for p in first.values() {
-            uris.extend(p.reply_root_uri.clone());
-            uris.extend(p.reply_parent_uri.clone());
-        }
+        let uris: Vec<String> = items.iter().map(|i| i.post_uri.clone()).collect();
         let dids: Vec<String> = items
             .iter()
             .filter_map(|i| match &i.reason {
@@ -191,7 +170,7 @@ impl<'a> Hydrator<'a> {
                 _ => None,
             })
             .collect();
-        self.hydrate_with(first, &uris, &dids).await
+        self.hydrate_posts(&uris, true, &dids).await
     }
 }
 

@@ -41,32 +41,73 @@ pub struct PostViewer {
     pub repost: Option<String>,
 }
 
+/// The listed posts, with `$2` the posts they reply to (parent and root),
+/// then the posts that any of those quote: everything a page of posts shows
+/// in one statement. The record is read from the post's own row; rows
+/// written before it was kept there fall back to `records`. Threadgates only
+/// apply to (and are only shown on) thread roots, and whether the author
+/// disabled embedding is only shown to a viewer (`$3`), so the other posts
+/// skip those lookups.
 const POST_QUERY: &str = "\
-SELECT p.uri, p.cid, p.did, r.record, \
+WITH listed AS ( \
+    SELECT p.* FROM unnest($1::text[]) AS u(uri) JOIN posts p ON p.uri = u.uri \
+), replied AS ( \
+    SELECT p.* FROM ( \
+        SELECT DISTINCT r.uri FROM listed l \
+        CROSS JOIN LATERAL (VALUES (l.reply_parent_uri), (l.reply_root_uri)) AS r(uri) \
+        WHERE $2 AND r.uri IS NOT NULL AND r.uri NOT IN (SELECT uri FROM listed) \
+    ) r JOIN posts p ON p.uri = r.uri \
+), loaded AS ( \
+    SELECT * FROM listed UNION ALL SELECT * FROM replied \
+), quoted AS ( \
+    SELECT p.* FROM ( \
+        SELECT DISTINCT l.embed_record_uri AS uri FROM loaded l \
+        WHERE split_part(l.embed_record_uri, '/', 4) = 'app.bsky.feed.post' \
+          AND l.embed_record_uri NOT IN (SELECT uri FROM loaded) \
+    ) q JOIN posts p ON p.uri = q.uri \
+) \
+SELECT p.uri, p.cid, p.did, COALESCE(p.record, (SELECT r.record FROM records r WHERE r.uri = p.uri)), \
        to_char(p.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
        COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0), \
        p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, \
-       tg.uri, tg.cid, tgr.record, tg.hidden_replies, \
-       EXISTS (SELECT 1 FROM postgates pg WHERE pg.post_uri = p.embed_record_uri \
-               AND pg.detached_embedding_uris ? p.uri), \
-       COALESCE(own_gate.embedding_rules @> '[{\"$type\": \"app.bsky.feed.postgate#disableRule\"}]', false) \
-FROM unnest($1::text[]) AS u(uri) \
-JOIN posts p ON p.uri = u.uri \
-JOIN records r ON r.uri = p.uri \
+       tg.uri, tg.cid, tg.record, tg.hidden_replies, \
+       p.embed_record_uri IS NOT NULL AND EXISTS (SELECT 1 FROM postgates pg \
+           WHERE pg.post_uri = p.embed_record_uri AND pg.detached_embedding_uris ? p.uri), \
+       CASE WHEN $3 THEN COALESCE((SELECT own.embedding_rules @> '[{\"$type\": \"app.bsky.feed.postgate#disableRule\"}]' \
+           FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
+       ELSE false END \
+FROM (SELECT * FROM loaded UNION ALL SELECT * FROM quoted) p \
 LEFT JOIN post_counts c ON c.uri = p.uri \
-LEFT JOIN threadgates tg ON tg.uri = 'at://' || p.did || '/app.bsky.feed.threadgate/' || p.rkey \
-LEFT JOIN records tgr ON tgr.uri = tg.uri \
-LEFT JOIN postgates own_gate ON own_gate.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey";
+LEFT JOIN LATERAL ( \
+    SELECT tg.uri, tg.cid, tgr.record, tg.hidden_replies FROM threadgates tg \
+    LEFT JOIN records tgr ON tgr.uri = tg.uri \
+    WHERE p.reply_parent_uri IS NULL \
+      AND tg.uri = 'at://' || p.did || '/app.bsky.feed.threadgate/' || p.rkey \
+) tg ON true";
+
+/// What to load besides the listed posts (the posts they quote always are).
+#[derive(Debug, Clone, Copy)]
+pub struct PostLoad {
+    /// Also the posts the listed ones reply to (feeds show parent and root).
+    pub reply_refs: bool,
+    /// A viewer is asking: their view of each post says whether it can be
+    /// embedded.
+    pub viewer: bool,
+}
 
 pub async fn load_posts(
     client: &Db,
     uris: &[String],
+    what: PostLoad,
 ) -> Result<HashMap<String, PostInfo>, tokio_postgres::Error> {
     if uris.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = client
-        .query(&client.prepare_cached(POST_QUERY).await?, &[&uris])
+        .query(
+            &client.prepare_cached(POST_QUERY).await?,
+            &[&uris, &what.reply_refs, &what.viewer],
+        )
         .await?;
     Ok(rows
         .into_iter()
