@@ -15,20 +15,41 @@ fn parse_url(url: &str) -> Result<Config, IndexError> {
         })
 }
 
+/// A connection to the server's `postgres` database, for creating or
+/// dropping the database `url` names (`name`).
+struct Admin {
+    name: String,
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+impl Admin {
+    async fn connect(url: &str) -> Result<Self, IndexError> {
+        let mut config = parse_url(url)?;
+        let name = config
+            .get_dbname()
+            .ok_or_else(|| IndexError::DatabaseUrlWithoutName(url.to_owned()))?
+            .to_owned();
+        config.dbname("postgres");
+        let (client, connection) = config.connect(NoTls).await.map_err(IndexError::pg(format!(
+            "connecting to the postgres database at {url}"
+        )))?;
+        Ok(Admin {
+            name,
+            client,
+            driver: tokio::spawn(connection),
+        })
+    }
+}
+
 /// Creates the database named by `url` when it does not exist yet, by
 /// connecting to the server's `postgres` database.
 pub async fn ensure_database(url: &str) -> Result<(), IndexError> {
-    let config = parse_url(url)?;
-    let name = config
-        .get_dbname()
-        .ok_or_else(|| IndexError::DatabaseUrlWithoutName(url.to_owned()))?
-        .to_owned();
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, connection) = admin.connect(NoTls).await.map_err(IndexError::pg(format!(
-        "connecting to the postgres database at {url}"
-    )))?;
-    let driver = tokio::spawn(connection);
+    let Admin {
+        name,
+        client,
+        driver,
+    } = Admin::connect(url).await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -58,17 +79,11 @@ pub async fn ensure_database(url: &str) -> Result<(), IndexError> {
 /// Drops the database named by `url` (used by tests and benchmarks that
 /// create a throwaway database).
 pub async fn drop_database(url: &str) -> Result<(), IndexError> {
-    let config = parse_url(url)?;
-    let name = config
-        .get_dbname()
-        .ok_or_else(|| IndexError::DatabaseUrlWithoutName(url.to_owned()))?
-        .to_owned();
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, connection) = admin.connect(NoTls).await.map_err(IndexError::pg(format!(
-        "connecting to the postgres database at {url}"
-    )))?;
-    let driver = tokio::spawn(connection);
+    let Admin {
+        name,
+        client,
+        driver,
+    } = Admin::connect(url).await?;
     client
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
