@@ -84,16 +84,35 @@ pub async fn migrate(pool: &Pool) -> Result<MigrationReport, IndexError> {
         applied: Vec::new(),
         current: done.iter().copied().max().unwrap_or(0),
     };
-    for migration in MIGRATIONS {
-        if done.contains(&migration.version) {
-            continue;
-        }
+    let pending = MIGRATIONS
+        .iter()
+        .filter(|m| !done.contains(&m.version))
+        .count();
+    for (step, migration) in MIGRATIONS
+        .iter()
+        .filter(|m| !done.contains(&m.version))
+        .enumerate()
+    {
         let fail = |source| IndexError::Migration {
             version: migration.version,
             name: migration.name,
             source,
         };
+        // A migration that rewrites a large table can take minutes: say
+        // which one runs, and how long it took.
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applying migration {}/{pending}",
+            step + 1
+        );
+        let started = std::time::Instant::now();
         tx.batch_execute(migration.sql).await.map_err(fail)?;
+        tracing::info!(
+            version = migration.version,
+            seconds = format_args!("{:.1}", started.elapsed().as_secs_f64()),
+            "migration applied"
+        );
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
             &[&migration.version, &migration.name],
