@@ -129,15 +129,7 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate_feed(&items)
         .await?;
-    let feed: Vec<Value> = items
-        .iter()
-        .filter_map(|item| hydrated.feed_view_post(item))
-        .collect();
-    let mut out = json!({ "feed": feed });
-    if let Some(next) = next {
-        out["cursor"] = json!(next);
-    }
-    json(&out)
+    json(&hydrated.feed_page(&items, next))
 }
 
 /// Replies loaded below the anchor, whatever `depth` asks for.

@@ -205,10 +205,6 @@ pub async fn get_actor_likes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate_feed(&items)
         .await?;
-    let feed: Vec<Value> = items
-        .iter()
-        .filter_map(|item| hydrated.feed_view_post(item))
-        .collect();
     let next = next_cursor(&rows, limit, 1, 0);
-    json(&with_cursor(json!({ "feed": feed }), next))
+    json(&hydrated.feed_page(&items, next))
 }

@@ -6,11 +6,10 @@
 //! the work grows with the number of accounts, not with their post counts.
 
 use axum::response::Response;
-use serde_json::{json, Value};
 use tokio_postgres::Row;
 
 use crate::error::{XrpcError, XrpcResult};
-use crate::routes::interactions::{cursor_params, keyset, next_cursor, with_cursor};
+use crate::routes::interactions::{cursor_params, keyset, next_cursor};
 use crate::routes::{json, Ctx};
 use crate::views::hydrate::{FeedItem, Reason};
 use crate::views::{uri_did, Hydrator};
@@ -47,12 +46,8 @@ async fn render_feed(
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
         .hydrate_feed(&items)
         .await?;
-    let feed: Vec<Value> = items
-        .iter()
-        .filter_map(|item| hydrated.feed_view_post(item))
-        .collect();
     let next = next_cursor(rows, limit, 1, 0);
-    json(&with_cursor(json!({ "feed": feed }), next))
+    json(&hydrated.feed_page(&items, next))
 }
 
 /// `authors` is a query yielding a `did` column, over the statement's `$1`.

@@ -11,6 +11,9 @@ use serde_json::{json, Map, Value};
 use crate::config::ApiConfig;
 use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer};
 use crate::views::embed::{self, RECORD, RECORD_WITH_MEDIA};
+use crate::views::feed_view::{
+    record_value, FeedPage, FeedViewPost, PostOrPlaceholder, PostView, ReplyRef,
+};
 use crate::views::feedgen::{self, GeneratorInfo};
 use crate::views::labeler::{self, LabelerInfo};
 use crate::views::list::{self, ListInfo};
@@ -264,14 +267,19 @@ impl Hydrated<'_> {
 
     /// `app.bsky.feed.defs#postView`, when the post and its author are served.
     pub fn post_view(&self, uri: &str) -> Option<Value> {
+        self.post_view_raw(uri).map(PostView::into_value)
+    }
+
+    /// `post_view` with the record left as stored, for responses serialized
+    /// without building a JSON tree of the whole page.
+    pub fn post_view_raw(&self, uri: &str) -> Option<PostView<'_>> {
         let p = self.post(uri)?;
         let author = self.profile_basic(&p.did)?;
         let mut m = Map::new();
         put(&mut m, "uri", &p.uri);
         put(&mut m, "cid", &p.cid);
         m.insert("author".into(), author);
-        m.insert("record".into(), p.record.clone());
-        if let Some(embed) = p.record.get("embed").and_then(|e| self.embed_view(p, e, 0)) {
+        if let Some(embed) = p.embed.as_ref().and_then(|e| self.embed_view(p, e, 0)) {
             m.insert("embed".into(), embed);
         }
         m.insert("replyCount".into(), json!(p.replies));
@@ -301,22 +309,25 @@ impl Hydrated<'_> {
                 );
             }
         }
-        Some(Value::Object(m))
+        Some(PostView {
+            fields: m,
+            record: &p.record,
+        })
     }
 
     /// A post, or the lexicon's placeholder saying why it is not shown.
-    pub fn post_or_placeholder(&self, uri: &str) -> Value {
+    pub fn post_or_placeholder(&self, uri: &str) -> PostOrPlaceholder<'_> {
         if let Some(did) = self.posts.get(uri).map(|p| p.did.as_str()) {
             if self.blocked(did) {
-                return self.blocked_post(uri, did);
+                return PostOrPlaceholder::Placeholder(self.blocked_post(uri, did));
             }
         }
-        match self.post_view(uri) {
+        match self.post_view_raw(uri) {
             Some(mut view) => {
-                view["$type"] = json!("app.bsky.feed.defs#postView");
-                view
+                put(&mut view.fields, "$type", "app.bsky.feed.defs#postView");
+                PostOrPlaceholder::Post(view)
             }
-            None => not_found_post(uri),
+            None => PostOrPlaceholder::Placeholder(not_found_post(uri)),
         }
     }
 
@@ -337,51 +348,51 @@ impl Hydrated<'_> {
         author
     }
 
+    /// A feed method's output: the items that are served, and `cursor`.
+    pub fn feed_page(&self, items: &[FeedItem], cursor: Option<String>) -> FeedPage<'_> {
+        FeedPage {
+            feed: items
+                .iter()
+                .filter_map(|item| self.feed_view_post(item))
+                .collect(),
+            cursor,
+        }
+    }
+
     /// `app.bsky.feed.defs#feedViewPost`, or None when the post is not served.
-    pub fn feed_view_post(&self, item: &FeedItem) -> Option<Value> {
+    pub fn feed_view_post(&self, item: &FeedItem) -> Option<FeedViewPost<'_>> {
         let p = self.post(&item.post_uri)?;
         if self.blocked(&p.did) {
             return None;
         }
-        let mut m = Map::new();
-        m.insert("post".into(), self.post_view(&item.post_uri)?);
-        if let (Some(root), Some(parent)) = (&p.reply_root_uri, &p.reply_parent_uri) {
-            m.insert(
-                "reply".into(),
-                json!({
-                    "root": self.post_or_placeholder(root),
-                    "parent": self.post_or_placeholder(parent),
-                }),
-            );
-        }
-        match &item.reason {
+        let reply = match (&p.reply_root_uri, &p.reply_parent_uri) {
+            (Some(root), Some(parent)) => Some(ReplyRef {
+                root: self.post_or_placeholder(root),
+                parent: self.post_or_placeholder(parent),
+            }),
+            _ => None,
+        };
+        let reason = match &item.reason {
             Some(Reason::Repost {
                 by,
                 uri,
                 cid,
                 indexed_at,
-            }) => {
-                let by = self.profile_basic(by)?;
-                m.insert(
-                    "reason".into(),
-                    json!({
-                        "$type": "app.bsky.feed.defs#reasonRepost",
-                        "by": by,
-                        "uri": uri,
-                        "cid": cid,
-                        "indexedAt": indexed_at,
-                    }),
-                );
-            }
-            Some(Reason::Pin) => {
-                m.insert(
-                    "reason".into(),
-                    json!({"$type": "app.bsky.feed.defs#reasonPin"}),
-                );
-            }
-            None => {}
-        }
-        Some(Value::Object(m))
+            }) => Some(json!({
+                "$type": "app.bsky.feed.defs#reasonRepost",
+                "by": self.profile_basic(by)?,
+                "uri": uri,
+                "cid": cid,
+                "indexedAt": indexed_at,
+            })),
+            Some(Reason::Pin) => Some(json!({"$type": "app.bsky.feed.defs#reasonPin"})),
+            None => None,
+        };
+        Some(FeedViewPost {
+            post: self.post_view_raw(&item.post_uri)?,
+            reply,
+            reason,
+        })
     }
 
     fn embed_view(&self, p: &PostInfo, embed: &Value, depth: usize) -> Option<Value> {
@@ -441,13 +452,13 @@ impl Hydrated<'_> {
         put(&mut m, "uri", &q.uri);
         put(&mut m, "cid", &q.cid);
         m.insert("author".into(), author);
-        m.insert("value".into(), q.record.clone());
+        m.insert("value".into(), record_value(&q.record));
         m.insert("labels".into(), json!([]));
         m.insert("replyCount".into(), json!(q.replies));
         m.insert("repostCount".into(), json!(q.reposts));
         m.insert("likeCount".into(), json!(q.likes));
         m.insert("quoteCount".into(), json!(q.quotes));
-        if let Some(embed) = q.record.get("embed").and_then(|e| self.embed_view(q, e, 1)) {
+        if let Some(embed) = q.embed.as_ref().and_then(|e| self.embed_view(q, e, 1)) {
             m.insert("embeds".into(), json!([embed]));
         }
         put(&mut m, "indexedAt", &q.indexed_at);

@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod embed;
+pub mod feed_view;
 pub mod feedgen;
 pub mod hydrate;
 pub mod labeler;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::views::Db;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
@@ -11,7 +12,11 @@ pub struct PostInfo {
     pub uri: String,
     pub cid: String,
     pub did: String,
-    pub record: Value,
+    /// The record as stored, JSON text: views write it out as it is rather
+    /// than parsing it into a tree and copying that into each view.
+    pub record: Box<RawValue>,
+    /// The record's `embed`, the one part of it that views read.
+    pub embed: Option<Value>,
     pub indexed_at: String,
     pub likes: i64,
     pub reposts: i64,
@@ -66,7 +71,7 @@ WITH listed AS ( \
           AND l.embed_record_uri NOT IN (SELECT uri FROM loaded) \
     ) q JOIN posts p ON p.uri = q.uri \
 ) \
-SELECT p.uri, p.cid, p.did, COALESCE(p.record, (SELECT r.record FROM records r WHERE r.uri = p.uri)), \
+SELECT p.uri, p.cid, p.did, rec.record::text, rec.record->'embed', \
        to_char(p.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
        COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0), \
        p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, \
@@ -77,6 +82,8 @@ SELECT p.uri, p.cid, p.did, COALESCE(p.record, (SELECT r.record FROM records r W
            FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
        ELSE false END \
 FROM (SELECT * FROM loaded UNION ALL SELECT * FROM quoted) p \
+CROSS JOIN LATERAL (SELECT COALESCE(p.record, \
+    (SELECT r.record FROM records r WHERE r.uri = p.uri)) AS record) rec \
 LEFT JOIN post_counts c ON c.uri = p.uri \
 LEFT JOIN LATERAL ( \
     SELECT tg.uri, tg.cid, tgr.record, tg.hidden_replies FROM threadgates tg \
@@ -112,32 +119,40 @@ pub async fn load_posts(
     Ok(rows
         .into_iter()
         .map(|row| {
-            let threadgate = row.get::<_, Option<String>>(12).map(|uri| Threadgate {
+            let threadgate = row.get::<_, Option<String>>(13).map(|uri| Threadgate {
                 uri,
-                cid: row.get::<_, Option<String>>(13).unwrap_or_default(),
-                record: row.get::<_, Option<Value>>(14).unwrap_or(Value::Null),
-                hidden_replies: string_array(row.get::<_, Option<Value>>(15)),
+                cid: row.get::<_, Option<String>>(14).unwrap_or_default(),
+                record: row.get::<_, Option<Value>>(15).unwrap_or(Value::Null),
+                hidden_replies: string_array(row.get::<_, Option<Value>>(16)),
             });
             let info = PostInfo {
                 uri: row.get(0),
                 cid: row.get(1),
                 did: row.get(2),
-                record: row.get::<_, Option<Value>>(3).unwrap_or(Value::Null),
-                indexed_at: row.get(4),
-                likes: row.get(5),
-                reposts: row.get(6),
-                replies: row.get(7),
-                quotes: row.get(8),
-                reply_root_uri: row.get(9),
-                reply_parent_uri: row.get(10),
-                embed_record_uri: row.get(11),
+                record: raw_json(row.get(3)),
+                embed: row.get(4),
+                indexed_at: row.get(5),
+                likes: row.get(6),
+                reposts: row.get(7),
+                replies: row.get(8),
+                quotes: row.get(9),
+                reply_root_uri: row.get(10),
+                reply_parent_uri: row.get(11),
+                embed_record_uri: row.get(12),
                 threadgate,
-                detached_by_quoted: row.get(16),
-                embedding_disabled: row.get(17),
+                detached_by_quoted: row.get(17),
+                embedding_disabled: row.get(18),
             };
             (info.uri.clone(), info)
         })
         .collect())
+}
+
+/// JSON text from PostgreSQL as a raw value; `null` when there is none (a
+/// post whose record was never stored).
+fn raw_json(text: Option<String>) -> Box<RawValue> {
+    text.and_then(|text| RawValue::from_string(text).ok())
+        .unwrap_or_else(|| RawValue::NULL.to_owned())
 }
 
 fn string_array(value: Option<Value>) -> Vec<String> {
