@@ -28,6 +28,14 @@ pub enum IndexError {
     },
     #[error("unexpected redis reply to {context}: {detail}")]
     RedisReply { context: String, detail: String },
+    /// The stream or its group is gone: Redis lost its data (it keeps nothing
+    /// on disk), so the group is recreated and ingest refills the stream.
+    #[error("{context}: the stream {key} has no consumer group {group}")]
+    GroupMissing {
+        context: String,
+        key: String,
+        group: String,
+    },
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
         version: i32,
@@ -91,11 +99,13 @@ impl IndexError {
     /// not exist (Redis restarted empty), or that the stream was deleted while
     /// a blocking read waited on it (`UNBLOCKED`, Redis 7).
     pub fn is_missing_group(&self) -> bool {
-        matches!(
-            self,
-            IndexError::Redis { source, .. }
-                if matches!(source.code(), Some("NOGROUP") | Some("UNBLOCKED"))
-        )
+        match self {
+            IndexError::GroupMissing { .. } => true,
+            IndexError::Redis { source, .. } => {
+                matches!(source.code(), Some("NOGROUP") | Some("UNBLOCKED"))
+            }
+            _ => false,
+        }
     }
 
     /// True when the failure is about the data of this batch (PostgreSQL

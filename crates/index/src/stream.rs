@@ -302,12 +302,22 @@ impl Stream<'_> {
         &self,
         conn: &mut MultiplexedConnection,
     ) -> Result<(i64, String, Option<i64>), IndexError> {
-        let reply: Value = redis::cmd("XINFO")
+        let missing = || IndexError::GroupMissing {
+            context: format!("XINFO GROUPS {}", self.key),
+            key: self.key.to_owned(),
+            group: self.group.to_owned(),
+        };
+        let reply: Value = match redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(self.key)
             .query_async(conn)
             .await
-            .map_err(IndexError::redis(format!("XINFO GROUPS {}", self.key)))?;
+        {
+            Ok(reply) => reply,
+            // The whole stream is gone, not only the group.
+            Err(e) if e.detail() == Some("no such key") => return Err(missing()),
+            Err(e) => return Err(IndexError::redis(format!("XINFO GROUPS {}", self.key))(e)),
+        };
         let groups: Vec<Vec<(String, Value)>> = match &reply {
             Value::Array(groups) => groups
                 .iter()
@@ -339,10 +349,7 @@ impl Stream<'_> {
                 return Ok((pending, last, lag));
             }
         }
-        Err(IndexError::RedisReply {
-            context: format!("XINFO GROUPS {}", self.key),
-            detail: format!("group {} not found", self.group),
-        })
+        Err(missing())
     }
 
     async fn range(

@@ -43,7 +43,10 @@ async fn workers_survive_the_stream_vanishing_under_a_blocking_read() {
             .max()
             .expect("entries have seqs")
     };
-    assert!(wait_for(seq_of(first)).await, "the first half was not indexed");
+    assert!(
+        wait_for(seq_of(first)).await,
+        "the first half was not indexed"
+    );
 
     // Both workers are now blocked in XREADGROUP on the stream.
     tokio::time::sleep(Duration::from_millis(300)).await;
