@@ -51,6 +51,16 @@ pub enum IngestError {
     },
     #[error("the Redis writer task failed: {0}")]
     Writer(String),
+    /// Redis no longer holds what this process wrote (restarted without
+    /// persistence, flushed, or its keys deleted). The stream cannot be
+    /// continued from memory: the caller resumes from the index's watermark.
+    #[error(
+        "Redis lost the stream and cursor this process wrote (cursor was {written:?}): {detail}"
+    )]
+    RedisLostData {
+        written: Option<i64>,
+        detail: String,
+    },
     #[error("stopping while Redis is failing ({source}); {pending} entries not written, cursor left at {cursor:?}")]
     UnflushedAtShutdown {
         pending: usize,
@@ -100,9 +110,15 @@ async fn write_with_retries(
     let mut failures = 0u64;
     let started = Instant::now();
     loop {
-        let Err(e) = sink.write_batch(&entries, cursor).await else {
+        let Err(e) = sink.write_batch(&entries, cursor, written_before).await else {
             break;
         };
+        if e.code() == Some(crate::sink::LOST_DATA) {
+            return Err(IngestError::RedisLostData {
+                written: written_before,
+                detail: e.to_string(),
+            });
+        }
         failures += 1;
         metrics::counter!(observe::REDIS_ERRORS).increment(1);
         tracing::warn!(error = %e, entries = entries.len(), cursor, "batch write failed; retrying");

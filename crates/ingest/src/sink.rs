@@ -93,31 +93,32 @@ impl Sink {
         })
     }
 
-    /// Appends the batch and moves the cursor to `cursor` in one transaction
-    /// (`None`: the batch holds only `info` entries and no seq is known yet).
+    /// Appends the batch and moves the cursor to `cursor` in one atomic
+    /// script (`None`: the batch holds only `info` entries and no seq is known
+    /// yet). `written_before` is the cursor this process last saw stored: if
+    /// the key is now missing or behind it, Redis lost its data since (it keeps
+    /// nothing on disk) and the batch is refused with [`LOST_DATA`], because
+    /// writing it would leave the entries that were lost out of the stream for
+    /// good while the index's watermark moved past them.
     pub async fn write_batch(
         &mut self,
         entries: &[StreamEntry],
         cursor: Option<i64>,
+        written_before: Option<i64>,
     ) -> Result<(), RedisError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let mut invocation = write_script().prepare_invoke();
+        invocation
+            .key(&self.stream_key)
+            .key(&self.cursor_key)
+            .arg(written_before.map(|c| c.to_string()).unwrap_or_default())
+            .arg(cursor.map(|c| c.to_string()).unwrap_or_default());
         for entry in entries {
-            pipe.cmd("XADD")
-                .arg(&self.stream_key)
-                .arg("*")
-                .arg("type")
+            invocation
                 .arg(entry.kind.as_str())
-                .arg("data")
                 .arg(&entry.data)
-                .arg("seq")
-                .arg(entry.seq)
-                .ignore();
+                .arg(entry.seq);
         }
-        if let Some(cursor) = cursor {
-            pipe.cmd("SET").arg(&self.cursor_key).arg(cursor).ignore();
-        }
-        pipe.query_async::<()>(&mut self.conn).await
+        invocation.invoke_async::<()>(&mut self.conn).await
     }
 
     /// The cursor key, to learn whether a transaction whose reply was lost ran.
@@ -174,6 +175,35 @@ impl Sink {
     pub async fn set_status(&mut self, json: &str, ttl_secs: u64) -> Result<(), RedisError> {
         self.conn.set_ex(&self.status_key, json, ttl_secs).await
     }
+}
+
+/// Error code of a batch refused because Redis lost the data this process wrote.
+pub const LOST_DATA: &str = "LOSTDATA";
+
+/// The batch write: check the cursor, append every entry, move the cursor, as
+/// one unit (a script runs atomically, so nothing else lands in between).
+fn write_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        redis::Script::new(
+            r#"
+local expected = ARGV[1]
+if expected ~= '' then
+  local stored = redis.call('GET', KEYS[2])
+  if not stored or tonumber(stored) < tonumber(expected) then
+    return redis.error_reply('LOSTDATA the cursor key holds ' .. (stored or 'nothing') .. ', this process had stored ' .. expected)
+  end
+end
+for i = 3, #ARGV, 3 do
+  redis.call('XADD', KEYS[1], '*', 'type', ARGV[i], 'data', ARGV[i + 1], 'seq', ARGV[i + 2])
+end
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return redis.status_reply('OK')
+"#,
+        )
+    })
 }
 
 /// The `seq` field of the single entry an `XREVRANGE ... COUNT 1` returned.

@@ -7,7 +7,7 @@ use skyhose_ingest::config::{
     DEFAULT_CURSOR_KEY, DEFAULT_GROUP, DEFAULT_MAX_STREAM_LEN, DEFAULT_STATUS_KEY,
     DEFAULT_STREAM_KEY,
 };
-use skyhose_ingest::{CancellationToken, Compat, IngestConfig};
+use skyhose_ingest::{CancellationToken, Compat, IngestConfig, IngestError, IngestSummary};
 
 use super::index::{cancel_on_signal, parse_duration};
 
@@ -146,6 +146,68 @@ async fn index_watermark(database_url: &str) -> Option<i64> {
     }
 }
 
+/// How long ingest waits for PostgreSQL to tell the watermark after Redis
+/// lost its data, before giving up.
+const WATERMARK_WAIT: Duration = Duration::from_secs(120);
+
+/// Runs ingest; when Redis loses its data mid-run (it keeps nothing on disk),
+/// starts again from the index's committed watermark, read afresh from
+/// `database_url`: the entries Redis lost after it were never indexed, and
+/// continuing from ingest's own cursor would skip them for good.
+pub async fn run_resuming(
+    mut config: IngestConfig,
+    database_url: Option<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<IngestSummary> {
+    loop {
+        match skyhose_ingest::run(config.clone(), shutdown.clone()).await {
+            Err(IngestError::RedisLostData { written, detail }) if !shutdown.is_cancelled() => {
+                let Some(url) = &database_url else {
+                    return Err(anyhow::anyhow!(IngestError::RedisLostData {
+                        written,
+                        detail
+                    }))
+                    .context("without --database-url ingest cannot tell where the index stopped");
+                };
+                let watermark = wait_for_watermark(url, &shutdown).await?;
+                tracing::warn!(
+                    lost_cursor = ?written,
+                    resume_from = ?watermark,
+                    detail,
+                    "Redis lost its data; resuming from the index's watermark"
+                );
+                config.cursor_override = None;
+                config.fallback_cursor = watermark.or(config.fallback_cursor);
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// The watermark, retried while PostgreSQL is unreachable (bounded).
+async fn wait_for_watermark(
+    database_url: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<i64>> {
+    let deadline = tokio::time::Instant::now() + WATERMARK_WAIT;
+    loop {
+        let read = async {
+            let pool = skyhose_index::connect_pool(database_url, 1)?;
+            skyhose_index::resume_seq(&pool).await
+        };
+        match read.await {
+            Ok(seq) => return Ok(seq),
+            Err(e) if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() => {
+                return Err(e).context("reading the index watermark after Redis lost its data")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "index watermark unreadable; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -153,7 +215,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     if let (None, Some(url)) = (config.fallback_cursor, &args.database_url) {
         config.fallback_cursor = index_watermark(url).await;
     }
-    let summary = skyhose_ingest::run(config, shutdown)
+    let summary = run_resuming(config, args.database_url.clone(), shutdown)
         .await
         .with_context(|| format!("ingesting {}", args.relay_url))?;
     tracing::info!(?summary, "ingest finished");

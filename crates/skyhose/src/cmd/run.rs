@@ -244,7 +244,11 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     let ingest_stop = CancellationToken::new();
     let index_stop = CancellationToken::new();
     let api_stop = CancellationToken::new();
-    let mut ingest = tokio::spawn(skyhose_ingest::run(ingest_cfg, ingest_stop.clone()));
+    let mut ingest = tokio::spawn(super::ingest::run_resuming(
+        ingest_cfg,
+        Some(args.database_url.clone()),
+        ingest_stop.clone(),
+    ));
     let mut index = tokio::spawn(skyhose_index::run(index_cfg.clone(), index_stop.clone()));
     let api = tokio::spawn(skyhose_api::serve_on(
         listener,
@@ -263,7 +267,7 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     // Whichever part ends first ends the run; the rest stops in pipeline order.
     let early = tokio::select! {
         _ = stop.cancelled() => None,
-        r = &mut ingest => Some(("ingest", r.map(|r| r.map(|_| ()).map_err(anyhow::Error::from)))),
+        r = &mut ingest => Some(("ingest", r.map(|r| r.map(|_| ())))),
         r = &mut index => Some(("index", r.map(|r| r.map(|_| ()).map_err(anyhow::Error::from)))),
     };
     let ended = early.as_ref().map(|(part, _)| *part);
