@@ -43,6 +43,10 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// `run` fed by the built-in simulated relay: the whole pipeline with no internet.
     Demo(cmd::run::DemoArgs),
+    /// The fault suite: SIGKILLs, Redis and PostgreSQL restarts, relay faults
+    /// and a flood against the local engines, each ending in a comparison of
+    /// the database with the simulator's ground truth.
+    Faults(cmd::faults::FaultsArgs),
     /// Print the settings a command would run with and where each comes from
     /// (flag, env, file, default), secrets masked.
     Config(cmd::config::ConfigArgs),
@@ -64,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Run(args) => cmd::run::run(args).await,
             Command::Demo(args) => cmd::run::demo(args).await,
+            Command::Faults(args) => cmd::faults::run(args).await,
             Command::Config(args) => cmd::config::run(args, Cli::command()),
         }
     })

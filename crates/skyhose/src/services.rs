@@ -36,20 +36,45 @@ impl Private {
                     tracing::warn!("could not stop the private Redis on port {port}");
                 }
             }
-            Private::Postgres { pg_ctl, data_dir } => {
-                let stopped = Command::new(pg_ctl)
-                    .arg("-D")
-                    .arg(data_dir)
-                    .args(["-m", "fast", "-w", "stop"])
-                    .status();
-                if !matches!(stopped, Ok(s) if s.success()) {
-                    tracing::warn!(
-                        "could not stop the private PostgreSQL in {}",
-                        data_dir.display()
-                    );
+            Private::Postgres { .. } => {
+                if let Err(e) = self.pg_ctl_stop("fast") {
+                    tracing::warn!("{e:#}");
                 }
             }
         }
+    }
+
+    /// Stops the server the way a crash would: PostgreSQL without a
+    /// checkpoint (`-m immediate`, recovery runs at the next start), Redis
+    /// without saving. For fault tests.
+    pub fn stop_abruptly(&self) -> anyhow::Result<()> {
+        match self {
+            Private::Redis { .. } => {
+                self.stop();
+                Ok(())
+            }
+            Private::Postgres { .. } => self.pg_ctl_stop("immediate"),
+        }
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) -> anyhow::Result<()> {
+        let Private::Postgres { pg_ctl, data_dir } = self else {
+            return Ok(());
+        };
+        let mut stop = Command::new(pg_ctl);
+        stop.arg("-D")
+            .arg(data_dir)
+            .args(["-m", mode, "-w", "stop"]);
+        // pg_ctl refuses to run as root, as initdb and start do.
+        run_as_owner_if_root(&mut stop, data_dir)?;
+        let status = stop.status().context("running pg_ctl stop")?;
+        if !status.success() {
+            bail!(
+                "pg_ctl stop -m {mode} exited with {status} for the private PostgreSQL in {}",
+                data_dir.display()
+            );
+        }
+        Ok(())
     }
 
     pub fn describe(&self) -> String {

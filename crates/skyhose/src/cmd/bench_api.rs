@@ -255,16 +255,16 @@ async fn build_index(args: &BenchApiArgs, have: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct LoadResult {
-    ok: u64,
-    errors: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u32>,
-    sample_error: Option<String>,
+pub(super) struct LoadResult {
+    pub ok: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub latencies_us: Vec<u32>,
+    pub sample_error: Option<String>,
 }
 
 impl LoadResult {
-    fn percentile(&self, q: f64) -> f64 {
+    pub(super) fn percentile(&self, q: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
         }
@@ -273,7 +273,8 @@ impl LoadResult {
     }
 }
 
-async fn load(
+/// Keep-alive GETs of `paths`, round robin over `connections`, for `duration`.
+pub(super) async fn load(
     addr: SocketAddr,
     paths: Arc<Vec<String>>,
     connections: usize,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_api;
 pub mod bench_index;
 pub mod config;
+pub mod faults;
 pub mod index;
 pub mod ingest;
 pub mod migrate;
