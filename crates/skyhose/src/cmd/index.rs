@@ -65,14 +65,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value * scale))
 }
 
-fn default_consumer() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "skyhose".into());
-    format!("{host}-{}", std::process::id())
+        .unwrap_or_else(|| "skyhose".into())
+}
+
+fn default_consumer() -> String {
+    format!("{}-{}", host_name(), std::process::id())
 }
 
 impl IndexArgs {

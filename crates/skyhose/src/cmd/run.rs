@@ -212,6 +212,10 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     };
     let mut index_cfg = IndexConfig::new(&args.pipeline.redis_url, &args.database_url);
     index_cfg.workers = args.pipeline.workers;
+    // One name per host, the same across restarts: a `run` that crashed left
+    // entries pending under it, and its successor finishes them first instead
+    // of leaving them until another consumer may claim them (30 s idle).
+    index_cfg.consumer = format!("run-{}", super::index::host_name());
     index_cfg.stream_key = args.pipeline.keys.stream_key.clone();
     index_cfg.dead_letter_key = args.pipeline.keys.dead_letter_key.clone();
 
