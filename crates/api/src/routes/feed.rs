@@ -9,6 +9,7 @@ use crate::cursor::Cursor;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
 use crate::routes::{json, Ctx};
+use crate::views::feed_view::PostsPage;
 use crate::views::hydrate::{not_found_post, FeedItem, Reason};
 use crate::views::{Hydrated, Hydrator};
 
@@ -18,8 +19,14 @@ pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&uris, &[])
         .await?;
-    let posts: Vec<Value> = uris.iter().filter_map(|u| hydrated.post_view(u)).collect();
-    json(&json!({ "posts": posts }))
+    let posts = uris
+        .iter()
+        .filter_map(|u| hydrated.post_view_raw(u))
+        .collect();
+    json(&PostsPage {
+        posts,
+        cursor: None,
+    })
 }
 
 const AUTHOR_FEED_FILTERS: &[&str] = &[

@@ -16,6 +16,7 @@ use crate::params::{datetime_micros, ActorRef};
 use crate::routes::interactions::with_cursor;
 use crate::routes::{json, Ctx};
 use crate::views::actor::resolve_actor;
+use crate::views::feed_view::{PostView, PostsPage};
 use crate::views::{Db, Hydrator};
 
 /// Runs a search statement with a plan made for its actual values. The pool's
@@ -316,7 +317,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&uris, &[])
         .await?;
-    let posts: Vec<Value> = uris
+    let posts: Vec<PostView<'_>> = uris
         .iter()
         .filter(|uri| {
             hydrated
@@ -324,7 +325,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
                 .get(*uri)
                 .is_some_and(|p| !hydrated.blocked(&p.did))
         })
-        .filter_map(|uri| hydrated.post_view(uri))
+        .filter_map(|uri| hydrated.post_view_raw(uri))
         .collect();
     let next = (rows.len() as i64 >= limit)
         .then(|| rows.last())
@@ -338,7 +339,10 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             };
             Cursor::new(key, uri).encode()
         });
-    json(&with_cursor(json!({ "posts": posts }), next))
+    json(&PostsPage {
+        posts,
+        cursor: next,
+    })
 }
 
 /// `since`/`until` from the parameter, else from the operator in `q`.

@@ -65,3 +65,11 @@ pub struct FeedPage<'a> {
 pub fn record_value(record: &RawValue) -> Value {
     serde_json::from_str(record.get()).unwrap_or(Value::Null)
 }
+
+/// The output of the methods that list posts (getPosts, searchPosts).
+#[derive(Debug, Serialize)]
+pub struct PostsPage<'a> {
+    pub posts: Vec<PostView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
