@@ -78,7 +78,8 @@ pub async fn flood(ctx: &Ctx, seed: u64, total: u64) -> anyhow::Result<Row> {
     let rate = api.ok as f64 / api.busy.as_secs_f64().max(1e-9);
     let errors = match (&api.sample_error, api.errors) {
         (Some(sample), n) if n > 0 => {
-            let sample: String = sample.chars().take(60).collect();
+            // Quoted in a Markdown code span: no backticks inside.
+            let sample: String = sample.chars().take(60).filter(|c| *c != '`').collect();
             format!("{n} errors, e.g. `{sample}`")
         }
         (_, n) => format!("{n} errors"),
