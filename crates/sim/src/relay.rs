@@ -35,7 +35,11 @@ pub struct Faults {
     pub drop_every: Option<u64>,
     /// Probability, per event frame, of sending an extra malformed frame before it.
     pub malformed_rate: f64,
-    /// A consumer more than this many events behind head gets `ConsumerTooSlow` and is closed.
+    /// A live consumer (one that has caught up with head since it connected)
+    /// more than this many events behind head gets `ConsumerTooSlow` and is
+    /// closed, as a relay drops a subscriber whose send buffer is full. A
+    /// consumer still replaying from its cursor is never cut for its lag,
+    /// since a relay serves a replay at the consumer's pace.
     pub too_slow_lag: Option<u64>,
     /// After this many event frames a connection goes silent for `stall_secs` (socket open).
     pub stall_after: Option<u64>,
@@ -461,6 +465,7 @@ async fn serve(
     };
     let mut sent: u64 = 0;
     let mut stalled = false;
+    let mut live = next_seq > head;
     let mut batch: Vec<(i64, Bytes)> = Vec::with_capacity(BATCH);
     loop {
         batch.clear();
@@ -476,7 +481,8 @@ async fn serve(
         }
         let head = shared.head.load(Ordering::Acquire);
         let lag = (head - next_seq + 1).max(0) as u64;
-        if fell_out || faults.too_slow_lag.is_some_and(|max| lag > max) {
+        live = live || lag == 0;
+        if fell_out || (live && faults.too_slow_lag.is_some_and(|max| lag > max)) {
             let msg = format!("consumer is {lag} events behind head {head}");
             sink.send(Message::Binary(error_frame("ConsumerTooSlow", &msg)))
                 .await?;

@@ -168,8 +168,10 @@ async fn malformed_frames_are_extra_never_replacing_events() {
     relay.shutdown().await;
 }
 
+/// A consumer replaying from its cursor reads at its own pace: far behind
+/// head is not "too slow" while it replays.
 #[tokio::test]
-async fn lagging_consumer_gets_consumer_too_slow() {
+async fn replaying_consumer_is_never_cut_for_its_lag() {
     let faults = Faults {
         too_slow_lag: Some(100),
         ..Faults::default()
@@ -182,15 +184,51 @@ async fn lagging_consumer_gets_consumer_too_slow() {
     .unwrap();
     relay.wait_for_head(1000).await;
     let mut ws = connect(&relay.url(), Some(0)).await;
-    let Read::Frame(frame) = read(&mut ws, Duration::from_secs(5)).await else {
-        panic!("expected a frame")
+    let frames = read_frames(&mut ws, 1000).await;
+    let seqs: Vec<i64> = frames.iter().filter_map(|f| seq_of(f)).collect();
+    assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
+    relay.shutdown().await;
+}
+
+/// A live consumer that stops reading while the relay keeps producing is
+/// dropped with ConsumerTooSlow once it is more than the limit behind.
+#[tokio::test]
+async fn lagging_live_consumer_gets_consumer_too_slow() {
+    let faults = Faults {
+        too_slow_lag: Some(100),
+        ..Faults::default()
     };
-    let (t, body) = parts(&frame);
-    assert_eq!(t, "error");
-    assert_eq!(
-        body.get("error").and_then(|v| v.as_str()),
-        Some("ConsumerTooSlow")
-    );
+    let relay = relay::start(RelayConfig {
+        faults,
+        rate: Some(5_000.0),
+        ..cfg(60_000, 100_000)
+    })
+    .await
+    .unwrap();
+    let mut ws = connect(&relay.url(), None).await;
+    assert!(matches!(
+        read(&mut ws, Duration::from_secs(5)).await,
+        Read::Frame(_)
+    ));
+    // Not reading: the socket's buffers fill and the relay falls behind.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut error = None;
+    for _ in 0..60_000 {
+        match read(&mut ws, Duration::from_secs(5)).await {
+            Read::Frame(frame) => {
+                let (t, body) = parts(&frame);
+                if t == "error" {
+                    error = body
+                        .get("error")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned);
+                    break;
+                }
+            }
+            Read::Closed | Read::Silent => break,
+        }
+    }
+    assert_eq!(error.as_deref(), Some("ConsumerTooSlow"));
     assert_eq!(read(&mut ws, Duration::from_secs(5)).await, Read::Closed);
     relay.shutdown().await;
 }

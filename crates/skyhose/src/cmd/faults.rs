@@ -96,7 +96,7 @@ const LONG: Size = Size {
     catch_up: Duration::from_secs(600),
 };
 
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "kill-ingest",
     "kill-index",
     "kill-run",
@@ -107,6 +107,7 @@ const SCENARIOS: [&str; 11] = [
     "relay-stall",
     "relay-malformed",
     "relay-outdated-cursor",
+    "relay-too-slow",
     "flood",
 ];
 
@@ -215,6 +216,7 @@ async fn scenario(
         "relay-stall" => relay_faults::stalls(ctx, seed, events).await,
         "relay-malformed" => relay_faults::malformed(ctx, seed, events).await,
         "relay-outdated-cursor" => relay_faults::outdated_cursor(ctx, seed, events * 2).await,
+        "relay-too-slow" => relay_faults::too_slow(ctx, seed, size.outages).await,
         "flood" => flood::flood(ctx, seed, size.flood_events).await,
         other => bail!("unknown scenario {other:?}"),
     }

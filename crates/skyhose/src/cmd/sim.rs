@@ -39,7 +39,9 @@ pub struct SimRelayArgs {
     /// Probability per event of sending an extra malformed frame before it (0 to 1).
     #[arg(long, env = "SIM_MALFORMED_RATE", default_value_t = 0.0)]
     pub malformed_rate: f64,
-    /// Send ConsumerTooSlow and close a consumer more than this many events behind head.
+    /// Send ConsumerTooSlow and close a live consumer (one that had caught up)
+    /// more than this many events behind head; replays from a cursor are
+    /// served at the consumer's pace, as a relay serves them.
     #[arg(long, env = "SIM_TOO_SLOW_LAG")]
     pub too_slow_lag: Option<u64>,
     /// After this many events on a connection, send nothing for --stall-secs (socket stays open).

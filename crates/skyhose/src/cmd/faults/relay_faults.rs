@@ -1,8 +1,6 @@
 //! A misbehaving relay: it drops the connection often, stalls with the
-//! socket open, sends malformed frames, and answers an old cursor with
-//! OutdatedCursor. (Its ConsumerTooSlow mode cuts any consumer that far
-//! behind, a replaying one included, so nothing could recover from it; see
-//! docs/reliability.md.)
+//! socket open, sends malformed frames, answers an old cursor with
+//! OutdatedCursor, and drops a live consumer that falls behind as too slow.
 
 use std::time::Duration;
 
@@ -113,6 +111,52 @@ pub async fn malformed(ctx: &Ctx, seed: u64, total: u64) -> anyhow::Result<Row> 
         "a malformed frame before 2% of events".to_owned()
     })
     .await
+}
+
+/// Ingest is frozen (SIGSTOP) while the relay keeps producing, so it falls
+/// further behind than the relay tolerates of a live consumer: on waking it
+/// gets ConsumerTooSlow, reconnects from its cursor and replays the gap.
+pub async fn too_slow(ctx: &Ctx, seed: u64, freezes: usize) -> anyhow::Result<Row> {
+    const LAG: u64 = 500;
+    const RUN: Duration = Duration::from_secs(1);
+    // Long enough for the kernel's socket buffers on both ends (several MB
+    // on loopback) to fill, after which the relay sees the consumer's lag.
+    const FROZEN: Duration = Duration::from_secs(3);
+    let rate = 8_000.0;
+    let freezes = freezes.max(1);
+    let total = ((RUN + FROZEN).as_secs_f64() * freezes as f64 + 1.0) * rate;
+    let total = total as u64;
+    let mut setup = Setup::new(ctx, "relay-too-slow", seed, total, rate);
+    setup.relay_faults = Faults {
+        too_slow_lag: Some(LAG),
+        ..Faults::default()
+    };
+    let mut stage = Stage::start(ctx, setup).await?;
+    let index = stage.spawn_index()?;
+    let ingest = stage.spawn_ingest(&["--backoff-cap", "200ms"])?;
+    for _ in 0..freezes {
+        tokio::time::sleep(RUN).await;
+        ingest.pause()?;
+        tokio::time::sleep(FROZEN).await;
+        ingest.resume()?;
+    }
+    stage.relay.wait_for_head(total as i64).await;
+    let last = stage.fault_end();
+    let _ = stage
+        .wait_for_watermark(total as i64, Duration::from_secs(30))
+        .await;
+    let cut = reconnections(&stage, 1);
+    anyhow::ensure!(
+        cut > 0,
+        "the relay never dropped the frozen consumer as too slow"
+    );
+    let faults = format!(
+        "ingest frozen {freezes} time(s) for {} s against a {LAG}-event limit ({cut} reconnects after ConsumerTooSlow)",
+        FROZEN.as_secs()
+    );
+    stage
+        .finish(vec![ingest, index], faults, last, Expect::Exact)
+        .await
 }
 
 /// Ingest is away longer than the relay's replay window: on its return the
