@@ -337,3 +337,65 @@ async fn threads_have_the_truths_shape() {
     assert!(checked >= 5, "only {checked} threads checked");
     validate_with_official_lexicons(&cases);
 }
+
+/// `associated` counts the lists, feed generators and starter packs an actor
+/// runs, and says whether it is a labeler, as the ground truth has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_count_what_an_actor_runs() {
+    let fx = fixture();
+    let server = Server::start(|_| {}).await;
+    let owned = |did: &str, collection: &str| {
+        let prefix = format!("at://{did}/{collection}/");
+        fx.truth
+            .records
+            .keys()
+            .filter(|uri| uri.starts_with(&prefix))
+            .count() as u64
+    };
+    const KINDS: [(&str, &str); 3] = [
+        ("lists", "app.bsky.graph.list"),
+        ("feedgens", "app.bsky.feed.generator"),
+        ("starterPacks", "app.bsky.graph.starterpack"),
+    ];
+    let mut dids: Vec<&String> = fx
+        .truth
+        .actors
+        .iter()
+        .filter(|(_, a)| a.status == "active")
+        .map(|(did, _)| did)
+        .collect();
+    dids.sort_by_key(|did| {
+        std::cmp::Reverse(
+            KINDS.iter().map(|(_, c)| owned(did, c)).sum::<u64>()
+                + owned(did, "app.bsky.labeler.service"),
+        )
+    });
+    dids.truncate(25);
+    let query: Vec<String> = dids
+        .iter()
+        .map(|did| format!("actors={}", enc(did)))
+        .collect();
+    let (status, body) = server
+        .get("app.bsky.actor.getProfiles", &query.join("&"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let profiles = body["profiles"].as_array().expect("profiles");
+    assert_eq!(profiles.len(), dids.len());
+    let mut seen = 0;
+    for profile in profiles {
+        let did = profile["did"].as_str().expect("did");
+        for (field, collection) in KINDS {
+            let expected = owned(did, collection);
+            seen += expected;
+            let shown = profile["associated"][field].as_u64().unwrap_or(0);
+            assert_eq!(shown, expected, "{did}: associated.{field}");
+        }
+        let labeler = owned(did, "app.bsky.labeler.service") > 0;
+        assert_eq!(
+            profile["associated"]["labeler"].as_bool().unwrap_or(false),
+            labeler,
+            "{did}: associated.labeler"
+        );
+    }
+    assert!(seen > 0, "the sample runs no lists, feeds or starter packs");
+}

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "post_records",
         sql: include_str!("../migrations/0005_post_records.sql"),
     },
+    Migration {
+        version: 6,
+        name: "actor_association_counts",
+        sql: include_str!("../migrations/0006_actor_association_counts.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -106,6 +106,34 @@ async fn index(env: &TestEnv, workers: usize) -> Value {
         .expect("snapshot json")
 }
 
+/// The per-actor counts of lists, feed generators, starter packs and labeler
+/// services that the index keeps equal a recount of the live rows.
+async fn assert_association_counts(env: &TestEnv) {
+    let pool = env.pool().await;
+    let client = pool.get().await.expect("connection");
+    let mut checked = 0;
+    for (table, column) in [
+        ("lists", "lists"),
+        ("feed_generators", "feedgens"),
+        ("starter_packs", "starter_packs"),
+        ("labeler_services", "labelers"),
+    ] {
+        let sql = format!(
+            "SELECT count(*), count(*) FILTER (WHERE COALESCE(x.n, 0) <> COALESCE(c.{column}, 0)) \
+             FROM (SELECT did, count(*) AS n FROM {table} GROUP BY did) x \
+             FULL JOIN actor_counts c USING (did)"
+        );
+        let row = client.query_one(sql.as_str(), &[]).await.expect(&sql);
+        let wrong: i64 = row.get(1);
+        assert_eq!(
+            wrong, 0,
+            "actor_counts.{column} differs from {table} for {wrong} actors"
+        );
+        checked += row.get::<_, i64>(0);
+    }
+    assert!(checked > 0);
+}
+
 /// The issue's size: 200k simulated events, two workers, exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_thousand_simulated_events_match_the_ground_truth() {
@@ -114,6 +142,7 @@ async fn two_hundred_thousand_simulated_events_match_the_ground_truth() {
     env.push(&entries).await;
     let actual = index(&env, 2).await;
     assert!(actual == truth, "{}", diff(&truth, &actual));
+    assert_association_counts(&env).await;
     env.cleanup().await;
 }
 
@@ -127,6 +156,7 @@ async fn simulated_events_shuffled_and_replayed_across_four_workers_match_the_gr
     env.push(&shuffled).await;
     let actual = index(&env, 4).await;
     assert!(actual == truth, "{}", diff(&truth, &actual));
+    assert_association_counts(&env).await;
     env.cleanup().await;
 }
 

@@ -67,10 +67,8 @@ SELECT a.did, a.handle, a.status, p.display_name, p.description, p.avatar_cid, p
        p.pinned_post_uri, p.pinned_post_cid, p.created_at, \
        to_char(COALESCE(p.indexed_at, a.first_seen) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
        COALESCE(c.followers, 0), COALESCE(c.follows, 0), COALESCE(c.posts, 0), \
-       (SELECT count(*) FROM lists l WHERE l.did = a.did), \
-       (SELECT count(*) FROM feed_generators g WHERE g.did = a.did), \
-       (SELECT count(*) FROM starter_packs s WHERE s.did = a.did), \
-       EXISTS (SELECT 1 FROM labeler_services ls WHERE ls.did = a.did), \
+       COALESCE(c.lists, 0), COALESCE(c.feedgens, 0), COALESCE(c.starter_packs, 0), \
+       COALESCE(c.labelers, 0) > 0, \
        (SELECT cd.allow_incoming FROM chat_declarations cd WHERE cd.did = a.did LIMIT 1) \
 FROM unnest($1::text[]) AS d(did) \
 JOIN actors a ON a.did = d.did AND a.indexed \

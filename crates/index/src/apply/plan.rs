@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::entry::{Commit, Event, Write, ACCOUNT_DELETED};
 use crate::kinds::{kind_table, KindTable};
-use crate::records::{FOLLOW, LIKE, POST, REPOST};
+use crate::records::{FEED_GENERATOR, FOLLOW, LABELER, LIKE, LIST, POST, REPOST, STARTER_PACK};
 
 /// How a write is ordered against the stored state: by repo rev when both
 /// sides have one (TIDs sort as strings), else by seq. `op_index` orders
@@ -198,7 +198,7 @@ pub(super) struct RecordUpdate<'a> {
 #[derive(Default)]
 pub(super) struct PostDelta(pub [i64; 4]);
 #[derive(Default)]
-pub(super) struct ActorDelta(pub [i64; 3]);
+pub(super) struct ActorDelta(pub [i64; 7]);
 
 pub(super) const LIKES: usize = 0;
 pub(super) const REPOSTS: usize = 1;
@@ -207,6 +207,12 @@ pub(super) const QUOTES: usize = 3;
 pub(super) const FOLLOWERS: usize = 0;
 pub(super) const FOLLOWS: usize = 1;
 pub(super) const POSTS: usize = 2;
+/// What profile views show under `associated`: counted here so a view reads
+/// one row instead of counting four tables per actor.
+pub(super) const LISTS: usize = 3;
+pub(super) const FEEDGENS: usize = 4;
+pub(super) const STARTER_PACKS: usize = 5;
+pub(super) const LABELERS: usize = 6;
 
 /// New rows of one projection table, one vector per column.
 pub(super) struct KindRows<'a> {
@@ -448,6 +454,10 @@ fn count(
                 actors.entry(subject.to_owned()).or_default().0[FOLLOWERS] += sign;
             }
         }
+        LIST => actors.entry(did.to_owned()).or_default().0[LISTS] += sign,
+        FEED_GENERATOR => actors.entry(did.to_owned()).or_default().0[FEEDGENS] += sign,
+        STARTER_PACK => actors.entry(did.to_owned()).or_default().0[STARTER_PACKS] += sign,
+        LABELER => actors.entry(did.to_owned()).or_default().0[LABELERS] += sign,
         _ => {}
     }
 }

@@ -10,8 +10,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::plan::{
-    ActorUpdate, Candidate, Changes, NotificationRows, Stored, Touched, FOLLOWERS, FOLLOWS, LIKES,
-    POSTS, QUOTES, REPLIES, REPOSTS,
+    ActorUpdate, Candidate, Changes, NotificationRows, Stored, Touched, FEEDGENS, FOLLOWERS,
+    FOLLOWS, LABELERS, LIKES, LISTS, POSTS, QUOTES, REPLIES, REPOSTS, STARTER_PACKS,
 };
 use crate::error::IndexError;
 
@@ -332,22 +332,30 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
     let actors: Vec<_> = changes
         .actor_deltas
         .iter()
-        .filter(|(_, d)| d.0 != [0; 3])
+        .filter(|(_, d)| d.0 != [0; 7])
         .collect();
     if !actors.is_empty() {
         let dids: Vec<String> = actors.iter().map(|(did, _)| (*did).clone()).collect();
         let column = |field: usize| actors.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
         pending.push(Pending::new(
-            "INSERT INTO actor_counts (did, followers, follows, posts) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) ORDER BY 1 \
+            "INSERT INTO actor_counts (did, followers, follows, posts, lists, feedgens, starter_packs, labelers) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], \
+                                  $7::int8[], $8::int8[]) ORDER BY 1 \
              ON CONFLICT (did) DO UPDATE SET followers = actor_counts.followers + excluded.followers, \
-               follows = actor_counts.follows + excluded.follows, posts = actor_counts.posts + excluded.posts",
+               follows = actor_counts.follows + excluded.follows, posts = actor_counts.posts + excluded.posts, \
+               lists = actor_counts.lists + excluded.lists, feedgens = actor_counts.feedgens + excluded.feedgens, \
+               starter_packs = actor_counts.starter_packs + excluded.starter_packs, \
+               labelers = actor_counts.labelers + excluded.labelers",
             "updating actor counts",
             vec![
                 Box::new(dids),
                 Box::new(column(FOLLOWERS)),
                 Box::new(column(FOLLOWS)),
                 Box::new(column(POSTS)),
+                Box::new(column(LISTS)),
+                Box::new(column(FEEDGENS)),
+                Box::new(column(STARTER_PACKS)),
+                Box::new(column(LABELERS)),
             ],
         ));
     }
