@@ -159,8 +159,20 @@ fn find_block<'a>(car: &'a [u8], cid: &Cid) -> Result<&'a [u8], String> {
     Err("record block missing from the commit's blocks".to_owned())
 }
 
+/// Largest record block taken into the stream. A frame may be megabytes,
+/// but records are small (a post is well under 10 KiB); a larger one is kept
+/// as an op with its `error` instead of travelling through Redis and
+/// PostgreSQL and being served.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
 fn record_json(car: &[u8], cid: &Cid, verify: bool, out: &mut String) -> Result<(), String> {
     let bytes = find_block(car, cid)?;
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(format!(
+            "record block of {} bytes is over the {MAX_RECORD_BYTES}-byte limit",
+            bytes.len()
+        ));
+    }
     if verify && Cid::for_dag_cbor(bytes) != *cid {
         return Err("record block does not hash to its CID".to_owned());
     }
@@ -469,6 +481,24 @@ mod tests {
             .unwrap_or_else(|| panic!("no entry"));
         assert_eq!(entry.op_errors, 1);
         assert!(parse(&entry)["ops"][0]["error"].is_string());
+    }
+
+    #[test]
+    fn oversized_record_is_flagged_not_stored() {
+        let mut record = post();
+        if let Value::Map(fields) = &mut record {
+            fields.insert("text".into(), Value::from("x".repeat(MAX_RECORD_BYTES)));
+        }
+        let (commit, _) = commit_with(&record, true);
+        let entry = event_to_entry(&Event::Commit(commit), Compat::Full)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no entry"));
+        assert_eq!(entry.op_errors, 1);
+        let op = &parse(&entry)["ops"][0];
+        assert!(op.get("record").is_none());
+        assert!(op["error"].as_str().unwrap_or_default().contains("limit"));
+        assert!(entry.data.len() < 4096, "the record did not travel");
     }
 
     #[test]
