@@ -55,10 +55,17 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
     let pool = skyhose_index::connect_pool(&args.database_url, 2)?;
     skyhose_index::migrate(&pool).await?;
     let have = skyhose_index::resume_seq(&pool).await?.unwrap_or(0);
+    let client = pool.get().await?;
     if (have as u64) < args.events {
         build_index(&args, have).await?;
+        // Servers may run without autovacuum; statistics from the last
+        // batches would leave the planner guessing on the tables just grown.
+        println!("vacuuming and analysing the index ...");
+        client
+            .batch_execute("VACUUM ANALYZE")
+            .await
+            .context("VACUUM ANALYZE of the benchmark index")?;
     }
-    let client = pool.get().await?;
     let counts = client
         .query_one(
             "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM actors WHERE indexed), \
