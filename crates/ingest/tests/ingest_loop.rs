@@ -1,5 +1,7 @@
 //! The ingest loop against the simulated relay and the real Redis.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -10,15 +12,7 @@ use skyhose_proto::frame::decode_frame_parts;
 use skyhose_sim::relay::{self, Faults, RelayConfig, RelayHandle};
 use skyhose_sim::{Network, SimConfig};
 
-const REDIS: &str = "redis://127.0.0.1:6379";
-
-fn unique_prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("test:ingest:{name}:{}:{nanos}", std::process::id())
-}
+use common::{redis, unique_prefix};
 
 fn sim(seed: u64) -> SimConfig {
     SimConfig {
@@ -43,29 +37,7 @@ async fn start_relay(seed: u64, total: u64, faults: Faults) -> RelayHandle {
 }
 
 fn config(prefix: &str, relay: &RelayHandle) -> IngestConfig {
-    IngestConfig {
-        relay_url: relay.url(),
-        redis_url: REDIS.into(),
-        stream_key: format!("{prefix}:events"),
-        cursor_key: format!("{prefix}:cursor"),
-        status_key: format!("{prefix}:status"),
-        group: "testers".into(),
-        cursor_override: Some(0),
-        batch_max: 200,
-        batch_linger: Duration::from_millis(20),
-        backoff_base: Duration::from_millis(10),
-        backoff_cap: Duration::from_millis(100),
-        stall_timeout: Duration::from_secs(5),
-        ..IngestConfig::default()
-    }
-}
-
-async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(REDIS)
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connects")
+    common::config(prefix, relay.url())
 }
 
 async fn cleanup(prefix: &str) {

@@ -4,6 +4,8 @@
 //! out of the stream for good. It stops with `RedisLostData`, so the caller
 //! resumes from the index's watermark.
 
+mod common;
+
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -11,7 +13,7 @@ use skyhose_ingest::{run, CancellationToken, IngestConfig, IngestError};
 use skyhose_sim::relay::{self, RelayConfig};
 use skyhose_sim::SimConfig;
 
-const REDIS: &str = "redis://127.0.0.1:6379";
+use common::{redis, unique_prefix};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_refuses_to_continue_a_stream_redis_lost() {
@@ -28,28 +30,13 @@ async fn ingest_refuses_to_continue_a_stream_redis_lost() {
     })
     .await
     .expect("relay starts");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let prefix = format!("test:ingest:lost:{}:{nanos}", std::process::id());
+    let prefix = unique_prefix("lost");
     let cfg = IngestConfig {
-        relay_url: relay.url(),
-        redis_url: REDIS.into(),
-        stream_key: format!("{prefix}:events"),
-        cursor_key: format!("{prefix}:cursor"),
-        status_key: format!("{prefix}:status"),
-        group: "testers".into(),
-        cursor_override: Some(0),
         batch_max: 100,
         batch_linger: Duration::from_millis(10),
-        ..IngestConfig::default()
+        ..common::config(&prefix, relay.url())
     };
-    let mut conn = redis::Client::open(REDIS)
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connects");
+    let mut conn = redis().await;
     let stop = CancellationToken::new();
     let ingest = tokio::spawn(run(cfg, stop.clone()));
     let mut cursor: Option<i64> = None;

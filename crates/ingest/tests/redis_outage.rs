@@ -1,6 +1,8 @@
 //! Redis going away mid-stream: batches are retried on fresh connections,
 //! nothing is dropped or written twice, and the cursor never runs ahead.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,8 @@ use skyhose_sim::relay::{self, RelayConfig};
 use skyhose_sim::SimConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+use common::unique_prefix;
 
 const REDIS_ADDR: &str = "127.0.0.1:6379";
 
@@ -73,25 +77,16 @@ async fn batches_survive_a_redis_outage() {
     .await
     .expect("relay starts");
     let proxy = Proxy::start().await;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let prefix = format!("test:ingest:outage:{}:{nanos}", std::process::id());
+    let prefix = unique_prefix("outage");
     let cfg = IngestConfig {
-        relay_url: relay.url(),
         redis_url: format!("redis://127.0.0.1:{}", proxy.port),
-        stream_key: format!("{prefix}:events"),
-        cursor_key: format!("{prefix}:cursor"),
-        status_key: format!("{prefix}:status"),
-        group: "testers".into(),
-        cursor_override: Some(0),
         batch_max: 100,
         batch_linger: Duration::from_millis(10),
         backoff_base: Duration::from_millis(20),
         backoff_cap: Duration::from_millis(200),
+        stall_timeout: IngestConfig::default().stall_timeout,
         stop_after: Some(N),
-        ..IngestConfig::default()
+        ..common::config(&prefix, relay.url())
     };
     let task = tokio::spawn(run(cfg.clone(), CancellationToken::new()));
     tokio::time::sleep(Duration::from_millis(300)).await;
