@@ -32,7 +32,7 @@ pub struct IngestConfig {
     pub compat: Compat,
     /// Re-hash record blocks against their CIDs.
     pub verify_cids: bool,
-    /// Entries per MULTI/EXEC.
+    /// Entries per batch written to Redis (one atomic script each).
     pub batch_max: usize,
     /// Longest an entry waits for its batch to fill.
     pub batch_linger: Duration,

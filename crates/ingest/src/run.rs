@@ -1,7 +1,7 @@
-//! The ingest loop: relay frames in, batched `MULTI; XADD…; SET cursor; EXEC` out.
+//! The ingest loop: relay frames in, batches of `XADD`s with their cursor out.
 //!
-//! Only one batch is ever in flight and the cursor moves in the same
-//! transaction as the entries it covers, so after a crash the stream and the
+//! Only one batch is ever in flight and the cursor moves in the same atomic
+//! script as the entries it covers, so after a crash the stream and the
 //! cursor agree and resuming from the cursor neither skips nor repeats.
 
 use std::time::{Duration, Instant};
