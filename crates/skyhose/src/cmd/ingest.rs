@@ -70,7 +70,7 @@ pub struct IngestArgs {
     /// block that does not match is passed on flagged, never as the record).
     #[arg(long, env = "INGEST_NO_VERIFY_CIDS")]
     pub no_verify_cids: bool,
-    /// Entries per MULTI/EXEC transaction.
+    /// Entries per batch written to Redis (one atomic script with the cursor).
     #[arg(long, default_value_t = 1000)]
     pub batch_max: usize,
     /// Longest an entry waits for its batch to fill (e.g. 50ms).
