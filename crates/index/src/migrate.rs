@@ -89,15 +89,11 @@ pub async fn migrate(pool: &Pool) -> Result<MigrationReport, IndexError> {
         applied: Vec::new(),
         current: done.iter().copied().max().unwrap_or(0),
     };
-    let pending = MIGRATIONS
+    let pending: Vec<&Migration> = MIGRATIONS
         .iter()
         .filter(|m| !done.contains(&m.version))
-        .count();
-    for (step, migration) in MIGRATIONS
-        .iter()
-        .filter(|m| !done.contains(&m.version))
-        .enumerate()
-    {
+        .collect();
+    for (step, migration) in pending.iter().enumerate() {
         let fail = |source| IndexError::Migration {
             version: migration.version,
             name: migration.name,
@@ -108,8 +104,9 @@ pub async fn migrate(pool: &Pool) -> Result<MigrationReport, IndexError> {
         tracing::info!(
             version = migration.version,
             name = migration.name,
-            "applying migration {}/{pending}",
-            step + 1
+            "applying migration {}/{}",
+            step + 1,
+            pending.len()
         );
         let started = std::time::Instant::now();
         tx.batch_execute(migration.sql).await.map_err(fail)?;

@@ -428,6 +428,8 @@ fn count(
     let actors = &mut changes.actor_deltas;
     let mut post =
         |uri: &str, field: usize| posts.entry(uri.to_owned()).or_default().0[field] += sign;
+    let mut actor =
+        |did: &str, field: usize| actors.entry(did.to_owned()).or_default().0[field] += sign;
     match collection {
         POST => {
             if let Some(parent) = subject {
@@ -436,7 +438,7 @@ fn count(
             if let Some(quoted) = quote_subject {
                 post(quoted, QUOTES);
             }
-            actors.entry(did.to_owned()).or_default().0[POSTS] += sign;
+            actor(did, POSTS);
         }
         LIKE => {
             if let Some(subject) = subject {
@@ -449,15 +451,15 @@ fn count(
             }
         }
         FOLLOW => {
-            actors.entry(did.to_owned()).or_default().0[FOLLOWS] += sign;
+            actor(did, FOLLOWS);
             if let Some(subject) = subject {
-                actors.entry(subject.to_owned()).or_default().0[FOLLOWERS] += sign;
+                actor(subject, FOLLOWERS);
             }
         }
-        LIST => actors.entry(did.to_owned()).or_default().0[LISTS] += sign,
-        FEED_GENERATOR => actors.entry(did.to_owned()).or_default().0[FEEDGENS] += sign,
-        STARTER_PACK => actors.entry(did.to_owned()).or_default().0[STARTER_PACKS] += sign,
-        LABELER => actors.entry(did.to_owned()).or_default().0[LABELERS] += sign,
+        LIST => actor(did, LISTS),
+        FEED_GENERATOR => actor(did, FEEDGENS),
+        STARTER_PACK => actor(did, STARTER_PACKS),
+        LABELER => actor(did, LABELERS),
         _ => {}
     }
 }
