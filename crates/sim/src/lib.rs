@@ -20,4 +20,5 @@ pub mod wire;
 
 pub use clock::{rfc3339, tid};
 pub use network::{generate, Network, SimConfig};
+pub use rng::SplitMix64;
 pub use truth::{ActorTruth, GroundTruth, PostCounts, RecordLink};

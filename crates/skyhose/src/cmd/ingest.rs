@@ -130,14 +130,16 @@ impl IngestArgs {
     }
 }
 
+/// The seq committed in the index database at `database_url`.
+pub async fn read_watermark(database_url: &str) -> Result<Option<i64>, skyhose_index::IndexError> {
+    let pool = skyhose_index::connect_pool(database_url, 1)?;
+    skyhose_index::resume_seq(&pool).await
+}
+
 /// The index's committed watermark, or `None` (logged) when it cannot be read:
 /// it only matters if Redis lost its data, so it must not stop ingest.
 async fn index_watermark(database_url: &str) -> Option<i64> {
-    let read = async {
-        let pool = skyhose_index::connect_pool(database_url, 1)?;
-        skyhose_index::resume_seq(&pool).await
-    };
-    match read.await {
+    match read_watermark(database_url).await {
         Ok(seq) => seq,
         Err(e) => {
             tracing::warn!(error = %e, "index watermark unreadable; no fallback cursor");
@@ -191,11 +193,7 @@ async fn wait_for_watermark(
 ) -> anyhow::Result<Option<i64>> {
     let deadline = tokio::time::Instant::now() + WATERMARK_WAIT;
     loop {
-        let read = async {
-            let pool = skyhose_index::connect_pool(database_url, 1)?;
-            skyhose_index::resume_seq(&pool).await
-        };
-        match read.await {
+        match read_watermark(database_url).await {
             Ok(seq) => return Ok(seq),
             Err(e) if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() => {
                 return Err(e).context("reading the index watermark after Redis lost its data")

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use skyhose_index::CancellationToken;
 use skyhose_sim::relay::{self, Faults, RelayConfig, RelayHandle};
-use skyhose_sim::SimConfig;
+use skyhose_sim::{SimConfig, SplitMix64};
 
 use super::audit::{Audit, Tally};
 use super::procs::{log_path, Proc, RssMonitor};
@@ -476,8 +476,7 @@ pub fn strings(items: &[&str]) -> Vec<String> {
 }
 
 pub async fn watermark(database_url: &str) -> Option<i64> {
-    let pool = skyhose_index::connect_pool(database_url, 1).ok()?;
-    let read = skyhose_index::resume_seq(&pool);
+    let read = crate::cmd::ingest::read_watermark(database_url);
     tokio::time::timeout(Duration::from_secs(3), read)
         .await
         .ok()?
@@ -527,24 +526,17 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Fault timings: a small deterministic generator, so `--seed` repeats a run.
-pub struct Rng(u64);
+/// Fault timings: the simulator's deterministic generator, so `--seed`
+/// repeats a run.
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Rng(SplitMix64::new(seed ^ 0x9E37_79B9_7F4A_7C15))
     }
 
     /// A delay drawn uniformly from `lo..hi` milliseconds.
     pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo).max(1))
+        Duration::from_millis(lo + self.0.next_u64() % (hi - lo).max(1))
     }
 }
