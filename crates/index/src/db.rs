@@ -107,14 +107,22 @@ pub fn connect_pool(url: &str, size: usize) -> Result<Pool, IndexError> {
 
 /// The workers' pool. Their statements look rows up by key only, so a
 /// sequential scan is never what they want (planner statistics may be
-/// missing or stale on fast-growing tables); and WAL of their sessions is
-/// compressed when the server allows it (see `compress_wal`).
+/// missing or stale on fast-growing tables). With sequential scans ruled
+/// out, the plan of a batch statement no longer depends on how many keys it
+/// carries, so each is planned once (generic plans) instead of at every
+/// execution. WAL of their sessions is compressed when the server allows it
+/// (see `compress_wal`).
 pub(crate) fn connect_worker_pool(
     url: &str,
     size: usize,
     compress_wal: bool,
 ) -> Result<Pool, IndexError> {
-    build_pool(url, size, &["enable_seqscan=off"], compress_wal)
+    build_pool(
+        url,
+        size,
+        &["enable_seqscan=off", "plan_cache_mode=force_generic_plan"],
+        compress_wal,
+    )
 }
 
 fn build_pool(
@@ -126,7 +134,8 @@ fn build_pool(
     let mut config = parse_url(url)?;
     // Batch statements take arrays of keys whose length varies from 1 to
     // thousands: a generic cached plan can pick a sequential scan of a large
-    // table, so every execution is planned for its actual arguments.
+    // table, so every execution is planned for its actual arguments unless
+    // `settings` says otherwise (a later `-c` wins).
     let mut options: Vec<String> = config
         .get_options()
         .map(str::to_owned)

@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "actor_association_counts",
         sql: include_str!("../migrations/0006_actor_association_counts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "index_write_costs",
+        sql: include_str!("../migrations/0007_index_write_costs.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -3,6 +3,7 @@
 //! together on the connection, executed in order, awaited once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::LazyLock;
 
 use deadpool_postgres::Transaction;
 use futures_util::future::join_all;
@@ -73,6 +74,20 @@ pub(super) async fn deleted_seqs(
     .collect())
 }
 
+/// Live records of the accounts in `$1`: `uri, did, collection, rkey`.
+/// Posts, likes, reposts and follows are found through their projection
+/// tables' `did` indexes; `records` indexes only the other kinds' live rows
+/// by did (migration 0007, whose predicate the first branch repeats so that
+/// the planner can use that index).
+const LIVE_RECORDS_OF: &str = "\
+    SELECT uri, did, collection, rkey FROM records WHERE did = ANY($1) AND live \
+      AND collection NOT IN ('app.bsky.feed.post', 'app.bsky.feed.like', \
+                             'app.bsky.feed.repost', 'app.bsky.graph.follow') \
+    UNION ALL SELECT uri, did, 'app.bsky.feed.post', rkey FROM posts WHERE did = ANY($1) \
+    UNION ALL SELECT uri, did, 'app.bsky.feed.like', rkey FROM likes WHERE did = ANY($1) \
+    UNION ALL SELECT uri, did, 'app.bsky.feed.repost', rkey FROM reposts WHERE did = ANY($1) \
+    UNION ALL SELECT uri, did, 'app.bsky.graph.follow', rkey FROM follows WHERE did = ANY($1)";
+
 /// Live records of the accounts being deleted: `uri, did, collection, rkey`.
 pub(super) async fn live_records_of(
     tx: &Transaction<'_>,
@@ -80,7 +95,7 @@ pub(super) async fn live_records_of(
 ) -> Result<Vec<Row>, IndexError> {
     query(
         tx,
-        "SELECT uri, did, collection, rkey FROM records WHERE did = ANY($1) AND live",
+        LIVE_RECORDS_OF,
         &[&dids],
         "finding records of deleted accounts",
     )
@@ -95,10 +110,14 @@ pub(super) async fn deleted_records_remain(
 ) -> Result<bool, IndexError> {
     let dids: Vec<&str> = deleting.iter().map(|(did, _)| *did).collect();
     let seqs: Vec<i64> = deleting.iter().map(|(_, seq)| *seq).collect();
+    let sql = format!(
+        "SELECT r.uri FROM ({LIVE_RECORDS_OF}) AS l \
+         JOIN unnest($1::text[], $2::int8[]) AS d(did, seq) ON d.did = l.did \
+         JOIN records r ON r.uri = l.uri AND r.live AND r.seq <= d.seq LIMIT 1"
+    );
     Ok(!query(
         tx,
-        "SELECT r.uri FROM unnest($1::text[], $2::int8[]) AS d(did, seq) \
-         JOIN records r ON r.did = d.did AND r.live AND r.seq <= d.seq LIMIT 1",
+        &sql,
         &[&dids, &seqs],
         "checking records of deleted accounts",
     )
@@ -314,11 +333,11 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
         let uris: Vec<String> = posts.iter().map(|(uri, _)| (*uri).clone()).collect();
         let column = |field: usize| posts.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
         pending.push(Pending::new(
-            "INSERT INTO post_counts (uri, likes, reposts, replies, quotes) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[]) ORDER BY 1 \
-             ON CONFLICT (uri) DO UPDATE SET likes = post_counts.likes + excluded.likes, \
-               reposts = post_counts.reposts + excluded.reposts, replies = post_counts.replies + excluded.replies, \
-               quotes = post_counts.quotes + excluded.quotes",
+            add_deltas_sql(
+                "post_counts",
+                "uri",
+                &["likes", "reposts", "replies", "quotes"],
+            ),
             "updating post counts",
             vec![
                 Box::new(uris),
@@ -338,14 +357,19 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
         let dids: Vec<String> = actors.iter().map(|(did, _)| (*did).clone()).collect();
         let column = |field: usize| actors.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
         pending.push(Pending::new(
-            "INSERT INTO actor_counts (did, followers, follows, posts, lists, feedgens, starter_packs, labelers) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], \
-                                  $7::int8[], $8::int8[]) ORDER BY 1 \
-             ON CONFLICT (did) DO UPDATE SET followers = actor_counts.followers + excluded.followers, \
-               follows = actor_counts.follows + excluded.follows, posts = actor_counts.posts + excluded.posts, \
-               lists = actor_counts.lists + excluded.lists, feedgens = actor_counts.feedgens + excluded.feedgens, \
-               starter_packs = actor_counts.starter_packs + excluded.starter_packs, \
-               labelers = actor_counts.labelers + excluded.labelers",
+            add_deltas_sql(
+                "actor_counts",
+                "did",
+                &[
+                    "followers",
+                    "follows",
+                    "posts",
+                    "lists",
+                    "feedgens",
+                    "starter_packs",
+                    "labelers",
+                ],
+            ),
             "updating actor counts",
             vec![
                 Box::new(dids),
@@ -360,6 +384,36 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
         ));
     }
     pending
+}
+
+/// Adds per-key deltas to the counters of `table`. Rows that exist are
+/// updated in place; only missing keys go through an upsert, because
+/// `ON CONFLICT DO UPDATE` pays an extra index probe and a row lock (with its
+/// WAL record) for every row, and nearly every counter row exists. Keys are
+/// taken in sorted order both times, so concurrent batches lock shared rows
+/// in the same order.
+fn add_deltas_sql(table: &str, key: &str, counters: &[&str]) -> String {
+    let arrays: Vec<String> = std::iter::once("$1::text[]".to_owned())
+        .chain((2..=counters.len() + 1).map(|n| format!("${n}::int8[]")))
+        .collect();
+    let add = |source: &str| {
+        counters
+            .iter()
+            .map(|c| format!("{c} = t.{c} + {source}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "WITH v AS (SELECT * FROM unnest({arrays}) AS v({key}, {columns}) ORDER BY 1), \
+         updated AS (UPDATE {table} t SET {from_v} FROM v WHERE t.{key} = v.{key} RETURNING t.{key}) \
+         INSERT INTO {table} AS t ({key}, {columns}) \
+         SELECT * FROM v WHERE v.{key} NOT IN (SELECT {key} FROM updated) ORDER BY 1 \
+         ON CONFLICT ({key}) DO UPDATE SET {from_excluded}",
+        arrays = arrays.join(", "),
+        columns = counters.join(", "),
+        from_v = add("v"),
+        from_excluded = add("excluded"),
+    )
 }
 
 fn notifications<'a>(
@@ -392,6 +446,55 @@ fn notifications<'a>(
     }
 }
 
+/// The actor columns a batch sets, given the alias of its new values
+/// (`v` in the update, `excluded` in the upsert): handle and status follow
+/// the newest event that set them, progress the newest commit.
+fn actor_assignments(new: &str) -> String {
+    format!(
+        "handle = CASE WHEN {new}.handle_seq IS NOT NULL \
+                        AND (a.handle_seq IS NULL OR a.handle_seq < {new}.handle_seq) \
+                       THEN {new}.handle ELSE a.handle END, \
+         handle_seq = GREATEST(a.handle_seq, {new}.handle_seq), \
+         status = CASE WHEN {new}.status_seq IS NOT NULL \
+                        AND (a.status_seq IS NULL OR a.status_seq < {new}.status_seq) \
+                       THEN {new}.status ELSE a.status END, \
+         status_seq = GREATEST(a.status_seq, {new}.status_seq), \
+         deleted_seq = GREATEST(a.deleted_seq, {new}.deleted_seq), \
+         last_rev = CASE WHEN {new}.last_seq IS NOT NULL \
+                          AND (a.last_seq IS NULL OR a.last_seq < {new}.last_seq) \
+                         THEN {new}.last_rev ELSE a.last_rev END, \
+         last_seq = GREATEST(a.last_seq, {new}.last_seq), \
+         indexed = true"
+    )
+}
+
+/// Existing actors (nearly all of a batch's) are updated in place, in did
+/// order; only new ones go through the upsert, which costs an extra index
+/// probe and a row lock per row (see `add_deltas_sql`).
+static ACTOR_UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH v AS ( \
+           SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::int8[], \
+                                $7::int8[], $8::text[]) \
+             AS v(did, handle_seq, handle, status_seq, status, deleted_seq, last_seq, last_rev) \
+           ORDER BY v.did), \
+         updated AS ( \
+           UPDATE actors a SET {from_v} FROM v WHERE a.did = v.did RETURNING a.did, a.deleted_seq), \
+         inserted AS ( \
+           INSERT INTO actors AS a (did, handle, handle_seq, status, status_seq, deleted_seq, last_seq, \
+                                    last_rev, indexed) \
+           SELECT v.did, v.handle, v.handle_seq, COALESCE(v.status, 'active'), v.status_seq, v.deleted_seq, \
+                  v.last_seq, v.last_rev, true \
+           FROM v WHERE v.did NOT IN (SELECT did FROM updated) ORDER BY v.did \
+           ON CONFLICT (did) DO UPDATE SET {from_excluded} \
+           RETURNING a.did, a.deleted_seq) \
+         SELECT did, deleted_seq FROM updated WHERE deleted_seq IS NOT NULL \
+         UNION ALL SELECT did, deleted_seq FROM inserted WHERE deleted_seq IS NOT NULL",
+        from_v = actor_assignments("v"),
+        from_excluded = actor_assignments("excluded"),
+    )
+});
+
 /// Creates missing actor rows and applies the batch's handle, status,
 /// deletion and progress changes, in did order; returns the deletions
 /// recorded on those rows.
@@ -416,30 +519,7 @@ fn actor_update<'a>(updates: &BTreeMap<&'a str, ActorUpdate<'a>>) -> Pending<'a>
         progress_revs.push(update.progress.and_then(|(_, rev)| rev));
     }
     Pending::new(
-        "WITH updated AS ( \
-         INSERT INTO actors AS a (did, handle, handle_seq, status, status_seq, deleted_seq, last_seq, last_rev, indexed) \
-         SELECT v.did, v.handle, v.handle_seq, COALESCE(v.status, 'active'), v.status_seq, v.deleted_seq, \
-                v.last_seq, v.last_rev, true \
-         FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::text[]) \
-           AS v(did, handle_seq, handle, status_seq, status, deleted_seq, last_seq, last_rev) \
-         ORDER BY v.did \
-         ON CONFLICT (did) DO UPDATE SET \
-           handle = CASE WHEN excluded.handle_seq IS NOT NULL \
-                          AND (a.handle_seq IS NULL OR a.handle_seq < excluded.handle_seq) \
-                         THEN excluded.handle ELSE a.handle END, \
-           handle_seq = GREATEST(a.handle_seq, excluded.handle_seq), \
-           status = CASE WHEN excluded.status_seq IS NOT NULL \
-                          AND (a.status_seq IS NULL OR a.status_seq < excluded.status_seq) \
-                         THEN excluded.status ELSE a.status END, \
-           status_seq = GREATEST(a.status_seq, excluded.status_seq), \
-           deleted_seq = GREATEST(a.deleted_seq, excluded.deleted_seq), \
-           last_rev = CASE WHEN excluded.last_seq IS NOT NULL \
-                            AND (a.last_seq IS NULL OR a.last_seq < excluded.last_seq) \
-                           THEN excluded.last_rev ELSE a.last_rev END, \
-           last_seq = GREATEST(a.last_seq, excluded.last_seq), \
-           indexed = true \
-         RETURNING a.did, a.deleted_seq) \
-         SELECT did, deleted_seq FROM updated WHERE deleted_seq IS NOT NULL",
+        ACTOR_UPDATE_SQL.as_str(),
         "updating actors",
         vec![
             Box::new(dids),

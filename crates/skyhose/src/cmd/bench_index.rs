@@ -3,6 +3,7 @@
 //! tasks and a one-event-per-transaction baseline. Each run reads the same stream
 //! through its own consumer group.
 
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,9 @@ struct Outcome {
     elapsed: Duration,
     peak_rss_kb: u64,
     cpu: Duration,
+    /// CPU of the PostgreSQL backends serving the run; `None` when the
+    /// server is not on this machine (its processes are not in /proc).
+    postgres_cpu: Option<Duration>,
 }
 
 pub async fn index(args: BenchIndexArgs) -> anyhow::Result<()> {
@@ -106,19 +110,27 @@ pub async fn index(args: BenchIndexArgs) -> anyhow::Result<()> {
     println!();
     println!("index benchmark: {filled} simulated events, {cores} cores (PostgreSQL and Redis on the same machine)");
     println!(
-        "{:<40} {:>12} {:>10} {:>12} {:>10}",
-        "run", "events/s", "seconds", "peak RSS MB", "CPU s"
+        "{:<40} {:>12} {:>10} {:>12} {:>10} {:>14} {:>14}",
+        "run", "events/s", "seconds", "peak RSS MB", "CPU s", "index µs/ev", "postgres µs/ev"
     );
     for o in &outcomes {
+        let per_event = |cpu: Duration| cpu.as_secs_f64() * 1e6 / o.events.max(1) as f64;
         println!(
-            "{:<40} {:>12.0} {:>10.1} {:>12.1} {:>10.1}",
+            "{:<40} {:>12.0} {:>10.1} {:>12.1} {:>10.1} {:>14.1} {:>14}",
             o.label,
             o.events as f64 / o.elapsed.as_secs_f64().max(1e-9),
             o.elapsed.as_secs_f64(),
             o.peak_rss_kb as f64 / 1024.0,
-            o.cpu.as_secs_f64()
+            o.cpu.as_secs_f64(),
+            per_event(o.cpu),
+            o.postgres_cpu
+                .map_or("-".to_owned(), |cpu| format!("{:.1}", per_event(cpu)))
         );
     }
+    println!(
+        "(CPU per event: the indexer process, and the PostgreSQL backends serving it; \
+         on {cores} cores the two together bound events/s at about {cores} s / their sum)"
+    );
     if !args.keep {
         let _: Result<(), _> = redis::cmd("DEL")
             .arg(&stream)
@@ -221,12 +233,18 @@ async fn run_child(
         .context("starting skyhose index")?;
     let pid = child.id().context("index child has no pid")?;
     let mut last = sample(pid);
+    let mut backends = Backends::watch(&database_url);
+    let mut ticks = 0u32;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
                 if let Some(s) = sample(pid) {
                     last = Some(s);
+                }
+                ticks += 1;
+                if ticks.is_multiple_of(5) {
+                    backends.sample().await;
                 }
             }
         }
@@ -236,6 +254,7 @@ async fn run_child(
         bail!("skyhose index exited with {status} ({label})");
     }
     let (peak_rss_kb, cpu) = last.map_or((0, Duration::ZERO), |s| (s.peak_rss_kb, s.cpu));
+    let postgres_cpu = backends.total();
     if !args.keep {
         skyhose_index::drop_database(&database_url)
             .await
@@ -247,5 +266,53 @@ async fn run_child(
         elapsed,
         peak_rss_kb,
         cpu,
+        postgres_cpu,
     })
+}
+
+/// The CPU time of the PostgreSQL backends connected to one database, read
+/// from /proc while they live (a backend's time is gone once it exits, so
+/// the last reading of each is kept).
+struct Backends {
+    pool: Option<skyhose_index::Pool>,
+    latest: HashMap<i32, Duration>,
+    unreadable: bool,
+}
+
+impl Backends {
+    fn watch(database_url: &str) -> Self {
+        Backends {
+            pool: skyhose_index::connect_pool(database_url, 1).ok(),
+            latest: HashMap::new(),
+            unreadable: false,
+        }
+    }
+
+    async fn sample(&mut self) {
+        let Some(pool) = &self.pool else { return };
+        let Ok(client) = pool.get().await else { return };
+        let Ok(rows) = client
+            .query(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+        else {
+            return;
+        };
+        for row in rows {
+            let pid: i32 = row.get(0);
+            match u32::try_from(pid).ok().and_then(sample) {
+                Some(s) => {
+                    self.latest.insert(pid, s.cpu);
+                }
+                None => self.unreadable = true,
+            }
+        }
+    }
+
+    fn total(&self) -> Option<Duration> {
+        (!self.unreadable && !self.latest.is_empty()).then(|| self.latest.values().sum())
+    }
 }
