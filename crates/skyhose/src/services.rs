@@ -179,6 +179,44 @@ pub fn ensure_redis(host: &str, port: u16, data_dir: &Path) -> anyhow::Result<Op
     Ok(Some(Private::Redis { pid_file, port }))
 }
 
+/// A free loopback port (bound and released; fine for a harness that then
+/// starts a server on it).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Server settings for a cluster that takes the firehose, as
+/// docs/deploy.md recommends for any server skyhose writes to.
+///
+/// - `shared_buffers`, a quarter of the memory (128 MB to 8 GB): the
+///   default 128 MB holds a fraction of the indexes every batch writes into,
+///   so backends spend their CPU copying pages in from the kernel's cache and
+///   writing dirty ones out themselves.
+/// - `max_wal_size` and `checkpoint_timeout`: the first change of a page
+///   after a checkpoint logs the whole page, and batches touch pages all over
+///   large indexes; checkpoints every few minutes made most of the WAL such
+///   images.
+pub fn indexing_settings() -> Vec<(&'static str, String)> {
+    let memory_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(1024, |kb| kb / 1024);
+    vec![
+        (
+            "shared_buffers",
+            format!("{}MB", (memory_mb / 4).clamp(128, 8192)),
+        ),
+        ("max_wal_size", "8GB".to_owned()),
+        ("checkpoint_timeout", "15min".to_owned()),
+    ]
+}
+
 /// Makes sure a PostgreSQL answers at `host:port`, starting a private cluster
 /// (trust auth, superuser `postgres`) if needed.
 pub fn ensure_postgres(host: &str, port: u16, data_dir: &Path) -> anyhow::Result<Option<Private>> {
@@ -214,7 +252,14 @@ pub fn ensure_postgres(host: &str, port: u16, data_dir: &Path) -> anyhow::Result
         .arg("-l")
         .arg(dir.join("server.log"))
         .arg("-o")
-        .arg(format!("-p {port} -k /tmp -c listen_addresses=127.0.0.1"))
+        .arg(format!(
+            "-p {port} -k /tmp -c listen_addresses=127.0.0.1 {}",
+            indexing_settings()
+                .iter()
+                .map(|(name, value)| format!("-c {name}={value}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))
         .args(["-w", "start"]);
     run_as_owner_if_root(&mut start, &dir)?;
     let status = start.status().context("running pg_ctl start")?;

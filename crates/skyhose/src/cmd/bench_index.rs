@@ -42,6 +42,12 @@ pub struct BenchIndexArgs {
     /// Server URL; each run creates and drops its own database there.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432", value_parser = crate::config::check::postgres_url)]
     pub postgres: String,
+    /// Start a private PostgreSQL cluster in this directory (created when
+    /// missing), with the settings `skyhose run` gives the cluster it starts
+    /// (docs/deploy.md), on a free loopback port, and measure against it
+    /// instead of `--postgres`; it is stopped afterwards.
+    #[arg(long, value_name = "DIR")]
+    pub private_postgres: Option<std::path::PathBuf>,
     /// Keep the benchmark's stream and databases afterwards.
     #[arg(long)]
     pub keep: bool,
@@ -58,7 +64,33 @@ struct Outcome {
     postgres_cpu: Option<Duration>,
 }
 
-pub async fn index(args: BenchIndexArgs) -> anyhow::Result<()> {
+pub async fn index(mut args: BenchIndexArgs) -> anyhow::Result<()> {
+    let private = match &args.private_postgres {
+        Some(dir) => {
+            let port = crate::services::free_port()?;
+            let private = crate::services::ensure_postgres("127.0.0.1", port, dir)?
+                .context("a private PostgreSQL was asked for, but one already answers")?;
+            args.postgres = format!("postgres://postgres@127.0.0.1:{port}");
+            println!(
+                "private PostgreSQL on port {port} ({})",
+                crate::services::indexing_settings()
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Some(private)
+        }
+        None => None,
+    };
+    let result = measure(&args).await;
+    if let Some(private) = private {
+        private.stop();
+    }
+    result
+}
+
+async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tag = format!("bench_index_{}", std::process::id());
     let stream = format!("{tag}:events");

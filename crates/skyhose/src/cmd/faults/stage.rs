@@ -519,12 +519,7 @@ pub async fn delete_keys(redis_url: &str, keys: &Keys) {
     }
 }
 
-/// A free loopback port (bound and released; fine for a test harness).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(listener.local_addr()?.port())
-}
+pub use crate::services::free_port;
 
 /// Fault timings: the simulator's deterministic generator, so `--seed`
 /// repeats a run.
