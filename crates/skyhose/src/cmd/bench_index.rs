@@ -102,7 +102,7 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {}", args.redis_url))?;
 
     println!("filling {stream} with {} simulated events ...", args.events);
-    let filled = fill(&mut conn, &args, &stream, &baseline_stream).await?;
+    let filled = fill(&mut conn, args, &stream, &baseline_stream).await?;
     println!("stream ready: {filled} entries");
 
     let mut outcomes = Vec::new();
@@ -111,7 +111,7 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
         let db = format!("{tag}_w{workers}");
         outcomes.push(
             run_child(
-                &args,
+                args,
                 &label,
                 &stream,
                 &db,
@@ -127,7 +127,7 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
         let events = args.baseline_events.min(filled);
         outcomes.push(
             run_child(
-                &args,
+                args,
                 "baseline: 1 event per transaction",
                 &baseline_stream,
                 &db,
