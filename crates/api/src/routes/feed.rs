@@ -11,6 +11,7 @@ use crate::routes::actor::served_actor;
 use crate::routes::{json, Ctx};
 use crate::views::feed_view::PostsPage;
 use crate::views::hydrate::{not_found_post, FeedItem, Reason};
+use crate::views::post::POST_COLUMNS;
 use crate::views::{Hydrated, Hydrator};
 
 pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
@@ -28,6 +29,17 @@ pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         cursor: None,
     })
 }
+
+/// The columns of an author feed's page row besides its own: a post row
+/// carries what [`POST_COLUMNS`] reads (a repost row has NULLs), so that
+/// the author's posts are not looked up again by URI.
+const PAGE_POST: &str = "p.did, p.cid AS post_cid, p.record, p.indexed_at, \
+    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri";
+const PAGE_REPOST: &str = "NULL::text, NULL::text, NULL::jsonb, NULL::timestamptz, \
+    NULL::text, NULL::text, NULL::text";
+/// [`POST_COLUMNS`] of a page row that is a post.
+const PAGE_POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.post_cid AS cid, p.record, p.indexed_at, \
+    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri";
 
 const AUTHOR_FEED_FILTERS: &[&str] = &[
     "posts_with_replies",
@@ -67,16 +79,16 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         "AND $3::text IS NULL AND $4::text IS NULL"
     };
     let posts_sql = format!(
-        "SELECT p.uri, p.rkey, NULL::text AS subject, NULL::text AS cid, NULL::text AS at \
+        "SELECT p.uri, p.rkey, NULL::text AS subject, NULL::text AS cid, NULL::timestamptz AS at, \
+                {PAGE_POST} \
          FROM posts p WHERE p.did = $1 {post_filter} {page_p} \
          ORDER BY p.rkey DESC, p.uri DESC LIMIT $2",
         page_p = page.replace("x.", "p.")
     );
-    let sql = if with_reposts {
+    let page_sql = if with_reposts {
         format!(
             "({posts_sql}) UNION ALL \
-             (SELECT r.uri, r.rkey, r.subject_uri, r.cid, \
-                     to_char(r.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+             (SELECT r.uri, r.rkey, r.subject_uri, r.cid, r.indexed_at, {PAGE_REPOST} \
               FROM reposts r WHERE r.did = $1 AND r.subject_uri IS NOT NULL {page_r} \
               ORDER BY r.rkey DESC, r.uri DESC LIMIT $2) \
              ORDER BY 2 DESC, 1 DESC LIMIT $2",
@@ -85,14 +97,30 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     } else {
         posts_sql
     };
+    // The page and the posts it shows (with `$5` the pinned one) in one
+    // statement: the posts are found from the page's rows rather than from a
+    // list sent back after a round trip, and only reposted (or pinned) posts
+    // need looking up.
+    let ctes = format!(
+        "page AS MATERIALIZED ( \
+            SELECT x.*, row_number() OVER (ORDER BY x.rkey DESC, x.uri DESC) AS n \
+            FROM ({page_sql}) x \
+         ), listed AS MATERIALIZED ( \
+            SELECT {PAGE_POST_COLUMNS} FROM page p WHERE p.subject IS NULL \
+            UNION ALL \
+            SELECT {POST_COLUMNS} FROM ( \
+                SELECT subject FROM page WHERE subject IS NOT NULL \
+                UNION SELECT $5::text WHERE $5::text IS NOT NULL \
+                EXCEPT SELECT uri FROM page WHERE subject IS NULL \
+            ) s JOIN posts p ON p.uri = s.subject \
+         )"
+    );
     let (key, uri) = match &cursor {
         Some(c) => (Some(c.key.clone()), Some(c.uri.clone())),
         None => (None, None),
     };
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&did, &limit, &key, &uri]).await?;
 
-    let mut items = Vec::with_capacity(rows.len() + 1);
+    let mut pinned_uri: Option<String> = None;
     if include_pins && cursor.is_none() {
         let pinned = client
             .prepare_cached(
@@ -100,42 +128,45 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             )
             .await?;
         let pinned = client.query_opt(&pinned, &[&did]).await?;
-        if let Some(uri) = pinned.and_then(|r| r.get::<_, Option<String>>(0)) {
-            if uri.starts_with(&format!("at://{did}/")) {
-                items.push(FeedItem {
-                    post_uri: uri,
-                    reason: Some(Reason::Pin),
-                });
-            }
-        }
+        pinned_uri = pinned
+            .and_then(|r| r.get::<_, Option<String>>(0))
+            .filter(|uri| uri.starts_with(&format!("at://{did}/")));
     }
-    for row in &rows {
-        let uri: String = row.get(0);
-        let subject: Option<String> = row.get(2);
-        items.push(match subject {
-            Some(subject) => FeedItem {
-                post_uri: subject,
-                reason: Some(Reason::Repost {
-                    by: did.clone(),
-                    uri,
-                    cid: row.get(3),
-                    indexed_at: row.get(4),
-                }),
-            },
-            None => FeedItem {
-                post_uri: uri,
-                reason: None,
-            },
+    let hydrator = Hydrator::new(&client, ctx.config(), ctx.viewer());
+    let (rows, posts) = hydrator
+        .load_page(&ctes, &[&did, &limit, &key, &uri, &pinned_uri])
+        .await?;
+
+    let mut items = Vec::with_capacity(rows.len() + 1);
+    if let Some(uri) = pinned_uri {
+        items.push(FeedItem {
+            post_uri: uri,
+            reason: Some(Reason::Pin),
         });
     }
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last())
         .flatten()
-        .map(|row| Cursor::new(row.get::<_, String>(1), row.get::<_, String>(0)).encode());
+        .map(|row| Cursor::new(row.rkey.clone(), row.uri.clone()).encode());
+    for row in rows {
+        items.push(match row.subject {
+            Some(subject) => FeedItem {
+                post_uri: subject,
+                reason: Some(Reason::Repost {
+                    by: did.clone(),
+                    uri: row.uri,
+                    cid: row.cid.unwrap_or_default(),
+                    indexed_at: row.indexed_at.unwrap_or_default(),
+                }),
+            },
+            None => FeedItem {
+                post_uri: row.uri,
+                reason: None,
+            },
+        });
+    }
 
-    let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
-        .hydrate_feed(&items)
-        .await?;
+    let hydrated = hydrator.complete(posts, std::slice::from_ref(&did)).await?;
     json(&hydrated.feed_page(&items, next))
 }
 

@@ -1,9 +1,11 @@
 //! Actors: loading them in batches and rendering the three profile views of
 //! `app.bsky.actor.defs`.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use crate::views::Db;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::config::ApiConfig;
@@ -32,6 +34,8 @@ pub struct ActorInfo {
     pub starter_packs: i64,
     pub labeler: bool,
     pub chat_allow_incoming: Option<String>,
+    /// `profileViewBasic` as JSON text, once rendered.
+    pub basic_view: OnceCell<Box<RawValue>>,
 }
 
 impl ActorInfo {
@@ -109,6 +113,7 @@ pub async fn load_actors(
                 starter_packs: row.get(16),
                 labeler: row.get(17),
                 chat_allow_incoming: row.get(18),
+                basic_view: OnceCell::new(),
             };
             (info.did.clone(), info)
         })

@@ -5,23 +5,57 @@
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// `app.bsky.feed.defs#postView`: every field but the record as JSON values,
-/// the record as its stored text.
+/// `app.bsky.feed.defs#postView`, borrowing from the hydrated rows. The
+/// fields are declared in the order of their keys' bytes, which is the order
+/// in which every other view (a map) writes its keys; the record comes last,
+/// written as stored.
 #[derive(Debug, Serialize)]
 pub struct PostView<'a> {
-    #[serde(flatten)]
-    pub fields: Map<String, Value>,
+    #[serde(rename = "$type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<&'static str>,
+    /// The author's `profileViewBasic`, rendered once per response.
+    pub author: &'a RawValue,
+    pub cid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embed: Option<Value>,
+    #[serde(rename = "indexedAt")]
+    pub indexed_at: &'a str,
+    pub labels: [(); 0],
+    #[serde(rename = "likeCount")]
+    pub like_count: i64,
+    #[serde(rename = "quoteCount")]
+    pub quote_count: i64,
+    #[serde(rename = "replyCount")]
+    pub reply_count: i64,
+    #[serde(rename = "repostCount")]
+    pub repost_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threadgate: Option<Value>,
+    pub uri: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub viewer: Option<PostViewerState<'a>>,
     pub record: &'a RawValue,
+}
+
+/// `app.bsky.feed.defs#viewerState`, keys in byte order.
+#[derive(Debug, Serialize)]
+pub struct PostViewerState<'a> {
+    #[serde(rename = "embeddingDisabled")]
+    pub embedding_disabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub like: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repost: Option<&'a str>,
+    #[serde(rename = "threadMuted")]
+    pub thread_muted: bool,
 }
 
 impl PostView<'_> {
     /// The view as a JSON tree, for responses that nest it in one (threads).
     pub fn into_value(self) -> Value {
-        let mut fields = self.fields;
-        fields.insert("record".into(), record_value(self.record));
-        Value::Object(fields)
+        serde_json::to_value(&self).unwrap_or(Value::Null)
     }
 }
 
@@ -48,7 +82,26 @@ pub struct FeedViewPost<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<ReplyRef<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<Value>,
+    pub reason: Option<ReasonView<'a>>,
+}
+
+/// `app.bsky.feed.defs#reasonRepost` and `#reasonPin`, keys in byte order.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ReasonView<'a> {
+    Repost {
+        #[serde(rename = "$type")]
+        type_: &'static str,
+        by: &'a RawValue,
+        cid: &'a str,
+        #[serde(rename = "indexedAt")]
+        indexed_at: &'a str,
+        uri: &'a str,
+    },
+    Pin {
+        #[serde(rename = "$type")]
+        type_: &'static str,
+    },
 }
 
 /// The output of the feed methods: a page of feed items and the cursor of the

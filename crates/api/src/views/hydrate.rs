@@ -4,22 +4,26 @@
 //! and `Hydrated` renders views from memory.
 
 use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
 
 use crate::views::Db;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use tokio_postgres::types::ToSql;
 
 use crate::config::ApiConfig;
 use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer};
 use crate::views::embed::{self, RECORD, RECORD_WITH_MEDIA};
 use crate::views::feed_view::{
-    record_value, FeedPage, FeedViewPost, PostOrPlaceholder, PostView, ReplyRef,
+    record_value, FeedPage, FeedViewPost, PostOrPlaceholder, PostView, PostViewerState, ReasonView,
+    ReplyRef,
 };
 use crate::views::feedgen::{self, GeneratorInfo};
 use crate::views::labeler::{self, LabelerInfo};
 use crate::views::list::{self, ListInfo};
 use crate::views::post::{self, PostInfo, PostViewer};
 use crate::views::starter_pack::{self, StarterPackInfo};
-use crate::views::{put, uri_did};
+use crate::views::{datetime_millis, put, uri_did};
 
 const POST_COLLECTION: &str = "app.bsky.feed.post";
 
@@ -39,6 +43,19 @@ pub enum Reason {
         indexed_at: String,
     },
     Pin,
+}
+
+/// A row of a feed page as [`Hydrator::load_page`] returns it.
+#[derive(Debug, Clone)]
+pub struct PageRow {
+    pub uri: String,
+    pub rkey: String,
+    /// The reposted post, when the row is a repost.
+    pub subject: Option<String>,
+    /// The repost's CID and when it was indexed.
+    pub cid: Option<String>,
+    pub indexed_at: Option<String>,
+    n: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +96,58 @@ impl<'a> Hydrator<'a> {
             viewer: self.viewer.is_some(),
         };
         let posts = post::load_posts(self.client, &dedup(post_uris.iter().cloned()), load).await?;
+        self.complete(posts, dids).await
+    }
+
+    /// A feed page and its posts in one statement: `ctes` defines `page`
+    /// (`uri, rkey, subject, cid, at, n`: the feed's rows, `subject` the
+    /// post a repost reposts, `n` their order) and `listed` (the posts it
+    /// shows, with [`post::POST_COLUMNS`]) over `params`. The posts they reply
+    /// to and quote are loaded with them. Returns the page's rows in order and
+    /// the loaded posts, for [`Hydrator::complete`].
+    pub async fn load_page(
+        &self,
+        ctes: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Vec<PageRow>, HashMap<String, PostInfo>), tokio_postgres::Error> {
+        let viewer = if self.viewer.is_some() {
+            "true"
+        } else {
+            "false"
+        };
+        let sql = post::posts_statement(ctes, "true", viewer, true);
+        let rows = self
+            .client
+            .query(&self.client.prepare_cached(&sql).await?, params)
+            .await?;
+        let mut page = Vec::new();
+        let mut posts = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            if row.get::<_, i32>(0) == post::ROW_PAGE {
+                page.push(PageRow {
+                    uri: row.get(1),
+                    rkey: row.get(2),
+                    subject: row.get(3),
+                    cid: row.get(4),
+                    indexed_at: row.get::<_, Option<SystemTime>>(5).map(datetime_millis),
+                    n: row.get(6),
+                });
+            } else {
+                let info = post::post_info(row);
+                posts.insert(info.uri.clone(), info);
+            }
+        }
+        page.sort_by_key(|r| r.n);
+        Ok((page, posts))
+    }
+
+    /// Loads what `posts` show besides themselves (the records they quote
+    /// other than posts, every author, the viewer's state) and `dids`.
+    pub async fn complete(
+        &self,
+        posts: HashMap<String, PostInfo>,
+        dids: &[String],
+    ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
         let embedded = self.load_embedded_records(&posts).await?;
         let all_dids = dedup(
             dids.iter()
@@ -243,6 +312,17 @@ impl Hydrated<'_> {
         self.actor(did).map(|a| self.renderer().basic(a))
     }
 
+    /// `profile_basic` as JSON text, rendered once per actor however many
+    /// posts of a page show it.
+    pub fn profile_basic_raw(&self, did: &str) -> Option<&RawValue> {
+        let a = self.actor(did)?;
+        if let Some(view) = a.basic_view.get() {
+            return Some(view);
+        }
+        let view = serde_json::value::to_raw_value(&self.renderer().basic(a)).ok()?;
+        Some(a.basic_view.get_or_init(|| view))
+    }
+
     pub fn profile_view(&self, did: &str) -> Option<Value> {
         self.actor(did).map(|a| self.renderer().view(a))
     }
@@ -274,43 +354,36 @@ impl Hydrated<'_> {
     /// without building a JSON tree of the whole page.
     pub fn post_view_raw(&self, uri: &str) -> Option<PostView<'_>> {
         let p = self.post(uri)?;
-        let author = self.profile_basic(&p.did)?;
-        let mut m = Map::new();
-        put(&mut m, "uri", &p.uri);
-        put(&mut m, "cid", &p.cid);
-        m.insert("author".into(), author);
-        if let Some(embed) = p.embed.as_ref().and_then(|e| self.embed_view(p, e, 0)) {
-            m.insert("embed".into(), embed);
-        }
-        m.insert("replyCount".into(), json!(p.replies));
-        m.insert("repostCount".into(), json!(p.reposts));
-        m.insert("likeCount".into(), json!(p.likes));
-        m.insert("quoteCount".into(), json!(p.quotes));
-        put(&mut m, "indexedAt", &p.indexed_at);
-        if self.viewer.is_some() {
-            let state = self.post_viewer.get(uri).cloned().unwrap_or_default();
-            let mut v = Map::new();
-            if let Some(like) = state.like {
-                put(&mut v, "like", like);
+        let author = self.profile_basic_raw(&p.did)?;
+        let viewer = self.viewer.map(|_| {
+            let state = self.post_viewer.get(uri);
+            PostViewerState {
+                embedding_disabled: p.embedding_disabled,
+                like: state.and_then(|s| s.like.as_deref()),
+                repost: state.and_then(|s| s.repost.as_deref()),
+                thread_muted: false,
             }
-            if let Some(repost) = state.repost {
-                put(&mut v, "repost", repost);
+        });
+        let threadgate = match (&p.reply_parent_uri, &p.threadgate) {
+            (None, Some(tg)) => {
+                Some(json!({"uri": tg.uri, "cid": tg.cid, "record": tg.record, "lists": []}))
             }
-            v.insert("threadMuted".into(), json!(false));
-            v.insert("embeddingDisabled".into(), json!(p.embedding_disabled));
-            m.insert("viewer".into(), Value::Object(v));
-        }
-        m.insert("labels".into(), json!([]));
-        if p.reply_parent_uri.is_none() {
-            if let Some(tg) = &p.threadgate {
-                m.insert(
-                    "threadgate".into(),
-                    json!({"uri": tg.uri, "cid": tg.cid, "record": tg.record, "lists": []}),
-                );
-            }
-        }
+            _ => None,
+        };
         Some(PostView {
-            fields: m,
+            type_: None,
+            author,
+            cid: &p.cid,
+            embed: p.embed.as_ref().and_then(|e| self.embed_view(p, e, 0)),
+            indexed_at: &p.indexed_at,
+            labels: [],
+            like_count: p.likes,
+            quote_count: p.quotes,
+            reply_count: p.replies,
+            repost_count: p.reposts,
+            threadgate,
+            uri: &p.uri,
+            viewer,
             record: &p.record,
         })
     }
@@ -324,7 +397,7 @@ impl Hydrated<'_> {
         }
         match self.post_view_raw(uri) {
             Some(mut view) => {
-                put(&mut view.fields, "$type", "app.bsky.feed.defs#postView");
+                view.type_ = Some("app.bsky.feed.defs#postView");
                 PostOrPlaceholder::Post(view)
             }
             None => PostOrPlaceholder::Placeholder(not_found_post(uri)),
@@ -349,7 +422,7 @@ impl Hydrated<'_> {
     }
 
     /// A feed method's output: the items that are served, and `cursor`.
-    pub fn feed_page(&self, items: &[FeedItem], cursor: Option<String>) -> FeedPage<'_> {
+    pub fn feed_page<'s>(&'s self, items: &'s [FeedItem], cursor: Option<String>) -> FeedPage<'s> {
         FeedPage {
             feed: items
                 .iter()
@@ -360,7 +433,7 @@ impl Hydrated<'_> {
     }
 
     /// `app.bsky.feed.defs#feedViewPost`, or None when the post is not served.
-    pub fn feed_view_post(&self, item: &FeedItem) -> Option<FeedViewPost<'_>> {
+    pub fn feed_view_post<'s>(&'s self, item: &'s FeedItem) -> Option<FeedViewPost<'s>> {
         let p = self.post(&item.post_uri)?;
         if self.blocked(&p.did) {
             return None;
@@ -378,14 +451,16 @@ impl Hydrated<'_> {
                 uri,
                 cid,
                 indexed_at,
-            }) => Some(json!({
-                "$type": "app.bsky.feed.defs#reasonRepost",
-                "by": self.profile_basic(by)?,
-                "uri": uri,
-                "cid": cid,
-                "indexedAt": indexed_at,
-            })),
-            Some(Reason::Pin) => Some(json!({"$type": "app.bsky.feed.defs#reasonPin"})),
+            }) => Some(ReasonView::Repost {
+                type_: "app.bsky.feed.defs#reasonRepost",
+                by: self.profile_basic_raw(by)?,
+                cid,
+                indexed_at,
+                uri,
+            }),
+            Some(Reason::Pin) => Some(ReasonView::Pin {
+                type_: "app.bsky.feed.defs#reasonPin",
+            }),
             None => None,
         };
         Some(FeedViewPost {

@@ -12,6 +12,8 @@ pub mod list;
 pub mod post;
 pub mod starter_pack;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde_json::{Map, Value};
 
 /// A pooled connection; statements are prepared once per connection
@@ -35,7 +37,58 @@ pub(crate) fn is_datetime(s: &str) -> bool {
     skyhose_proto::syntax::is_datetime(s)
 }
 
+/// A timestamp as views write it: UTC to the millisecond, as
+/// `to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')` writes it.
+pub(crate) fn datetime_millis(t: SystemTime) -> String {
+    let micros = match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
+    };
+    let secs = micros.div_euclid(1_000_000);
+    let millis = micros.rem_euclid(1_000_000) / 1000;
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let of_day = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+/// Days since 1970-01-01 → proleptic Gregorian (year, month, day).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// `at://did/collection/rkey` → `did`, for URIs the index wrote.
 pub(crate) fn uri_did(uri: &str) -> Option<&str> {
     uri.strip_prefix("at://")?.split('/').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(micros: u64) -> String {
+        datetime_millis(UNIX_EPOCH + Duration::from_micros(micros))
+    }
+
+    #[test]
+    fn datetimes_are_utc_milliseconds_truncated() {
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_735_689_599_999_999), "2024-12-31T23:59:59.999Z");
+        assert_eq!(at(1_732_630_000_123_456), "2024-11-26T14:06:40.123Z");
+    }
 }

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
-use crate::views::Db;
+use crate::views::{datetime_millis, Db};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
 pub struct PostInfo {
@@ -46,52 +48,93 @@ pub struct PostViewer {
     pub repost: Option<String>,
 }
 
-/// The listed posts, with `$2` the posts they reply to (parent and root),
-/// then the posts that any of those quote: everything a page of posts shows
-/// in one statement. The record is read from the post's own row; rows
-/// written before it was kept there fall back to `records`. Threadgates only
-/// apply to (and are only shown on) thread roots, and whether the author
-/// disabled embedding is only shown to a viewer (`$3`), so the other posts
-/// skip those lookups (a NULL key ends an index scan before it reads a page;
-/// a filter beside the key would not).
-const POST_QUERY: &str = "\
-WITH listed AS ( \
-    SELECT p.* FROM unnest($1::text[]) AS u(uri) JOIN posts p ON p.uri = u.uri \
-), replied AS ( \
-    SELECT p.* FROM ( \
-        SELECT DISTINCT r.uri FROM listed l \
-        CROSS JOIN LATERAL (VALUES (l.reply_parent_uri), (l.reply_root_uri)) AS r(uri) \
-        WHERE $2 AND r.uri IS NOT NULL AND r.uri NOT IN (SELECT uri FROM listed) \
-    ) r JOIN posts p ON p.uri = r.uri \
-), loaded AS ( \
-    SELECT * FROM listed UNION ALL SELECT * FROM replied \
-), quoted AS ( \
-    SELECT p.* FROM ( \
-        SELECT DISTINCT l.embed_record_uri AS uri FROM loaded l \
-        WHERE split_part(l.embed_record_uri, '/', 4) = 'app.bsky.feed.post' \
-          AND l.embed_record_uri NOT IN (SELECT uri FROM loaded) \
-    ) q JOIN posts p ON p.uri = q.uri \
-) \
-SELECT p.uri, p.cid, p.did, rec.record::text, rec.record->'embed', \
-       to_char(p.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-       COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0), \
-       p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, \
-       tg.uri, tg.cid, tg.record, tg.hidden_replies, \
-       p.embed_record_uri IS NOT NULL AND EXISTS (SELECT 1 FROM postgates pg \
-           WHERE pg.post_uri = p.embed_record_uri AND pg.detached_embedding_uris ? p.uri), \
-       CASE WHEN $3 THEN COALESCE((SELECT own.embedding_rules @> '[{\"$type\": \"app.bsky.feed.postgate#disableRule\"}]' \
-           FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
-       ELSE false END \
-FROM (SELECT * FROM loaded UNION ALL SELECT * FROM quoted) p \
-CROSS JOIN LATERAL (SELECT COALESCE(p.record, \
-    (SELECT r.record FROM records r WHERE r.uri = p.uri)) AS record) rec \
-LEFT JOIN post_counts c ON c.uri = p.uri \
-LEFT JOIN LATERAL ( \
-    SELECT tg.uri, tg.cid, tgr.record, tg.hidden_replies FROM threadgates tg \
-    LEFT JOIN records tgr ON tgr.uri = tg.uri \
-    WHERE tg.uri = CASE WHEN p.reply_parent_uri IS NULL \
-        THEN 'at://' || p.did || '/app.bsky.feed.threadgate/' || p.rkey END \
-) tg ON true";
+/// The columns of a post row that views read, as the hydration statement's
+/// CTEs carry them (never `p.*`: a row also holds its text, facets and embed
+/// columns, which the record repeats).
+pub const POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.cid, p.record, p.indexed_at, \
+    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri";
+
+/// The statement that loads a page of posts: `listed` (a CTE with
+/// [`POST_COLUMNS`], defined by the caller along with anything it needs,
+/// such as a feed's `page`), with `reply_refs` (SQL boolean) the posts they
+/// reply to (parent and root), then the posts that any of those quote. The
+/// record is read from the post's own row; rows written before it was kept
+/// there fall back to `records`. Threadgates only apply to (and are only
+/// shown on) thread roots, and whether the author disabled embedding is only
+/// shown to a viewer (`viewer`, SQL boolean), so the other posts skip those
+/// lookups (a NULL key ends an index scan before it reads a page; a filter
+/// beside the key would not).
+///
+/// Rows are posts (read by [`post_info`]) and, when `page_rows` is
+/// set, `ROW_PAGE` rows: the `page` CTE's `(uri, rkey, subject, cid, at, n)`.
+/// Times are sent as timestamps and written by [`datetime_millis`], and a
+/// post's embed is read from its record text: PostgreSQL would spend more on
+/// `to_char` and on a second pass over each record.
+pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, page_rows: bool) -> String {
+    let page = if page_rows {
+        "SELECT 0, uri, rkey, subject, cid, at, n, NULL::bigint, NULL::bigint, \
+                NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
+                NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool \
+         FROM page UNION ALL "
+    } else {
+        ""
+    };
+    format!(
+        "WITH {ctes}, replied AS MATERIALIZED ( \
+            SELECT {POST_COLUMNS} FROM ( \
+                SELECT DISTINCT r.uri FROM listed l \
+                CROSS JOIN LATERAL (VALUES (l.reply_parent_uri), (l.reply_root_uri)) AS r(uri) \
+                WHERE {reply_refs} AND r.uri IS NOT NULL AND r.uri NOT IN (SELECT uri FROM listed) \
+            ) r JOIN posts p ON p.uri = r.uri \
+         ), shown AS ( \
+            SELECT * FROM listed UNION ALL SELECT * FROM replied \
+         ), quoted AS ( \
+            SELECT {POST_COLUMNS} FROM ( \
+                SELECT DISTINCT s.embed_record_uri AS uri FROM shown s \
+                WHERE split_part(s.embed_record_uri, '/', 4) = 'app.bsky.feed.post' \
+                  AND s.embed_record_uri NOT IN (SELECT uri FROM shown) \
+            ) q JOIN posts p ON p.uri = q.uri \
+         ) \
+         {page} \
+         SELECT 1, p.uri, p.cid, p.did, rec.record::text, p.indexed_at, \
+                COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0), \
+                p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, \
+                tg.uri, tg.cid, tg.record, tg.hidden_replies, \
+                p.embed_record_uri IS NOT NULL AND EXISTS (SELECT 1 FROM postgates pg \
+                    WHERE pg.post_uri = p.embed_record_uri AND pg.detached_embedding_uris ? p.uri), \
+                CASE WHEN {viewer} THEN COALESCE((SELECT own.embedding_rules @> '[{{\"$type\": \"app.bsky.feed.postgate#disableRule\"}}]' \
+                    FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
+                ELSE false END \
+         FROM (SELECT * FROM shown UNION ALL SELECT * FROM quoted) p \
+         CROSS JOIN LATERAL (SELECT COALESCE(p.record, \
+             (SELECT r.record FROM records r WHERE r.uri = p.uri)) AS record) rec \
+         LEFT JOIN post_counts c ON c.uri = p.uri \
+         LEFT JOIN LATERAL ( \
+             SELECT tg.uri, tg.cid, tgr.record, tg.hidden_replies FROM threadgates tg \
+             LEFT JOIN records tgr ON tgr.uri = tg.uri \
+             WHERE tg.uri = CASE WHEN p.reply_parent_uri IS NULL \
+                 THEN 'at://' || p.did || '/app.bsky.feed.threadgate/' || p.rkey END \
+         ) tg ON true"
+    )
+}
+
+/// The statement of [`load_posts`]: `$1` the posts, `$2` whether to load the
+/// posts they reply to, `$3` whether a viewer is asking.
+static POSTS_BY_URI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    posts_statement(
+        &format!(
+            "listed AS MATERIALIZED ( \
+                SELECT {POST_COLUMNS} FROM unnest($1::text[]) AS u(uri) JOIN posts p ON p.uri = u.uri)"
+        ),
+        "$2",
+        "$3",
+        false,
+    )
+});
+
+/// Column 0 of a [`posts_statement`] row that is a feed page's item rather
+/// than a post (1).
+pub const ROW_PAGE: i32 = 0;
 
 /// What to load besides the listed posts (the posts they quote always are).
 #[derive(Debug, Clone, Copy)]
@@ -113,40 +156,53 @@ pub async fn load_posts(
     }
     let rows = client
         .query(
-            &client.prepare_cached(POST_QUERY).await?,
+            &client.prepare_cached(&POSTS_BY_URI).await?,
             &[&uris, &what.reply_refs, &what.viewer],
         )
         .await?;
     Ok(rows
-        .into_iter()
-        .map(|row| {
-            let threadgate = row.get::<_, Option<String>>(13).map(|uri| Threadgate {
-                uri,
-                cid: row.get::<_, Option<String>>(14).unwrap_or_default(),
-                record: row.get::<_, Option<Value>>(15).unwrap_or(Value::Null),
-                hidden_replies: string_array(row.get::<_, Option<Value>>(16)),
-            });
-            let info = PostInfo {
-                uri: row.get(0),
-                cid: row.get(1),
-                did: row.get(2),
-                record: raw_json(row.get(3)),
-                embed: row.get(4),
-                indexed_at: row.get(5),
-                likes: row.get(6),
-                reposts: row.get(7),
-                replies: row.get(8),
-                quotes: row.get(9),
-                reply_root_uri: row.get(10),
-                reply_parent_uri: row.get(11),
-                embed_record_uri: row.get(12),
-                threadgate,
-                detached_by_quoted: row.get(17),
-                embedding_disabled: row.get(18),
-            };
-            (info.uri.clone(), info)
-        })
+        .iter()
+        .map(post_info)
+        .map(|info| (info.uri.clone(), info))
         .collect())
+}
+
+/// A `ROW_POST` row of [`posts_statement`].
+pub fn post_info(row: &Row) -> PostInfo {
+    let threadgate = row.get::<_, Option<String>>(13).map(|uri| Threadgate {
+        uri,
+        cid: row.get::<_, Option<String>>(14).unwrap_or_default(),
+        record: row.get::<_, Option<Value>>(15).unwrap_or(Value::Null),
+        hidden_replies: string_array(row.get::<_, Option<Value>>(16)),
+    });
+    let record = raw_json(row.get(4));
+    PostInfo {
+        uri: row.get(1),
+        cid: row.get(2),
+        did: row.get(3),
+        embed: record_embed(&record),
+        record,
+        indexed_at: datetime_millis(row.get(5)),
+        likes: row.get(6),
+        reposts: row.get(7),
+        replies: row.get(8),
+        quotes: row.get(9),
+        reply_root_uri: row.get(10),
+        reply_parent_uri: row.get(11),
+        embed_record_uri: row.get(12),
+        threadgate,
+        detached_by_quoted: row.get(17),
+        embedding_disabled: row.get(18),
+    }
+}
+
+/// A record's `embed`, the one part of it that views read.
+fn record_embed(record: &RawValue) -> Option<Value> {
+    #[derive(Deserialize)]
+    struct Embedding {
+        embed: Option<Value>,
+    }
+    serde_json::from_str::<Embedding>(record.get()).ok()?.embed
 }
 
 /// JSON text from PostgreSQL as a raw value; `null` when there is none (a
