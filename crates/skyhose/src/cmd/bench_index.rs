@@ -109,18 +109,8 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
     for &workers in &args.workers {
         let label = format!("{workers} worker(s), batch {}", args.batch_size);
         let db = format!("{tag}_w{workers}");
-        outcomes.push(
-            run_child(
-                args,
-                &label,
-                &stream,
-                &db,
-                workers,
-                args.batch_size,
-                filled,
-            )
-            .await?,
-        );
+        outcomes
+            .push(run_child(args, &label, &stream, &db, workers, args.batch_size, filled).await?);
     }
     if args.baseline_events > 0 {
         let db = format!("{tag}_baseline");
@@ -287,6 +277,8 @@ async fn run_child(
     }
     let (peak_rss_kb, cpu) = last.map_or((0, Duration::ZERO), |s| (s.peak_rss_kb, s.cpu));
     let postgres_cpu = backends.total();
+    // Its connection would be cut by the forced drop below, and reported.
+    drop(backends);
     if !args.keep {
         skyhose_index::drop_database(&database_url)
             .await
