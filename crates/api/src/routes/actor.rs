@@ -22,7 +22,7 @@ pub(crate) async fn served_actor(
     check_status(param, did, &status)
 }
 
-fn check_status(param: &str, did: String, status: &str) -> XrpcResult<String> {
+pub(crate) fn check_status(param: &str, did: String, status: &str) -> XrpcResult<String> {
     match status {
         "active" => Ok(did),
         "takendown" | "suspended" => Err(XrpcError::not_found(

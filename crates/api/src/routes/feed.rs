@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 
 use crate::cursor::Cursor;
 use crate::error::{XrpcError, XrpcResult};
-use crate::routes::actor::served_actor;
+use crate::params::ActorRef;
+use crate::routes::actor::{check_status, served_actor};
 use crate::routes::{json, Ctx};
 use crate::views::feed_view::PostsPage;
 use crate::views::hydrate::{not_found_post, FeedItem, Reason};
@@ -58,7 +59,12 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .one_of("filter", AUTHOR_FEED_FILTERS, "posts_with_replies")?;
     let include_pins = ctx.params.bool("includePins", false)?;
     let client = ctx.db().await?;
-    let did = served_actor(&client, "actor", &actor).await?;
+    // A DID is checked against the actor row the page's statement returns;
+    // a handle needs resolving first.
+    let did = match &actor {
+        ActorRef::Did(did) => did.clone(),
+        ActorRef::Handle(_) => served_actor(&client, "actor", &actor).await?,
+    };
 
     let post_filter = match filter {
         "posts_no_replies" => "AND p.reply_parent_uri IS NULL",
@@ -78,11 +84,15 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     } else {
         "AND $3::text IS NULL AND $4::text IS NULL"
     };
+    // One author's rkeys are unique per collection, so each branch is in
+    // (rkey, uri) order by its (did, rkey) index alone: merged lazily, the
+    // two read about one page of rows between them, where sorting each by
+    // (rkey, uri) would read a page of each first.
     let posts_sql = format!(
         "SELECT p.uri, p.rkey, NULL::text AS subject, NULL::text AS cid, NULL::timestamptz AS at, \
                 {PAGE_POST} \
          FROM posts p WHERE p.did = $1 {post_filter} {page_p} \
-         ORDER BY p.rkey DESC, p.uri DESC LIMIT $2",
+         ORDER BY p.rkey DESC LIMIT $2",
         page_p = page.replace("x.", "p.")
     );
     let page_sql = if with_reposts {
@@ -90,7 +100,7 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             "({posts_sql}) UNION ALL \
              (SELECT r.uri, r.rkey, r.subject_uri, r.cid, r.indexed_at, {PAGE_REPOST} \
               FROM reposts r WHERE r.did = $1 AND r.subject_uri IS NOT NULL {page_r} \
-              ORDER BY r.rkey DESC, r.uri DESC LIMIT $2) \
+              ORDER BY r.rkey DESC LIMIT $2) \
              ORDER BY 2 DESC, 1 DESC LIMIT $2",
             page_r = page.replace("x.", "r.")
         )
@@ -133,9 +143,11 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             .filter(|uri| uri.starts_with(&format!("at://{did}/")));
     }
     let hydrator = Hydrator::new(&client, ctx.config(), ctx.viewer());
-    let (rows, posts) = hydrator
+    let (rows, loaded) = hydrator
         .load_page(&ctes, &[&did, &limit, &key, &uri, &pinned_uri])
         .await?;
+    let status = loaded.actors.get(&did).map(|a| a.status.as_str());
+    let did = check_status("actor", did.clone(), status.unwrap_or_default())?;
 
     let mut items = Vec::with_capacity(rows.len() + 1);
     if let Some(uri) = pinned_uri {
@@ -166,7 +178,9 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         });
     }
 
-    let hydrated = hydrator.complete(posts, std::slice::from_ref(&did)).await?;
+    let hydrated = hydrator
+        .complete(loaded, std::slice::from_ref(&did))
+        .await?;
     json(&hydrated.feed_page(&items, next))
 }
 

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use crate::views::Db;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use tokio_postgres::Row;
 
 use crate::config::ApiConfig;
 use crate::params::ActorRef;
-use crate::views::{is_datetime, put, put_opt};
+use crate::views::{datetime_millis, is_datetime, put, put_opt};
 
 /// Everything the profile views show of one actor.
 #[derive(Debug, Clone)]
@@ -66,18 +67,33 @@ impl ActorViewer {
     }
 }
 
-const ACTOR_QUERY: &str = "\
-SELECT a.did, a.handle, a.status, p.display_name, p.description, p.avatar_cid, p.banner_cid, \
-       p.pinned_post_uri, p.pinned_post_cid, p.created_at, \
-       to_char(COALESCE(p.indexed_at, a.first_seen) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-       COALESCE(c.followers, 0), COALESCE(c.follows, 0), COALESCE(c.posts, 0), \
-       COALESCE(c.lists, 0), COALESCE(c.feedgens, 0), COALESCE(c.starter_packs, 0), \
-       COALESCE(c.labelers, 0) > 0, \
-       (SELECT cd.allow_incoming FROM chat_declarations cd WHERE cd.did = a.did LIMIT 1) \
-FROM unnest($1::text[]) AS d(did) \
+/// What the profile views show of an actor `a` (with `p` its profile, `c` its
+/// counts), as [`actor_info`] reads it; [`ACTOR_JOINS`] names the tables
+/// from a row `d` holding the DID.
+pub const ACTOR_COLUMNS: &str = "\
+a.did, a.handle, a.status, p.display_name, p.description, p.avatar_cid, p.banner_cid, \
+p.pinned_post_uri, p.pinned_post_cid, p.created_at, COALESCE(p.indexed_at, a.first_seen), \
+COALESCE(c.followers, 0), COALESCE(c.follows, 0), COALESCE(c.posts, 0), \
+COALESCE(c.lists, 0), COALESCE(c.feedgens, 0), COALESCE(c.starter_packs, 0), \
+COALESCE(c.labelers, 0) > 0, \
+(SELECT cd.allow_incoming FROM chat_declarations cd WHERE cd.did = a.did LIMIT 1)";
+
+/// [`ACTOR_COLUMNS`] as NULLs of their types, for the rows of a statement
+/// that also returns other things.
+pub const NO_ACTOR_COLUMNS: &str = "\
+NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
+NULL::text, NULL::text, NULL::text, NULL::timestamptz, \
+NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
+NULL::bool, NULL::text";
+
+pub const ACTOR_JOINS: &str = "\
 JOIN actors a ON a.did = d.did AND a.indexed \
 LEFT JOIN profiles p ON p.uri = 'at://' || a.did || '/app.bsky.actor.profile/self' \
 LEFT JOIN actor_counts c ON c.did = a.did";
+
+static ACTOR_QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {ACTOR_COLUMNS} FROM unnest($1::text[]) AS d(did) {ACTOR_JOINS}")
+});
 
 /// Loads the given actors in one query. Unknown DIDs are absent from the map.
 pub async fn load_actors(
@@ -88,36 +104,39 @@ pub async fn load_actors(
         return Ok(HashMap::new());
     }
     let rows = client
-        .query(&client.prepare_cached(ACTOR_QUERY).await?, &[&dids])
+        .query(&client.prepare_cached(&ACTOR_QUERY).await?, &[&dids])
         .await?;
     Ok(rows
-        .into_iter()
-        .map(|row| {
-            let info = ActorInfo {
-                did: row.get(0),
-                handle: row.get(1),
-                status: row.get(2),
-                display_name: row.get(3),
-                description: row.get(4),
-                avatar_cid: row.get(5),
-                banner_cid: row.get(6),
-                pinned_post_uri: row.get(7),
-                pinned_post_cid: row.get(8),
-                created_at: row.get(9),
-                indexed_at: row.get(10),
-                followers: row.get(11),
-                follows: row.get(12),
-                posts: row.get(13),
-                lists: row.get(14),
-                feedgens: row.get(15),
-                starter_packs: row.get(16),
-                labeler: row.get(17),
-                chat_allow_incoming: row.get(18),
-                basic_view: OnceCell::new(),
-            };
-            (info.did.clone(), info)
-        })
+        .iter()
+        .map(|row| actor_info(row, 0))
+        .map(|info| (info.did.clone(), info))
         .collect())
+}
+
+/// The [`ACTOR_COLUMNS`] of `row`, starting at column `at`.
+pub fn actor_info(row: &Row, at: usize) -> ActorInfo {
+    ActorInfo {
+        did: row.get(at),
+        handle: row.get(at + 1),
+        status: row.get(at + 2),
+        display_name: row.get(at + 3),
+        description: row.get(at + 4),
+        avatar_cid: row.get(at + 5),
+        banner_cid: row.get(at + 6),
+        pinned_post_uri: row.get(at + 7),
+        pinned_post_cid: row.get(at + 8),
+        created_at: row.get(at + 9),
+        indexed_at: datetime_millis(row.get(at + 10)),
+        followers: row.get(at + 11),
+        follows: row.get(at + 12),
+        posts: row.get(at + 13),
+        lists: row.get(at + 14),
+        feedgens: row.get(at + 15),
+        starter_packs: row.get(at + 16),
+        labeler: row.get(at + 17),
+        chat_allow_incoming: row.get(at + 18),
+        basic_view: OnceCell::new(),
+    }
 }
 
 const ACTOR_VIEWER_QUERY: &str = "\

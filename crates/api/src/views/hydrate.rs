@@ -45,6 +45,13 @@ pub enum Reason {
     Pin,
 }
 
+/// Posts and actors loaded before [`Hydrator::complete`].
+#[derive(Default)]
+pub struct Loaded {
+    pub posts: HashMap<String, PostInfo>,
+    pub actors: HashMap<String, ActorInfo>,
+}
+
 /// A row of a feed page as [`Hydrator::load_page`] returns it.
 #[derive(Debug, Clone)]
 pub struct PageRow {
@@ -96,58 +103,74 @@ impl<'a> Hydrator<'a> {
             viewer: self.viewer.is_some(),
         };
         let posts = post::load_posts(self.client, &dedup(post_uris.iter().cloned()), load).await?;
-        self.complete(posts, dids).await
+        self.complete(
+            Loaded {
+                posts,
+                actors: HashMap::new(),
+            },
+            dids,
+        )
+        .await
     }
 
-    /// A feed page and its posts in one statement: `ctes` defines `page`
-    /// (`uri, rkey, subject, cid, at, n`: the feed's rows, `subject` the
-    /// post a repost reposts, `n` their order) and `listed` (the posts it
-    /// shows, with [`post::POST_COLUMNS`]) over `params`. The posts they reply
-    /// to and quote are loaded with them. Returns the page's rows in order and
-    /// the loaded posts, for [`Hydrator::complete`].
+    /// A feed page, its posts and their authors in one statement: `ctes`
+    /// defines `page` (`uri, rkey, subject, cid, at, n`: the feed's rows,
+    /// `subject` the post a repost reposts, `n` their order) and `listed`
+    /// (the posts it shows, with [`post::POST_COLUMNS`]) over `params`, whose
+    /// `$1` is a DID whose actor is loaded too. The posts they reply to and
+    /// quote are loaded with them. Returns the page's rows in order, for
+    /// [`Hydrator::complete`] what it loaded.
     pub async fn load_page(
         &self,
         ctes: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<(Vec<PageRow>, HashMap<String, PostInfo>), tokio_postgres::Error> {
+    ) -> Result<(Vec<PageRow>, Loaded), tokio_postgres::Error> {
         let viewer = if self.viewer.is_some() {
             "true"
         } else {
             "false"
         };
-        let sql = post::posts_statement(ctes, "true", viewer, true);
+        let sql = post::posts_statement(ctes, "true", viewer, Some("$1::text"));
         let rows = self
             .client
             .query(&self.client.prepare_cached(&sql).await?, params)
             .await?;
         let mut page = Vec::new();
-        let mut posts = HashMap::with_capacity(rows.len());
+        let mut loaded = Loaded::default();
         for row in &rows {
-            if row.get::<_, i32>(0) == post::ROW_PAGE {
-                page.push(PageRow {
+            match row.get::<_, i32>(0) {
+                post::ROW_PAGE => page.push(PageRow {
                     uri: row.get(1),
                     rkey: row.get(2),
                     subject: row.get(3),
                     cid: row.get(4),
                     indexed_at: row.get::<_, Option<SystemTime>>(5).map(datetime_millis),
                     n: row.get(6),
-                });
-            } else {
-                let info = post::post_info(row);
-                posts.insert(info.uri.clone(), info);
+                }),
+                post::ROW_POST => {
+                    let info = post::post_info(row);
+                    loaded.posts.insert(info.uri.clone(), info);
+                }
+                post::ROW_ACTOR => {
+                    let info = actor::actor_info(row, post::ACTOR_AT);
+                    loaded.actors.insert(info.did.clone(), info);
+                }
+                _ => {}
             }
         }
         page.sort_by_key(|r| r.n);
-        Ok((page, posts))
+        Ok((page, loaded))
     }
 
-    /// Loads what `posts` show besides themselves (the records they quote
-    /// other than posts, every author, the viewer's state) and `dids`.
+    /// Loads what the `loaded` posts show besides themselves (the records
+    /// they quote other than posts, every author not loaded yet, the
+    /// viewer's state) and `dids`.
     pub async fn complete(
         &self,
-        posts: HashMap<String, PostInfo>,
+        loaded: Loaded,
         dids: &[String],
     ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
+        let Loaded { posts, mut actors } = loaded;
         let embedded = self.load_embedded_records(&posts).await?;
         let all_dids = dedup(
             dids.iter()
@@ -155,22 +178,28 @@ impl<'a> Hydrator<'a> {
                 .chain(posts.values().map(|p| p.did.clone()))
                 .chain(embedded.creators()),
         );
+        let missing: Vec<String> = all_dids
+            .iter()
+            .filter(|did| !actors.contains_key(*did))
+            .cloned()
+            .collect();
         let all_posts: Vec<String> = posts.keys().cloned().collect();
-        let (actors, actor_viewer, post_viewer) = match self.viewer {
+        let (more, actor_viewer, post_viewer) = match self.viewer {
             Some(viewer) => {
                 let (a, av, pv) = tokio::join!(
-                    actor::load_actors(self.client, &all_dids),
+                    actor::load_actors(self.client, &missing),
                     actor::load_actor_viewer(self.client, viewer, &all_dids),
                     post::load_post_viewer(self.client, viewer, &all_posts),
                 );
                 (a?, av?, pv?)
             }
             None => (
-                actor::load_actors(self.client, &all_dids).await?,
+                actor::load_actors(self.client, &missing).await?,
                 HashMap::new(),
                 HashMap::new(),
             ),
         };
+        actors.extend(more);
         Ok(Hydrated {
             config: self.config,
             viewer: self.viewer,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::views::actor::{ACTOR_COLUMNS, ACTOR_JOINS, NO_ACTOR_COLUMNS};
 use crate::views::{datetime_millis, Db};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -65,19 +66,33 @@ pub const POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.cid, p.record, p.indexed
 /// lookups (a NULL key ends an index scan before it reads a page; a filter
 /// beside the key would not).
 ///
-/// Rows are posts (read by [`post_info`]) and, when `page_rows` is
-/// set, `ROW_PAGE` rows: the `page` CTE's `(uri, rkey, subject, cid, at, n)`.
+/// Rows are posts (read by [`post_info`]) and, for a feed (`feed`: SQL for
+/// DIDs to load besides the posts' authors), `ROW_PAGE` rows (the `page`
+/// CTE's `(uri, rkey, subject, cid, at, n)`) and `ROW_ACTOR` rows.
 /// Times are sent as timestamps and written by [`datetime_millis`], and a
 /// post's embed is read from its record text: PostgreSQL would spend more on
 /// `to_char` and on a second pass over each record.
-pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, page_rows: bool) -> String {
-    let page = if page_rows {
-        "SELECT 0, uri, rkey, subject, cid, at, n, NULL::bigint, NULL::bigint, \
-                NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
-                NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool \
-         FROM page UNION ALL "
-    } else {
-        ""
+pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<&str>) -> String {
+    // A feed's statement also returns its page and the authors of its posts:
+    // every row then carries both the post and the actor columns.
+    let (page, no_actor, actors) = match feed {
+        Some(dids) => (
+            format!(
+                "SELECT {ROW_PAGE}, uri, rkey, subject, cid, at, n, NULL::bigint, NULL::bigint, \
+                        NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
+                        NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, {NO_ACTOR_COLUMNS} \
+                 FROM page UNION ALL "
+            ),
+            format!(", {NO_ACTOR_COLUMNS}"),
+            format!(
+                " UNION ALL SELECT {ROW_ACTOR}, {NO_POST_COLUMNS}, {ACTOR_COLUMNS} FROM ( \
+                    SELECT DISTINCT did FROM ( \
+                        SELECT did FROM shown UNION ALL SELECT did FROM quoted \
+                        UNION ALL SELECT {dids}) x \
+                 ) d {ACTOR_JOINS}"
+            ),
+        ),
+        None => (String::new(), String::new(), String::new()),
     };
     format!(
         "WITH {ctes}, replied AS MATERIALIZED ( \
@@ -96,7 +111,7 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, page_rows: bo
             ) q JOIN posts p ON p.uri = q.uri \
          ) \
          {page} \
-         SELECT 1, p.uri, p.cid, p.did, rec.record::text, p.indexed_at, \
+         SELECT {ROW_POST}, p.uri, p.cid, p.did, rec.record::text, p.indexed_at, \
                 COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0), \
                 p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, \
                 tg.uri, tg.cid, tg.record, tg.hidden_replies, \
@@ -104,7 +119,7 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, page_rows: bo
                     WHERE pg.post_uri = p.embed_record_uri AND pg.detached_embedding_uris ? p.uri), \
                 CASE WHEN {viewer} THEN COALESCE((SELECT own.embedding_rules @> '[{{\"$type\": \"app.bsky.feed.postgate#disableRule\"}}]' \
                     FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
-                ELSE false END \
+                ELSE false END {no_actor} \
          FROM (SELECT * FROM shown UNION ALL SELECT * FROM quoted) p \
          CROSS JOIN LATERAL (SELECT COALESCE(p.record, \
              (SELECT r.record FROM records r WHERE r.uri = p.uri)) AS record) rec \
@@ -114,9 +129,15 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, page_rows: bo
              LEFT JOIN records tgr ON tgr.uri = tg.uri \
              WHERE tg.uri = CASE WHEN p.reply_parent_uri IS NULL \
                  THEN 'at://' || p.did || '/app.bsky.feed.threadgate/' || p.rkey END \
-         ) tg ON true"
+         ) tg ON true {actors}"
     )
 }
+
+/// The post columns of [`posts_statement`] as NULLs of their types.
+const NO_POST_COLUMNS: &str = "NULL::text, NULL::text, NULL::text, NULL::text, NULL::timestamptz, \
+    NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
+    NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
+    NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool";
 
 /// The statement of [`load_posts`]: `$1` the posts, `$2` whether to load the
 /// posts they reply to, `$3` whether a viewer is asking.
@@ -128,13 +149,17 @@ static POSTS_BY_URI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         ),
         "$2",
         "$3",
-        false,
+        None,
     )
 });
 
-/// Column 0 of a [`posts_statement`] row that is a feed page's item rather
-/// than a post (1).
+/// Column 0 of a [`posts_statement`] row: a feed page's item, a post, or
+/// (from [`ACTOR_AT`] on) an actor.
 pub const ROW_PAGE: i32 = 0;
+pub const ROW_POST: i32 = 1;
+pub const ROW_ACTOR: i32 = 2;
+/// The first of a feed statement's actor columns.
+pub const ACTOR_AT: usize = 19;
 
 /// What to load besides the listed posts (the posts they quote always are).
 #[derive(Debug, Clone, Copy)]
