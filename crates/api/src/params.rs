@@ -1,6 +1,7 @@
 //! Query-string parameters of an XRPC call, with typed getters whose errors
 //! name the parameter (`400 InvalidRequest`), so bad input never reaches SQL.
 
+use skyhose_proto::datetime::days_from_civil;
 use skyhose_proto::syntax;
 
 use crate::cursor::Cursor;
@@ -260,16 +261,6 @@ pub(crate) fn datetime_micros(value: &str) -> Option<i64> {
     Some(micros)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 fn parse_actor(name: &str, value: &str) -> XrpcResult<ActorRef> {
     if value.starts_with("did:") {
         syntax::validate_did(value).map_err(|e| XrpcError::bad_param(name, e))?;

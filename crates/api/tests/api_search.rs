@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use common::{fixture, validate_with_official_lexicons, Server};
 use serde_json::Value;
+use skyhose_proto::datetime::civil_from_days;
 use skyhose_proto::tid::Tid;
 
 type Cases = Vec<(String, String, Value)>;
@@ -404,19 +405,6 @@ async fn filters_narrow_to_what_they_name() {
     assert_eq!(body["posts"].as_array().map(Vec::len), Some(0));
 
     validate_with_official_lexicons(&cases);
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

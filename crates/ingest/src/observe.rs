@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use skyhose_proto::datetime::{days_from_civil, format_utc_millis};
 
 pub const EVENTS: &str = "skyhose_ingest_events_total";
 pub const RATE: &str = "skyhose_ingest_events_per_second";
@@ -53,16 +54,6 @@ pub fn now_unix() -> f64 {
         .unwrap_or_default()
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Seconds since the epoch of an RFC 3339 UTC time like `2024-01-01T00:00:00.123Z`.
 pub fn rfc3339_unix(text: &str) -> Option<f64> {
     let num = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
@@ -82,26 +73,7 @@ pub fn rfc3339_unix(text: &str) -> Option<f64> {
 
 /// `now` as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_now() -> String {
-    let now = now_unix();
-    let secs = now.floor() as i64;
-    let millis = ((now - secs as f64) * 1000.0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Inverse of days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format_utc_millis((now_unix() * 1e6) as i64)
 }
 
 #[cfg(test)]

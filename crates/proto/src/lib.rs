@@ -6,6 +6,7 @@ pub mod car;
 pub mod cbor;
 pub mod cid;
 pub mod datamodel;
+pub mod datetime;
 pub mod decode;
 pub mod frame;
 pub mod ops;
