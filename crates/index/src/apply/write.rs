@@ -15,6 +15,8 @@ use super::plan::{
     FOLLOWS, LABELERS, LIKES, LISTS, POSTS, QUOTES, REPLIES, REPOSTS, STARTER_PACKS,
 };
 use crate::error::IndexError;
+use crate::kinds::kind_table;
+use crate::records::{FOLLOW, LIKE, POST, REPOST};
 
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
@@ -74,19 +76,44 @@ pub(super) async fn deleted_seqs(
     .collect())
 }
 
-/// Live records of the accounts in `$1`: `uri, did, collection, rkey`.
-/// Posts, likes, reposts and follows are found through their projection
-/// tables' `did` indexes; `records` indexes only the other kinds' live rows
-/// by did (migration 0007, whose predicate the first branch repeats so that
-/// the planner can use that index).
-const LIVE_RECORDS_OF: &str = "\
-    SELECT uri, did, collection, rkey FROM records WHERE did = ANY($1) AND live \
-      AND collection NOT IN ('app.bsky.feed.post', 'app.bsky.feed.like', \
-                             'app.bsky.feed.repost', 'app.bsky.graph.follow') \
-    UNION ALL SELECT uri, did, 'app.bsky.feed.post', rkey FROM posts WHERE did = ANY($1) \
-    UNION ALL SELECT uri, did, 'app.bsky.feed.like', rkey FROM likes WHERE did = ANY($1) \
-    UNION ALL SELECT uri, did, 'app.bsky.feed.repost', rkey FROM reposts WHERE did = ANY($1) \
-    UNION ALL SELECT uri, did, 'app.bsky.graph.follow', rkey FROM follows WHERE did = ANY($1)";
+/// Collections whose live records `records` does not index by did: their
+/// projection tables lead an index with `did` (migration 0007, whose partial
+/// index predicate lists the same four).
+const FOUND_BY_PROJECTION: [&str; 4] = [POST, LIKE, REPOST, FOLLOW];
+
+/// Live records of the accounts in `$1`: `uri, did, collection, rkey`. The
+/// first branch repeats the predicate of migration 0007's partial index, so
+/// that the planner can use it.
+static LIVE_RECORDS_OF: LazyLock<String> = LazyLock::new(|| {
+    let quoted: Vec<String> = FOUND_BY_PROJECTION
+        .iter()
+        .map(|collection| format!("'{collection}'"))
+        .collect();
+    let mut sql = format!(
+        "SELECT uri, did, collection, rkey FROM records WHERE did = ANY($1) AND live \
+         AND collection NOT IN ({})",
+        quoted.join(", ")
+    );
+    for (collection, quoted) in FOUND_BY_PROJECTION.iter().zip(&quoted) {
+        let table = kind_table(collection)
+            .expect("posts, likes, reposts and follows have projection tables")
+            .table;
+        sql.push_str(&format!(
+            " UNION ALL SELECT uri, did, {quoted}, rkey FROM {table} WHERE did = ANY($1)"
+        ));
+    }
+    sql
+});
+
+/// A live record of `$1`'s accounts written at or before `$2`, their deletion.
+static DELETED_RECORD_REMAINING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT r.uri FROM ({}) AS l \
+         JOIN unnest($1::text[], $2::int8[]) AS d(did, seq) ON d.did = l.did \
+         JOIN records r ON r.uri = l.uri AND r.live AND r.seq <= d.seq LIMIT 1",
+        LIVE_RECORDS_OF.as_str()
+    )
+});
 
 /// Live records of the accounts being deleted: `uri, did, collection, rkey`.
 pub(super) async fn live_records_of(
@@ -95,7 +122,7 @@ pub(super) async fn live_records_of(
 ) -> Result<Vec<Row>, IndexError> {
     query(
         tx,
-        LIVE_RECORDS_OF,
+        &LIVE_RECORDS_OF,
         &[&dids],
         "finding records of deleted accounts",
     )
@@ -110,14 +137,9 @@ pub(super) async fn deleted_records_remain(
 ) -> Result<bool, IndexError> {
     let dids: Vec<&str> = deleting.iter().map(|(did, _)| *did).collect();
     let seqs: Vec<i64> = deleting.iter().map(|(_, seq)| *seq).collect();
-    let sql = format!(
-        "SELECT r.uri FROM ({LIVE_RECORDS_OF}) AS l \
-         JOIN unnest($1::text[], $2::int8[]) AS d(did, seq) ON d.did = l.did \
-         JOIN records r ON r.uri = l.uri AND r.live AND r.seq <= d.seq LIMIT 1"
-    );
     Ok(!query(
         tx,
-        &sql,
+        &DELETED_RECORD_REMAINING,
         &[&dids, &seqs],
         "checking records of deleted accounts",
     )
@@ -333,11 +355,7 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
         let uris: Vec<String> = posts.iter().map(|(uri, _)| (*uri).clone()).collect();
         let column = |field: usize| posts.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
         pending.push(Pending::new(
-            add_deltas_sql(
-                "post_counts",
-                "uri",
-                &["likes", "reposts", "replies", "quotes"],
-            ),
+            POST_COUNTS_SQL.as_str(),
             "updating post counts",
             vec![
                 Box::new(uris),
@@ -357,19 +375,7 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
         let dids: Vec<String> = actors.iter().map(|(did, _)| (*did).clone()).collect();
         let column = |field: usize| actors.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
         pending.push(Pending::new(
-            add_deltas_sql(
-                "actor_counts",
-                "did",
-                &[
-                    "followers",
-                    "follows",
-                    "posts",
-                    "lists",
-                    "feedgens",
-                    "starter_packs",
-                    "labelers",
-                ],
-            ),
+            ACTOR_COUNTS_SQL.as_str(),
             "updating actor counts",
             vec![
                 Box::new(dids),
@@ -385,6 +391,31 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
     }
     pending
 }
+
+/// Counter statements, built once: parameters are the keys, then one array
+/// of deltas per counter in the order of the `*_COUNTS` field indexes.
+static POST_COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    add_deltas_sql(
+        "post_counts",
+        "uri",
+        &["likes", "reposts", "replies", "quotes"],
+    )
+});
+static ACTOR_COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
+    add_deltas_sql(
+        "actor_counts",
+        "did",
+        &[
+            "followers",
+            "follows",
+            "posts",
+            "lists",
+            "feedgens",
+            "starter_packs",
+            "labelers",
+        ],
+    )
+});
 
 /// Adds per-key deltas to the counters of `table`. Rows that exist are
 /// updated in place; only missing keys go through an upsert, because
