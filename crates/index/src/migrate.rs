@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "index_write_costs",
         sql: include_str!("../migrations/0007_index_write_costs.sql"),
     },
+    Migration {
+        version: 8,
+        name: "actor_rows",
+        sql: include_str!("../migrations/0008_actor_rows.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

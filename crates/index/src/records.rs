@@ -22,6 +22,10 @@ pub const LABELER: &str = "app.bsky.labeler.service";
 pub const THREADGATE: &str = "app.bsky.feed.threadgate";
 pub const POSTGATE: &str = "app.bsky.feed.postgate";
 pub const VERIFICATION: &str = "app.bsky.graph.verification";
+pub const PROFILE: &str = "app.bsky.actor.profile";
+pub const CHAT_DECLARATION: &str = "chat.bsky.actor.declaration";
+/// The one record key of an actor's profile and chat declaration.
+pub const SELF_RKEY: &str = "self";
 
 const EMBED_RECORD: &str = "app.bsky.embed.record";
 const EMBED_RECORD_WITH_MEDIA: &str = "app.bsky.embed.recordWithMedia";

@@ -53,8 +53,7 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot, IndexError> {
         .collect();
     let actors = client
         .query(
-            "SELECT a.did, a.handle, a.status, COALESCE(c.followers, 0), COALESCE(c.follows, 0), COALESCE(c.posts, 0) \
-             FROM actors a LEFT JOIN actor_counts c ON c.did = a.did WHERE a.indexed",
+            "SELECT did, handle, status, followers, follows, posts FROM actors WHERE indexed",
             &[],
         )
         .await

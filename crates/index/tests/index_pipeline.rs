@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{diff, generate, generate_among, model, Rng, TestEnv};
+use common::{
+    assert_actor_rows_mirror_records, diff, generate, generate_among, model, Rng, TestEnv,
+};
 use tokio_util::sync::CancellationToken;
 
 async fn index_and_snapshot(env: &TestEnv, workers: usize) -> serde_json::Value {
@@ -48,6 +50,8 @@ async fn shuffled_and_replayed_across_four_workers_matches_the_ordered_run() {
     let actual = index_and_snapshot(&env, 4).await;
     let expected = model(&entries);
     assert!(actual == expected, "{}", diff(&expected, &actual));
+    let (_, chats) = assert_actor_rows_mirror_records(&env.pool().await).await;
+    assert!(chats > 0, "no chat declarations to compare");
     env.cleanup().await;
 }
 

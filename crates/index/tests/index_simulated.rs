@@ -107,7 +107,8 @@ async fn index(env: &TestEnv, workers: usize) -> Value {
 }
 
 /// The per-actor counts of lists, feed generators, starter packs and labeler
-/// services that the index keeps equal a recount of the live rows.
+/// services that the index keeps equal a recount of the live rows, and the
+/// profile fields in actor rows equal the profiles.
 async fn assert_association_counts(env: &TestEnv) {
     let pool = env.pool().await;
     let client = pool.get().await.expect("connection");
@@ -121,17 +122,19 @@ async fn assert_association_counts(env: &TestEnv) {
         let sql = format!(
             "SELECT count(*), count(*) FILTER (WHERE COALESCE(x.n, 0) <> COALESCE(c.{column}, 0)) \
              FROM (SELECT did, count(*) AS n FROM {table} GROUP BY did) x \
-             FULL JOIN actor_counts c USING (did)"
+             FULL JOIN actors c USING (did)"
         );
         let row = client.query_one(sql.as_str(), &[]).await.expect(&sql);
         let wrong: i64 = row.get(1);
         assert_eq!(
             wrong, 0,
-            "actor_counts.{column} differs from {table} for {wrong} actors"
+            "actors.{column} differs from {table} for {wrong} actors"
         );
         checked += row.get::<_, i64>(0);
     }
     assert!(checked > 0);
+
+    common::assert_actor_rows_mirror_records(&pool).await;
 }
 
 /// The issue's size: 200k simulated events, two workers, exact.

@@ -134,7 +134,7 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     if include_pins && cursor.is_none() {
         let pinned = client
             .prepare_cached(
-                "SELECT pinned_post_uri FROM profiles WHERE did = $1 AND pinned_post_uri IS NOT NULL",
+                "SELECT pinned_post_uri FROM actors WHERE did = $1 AND pinned_post_uri IS NOT NULL",
             )
             .await?;
         let pinned = client.query_opt(&pinned, &[&did]).await?;
@@ -147,7 +147,7 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .load_page(&ctes, &[&did, &limit, &key, &uri, &pinned_uri])
         .await?;
     let status = loaded.actors.get(&did).map(|a| a.status.as_str());
-    let did = check_status("actor", did.clone(), status.unwrap_or_default())?;
+    let did = check_status("actor", did, status.unwrap_or_default())?;
 
     let mut items = Vec::with_capacity(rows.len() + 1);
     if let Some(uri) = pinned_uri {

@@ -376,7 +376,7 @@ fn parse_top_cursor(c: &Cursor) -> XrpcResult<(i64, String, String)> {
 const ACTOR_RANK: &str = "\
 CASE WHEN a.handle = $1 THEN 0 \
      WHEN a.handle ~>=~ $1 AND a.handle ~<~ $2 THEN 1 \
-     WHEN lower(pr.display_name) ~>=~ $3 AND lower(pr.display_name) ~<~ $4 THEN 2 \
+     WHEN lower(a.display_name) ~>=~ $3 AND lower(a.display_name) ~<~ $4 THEN 2 \
      ELSE 3 END";
 
 /// Each way of matching contributes at most this many candidates, so a one
@@ -396,8 +396,7 @@ fn actor_candidates(tsquery_fn: &str) -> String {
                         @@ {tsquery_fn}('simple', $5) LIMIT $6)), \
          ranked AS ( \
            SELECT a.did, ({ACTOR_RANK})::int4 AS rank FROM candidates c \
-           JOIN actors a ON a.did = c.did AND a.indexed AND a.status = 'active' \
-           LEFT JOIN profiles pr ON pr.uri = 'at://' || a.did || '/app.bsky.actor.profile/self') "
+           JOIN actors a ON a.did = c.did AND a.indexed AND a.status = 'active') "
     )
 }
 

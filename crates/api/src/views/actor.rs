@@ -67,16 +67,16 @@ impl ActorViewer {
     }
 }
 
-/// What the profile views show of an actor `a` (with `p` its profile, `c` its
-/// counts), as [`actor_info`] reads it; [`ACTOR_JOINS`] names the tables
-/// from a row `d` holding the DID.
+/// What the profile views show of an actor `a`, as [`actor_info`] reads it:
+/// the index keeps the actor's counts and the fields of its profile and chat
+/// declaration in its row, so a view is one lookup. [`ACTOR_JOINS`] finds
+/// the row from a row `d` holding the DID.
 pub const ACTOR_COLUMNS: &str = "\
-a.did, a.handle, a.status, p.display_name, p.description, p.avatar_cid, p.banner_cid, \
-p.pinned_post_uri, p.pinned_post_cid, p.created_at, COALESCE(p.indexed_at, a.first_seen), \
-COALESCE(c.followers, 0), COALESCE(c.follows, 0), COALESCE(c.posts, 0), \
-COALESCE(c.lists, 0), COALESCE(c.feedgens, 0), COALESCE(c.starter_packs, 0), \
-COALESCE(c.labelers, 0) > 0, \
-(SELECT cd.allow_incoming FROM chat_declarations cd WHERE cd.did = a.did LIMIT 1)";
+a.did, a.handle, a.status, a.display_name, a.description, a.avatar_cid, a.banner_cid, \
+a.pinned_post_uri, a.pinned_post_cid, a.profile_created_at, \
+COALESCE(a.profile_indexed_at, a.first_seen), \
+a.followers, a.follows, a.posts, a.lists, a.feedgens, a.starter_packs, a.labelers > 0, \
+a.chat_allow_incoming";
 
 /// [`ACTOR_COLUMNS`] as NULLs of their types, for the rows of a statement
 /// that also returns other things.
@@ -86,10 +86,7 @@ NULL::text, NULL::text, NULL::text, NULL::timestamptz, \
 NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
 NULL::bool, NULL::text";
 
-pub const ACTOR_JOINS: &str = "\
-JOIN actors a ON a.did = d.did AND a.indexed \
-LEFT JOIN profiles p ON p.uri = 'at://' || a.did || '/app.bsky.actor.profile/self' \
-LEFT JOIN actor_counts c ON c.did = a.did";
+pub const ACTOR_JOINS: &str = "JOIN actors a ON a.did = d.did AND a.indexed";
 
 static ACTOR_QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT {ACTOR_COLUMNS} FROM unnest($1::text[]) AS d(did) {ACTOR_JOINS}")

@@ -36,8 +36,9 @@ pub struct ApplyStats {
     pub records_changed: u64,
 }
 
-/// Transactions redone in a row because of concurrent account deletions
-/// before the batch is handed back as a transient failure.
+/// Transactions redone in a row because of concurrent batches (account
+/// deletions, actor rows created first) before the batch is handed back as
+/// a transient failure.
 const MAX_REDOS: u32 = 8;
 
 /// Applies `events` and commits them.
@@ -82,18 +83,18 @@ async fn apply_transaction(client: &mut Client, events: &[&Event]) -> Result<u64
                 tx.rollback()
                     .await
                     .map_err(IndexError::pg("rolling back a batch"))?;
-                metrics::counter!("skyhose_index_deletion_redos_total").increment(1);
-                debug!("batch crossed a concurrent account deletion; redoing it");
+                debug!("batch crossed a concurrent batch; redoing it");
             }
         }
     }
     Err(IndexError::Contended(format!(
-        "a batch crossed concurrent account deletions {MAX_REDOS} times in a row"
+        "a batch crossed concurrent batches {MAX_REDOS} times in a row"
     )))
 }
 
 /// Runs the batch in `tx`; `None` when it crossed a concurrent account
-/// deletion and must be rolled back and redone.
+/// deletion, or a concurrent batch created one of its actor rows first, and
+/// it must be rolled back and redone.
 async fn apply_in(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Option<u64>, IndexError> {
     let dids: Vec<&str> = batch.actors.keys().copied().collect();
     let recorded = write::deleted_seqs(tx, &dids).await?;
@@ -132,9 +133,15 @@ async fn apply_in(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Option<u64>
     };
     let changes = plan::transitions(&touched, &candidates, &stored, &inserted, &deleted);
     let changed = changes.transitions;
-    let now_deleted = write::write_changes(tx, changes, &batch.actors).await?;
+    let Some(now_deleted) = write::write_changes(tx, changes, &batch.actors).await? else {
+        metrics::counter!("skyhose_index_redos_total", "cause" => "actor_created_concurrently")
+            .increment(1);
+        return Ok(None);
+    };
 
     if batch.missed_deletion(&deleted, &now_deleted) {
+        metrics::counter!("skyhose_index_redos_total", "cause" => "account_deleted_concurrently")
+            .increment(1);
         return Ok(None);
     }
     if !deleting.is_empty() {
@@ -147,6 +154,8 @@ async fn apply_in(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Option<u64>
             .map(|(did, seq)| (*did, final_seqs.get(did).copied().unwrap_or(*seq)))
             .collect();
         if write::deleted_records_remain(tx, &deleting).await? {
+            metrics::counter!("skyhose_index_redos_total", "cause" => "record_committed_after_sweep")
+                .increment(1);
             return Ok(None);
         }
     }

@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::entry::{Commit, Event, Write, ACCOUNT_DELETED};
 use crate::kinds::{kind_table, KindTable};
-use crate::records::{FEED_GENERATOR, FOLLOW, LABELER, LIKE, LIST, POST, REPOST, STARTER_PACK};
+use crate::records::{
+    CHAT_DECLARATION, FEED_GENERATOR, FOLLOW, LABELER, LIKE, LIST, POST, PROFILE, REPOST,
+    SELF_RKEY, STARTER_PACK,
+};
 
 /// How a write is ordered against the stored state: by repo rev when both
 /// sides have one (TIDs sort as strings), else by seq. `op_index` orders
@@ -272,6 +275,15 @@ impl<'a> NotificationRows<'a> {
     }
 }
 
+/// The records an actor's row mirrors for profile views that the batch
+/// changed: `Some(write)` when one became live or changed, `Some(None)` when
+/// it died, `None` when the batch left it alone.
+#[derive(Default)]
+pub(super) struct MirroredRecords<'a> {
+    pub profile: Option<Option<&'a Write>>,
+    pub chat_declaration: Option<Option<&'a Write>>,
+}
+
 /// Everything the batch writes after locking its records.
 #[derive(Default)]
 pub(super) struct Changes<'a> {
@@ -289,6 +301,8 @@ pub(super) struct Changes<'a> {
     /// Records whose notifications are removed (they died or changed).
     pub notifications_cleared: Vec<&'a str>,
     pub notifications: NotificationRows<'a>,
+    /// By did.
+    pub mirrored: BTreeMap<&'a str, MirroredRecords<'a>>,
 }
 
 /// Decides every touched record's transition. `stored` holds the locked
@@ -389,6 +403,14 @@ pub(super) fn transitions<'a>(
                 1,
             );
             changes.notifications.push(did, uri, write);
+        }
+        if *rkey == SELF_RKEY && matches!(*collection, PROFILE | CHAT_DECLARATION) {
+            let mirrored = changes.mirrored.entry(did).or_default();
+            if *collection == PROFILE {
+                mirrored.profile = Some(write);
+            } else {
+                mirrored.chat_declaration = Some(write);
+            }
         }
         if let Some(kind) = kind_table(&old.collection) {
             if old.live {

@@ -2,7 +2,7 @@
 //! set-based statement per table), and the final writes are pipelined: sent
 //! together on the connection, executed in order, awaited once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::LazyLock;
 
 use deadpool_postgres::Transaction;
@@ -11,12 +11,13 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::plan::{
-    ActorUpdate, Candidate, Changes, NotificationRows, Stored, Touched, FEEDGENS, FOLLOWERS,
-    FOLLOWS, LABELERS, LIKES, LISTS, POSTS, QUOTES, REPLIES, REPOSTS, STARTER_PACKS,
+    ActorDelta, ActorUpdate, Candidate, Changes, MirroredRecords, NotificationRows, Stored,
+    Touched, LIKES, QUOTES, REPLIES, REPOSTS,
 };
+use crate::entry::Write;
 use crate::error::IndexError;
 use crate::kinds::kind_table;
-use crate::records::{FOLLOW, LIKE, POST, REPOST};
+use crate::records::{CHAT_DECLARATION, FOLLOW, LIKE, POST, PROFILE, REPOST};
 
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
@@ -237,14 +238,14 @@ pub(super) async fn lock_records(
 
 /// Writes `changes` and the batch's actor updates, pipelined. Counts and
 /// actors come last, so the row locks they take are held only until the
-/// commit. Returns
-/// the deletions recorded on the batch's actors (did -> deleted seq), read
-/// under those locks.
+/// commit. Returns the deletions recorded on the written actor rows (did ->
+/// deleted seq), read under those locks, or `None` when a concurrent batch
+/// created one of those rows first and this one must be redone.
 pub(super) async fn write_changes<'a>(
     tx: &Transaction<'_>,
     changes: Changes<'a>,
     actors: &BTreeMap<&'a str, ActorUpdate<'a>>,
-) -> Result<Vec<(String, i64)>, IndexError> {
+) -> Result<Option<Vec<(String, i64)>>, IndexError> {
     let mut pending = Vec::new();
     records(&changes, &mut pending);
     let counted = counts(&changes);
@@ -279,7 +280,9 @@ pub(super) async fn write_changes<'a>(
     // Count rows of popular posts and actors are shared by concurrent
     // batches: written last, their locks are held only until the commit.
     pending.extend(counted);
-    pending.push(actor_update(actors));
+    let (actor_rows_written, actor_statement) =
+        actor_update(actors, &changes.actor_deltas, &changes.mirrored);
+    pending.push(actor_statement);
 
     // Prepared one by one first (cached after the first batch), so that the
     // executions below are sent in exactly this order.
@@ -305,10 +308,15 @@ pub(super) async fn write_changes<'a>(
     for result in results {
         actor_rows = result?;
     }
-    Ok(actor_rows
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect())
+    if actor_rows.len() < actor_rows_written {
+        return Ok(None);
+    }
+    Ok(Some(
+        actor_rows
+            .iter()
+            .filter_map(|row| Some((row.get(0), row.get::<_, Option<i64>>(1)?)))
+            .collect(),
+    ))
 }
 
 fn records<'a>(changes: &Changes<'a>, pending: &mut Vec<Pending<'a>>) {
@@ -366,54 +374,16 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
             ],
         ));
     }
-    let actors: Vec<_> = changes
-        .actor_deltas
-        .iter()
-        .filter(|(_, d)| d.0 != [0; 7])
-        .collect();
-    if !actors.is_empty() {
-        let dids: Vec<String> = actors.iter().map(|(did, _)| (*did).clone()).collect();
-        let column = |field: usize| actors.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
-        pending.push(Pending::new(
-            ACTOR_COUNTS_SQL.as_str(),
-            "updating actor counts",
-            vec![
-                Box::new(dids),
-                Box::new(column(FOLLOWERS)),
-                Box::new(column(FOLLOWS)),
-                Box::new(column(POSTS)),
-                Box::new(column(LISTS)),
-                Box::new(column(FEEDGENS)),
-                Box::new(column(STARTER_PACKS)),
-                Box::new(column(LABELERS)),
-            ],
-        ));
-    }
     pending
 }
 
-/// Counter statements, built once: parameters are the keys, then one array
-/// of deltas per counter in the order of the `*_COUNTS` field indexes.
+/// The post counter statement, built once: parameters are the uris, then
+/// one array of deltas per counter in the order of the `PostDelta` fields.
 static POST_COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
     add_deltas_sql(
         "post_counts",
         "uri",
         &["likes", "reposts", "replies", "quotes"],
-    )
-});
-static ACTOR_COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
-    add_deltas_sql(
-        "actor_counts",
-        "did",
-        &[
-            "followers",
-            "follows",
-            "posts",
-            "lists",
-            "feedgens",
-            "starter_packs",
-            "labelers",
-        ],
     )
 });
 
@@ -477,90 +447,231 @@ fn notifications<'a>(
     }
 }
 
-/// The actor columns a batch sets, given the alias of its new values
-/// (`v` in the update, `excluded` in the upsert): handle and status follow
-/// the newest event that set them, progress the newest commit.
-fn actor_assignments(new: &str) -> String {
-    format!(
-        "handle = CASE WHEN {new}.handle_seq IS NOT NULL \
-                        AND (a.handle_seq IS NULL OR a.handle_seq < {new}.handle_seq) \
-                       THEN {new}.handle ELSE a.handle END, \
-         handle_seq = GREATEST(a.handle_seq, {new}.handle_seq), \
-         status = CASE WHEN {new}.status_seq IS NOT NULL \
-                        AND (a.status_seq IS NULL OR a.status_seq < {new}.status_seq) \
-                       THEN {new}.status ELSE a.status END, \
-         status_seq = GREATEST(a.status_seq, {new}.status_seq), \
-         deleted_seq = GREATEST(a.deleted_seq, {new}.deleted_seq), \
-         last_rev = CASE WHEN {new}.last_seq IS NOT NULL \
-                          AND (a.last_seq IS NULL OR a.last_seq < {new}.last_seq) \
-                         THEN {new}.last_rev ELSE a.last_rev END, \
-         last_seq = GREATEST(a.last_seq, {new}.last_seq), \
-         indexed = true"
-    )
-}
+/// Actor columns copied from the profile record's projection row, beside
+/// the name of that row's column.
+const PROFILE_FIELDS: [(&str, &str); 7] = [
+    ("display_name", "display_name"),
+    ("description", "description"),
+    ("avatar_cid", "avatar_cid"),
+    ("banner_cid", "banner_cid"),
+    ("pinned_post_uri", "pinned_post_uri"),
+    ("pinned_post_cid", "pinned_post_cid"),
+    ("profile_created_at", "created_at"),
+];
 
-/// Existing actors (nearly all of a batch's) are updated in place, in did
-/// order; only new ones go through the upsert, which costs an extra index
-/// probe and a row lock per row (see `add_deltas_sql`).
-static ACTOR_UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
+/// The counters of an actor row, in the order of the `ActorDelta` fields.
+const ACTOR_COUNTERS: [&str; 7] = [
+    "followers",
+    "follows",
+    "posts",
+    "lists",
+    "feedgens",
+    "starter_packs",
+    "labelers",
+];
+
+/// One statement writes each actor row of the batch once, in did order:
+/// handle and status follow the newest event that set them, progress the
+/// newest commit, counters add the batch's deltas, and the profile and chat
+/// declaration fields take the state the batch left those records in.
+/// Existing rows (nearly all) are updated in place; only missing ones are
+/// inserted, and one that a concurrent batch created meanwhile is left out
+/// of the returned rows, which makes the caller redo the batch.
+static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
+    let profile_params = (0..PROFILE_FIELDS.len())
+        .map(|i| format!("${}::text[]", 19 + i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let counter_params = (0..ACTOR_COUNTERS.len())
+        .map(|i| format!("${}::int8[]", 10 + i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let profile_columns: Vec<&str> = PROFILE_FIELDS.iter().map(|(column, _)| *column).collect();
+    let counters = ACTOR_COUNTERS.join(", ");
+    let add_counters = ACTOR_COUNTERS
+        .iter()
+        .map(|c| format!("{c} = a.{c} + v.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let set_profile = profile_columns
+        .iter()
+        .map(|c| format!("{c} = CASE WHEN v.profile_set THEN v.{c} ELSE a.{c} END"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let profile_values = profile_columns
+        .iter()
+        .map(|c| format!("v.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let counter_values = ACTOR_COUNTERS
+        .iter()
+        .map(|c| format!("v.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "WITH v AS ( \
            SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::int8[], \
-                                $7::int8[], $8::text[]) \
-             AS v(did, handle_seq, handle, status_seq, status, deleted_seq, last_seq, last_rev) \
+                                $7::int8[], $8::text[], $9::bool[], {counter_params}, $17::bool[], $18::bool[], \
+                                {profile_params}, $26::bool[], $27::text[]) \
+             AS v(did, handle_seq, handle, status_seq, status, deleted_seq, last_seq, last_rev, author, \
+                  {counters}, profile_set, profile_live, {profile_list}, chat_set, chat_allow_incoming) \
            ORDER BY v.did), \
          updated AS ( \
-           UPDATE actors a SET {from_v} FROM v WHERE a.did = v.did RETURNING a.did, a.deleted_seq), \
+           UPDATE actors a SET \
+             handle = CASE WHEN v.handle_seq IS NOT NULL \
+                            AND (a.handle_seq IS NULL OR a.handle_seq < v.handle_seq) \
+                           THEN v.handle ELSE a.handle END, \
+             handle_seq = GREATEST(a.handle_seq, v.handle_seq), \
+             status = CASE WHEN v.status_seq IS NOT NULL \
+                            AND (a.status_seq IS NULL OR a.status_seq < v.status_seq) \
+                           THEN v.status ELSE a.status END, \
+             status_seq = GREATEST(a.status_seq, v.status_seq), \
+             deleted_seq = GREATEST(a.deleted_seq, v.deleted_seq), \
+             last_rev = CASE WHEN v.last_seq IS NOT NULL \
+                              AND (a.last_seq IS NULL OR a.last_seq < v.last_seq) \
+                             THEN v.last_rev ELSE a.last_rev END, \
+             last_seq = GREATEST(a.last_seq, v.last_seq), \
+             indexed = a.indexed OR v.author, \
+             {add_counters}, {set_profile}, \
+             profile_indexed_at = CASE WHEN v.profile_set THEN CASE WHEN v.profile_live THEN now() END \
+                                       ELSE a.profile_indexed_at END, \
+             chat_allow_incoming = CASE WHEN v.chat_set THEN v.chat_allow_incoming \
+                                        ELSE a.chat_allow_incoming END \
+           FROM v WHERE a.did = v.did RETURNING a.did, a.deleted_seq), \
          inserted AS ( \
            INSERT INTO actors AS a (did, handle, handle_seq, status, status_seq, deleted_seq, last_seq, \
-                                    last_rev, indexed) \
+                                    last_rev, indexed, {counters}, {profile_list}, profile_indexed_at, \
+                                    chat_allow_incoming) \
            SELECT v.did, v.handle, v.handle_seq, COALESCE(v.status, 'active'), v.status_seq, v.deleted_seq, \
-                  v.last_seq, v.last_rev, true \
+                  v.last_seq, v.last_rev, v.author, {counter_values}, {profile_values}, \
+                  CASE WHEN v.profile_live THEN now() END, v.chat_allow_incoming \
            FROM v WHERE v.did NOT IN (SELECT did FROM updated) ORDER BY v.did \
-           ON CONFLICT (did) DO UPDATE SET {from_excluded} \
+           ON CONFLICT (did) DO NOTHING \
            RETURNING a.did, a.deleted_seq) \
-         SELECT did, deleted_seq FROM updated WHERE deleted_seq IS NOT NULL \
-         UNION ALL SELECT did, deleted_seq FROM inserted WHERE deleted_seq IS NOT NULL",
-        from_v = actor_assignments("v"),
-        from_excluded = actor_assignments("excluded"),
+         SELECT did, deleted_seq FROM updated UNION ALL SELECT did, deleted_seq FROM inserted",
+        profile_list = profile_columns.join(", "),
     )
 });
 
-/// Creates missing actor rows and applies the batch's handle, status,
-/// deletion and progress changes, in did order; returns the deletions
-/// recorded on those rows.
-fn actor_update<'a>(updates: &BTreeMap<&'a str, ActorUpdate<'a>>) -> Pending<'a> {
-    let n = updates.len();
-    let mut dids = Vec::with_capacity(n);
-    let mut handle_seqs: Vec<Option<i64>> = Vec::with_capacity(n);
-    let mut handles: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut status_seqs: Vec<Option<i64>> = Vec::with_capacity(n);
-    let mut statuses: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut deleted_seqs: Vec<Option<i64>> = Vec::with_capacity(n);
-    let mut progress_seqs: Vec<Option<i64>> = Vec::with_capacity(n);
-    let mut progress_revs: Vec<Option<&str>> = Vec::with_capacity(n);
-    for (did, update) in updates {
-        dids.push(*did);
-        handle_seqs.push(update.handle.map(|(seq, _)| seq));
-        handles.push(update.handle.and_then(|(_, handle)| handle));
-        status_seqs.push(update.status.map(|(seq, _)| seq));
-        statuses.push(update.status.map(|(_, status)| status));
-        deleted_seqs.push(update.deleted_seq);
-        progress_seqs.push(update.progress.map(|(seq, _)| seq));
-        progress_revs.push(update.progress.and_then(|(_, rev)| rev));
+/// One actor row's changes, as the parameters of [`ACTOR_SQL`] take them.
+#[derive(Default)]
+struct ActorRows<'a> {
+    dids: Vec<&'a str>,
+    handle_seqs: Vec<Option<i64>>,
+    handles: Vec<Option<&'a str>>,
+    status_seqs: Vec<Option<i64>>,
+    statuses: Vec<Option<&'a str>>,
+    deleted_seqs: Vec<Option<i64>>,
+    progress_seqs: Vec<Option<i64>>,
+    progress_revs: Vec<Option<&'a str>>,
+    authors: Vec<bool>,
+    counters: [Vec<i64>; 7],
+    profile_set: Vec<bool>,
+    profile_live: Vec<bool>,
+    profile: [Vec<Option<&'a str>>; 7],
+    chat_set: Vec<bool>,
+    chat_allow_incoming: Vec<Option<&'a str>>,
+}
+
+/// The value of the projection column `name` in a write of `collection`.
+fn column<'a>(collection: &str, write: &'a Write, name: &str) -> Option<&'a str> {
+    let kind = kind_table(collection)?;
+    let index = kind.columns.iter().position(|c| c.name == name)?;
+    write.columns.get(index)?.as_deref()
+}
+
+/// Every actor row the batch changes: the batch's own actors (authors of
+/// its events, whose rows become visible), the actors whose counters moved
+/// and those whose profile or chat declaration changed.
+fn actor_update<'a>(
+    updates: &BTreeMap<&'a str, ActorUpdate<'a>>,
+    deltas: &'a BTreeMap<String, ActorDelta>,
+    mirrored: &BTreeMap<&'a str, MirroredRecords<'a>>,
+) -> (usize, Pending<'a>) {
+    let none = ActorUpdate::default();
+    let no_delta = ActorDelta::default();
+    let no_records = MirroredRecords::default();
+    let dids: BTreeSet<&'a str> = updates
+        .keys()
+        .copied()
+        .chain(
+            deltas
+                .iter()
+                .filter(|(_, d)| d.0 != [0; 7])
+                .map(|(did, _)| did.as_str()),
+        )
+        .chain(mirrored.keys().copied())
+        .collect();
+    let mut rows = ActorRows::default();
+    for did in &dids {
+        let update = updates.get(did).unwrap_or(&none);
+        rows.dids.push(did);
+        rows.handle_seqs.push(update.handle.map(|(seq, _)| seq));
+        rows.handles
+            .push(update.handle.and_then(|(_, handle)| handle));
+        rows.status_seqs.push(update.status.map(|(seq, _)| seq));
+        rows.statuses.push(update.status.map(|(_, status)| status));
+        rows.deleted_seqs.push(update.deleted_seq);
+        rows.progress_seqs.push(update.progress.map(|(seq, _)| seq));
+        rows.progress_revs
+            .push(update.progress.and_then(|(_, rev)| rev));
+        rows.authors.push(updates.contains_key(did));
+        let delta = deltas.get(*did).unwrap_or(&no_delta);
+        for (column, value) in rows.counters.iter_mut().zip(delta.0) {
+            column.push(value);
+        }
+        let records = mirrored.get(did).unwrap_or(&no_records);
+        let profile = records.profile.flatten();
+        rows.profile_set.push(records.profile.is_some());
+        rows.profile_live.push(profile.is_some());
+        for (values, (_, name)) in rows.profile.iter_mut().zip(PROFILE_FIELDS) {
+            values.push(profile.and_then(|write| column(PROFILE, write, name)));
+        }
+        rows.chat_set.push(records.chat_declaration.is_some());
+        rows.chat_allow_incoming.push(
+            records
+                .chat_declaration
+                .flatten()
+                .and_then(|write| column(CHAT_DECLARATION, write, "allow_incoming")),
+        );
     }
-    Pending::new(
-        ACTOR_UPDATE_SQL.as_str(),
-        "updating actors",
-        vec![
-            Box::new(dids),
-            Box::new(handle_seqs),
-            Box::new(handles),
-            Box::new(status_seqs),
-            Box::new(statuses),
-            Box::new(deleted_seqs),
-            Box::new(progress_seqs),
-            Box::new(progress_revs),
-        ],
+    let ActorRows {
+        dids,
+        handle_seqs,
+        handles,
+        status_seqs,
+        statuses,
+        deleted_seqs,
+        progress_seqs,
+        progress_revs,
+        authors,
+        counters,
+        profile_set,
+        profile_live,
+        profile,
+        chat_set,
+        chat_allow_incoming,
+    } = rows;
+    let n = dids.len();
+    let mut params: Vec<Param<'a>> = vec![
+        Box::new(dids),
+        Box::new(handle_seqs),
+        Box::new(handles),
+        Box::new(status_seqs),
+        Box::new(statuses),
+        Box::new(deleted_seqs),
+        Box::new(progress_seqs),
+        Box::new(progress_revs),
+        Box::new(authors),
+    ];
+    params.extend(counters.into_iter().map(|c| Box::new(c) as Param<'a>));
+    params.push(Box::new(profile_set));
+    params.push(Box::new(profile_live));
+    params.extend(profile.into_iter().map(|c| Box::new(c) as Param<'a>));
+    params.push(Box::new(chat_set));
+    params.push(Box::new(chat_allow_incoming));
+    (
+        n,
+        Pending::new(ACTOR_SQL.as_str(), "updating actors", params),
     )
 }

@@ -102,6 +102,43 @@ impl TestEnv {
     }
 }
 
+/// The profile and chat declaration fields that actor rows keep for profile
+/// views equal those records' projection rows; returns how many of each
+/// record were compared.
+pub async fn assert_actor_rows_mirror_records(pool: &skyhose_index::Pool) -> (i64, i64) {
+    let client = pool.get().await.expect("connection");
+    let row = client
+        .query_one(
+            "SELECT count(p.uri), \
+                    count(*) FILTER (WHERE (a.display_name, a.description, a.avatar_cid, a.banner_cid, \
+                                            a.pinned_post_uri, a.pinned_post_cid, a.profile_created_at, \
+                                            a.profile_indexed_at IS NOT NULL) \
+                       IS DISTINCT FROM (p.display_name, p.description, p.avatar_cid, p.banner_cid, \
+                                         p.pinned_post_uri, p.pinned_post_cid, p.created_at, p.uri IS NOT NULL)), \
+                    count(d.uri), \
+                    count(*) FILTER (WHERE a.chat_allow_incoming IS DISTINCT FROM d.allow_incoming) \
+             FROM actors a \
+             LEFT JOIN profiles p ON p.uri = 'at://' || a.did || '/app.bsky.actor.profile/self' \
+             LEFT JOIN chat_declarations d \
+               ON d.uri = 'at://' || a.did || '/chat.bsky.actor.declaration/self'",
+            &[],
+        )
+        .await
+        .expect("comparing actor rows with their records");
+    let (profiles, profiles_wrong): (i64, i64) = (row.get(0), row.get(1));
+    let (chats, chats_wrong): (i64, i64) = (row.get(2), row.get(3));
+    assert!(profiles > 0, "no profiles to compare");
+    assert_eq!(
+        profiles_wrong, 0,
+        "actor rows whose profile fields differ from the profile"
+    );
+    assert_eq!(
+        chats_wrong, 0,
+        "actor rows whose chat field differs from the declaration"
+    );
+    (profiles, chats)
+}
+
 /// One stream entry's fields, in order.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -247,6 +284,14 @@ pub fn generate_among(n: usize, seed: u64, actors: usize) -> Vec<Entry> {
                 ),
                 rkey,
             )
+        } else if roll < 79 && rng.below(3) == 0 {
+            let allow = ["all", "following", "none"][rng.below(3)];
+            (
+                "chat.bsky.actor.declaration",
+                "create",
+                Some(json!({"$type": "chat.bsky.actor.declaration", "allowIncoming": allow})),
+                "self".to_owned(),
+            )
         } else if roll < 80 {
             let profile = json!({"$type": "app.bsky.actor.profile", "displayName": format!("User {seq}"),
                 "avatar": {"$type": "blob", "ref": {"$link": "bafkavatar"}, "mimeType": "image/png", "size": 10}});
@@ -270,7 +315,9 @@ pub fn generate_among(n: usize, seed: u64, actors: usize) -> Vec<Entry> {
                 "app.bsky.feed.like",
                 "app.bsky.feed.repost",
                 "app.bsky.graph.follow",
-            ][rng.below(4)];
+                "app.bsky.actor.profile",
+                "chat.bsky.actor.declaration",
+            ][rng.below(6)];
             let Some(uri) = pick(&mut rng, &live, collection) else {
                 continue;
             };
