@@ -21,7 +21,7 @@ use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use auth::{AuthError, AuthOptions, ServiceAuth};
-pub use config::ApiConfig;
+pub use config::{default_pool_size, ApiConfig};
 pub use db::{connect_pool, PoolError};
 pub use error::XrpcError;
 pub use http::{install_metrics_recorder, router, serve, serve_on};

@@ -9,6 +9,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlType {
     Text,
+    /// JSON kept as text, for values only ever read whole.
+    Json,
     Jsonb,
     Int8,
 }
@@ -17,6 +19,7 @@ impl SqlType {
     fn cast(self) -> &'static str {
         match self {
             SqlType::Text => "",
+            SqlType::Json => "::json",
             SqlType::Jsonb => "::jsonb",
             SqlType::Int8 => "::int8",
         }
@@ -26,7 +29,7 @@ impl SqlType {
 pub struct Column {
     pub name: &'static str,
     pub ty: SqlType,
-    /// The value as text (JSON text for `Jsonb`), `None` for SQL NULL.
+    /// The value as text (JSON text for `Json` and `Jsonb`), `None` for SQL NULL.
     pub extract: fn(&Value) -> Option<String>,
 }
 
@@ -154,8 +157,9 @@ pub const KIND_TABLES: &[KindTable] = &[
             }),
             CREATED_AT,
             // The API renders the whole record with every post view: kept
-            // here so it is read with the row (0005_post_records.sql).
-            col!("record", Jsonb, |j| Some(j.to_string())),
+            // here so it is read with the row (0005_post_records.sql), as
+            // text (0009_post_record_text.sql).
+            col!("record", Json, |j| Some(j.to_string())),
         ],
     },
     KindTable {

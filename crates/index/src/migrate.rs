@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "actor_rows",
         sql: include_str!("../migrations/0008_actor_rows.sql"),
     },
+    Migration {
+        version: 9,
+        name: "post_record_text",
+        sql: include_str!("../migrations/0009_post_record_text.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

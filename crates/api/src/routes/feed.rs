@@ -36,7 +36,7 @@ pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 /// the author's posts are not looked up again by URI.
 const PAGE_POST: &str = "p.did, p.cid AS post_cid, p.record, p.indexed_at, \
     p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri";
-const PAGE_REPOST: &str = "NULL::text, NULL::text, NULL::jsonb, NULL::timestamptz, \
+const PAGE_REPOST: &str = "NULL::text, NULL::text, NULL::json, NULL::timestamptz, \
     NULL::text, NULL::text, NULL::text";
 /// [`POST_COLUMNS`] of a page row that is a post.
 const PAGE_POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.post_cid AS cid, p.record, p.indexed_at, \

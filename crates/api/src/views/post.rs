@@ -111,7 +111,7 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
             ) q JOIN posts p ON p.uri = q.uri \
          ) \
          {page} \
-         SELECT {ROW_POST}, p.uri, p.cid, p.did, rec.record::text, p.indexed_at, \
+         SELECT {ROW_POST}, p.uri, p.cid, p.did, rec.record, p.indexed_at, \
                 COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0), \
                 p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, \
                 tg.uri, tg.cid, tg.record, tg.hidden_replies, \
@@ -121,8 +121,8 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
                     FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
                 ELSE false END {no_actor} \
          FROM (SELECT * FROM shown UNION ALL SELECT * FROM quoted) p \
-         CROSS JOIN LATERAL (SELECT COALESCE(p.record, \
-             (SELECT r.record FROM records r WHERE r.uri = p.uri)) AS record) rec \
+         CROSS JOIN LATERAL (SELECT COALESCE(p.record::text, \
+             (SELECT r.record::text FROM records r WHERE r.uri = p.uri)) AS record) rec \
          LEFT JOIN post_counts c ON c.uri = p.uri \
          LEFT JOIN LATERAL ( \
              SELECT tg.uri, tg.cid, tgr.record, tg.hidden_replies FROM threadgates tg \

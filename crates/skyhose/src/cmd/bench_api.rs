@@ -35,8 +35,10 @@ pub struct BenchApiArgs {
     pub accounts: usize,
     #[arg(long, default_value_t = 11)]
     pub seed: u64,
-    /// Concurrent keep-alive connections of the load generator.
-    #[arg(long, default_value_t = 32)]
+    /// Concurrent keep-alive connections of the load generator: clients
+    /// each waiting for their answer before asking again, so past the point
+    /// where the cores are busy more of them only lengthen the queue.
+    #[arg(long, default_value_t = 16)]
     pub connections: usize,
     /// Load time per endpoint (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = super::index::parse_duration)]
@@ -44,8 +46,8 @@ pub struct BenchApiArgs {
     /// Only the endpoints whose NSID contains one of these (e.g. getProfile).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// API connections to PostgreSQL.
-    #[arg(long, default_value_t = 16)]
+    /// API connections to PostgreSQL (the API's default).
+    #[arg(long, default_value_t = skyhose_api::default_pool_size())]
     pub pool_size: usize,
 }
 

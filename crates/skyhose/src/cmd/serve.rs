@@ -26,8 +26,10 @@ pub struct ApiArgs {
         default_value = "https://cdn.bsky.app/img/{preset}/plain/{did}/{cid}@jpeg"
     )]
     pub image_url_pattern: String,
-    /// PostgreSQL connections held by the API.
-    #[arg(long, env = "API_POOL_SIZE", default_value_t = 16)]
+    /// PostgreSQL connections held by the API (default: twice this
+    /// machine's cores, at least 4; more than the database server's cores
+    /// only queue inside it).
+    #[arg(long, env = "API_POOL_SIZE", default_value_t = skyhose_api::default_pool_size())]
     pub api_pool_size: usize,
     /// Queries running longer than this are cancelled (e.g. 5s, 500ms).
     #[arg(long, env = "STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
