@@ -221,11 +221,17 @@ pub fn post_info(row: &Row) -> PostInfo {
     }
 }
 
-/// A record's `embed`, the one part of it that views read.
+/// A record's `embed`, the one part of it that views read. Most posts have
+/// none, and the text they were stored as (by the index, or by PostgreSQL
+/// from `jsonb`) writes keys unescaped, so a record without the quoted key
+/// has no embed and is not parsed a second time.
 fn record_embed(record: &RawValue) -> Option<Value> {
     #[derive(Deserialize)]
     struct Embedding {
         embed: Option<Value>,
+    }
+    if !record.get().contains("\"embed\"") {
+        return None;
     }
     serde_json::from_str::<Embedding>(record.get()).ok()?.embed
 }
@@ -279,4 +285,26 @@ pub async fn load_post_viewer(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embed_of(text: &str) -> Option<Value> {
+        record_embed(&raw_json(Some(text.to_owned())))
+    }
+
+    #[test]
+    fn embed_is_read_from_either_writer_s_text() {
+        let images = serde_json::json!({"$type": "app.bsky.embed.images", "images": []});
+        // As the index writes it, and as PostgreSQL prints a `jsonb`.
+        let compact = r#"{"text":"hi","embed":{"$type":"app.bsky.embed.images","images":[]}}"#;
+        let spaced = r#"{"text": "hi", "embed": {"$type": "app.bsky.embed.images", "images": []}}"#;
+        assert_eq!(embed_of(compact), Some(images.clone()));
+        assert_eq!(embed_of(spaced), Some(images));
+        assert_eq!(embed_of(r#"{"text":"no embed here"}"#), None);
+        // The key's name inside a string is parsed, and still no embed.
+        assert_eq!(embed_of(r#"{"text":"say \"embed\""}"#), None);
+    }
 }
