@@ -1,7 +1,7 @@
 //! The API's PostgreSQL pool: read-only sessions with a statement timeout, so
 //! a request can neither write nor run away, reusing generic plans.
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::config::ApiConfig;
@@ -48,8 +48,47 @@ pub fn connect_pool(config: &ApiConfig) -> Result<Pool, PoolError> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    // The pool is kept near the server's core count, so a burst of slow
+    // requests can hold every connection: a request waits for one (or for a
+    // new one to connect) no longer than a statement may run, then gets a
+    // 503 it can retry instead of joining a queue that only grows.
     Pool::builder(manager)
         .max_size(config.pool_size.max(1))
+        .wait_timeout(Some(config.statement_timeout))
+        .create_timeout(Some(config.statement_timeout))
+        .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| PoolError::Build(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use axum::http::StatusCode;
+
+    use super::*;
+    use crate::error::XrpcError;
+
+    #[tokio::test]
+    async fn a_request_waits_for_a_busy_pool_no_longer_than_a_statement_may_run() {
+        let mut config = ApiConfig::new("postgres://postgres@127.0.0.1:5432/postgres");
+        config.pool_size = 1;
+        config.statement_timeout = Duration::from_millis(300);
+        let pool = connect_pool(&config).expect("pool");
+        let held = pool.get().await.expect("the only connection");
+        let started = Instant::now();
+        let err = pool.get().await.expect_err("no connection is free");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+            "waited {waited:?}"
+        );
+        let answer = XrpcError::from(err);
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.name, "ServiceUnavailable");
+        assert!(answer.message.contains("busy"), "{}", answer.message);
+        drop(held);
+        let _free = pool.get().await.expect("free again");
+    }
 }

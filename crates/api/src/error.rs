@@ -86,6 +86,12 @@ impl From<tokio_postgres::Error> for XrpcError {
 
 impl From<deadpool_postgres::PoolError> for XrpcError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
+        if let deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) = err {
+            metrics::counter!("skyhose_api_pool_wait_timeouts_total").increment(1);
+            return XrpcError::unavailable(
+                "every database connection stayed busy for the statement timeout; try again",
+            );
+        }
         tracing::error!(error = %err, "no database connection");
         metrics::counter!("skyhose_api_db_errors_total").increment(1);
         XrpcError::unavailable("the database is not reachable")
