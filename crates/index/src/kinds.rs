@@ -9,8 +9,6 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlType {
     Text,
-    /// JSON kept as text, for values only ever read whole.
-    Json,
     Jsonb,
     Int8,
 }
@@ -19,7 +17,6 @@ impl SqlType {
     fn cast(self) -> &'static str {
         match self {
             SqlType::Text => "",
-            SqlType::Json => "::json",
             SqlType::Jsonb => "::jsonb",
             SqlType::Int8 => "::int8",
         }
@@ -29,7 +26,7 @@ impl SqlType {
 pub struct Column {
     pub name: &'static str,
     pub ty: SqlType,
-    /// The value as text (JSON text for `Json` and `Jsonb`), `None` for SQL NULL.
+    /// The value as text (JSON text for `Jsonb`), `None` for SQL NULL.
     pub extract: fn(&Value) -> Option<String>,
 }
 
@@ -38,6 +35,21 @@ pub struct KindTable {
     pub table: &'static str,
     /// After the common `uri, did, rkey, cid`.
     pub columns: &'static [Column],
+    /// Set when the table keeps its collection's record state itself
+    /// (migration 0010) instead of `records`.
+    pub own_state: Option<OwnState>,
+}
+
+/// A table that holds its records' state: `rev`, `seq`, `live` and the
+/// record JSON beside the projected columns, with a row for every record
+/// ever seen, tombstones included. Its rows are the ones a batch locks;
+/// readers see the live ones through a view under the collection's old
+/// table name (`posts` for `post_rows`, ...).
+pub struct OwnState {
+    /// The column holding what `RecordFacts::subject` holds for this
+    /// collection, and the one for `quote_subject`.
+    pub subject: &'static str,
+    pub quote_subject: Option<&'static str>,
 }
 
 /// `record.a.b...` (each step only into objects), as with `->` in SQL: JSON
@@ -106,7 +118,7 @@ const CREATED_AT: Column = col!("created_at", Text, created_at);
 pub const KIND_TABLES: &[KindTable] = &[
     KindTable {
         collection: "app.bsky.feed.post",
-        table: "posts",
+        table: "post_rows",
         columns: &[
             col!("text", Text, |j| text(j, &["text"])),
             col!("langs", Jsonb, |j| json(j, &["langs"])),
@@ -156,15 +168,15 @@ pub const KIND_TABLES: &[KindTable] = &[
                 text(j, &["embed", "alt"]).or_else(|| text(j, &["embed", "media", "alt"]))
             }),
             CREATED_AT,
-            // The API renders the whole record with every post view: kept
-            // here so it is read with the row (0005_post_records.sql), as
-            // text (0009_post_record_text.sql).
-            col!("record", Json, |j| Some(j.to_string())),
         ],
+        own_state: Some(OwnState {
+            subject: "reply_parent_uri",
+            quote_subject: Some("embed_record_uri"),
+        }),
     },
     KindTable {
         collection: "app.bsky.feed.like",
-        table: "likes",
+        table: "like_rows",
         columns: &[
             col!("subject_uri", Text, |j| text(j, &["subject", "uri"])),
             col!("subject_cid", Text, |j| text(j, &["subject", "cid"])),
@@ -172,10 +184,14 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("via_cid", Text, |j| text(j, &["via", "cid"])),
             CREATED_AT,
         ],
+        own_state: Some(OwnState {
+            subject: "subject_uri",
+            quote_subject: None,
+        }),
     },
     KindTable {
         collection: "app.bsky.feed.repost",
-        table: "reposts",
+        table: "repost_rows",
         columns: &[
             col!("subject_uri", Text, |j| text(j, &["subject", "uri"])),
             col!("subject_cid", Text, |j| text(j, &["subject", "cid"])),
@@ -183,14 +199,22 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("via_cid", Text, |j| text(j, &["via", "cid"])),
             CREATED_AT,
         ],
+        own_state: Some(OwnState {
+            subject: "subject_uri",
+            quote_subject: None,
+        }),
     },
     KindTable {
         collection: "app.bsky.graph.follow",
-        table: "follows",
+        table: "follow_rows",
         columns: &[
             col!("subject_did", Text, |j| text(j, &["subject"])),
             CREATED_AT,
         ],
+        own_state: Some(OwnState {
+            subject: "subject_did",
+            quote_subject: None,
+        }),
     },
     KindTable {
         collection: "app.bsky.graph.block",
@@ -199,6 +223,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("subject_did", Text, |j| text(j, &["subject"])),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.graph.list",
@@ -210,6 +235,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("avatar_cid", Text, |j| blob_cid(j.get("avatar"))),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.graph.listitem",
@@ -219,6 +245,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("subject_did", Text, |j| text(j, &["subject"])),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.graph.listblock",
@@ -227,6 +254,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("list_uri", Text, |j| text(j, &["subject"])),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.actor.profile",
@@ -240,6 +268,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("pinned_post_cid", Text, |j| text(j, &["pinnedPost", "cid"])),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.feed.generator",
@@ -251,6 +280,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("avatar_cid", Text, |j| blob_cid(j.get("avatar"))),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.graph.starterpack",
@@ -262,6 +292,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("feeds", Jsonb, |j| json(j, &["feeds"])),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.feed.threadgate",
@@ -272,6 +303,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("hidden_replies", Jsonb, |j| json(j, &["hiddenReplies"])),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.feed.postgate",
@@ -284,6 +316,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("embedding_rules", Jsonb, |j| json(j, &["embeddingRules"])),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.labeler.service",
@@ -292,6 +325,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("policies", Jsonb, |j| json(j, &["policies"])),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.graph.verification",
@@ -302,6 +336,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("display_name", Text, |j| text(j, &["displayName"])),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.actor.status",
@@ -312,6 +347,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("duration_minutes", Int8, duration_minutes),
             CREATED_AT,
         ],
+        own_state: None,
     },
     KindTable {
         collection: "app.bsky.notification.declaration",
@@ -319,6 +355,7 @@ pub const KIND_TABLES: &[KindTable] = &[
         columns: &[col!("allow_subscriptions", Text, |j| {
             text(j, &["allowSubscriptions"])
         })],
+        own_state: None,
     },
     KindTable {
         collection: "chat.bsky.actor.declaration",
@@ -327,6 +364,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             j,
             &["allowIncoming"]
         ))],
+        own_state: None,
     },
 ];
 
@@ -379,6 +417,104 @@ impl KindTable {
 
     pub fn delete_sql(&self) -> String {
         format!("DELETE FROM {} WHERE uri = ANY($1)", self.table)
+    }
+
+    /// The projected columns as `v.cN` with their casts, from parameter
+    /// `$first` on, and their names.
+    fn projected(&self, first: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let names = self.columns.iter().map(|c| c.name.to_owned()).collect();
+        let exprs = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(index, column)| format!("v.c{index}{}", column.ty.cast()))
+            .collect();
+        let arrays = (0..self.columns.len())
+            .map(|index| format!("${}::text[]", first + index))
+            .collect();
+        (names, exprs, arrays)
+    }
+
+    /// For an [`OwnState`] table: inserts the rows of records it has never
+    /// seen with their final state and locks the rows that exist, in uri
+    /// order, returning the uris inserted. `$1..$8` are `uri, did, rkey,
+    /// cid, rev, seq, live, record`, then one array per projected column.
+    pub fn lock_sql(&self) -> String {
+        let (names, exprs, arrays) = self.projected(9);
+        let aliases: Vec<String> = (0..names.len()).map(|i| format!("c{i}")).collect();
+        let with_names = |fixed: &str, rest: &[String]| {
+            std::iter::once(fixed.to_owned())
+                .chain(rest.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "INSERT INTO {table} AS t ({columns}) \
+             SELECT {values} \
+             FROM unnest({arrays}) AS v({aliases}) \
+             ORDER BY v.uri \
+             ON CONFLICT (uri) DO UPDATE SET live = t.live WHERE false \
+             RETURNING uri",
+            table = self.table,
+            columns = with_names("uri, did, rkey, cid, rev, seq, live, record", &names),
+            values = with_names(
+                "v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::json",
+                &exprs
+            ),
+            arrays = with_names(
+                "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[]",
+                &arrays
+            ),
+            aliases = with_names("uri, did, rkey, cid, rev, seq, live, record", &aliases),
+        )
+    }
+
+    /// For an [`OwnState`] table: the state of the rows `$1`, as `uri, did,
+    /// live, rev, seq, subject, quote_subject`.
+    pub fn stored_sql(&self) -> Option<String> {
+        let state = self.own_state.as_ref()?;
+        Some(format!(
+            "SELECT uri, did, live, rev, seq, {subject}, {quote}::text FROM {table} WHERE uri = ANY($1)",
+            subject = state.subject,
+            quote = state.quote_subject.unwrap_or("NULL"),
+            table = self.table,
+        ))
+    }
+
+    /// For an [`OwnState`] table: gives existing rows new live content.
+    /// `$1..$5` are `uri, cid, rev, seq, record`, then one array per
+    /// projected column.
+    pub fn revive_sql(&self) -> String {
+        let (names, exprs, arrays) = self.projected(6);
+        let aliases: Vec<String> = (0..names.len()).map(|i| format!("c{i}")).collect();
+        let set: Vec<String> = names
+            .iter()
+            .zip(&exprs)
+            .map(|(name, expr)| format!("{name} = {expr}"))
+            .collect();
+        format!(
+            "UPDATE {table} AS t SET cid = v.cid, rev = v.rev, seq = v.seq, live = true, \
+             record = v.record::json, {set}, indexed_at = now() \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], {arrays}) \
+               AS v(uri, cid, rev, seq, record, {aliases}) \
+             WHERE t.uri = v.uri",
+            table = self.table,
+            set = set.join(", "),
+            arrays = arrays.join(", "),
+            aliases = aliases.join(", "),
+        )
+    }
+
+    /// For an [`OwnState`] table: turns existing rows into tombstones with
+    /// the given `rev, seq`. The projected columns are left as they were, so
+    /// that no index changes and the new row version can stay on its page.
+    pub fn tombstone_sql(&self) -> String {
+        format!(
+            "UPDATE {table} AS t SET rev = v.rev, seq = v.seq, live = false, cid = NULL, record = NULL \
+             FROM unnest($1::text[], $2::text[], $3::int8[]) AS v(uri, rev, seq) \
+             WHERE t.uri = v.uri",
+            table = self.table,
+        )
     }
 }
 
@@ -460,15 +596,47 @@ mod tests {
 
     #[test]
     fn insert_statement_casts_each_column() {
-        let likes = kind_table("app.bsky.feed.like").expect("likes");
+        let blocks = kind_table("app.bsky.graph.block").expect("blocks");
         assert_eq!(
-            likes.insert_sql(),
-            "INSERT INTO likes (uri, did, rkey, cid, subject_uri, subject_cid, via_uri, via_cid, created_at) \
-             SELECT v.uri, v.did, v.rkey, v.cid, v.c0, v.c1, v.c2, v.c3, v.c4 \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::text[], $9::text[]) AS v(uri, did, rkey, cid, c0, c1, c2, c3, c4)"
+            blocks.insert_sql(),
+            "INSERT INTO blocks (uri, did, rkey, cid, subject_did, created_at) \
+             SELECT v.uri, v.did, v.rkey, v.cid, v.c0, v.c1 \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
+             AS v(uri, did, rkey, cid, c0, c1)"
         );
         let statuses = kind_table("app.bsky.actor.status").expect("statuses");
         assert!(statuses.insert_sql().contains("v.c1::jsonb, v.c2::int8"));
+    }
+
+    #[test]
+    fn own_state_statements_number_their_parameters_after_the_state() {
+        let likes = kind_table("app.bsky.feed.like").expect("likes");
+        assert!(likes.own_state.is_some());
+        let lock = likes.lock_sql();
+        assert!(lock.starts_with(
+            "INSERT INTO like_rows AS t (uri, did, rkey, cid, rev, seq, live, record, subject_uri, \
+             subject_cid, via_uri, via_cid, created_at)"
+        ));
+        assert!(lock.contains(
+            "$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])"
+        ));
+        assert!(lock
+            .ends_with("ON CONFLICT (uri) DO UPDATE SET live = t.live WHERE false RETURNING uri"));
+        let revive = likes.revive_sql();
+        assert!(revive.contains("subject_uri = v.c0, subject_cid = v.c1"));
+        assert!(revive.contains("$5::text[], $6::text[]"));
+        assert!(revive.contains("$10::text[])"));
+        let posts = kind_table("app.bsky.feed.post").expect("posts");
+        assert_eq!(
+            posts.stored_sql().as_deref(),
+            Some(
+                "SELECT uri, did, live, rev, seq, reply_parent_uri, embed_record_uri::text \
+                 FROM post_rows WHERE uri = ANY($1)"
+            )
+        );
+        assert!(kind_table("app.bsky.graph.block")
+            .expect("blocks")
+            .stored_sql()
+            .is_none());
     }
 }

@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "post_record_text",
         sql: include_str!("../migrations/0009_post_record_text.sql"),
     },
+    Migration {
+        version: 10,
+        name: "record_state_in_kind_rows",
+        sql: include_str!("../migrations/0010_record_state_in_kind_rows.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

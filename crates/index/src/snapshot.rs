@@ -40,7 +40,7 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot, IndexError> {
         .await
         .map_err(IndexError::pool("taking a snapshot"))?;
     let records = client
-        .query("SELECT uri, cid FROM records WHERE live", &[])
+        .query("SELECT uri, cid FROM all_records WHERE live", &[])
         .await
         .map_err(IndexError::pg("reading live records"))?
         .iter()
@@ -75,8 +75,7 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot, IndexError> {
     let posts = client
         .query(
             "SELECT r.uri, COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0) \
-             FROM records r LEFT JOIN post_counts c ON c.uri = r.uri \
-             WHERE r.live AND r.collection = 'app.bsky.feed.post'",
+             FROM posts r LEFT JOIN post_counts c ON c.uri = r.uri",
             &[],
         )
         .await

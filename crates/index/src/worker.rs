@@ -170,7 +170,7 @@ where
 
 /// The most read tables, whose statistics readers' plans depend on.
 const ANALYZED_TABLES: &str =
-    "records, notifications, actors, post_counts, posts, likes, reposts, follows, profiles";
+    "records, notifications, actors, post_counts, post_rows, like_rows, repost_rows, follow_rows, profiles";
 
 /// The first refresh, when a fresh database's tables have just got rows.
 const FIRST_ANALYZE: Duration = Duration::from_secs(3);

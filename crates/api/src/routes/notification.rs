@@ -43,7 +43,7 @@ async fn load_records(client: &Db, uris: &[String]) -> XrpcResult<HashMap<String
     let stmt = client
         .prepare_cached(
             "SELECT r.uri, r.record FROM unnest($1::text[]) AS u(uri) \
-             JOIN records r ON r.uri = u.uri WHERE r.live AND r.record IS NOT NULL",
+             JOIN all_records r ON r.uri = u.uri WHERE r.live AND r.record IS NOT NULL",
         )
         .await?;
     Ok(client

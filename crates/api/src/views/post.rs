@@ -59,8 +59,7 @@ pub const POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.cid, p.record, p.indexed
 /// [`POST_COLUMNS`], defined by the caller along with anything it needs,
 /// such as a feed's `page`), with `reply_refs` (SQL boolean) the posts they
 /// reply to (parent and root), then the posts that any of those quote. The
-/// record is read from the post's own row; rows written before it was kept
-/// there fall back to `records`. Threadgates only apply to (and are only
+/// record is read from the post's own row. Threadgates only apply to (and are only
 /// shown on) thread roots, and whether the author disabled embedding is only
 /// shown to a viewer (`viewer`, SQL boolean), so the other posts skip those
 /// lookups (a NULL key ends an index scan before it reads a page; a filter
@@ -111,7 +110,7 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
             ) q JOIN posts p ON p.uri = q.uri \
          ) \
          {page} \
-         SELECT {ROW_POST}, p.uri, p.cid, p.did, rec.record, p.indexed_at, \
+         SELECT {ROW_POST}, p.uri, p.cid, p.did, p.record::text, p.indexed_at, \
                 COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0), \
                 p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, \
                 tg.uri, tg.cid, tg.record, tg.hidden_replies, \
@@ -121,8 +120,6 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
                     FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
                 ELSE false END {no_actor} \
          FROM (SELECT * FROM shown UNION ALL SELECT * FROM quoted) p \
-         CROSS JOIN LATERAL (SELECT COALESCE(p.record::text, \
-             (SELECT r.record::text FROM records r WHERE r.uri = p.uri)) AS record) rec \
          LEFT JOIN post_counts c ON c.uri = p.uri \
          LEFT JOIN LATERAL ( \
              SELECT tg.uri, tg.cid, tgr.record, tg.hidden_replies FROM threadgates tg \

@@ -186,9 +186,11 @@ impl Stored {
 /// Identity of a touched record: `(did, collection, rkey)` by uri.
 pub(super) type Touched<'a> = BTreeMap<&'a str, (&'a str, &'a str, &'a str)>;
 
-/// One row of the `records` update.
+/// One existing row's new state, in `records` or an own-state table.
 pub(super) struct RecordUpdate<'a> {
     pub uri: &'a str,
+    /// The new content when the record is live.
+    pub write: Option<&'a Write>,
     pub cid: Option<&'a str>,
     pub rev: Option<&'a str>,
     pub seq: Option<i64>,
@@ -287,9 +289,11 @@ pub(super) struct MirroredRecords<'a> {
 /// Everything the batch writes after locking its records.
 #[derive(Default)]
 pub(super) struct Changes<'a> {
-    /// Updates of rows that existed before the batch (new rows were inserted
-    /// with their final state when they were locked).
+    /// Updates of `records` rows that existed before the batch (new rows
+    /// were inserted with their final state when they were locked).
     pub records: Vec<RecordUpdate<'a>>,
+    /// The same for the rows of tables that keep their own state, by table.
+    pub own_state_updates: BTreeMap<&'static str, (&'static KindTable, Vec<RecordUpdate<'a>>)>,
     /// Records whose live state or content changed.
     pub transitions: u64,
     /// Projection rows to delete (dead records, and live ones being
@@ -347,6 +351,7 @@ pub(super) fn transitions<'a>(
                 let write = candidate.write;
                 RecordUpdate {
                     uri,
+                    write,
                     cid: write.map(|w| w.cid.as_str()),
                     rev: candidate.key.rev,
                     seq: Some(candidate.key.seq),
@@ -368,6 +373,7 @@ pub(super) fn transitions<'a>(
                 // The tombstone keeps the rev of the write it ends.
                 RecordUpdate {
                     uri,
+                    write: None,
                     cid: None,
                     rev: existing.and_then(|old| old.rev.as_deref()),
                     seq: old.seq,
@@ -412,7 +418,8 @@ pub(super) fn transitions<'a>(
                 mirrored.chat_declaration = Some(write);
             }
         }
-        if let Some(kind) = kind_table(&old.collection) {
+        let kind = kind_table(&old.collection);
+        if let Some(kind) = kind.filter(|kind| kind.own_state.is_none()) {
             if old.live {
                 changes
                     .kind_deletes
@@ -431,7 +438,15 @@ pub(super) fn transitions<'a>(
         }
         // A freshly inserted row already holds this state.
         if !fresh {
-            changes.records.push(update);
+            match kind.filter(|kind| kind.own_state.is_some()) {
+                Some(kind) => changes
+                    .own_state_updates
+                    .entry(kind.table)
+                    .or_insert_with(|| (kind, Vec::new()))
+                    .1
+                    .push(update),
+                None => changes.records.push(update),
+            }
         }
     }
     changes

@@ -11,12 +11,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::plan::{
-    ActorDelta, ActorUpdate, Candidate, Changes, MirroredRecords, NotificationRows, Stored,
-    Touched, LIKES, QUOTES, REPLIES, REPOSTS,
+    ActorDelta, ActorUpdate, Candidate, Changes, MirroredRecords, NotificationRows, RecordUpdate,
+    Stored, Touched, LIKES, QUOTES, REPLIES, REPOSTS,
 };
 use crate::entry::Write;
 use crate::error::IndexError;
-use crate::kinds::kind_table;
+use crate::kinds::{kind_table, KindTable};
 use crate::records::{CHAT_DECLARATION, FOLLOW, LIKE, POST, PROFILE, REPOST};
 
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
@@ -77,30 +77,31 @@ pub(super) async fn deleted_seqs(
     .collect())
 }
 
-/// Collections whose live records `records` does not index by did: their
-/// projection tables lead an index with `did` (migration 0007, whose partial
-/// index predicate lists the same four).
+/// Collections whose records are not in `records` (migration 0010): their
+/// tables keep their own state and lead an index with `did`. Migration
+/// 0007's partial index of `records` leaves out the same four.
 const FOUND_BY_PROJECTION: [&str; 4] = [POST, LIKE, REPOST, FOLLOW];
 
-/// Live records of the accounts in `$1`: `uri, did, collection, rkey`. The
-/// first branch repeats the predicate of migration 0007's partial index, so
-/// that the planner can use it.
+/// Live records of the accounts in `$1`: `uri, did, collection, rkey, seq`.
+/// The first branch repeats the predicate of migration 0007's partial
+/// index, so that the planner can use it.
 static LIVE_RECORDS_OF: LazyLock<String> = LazyLock::new(|| {
     let quoted: Vec<String> = FOUND_BY_PROJECTION
         .iter()
         .map(|collection| format!("'{collection}'"))
         .collect();
     let mut sql = format!(
-        "SELECT uri, did, collection, rkey FROM records WHERE did = ANY($1) AND live \
+        "SELECT uri, did, collection, rkey, seq FROM records WHERE did = ANY($1) AND live \
          AND collection NOT IN ({})",
         quoted.join(", ")
     );
     for (collection, quoted) in FOUND_BY_PROJECTION.iter().zip(&quoted) {
         let table = kind_table(collection)
-            .expect("posts, likes, reposts and follows have projection tables")
+            .filter(|kind| kind.own_state.is_some())
+            .expect("posts, likes, reposts and follows keep their own state")
             .table;
         sql.push_str(&format!(
-            " UNION ALL SELECT uri, did, {quoted}, rkey FROM {table} WHERE did = ANY($1)"
+            " UNION ALL SELECT uri, did, {quoted}, rkey, seq FROM {table} WHERE did = ANY($1) AND live"
         ));
     }
     sql
@@ -109,9 +110,9 @@ static LIVE_RECORDS_OF: LazyLock<String> = LazyLock::new(|| {
 /// A live record of `$1`'s accounts written at or before `$2`, their deletion.
 static DELETED_RECORD_REMAINING: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT r.uri FROM ({}) AS l \
+        "SELECT l.uri FROM ({}) AS l \
          JOIN unnest($1::text[], $2::int8[]) AS d(did, seq) ON d.did = l.did \
-         JOIN records r ON r.uri = l.uri AND r.live AND r.seq <= d.seq LIMIT 1",
+         WHERE l.seq <= d.seq LIMIT 1",
         LIVE_RECORDS_OF.as_str()
     )
 });
@@ -148,16 +149,101 @@ pub(super) async fn deleted_records_remain(
     .is_empty())
 }
 
-/// Locks every touched record in uri order. Records this batch creates are
-/// inserted with their final state by the same statement (returned in the
-/// set); the current state of the others is read under the lock.
+/// Locks every touched record, table by table in name order and in uri
+/// order within a table. Records this batch creates are inserted with their
+/// final state by the same statement (returned in the set); the current
+/// state of the others is read under the lock. A record's row is in the
+/// table of its collection when that table keeps its own state
+/// (`OwnState`), in `records` otherwise.
 pub(super) async fn lock_records(
     tx: &Transaction<'_>,
     touched: &Touched<'_>,
     candidates: &BTreeMap<&str, Candidate<'_>>,
 ) -> Result<(HashMap<String, Stored>, HashSet<String>), IndexError> {
-    let n = touched.len();
-    let mut uris = Vec::with_capacity(n);
+    let mut by_table: BTreeMap<&'static str, (Option<&'static KindTable>, Vec<&str>)> =
+        BTreeMap::new();
+    for (uri, (_, collection, _)) in touched {
+        let own = kind_table(collection).filter(|kind| kind.own_state.is_some());
+        by_table
+            .entry(own.map_or(RECORDS, |kind| kind.table))
+            .or_insert_with(|| (own, Vec::new()))
+            .1
+            .push(*uri);
+    }
+    let locks: Vec<Pending<'_>> = by_table
+        .values()
+        .map(|(own, uris)| match own {
+            Some(kind) => lock_own_state(kind, uris, touched, candidates),
+            None => lock_in_records(uris, touched, candidates),
+        })
+        .collect();
+    let mut inserted = HashSet::with_capacity(touched.len());
+    for rows in run_pipelined(tx, &locks).await? {
+        inserted.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+    }
+
+    let mut reads = Vec::new();
+    let mut read_kinds = Vec::new();
+    for (own, uris) in by_table.values() {
+        let existing: Vec<&str> = uris
+            .iter()
+            .copied()
+            .filter(|uri| !inserted.contains(*uri))
+            .collect();
+        if existing.is_empty() {
+            continue;
+        }
+        let sql = match own {
+            Some(kind) => kind.stored_sql().unwrap_or_default(),
+            None => "SELECT uri, did, live, rev, seq, subject, quote_subject, collection \
+                     FROM records WHERE uri = ANY($1)"
+                .to_owned(),
+        };
+        reads.push(Pending::new(
+            sql,
+            "reading locked records",
+            vec![Box::new(existing)],
+        ));
+        read_kinds.push(*own);
+    }
+    let mut stored = HashMap::new();
+    for (rows, own) in run_pipelined(tx, &reads).await?.into_iter().zip(read_kinds) {
+        for row in rows {
+            let collection = match own {
+                Some(kind) => kind.collection.to_owned(),
+                None => row.get(7),
+            };
+            stored.insert(
+                row.get(0),
+                Stored {
+                    did: row.get(1),
+                    collection,
+                    live: row.get(2),
+                    rev: row.get(3),
+                    seq: row.get(4),
+                    subject: row.get(5),
+                    quote_subject: row.get(6),
+                },
+            );
+        }
+    }
+    Ok((stored, inserted))
+}
+
+/// Name under which `records` is grouped with the own-state tables, so
+/// that every transaction locks the tables in the same order.
+const RECORDS: &str = "records";
+
+/// The `records` lock statement for `uris`: inserts the missing rows and
+/// locks the existing ones (the false WHERE locks without writing), in uri
+/// order, so no batch ever waits for another's uncommitted insert while
+/// holding locks that one needs.
+fn lock_in_records<'a>(
+    uris: &[&'a str],
+    touched: &Touched<'a>,
+    candidates: &'a BTreeMap<&str, Candidate<'a>>,
+) -> Pending<'a> {
+    let n = uris.len();
     let mut dids = Vec::with_capacity(n);
     let mut collections = Vec::with_capacity(n);
     let mut rkeys = Vec::with_capacity(n);
@@ -168,13 +254,13 @@ pub(super) async fn lock_records(
     let mut subjects: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut quotes: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut records: Vec<Option<&str>> = Vec::with_capacity(n);
-    for (uri, (did, collection, rkey)) in touched {
+    for uri in uris {
+        let (did, collection, rkey) = touched[uri];
         let candidate = candidates.get(uri);
         let write = candidate.and_then(|c| c.write);
-        uris.push(*uri);
-        dids.push(*did);
-        collections.push(*collection);
-        rkeys.push(*rkey);
+        dids.push(did);
+        collections.push(collection);
+        rkeys.push(rkey);
         cids.push(write.map(|w| w.cid.as_str()));
         revs.push(candidate.and_then(|c| c.key.rev));
         seqs.push(candidate.map(|c| c.key.seq));
@@ -183,11 +269,7 @@ pub(super) async fn lock_records(
         quotes.push(write.and_then(|w| w.facts.quote_subject.as_deref()));
         records.push(write.map(|w| w.json.as_str()));
     }
-    // One statement inserts the missing rows and locks the existing ones (the
-    // false WHERE locks without writing), in uri order: no batch ever waits
-    // for another's uncommitted insert while holding locks that one needs.
-    let inserted: HashSet<String> = query(
-        tx,
+    Pending::new(
         "INSERT INTO records AS r (uri, did, collection, rkey, cid, rev, seq, live, subject, quote_subject, record) \
          SELECT v.uri, v.did, v.collection, v.rkey, v.cid, v.rev, v.seq, v.live, v.subject, v.quote_subject, \
                 v.record::jsonb \
@@ -197,43 +279,109 @@ pub(super) async fn lock_records(
          ORDER BY v.uri \
          ON CONFLICT (uri) DO UPDATE SET live = r.live WHERE false \
          RETURNING uri",
-        &[&uris, &dids, &collections, &rkeys, &cids, &revs, &seqs, &lives, &subjects, &quotes, &records],
         "inserting and locking records",
+        vec![
+            Box::new(uris.to_vec()),
+            Box::new(dids),
+            Box::new(collections),
+            Box::new(rkeys),
+            Box::new(cids),
+            Box::new(revs),
+            Box::new(seqs),
+            Box::new(lives),
+            Box::new(subjects),
+            Box::new(quotes),
+            Box::new(records),
+        ],
     )
-    .await?
-    .iter()
-    .map(|row| row.get(0))
-    .collect();
-    let existing: Vec<&str> = uris
-        .iter()
-        .copied()
-        .filter(|uri| !inserted.contains(*uri))
-        .collect();
-    let mut stored = HashMap::with_capacity(existing.len());
-    if !existing.is_empty() {
-        for row in query(
-            tx,
-            "SELECT uri, did, collection, live, rev, seq, subject, quote_subject FROM records WHERE uri = ANY($1)",
-            &[&existing],
-            "reading locked records",
-        )
-        .await?
-        {
-            stored.insert(
-                row.get(0),
-                Stored {
-                    did: row.get(1),
-                    collection: row.get(2),
-                    live: row.get(3),
-                    rev: row.get(4),
-                    seq: row.get(5),
-                    subject: row.get(6),
-                    quote_subject: row.get(7),
-                },
-            );
-        }
+}
+
+/// The same for a table that keeps its own state: a new row carries the
+/// projected columns too, or only its identity and rev when it is born a
+/// tombstone.
+fn lock_own_state<'a>(
+    kind: &'static KindTable,
+    uris: &[&'a str],
+    touched: &Touched<'a>,
+    candidates: &'a BTreeMap<&str, Candidate<'a>>,
+) -> Pending<'a> {
+    let n = uris.len();
+    let mut dids = Vec::with_capacity(n);
+    let mut rkeys = Vec::with_capacity(n);
+    let mut cids: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut revs: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut seqs: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut lives: Vec<bool> = Vec::with_capacity(n);
+    let mut records: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut columns: Vec<Vec<Option<&str>>> = vec![Vec::with_capacity(n); kind.columns.len()];
+    for uri in uris {
+        let (did, _, rkey) = touched[uri];
+        let candidate = candidates.get(uri);
+        let write = candidate.and_then(|c| c.write);
+        dids.push(did);
+        rkeys.push(rkey);
+        cids.push(write.map(|w| w.cid.as_str()));
+        revs.push(candidate.and_then(|c| c.key.rev));
+        seqs.push(candidate.map(|c| c.key.seq));
+        lives.push(write.is_some());
+        records.push(write.map(|w| w.json.as_str()));
+        push_columns(&mut columns, write);
     }
-    Ok((stored, inserted))
+    let mut params: Vec<Param<'a>> = vec![
+        Box::new(uris.to_vec()),
+        Box::new(dids),
+        Box::new(rkeys),
+        Box::new(cids),
+        Box::new(revs),
+        Box::new(seqs),
+        Box::new(lives),
+        Box::new(records),
+    ];
+    params.extend(columns.into_iter().map(|c| Box::new(c) as Param<'a>));
+    Pending::new(
+        kind.lock_sql(),
+        format!("inserting and locking {}", kind.table),
+        params,
+    )
+}
+
+/// Appends a write's projected values (all NULL without one) to `columns`.
+fn push_columns<'a>(columns: &mut [Vec<Option<&'a str>>], write: Option<&'a Write>) {
+    for (index, column) in columns.iter_mut().enumerate() {
+        column.push(write.and_then(|w| w.columns.get(index)?.as_deref()));
+    }
+}
+
+/// Sends `statements` together and waits once; the rows of each, in order.
+/// After a failure the later statements only report the aborted
+/// transaction, so the first error in order is returned.
+async fn run_pipelined(
+    tx: &Transaction<'_>,
+    statements: &[Pending<'_>],
+) -> Result<Vec<Vec<Row>>, IndexError> {
+    // Prepared one by one first (cached after the first batch), so that the
+    // executions below are sent in exactly this order.
+    let mut prepared = Vec::with_capacity(statements.len());
+    for statement in statements {
+        prepared.push(
+            tx.prepare_cached(&statement.sql)
+                .await
+                .map_err(IndexError::pg(format!("preparing {}", statement.what)))?,
+        );
+    }
+    join_all(
+        statements
+            .iter()
+            .zip(&prepared)
+            .map(|(pending, statement)| async move {
+                tx.query(statement, &pending.refs())
+                    .await
+                    .map_err(IndexError::pg(pending.what.clone()))
+            }),
+    )
+    .await
+    .into_iter()
+    .collect()
 }
 
 /// Writes `changes` and the batch's actor updates, pipelined. Counts and
@@ -248,6 +396,9 @@ pub(super) async fn write_changes<'a>(
 ) -> Result<Option<Vec<(String, i64)>>, IndexError> {
     let mut pending = Vec::new();
     records(&changes, &mut pending);
+    for (kind, updates) in changes.own_state_updates.values() {
+        own_state_rows(kind, updates, &mut pending);
+    }
     let counted = counts(&changes);
     for (table, (kind, uris)) in changes.kind_deletes {
         pending.push(Pending::new(
@@ -284,30 +435,7 @@ pub(super) async fn write_changes<'a>(
         actor_update(actors, &changes.actor_deltas, &changes.mirrored);
     pending.push(actor_statement);
 
-    // Prepared one by one first (cached after the first batch), so that the
-    // executions below are sent in exactly this order.
-    let mut statements = Vec::with_capacity(pending.len());
-    for statement in &pending {
-        statements.push(
-            tx.prepare_cached(&statement.sql)
-                .await
-                .map_err(IndexError::pg(format!("preparing {}", statement.what)))?,
-        );
-    }
-    let results = join_all(pending.iter().zip(&statements).map(
-        |(pending, statement)| async move {
-            tx.query(statement, &pending.refs())
-                .await
-                .map_err(IndexError::pg(pending.what.clone()))
-        },
-    ))
-    .await;
-    // After a failure the later statements only report the aborted
-    // transaction: the first error in order is the cause.
-    let mut actor_rows = Vec::new();
-    for result in results {
-        actor_rows = result?;
-    }
+    let actor_rows = run_pipelined(tx, &pending).await?.pop().unwrap_or_default();
     if actor_rows.len() < actor_rows_written {
         return Ok(None);
     }
@@ -350,6 +478,49 @@ fn records<'a>(changes: &Changes<'a>, pending: &mut Vec<Pending<'a>>) {
             Box::new(records),
         ],
     ));
+}
+
+/// Updates of existing rows of a table that keeps its own state: records
+/// that became live or changed get their content, the others become
+/// tombstones.
+fn own_state_rows<'a>(
+    kind: &'static KindTable,
+    updates: &[RecordUpdate<'a>],
+    pending: &mut Vec<Pending<'a>>,
+) {
+    let (live, dead): (Vec<&RecordUpdate<'a>>, Vec<&RecordUpdate<'a>>) =
+        updates.iter().partition(|u| u.live && u.write.is_some());
+    if !live.is_empty() {
+        let mut columns: Vec<Vec<Option<&'a str>>> =
+            vec![Vec::with_capacity(live.len()); kind.columns.len()];
+        for update in &live {
+            push_columns(&mut columns, update.write);
+        }
+        let mut params: Vec<Param<'a>> = vec![
+            Box::new(live.iter().map(|u| u.uri).collect::<Vec<_>>()),
+            Box::new(live.iter().map(|u| u.cid).collect::<Vec<_>>()),
+            Box::new(live.iter().map(|u| u.rev).collect::<Vec<_>>()),
+            Box::new(live.iter().map(|u| u.seq).collect::<Vec<_>>()),
+            Box::new(live.iter().map(|u| u.record).collect::<Vec<_>>()),
+        ];
+        params.extend(columns.into_iter().map(|c| Box::new(c) as Param<'a>));
+        pending.push(Pending::new(
+            kind.revive_sql(),
+            format!("writing {}", kind.table),
+            params,
+        ));
+    }
+    if !dead.is_empty() {
+        pending.push(Pending::new(
+            kind.tombstone_sql(),
+            format!("writing tombstones of {}", kind.table),
+            vec![
+                Box::new(dead.iter().map(|u| u.uri).collect::<Vec<_>>()),
+                Box::new(dead.iter().map(|u| u.rev).collect::<Vec<_>>()),
+                Box::new(dead.iter().map(|u| u.seq).collect::<Vec<_>>()),
+            ],
+        ));
+    }
 }
 
 fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
