@@ -11,7 +11,12 @@ use crate::error::IndexError;
 
 fn text(value: &Value) -> Option<String> {
     match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        // Entries are UTF-8 JSON; the lossy path only runs for the odd one
+        // that is not, which then fails validation with its bytes replaced.
+        Value::BulkString(bytes) => Some(match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        }),
         Value::SimpleString(s) => Some(s.clone()),
         Value::Int(i) => Some(i.to_string()),
         Value::Okay => Some("OK".into()),
