@@ -469,16 +469,15 @@ impl KindTable {
         )
     }
 
-    /// For an [`OwnState`] table: the state of the rows `$1`, as `uri, did,
-    /// live, rev, seq, subject, quote_subject`.
-    pub fn stored_sql(&self) -> Option<String> {
-        let state = self.own_state.as_ref()?;
-        Some(format!(
+    /// For an [`OwnState`] table (`state` is its `own_state`): the state of
+    /// the rows `$1`, as `uri, did, live, rev, seq, subject, quote_subject`.
+    pub fn stored_sql(&self, state: &OwnState) -> String {
+        format!(
             "SELECT uri, did, live, rev, seq, {subject}, {quote}::text FROM {table} WHERE uri = ANY($1)",
             subject = state.subject,
             quote = state.quote_subject.unwrap_or("NULL"),
             table = self.table,
-        ))
+        )
     }
 
     /// For an [`OwnState`] table: gives existing rows new live content.
@@ -627,16 +626,18 @@ mod tests {
         assert!(revive.contains("$5::text[], $6::text[]"));
         assert!(revive.contains("$10::text[])"));
         let posts = kind_table("app.bsky.feed.post").expect("posts");
+        let state = posts
+            .own_state
+            .as_ref()
+            .expect("posts keep their own state");
         assert_eq!(
-            posts.stored_sql().as_deref(),
-            Some(
-                "SELECT uri, did, live, rev, seq, reply_parent_uri, embed_record_uri::text \
-                 FROM post_rows WHERE uri = ANY($1)"
-            )
+            posts.stored_sql(state),
+            "SELECT uri, did, live, rev, seq, reply_parent_uri, embed_record_uri::text \
+             FROM post_rows WHERE uri = ANY($1)"
         );
         assert!(kind_table("app.bsky.graph.block")
             .expect("blocks")
-            .stored_sql()
+            .own_state
             .is_none());
     }
 }

@@ -16,7 +16,7 @@ use super::plan::{
 };
 use crate::entry::Write;
 use crate::error::IndexError;
-use crate::kinds::{kind_table, KindTable};
+use crate::kinds::{kind_table, KindTable, OwnState};
 use crate::records::{CHAT_DECLARATION, FOLLOW, LIKE, POST, PROFILE, REPOST};
 
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
@@ -160,12 +160,13 @@ pub(super) async fn lock_records(
     touched: &Touched<'_>,
     candidates: &BTreeMap<&str, Candidate<'_>>,
 ) -> Result<(HashMap<String, Stored>, HashSet<String>), IndexError> {
-    let mut by_table: BTreeMap<&'static str, (Option<&'static KindTable>, Vec<&str>)> =
-        BTreeMap::new();
+    type OwnTable = Option<(&'static KindTable, &'static OwnState)>;
+    let mut by_table: BTreeMap<&'static str, (OwnTable, Vec<&str>)> = BTreeMap::new();
     for (uri, (_, collection, _)) in touched {
-        let own = kind_table(collection).filter(|kind| kind.own_state.is_some());
+        let own = kind_table(collection)
+            .and_then(|kind| kind.own_state.as_ref().map(|state| (kind, state)));
         by_table
-            .entry(own.map_or(RECORDS, |kind| kind.table))
+            .entry(own.map_or(RECORDS, |(kind, _)| kind.table))
             .or_insert_with(|| (own, Vec::new()))
             .1
             .push(*uri);
@@ -173,7 +174,7 @@ pub(super) async fn lock_records(
     let locks: Vec<Pending<'_>> = by_table
         .values()
         .map(|(own, uris)| match own {
-            Some(kind) => lock_own_state(kind, uris, touched, candidates),
+            Some((kind, _)) => lock_own_state(kind, uris, touched, candidates),
             None => lock_in_records(uris, touched, candidates),
         })
         .collect();
@@ -194,7 +195,7 @@ pub(super) async fn lock_records(
             continue;
         }
         let sql = match own {
-            Some(kind) => kind.stored_sql().unwrap_or_default(),
+            Some((kind, state)) => kind.stored_sql(state),
             None => "SELECT uri, did, live, rev, seq, subject, quote_subject, collection \
                      FROM records WHERE uri = ANY($1)"
                 .to_owned(),
@@ -210,7 +211,7 @@ pub(super) async fn lock_records(
     for (rows, own) in run_pipelined(tx, &reads).await?.into_iter().zip(read_kinds) {
         for row in rows {
             let collection = match own {
-                Some(kind) => kind.collection.to_owned(),
+                Some((kind, _)) => kind.collection.to_owned(),
                 None => row.get(7),
             };
             stored.insert(

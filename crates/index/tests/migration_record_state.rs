@@ -1,0 +1,151 @@
+//! Migration 0010 on a database written by the schema before it: the state
+//! of posts, likes, reposts and follows moves from `records` into their kind
+//! rows, tombstones included, and readers see the same live records.
+
+mod common;
+
+use common::TestEnv;
+
+/// Applies the migrations before 0010 only: marking 0010 as done first
+/// makes `migrate` skip it, and removing the mark lets it run later.
+async fn migrate_before_0010(pool: &skyhose_index::Pool) {
+    let client = pool.get().await.expect("connection");
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
+               applied_at timestamptz NOT NULL DEFAULT now()); \
+             INSERT INTO schema_migrations (version, name) VALUES (10, 'held back')",
+        )
+        .await
+        .expect("holding migration 0010 back");
+    skyhose_index::migrate(pool).await.expect("migrations 1-9");
+    client
+        .batch_execute("DELETE FROM schema_migrations WHERE version = 10")
+        .await
+        .expect("releasing migration 0010");
+}
+
+#[tokio::test]
+async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
+    let env = TestEnv::new();
+    skyhose_index::ensure_database(&env.database_url)
+        .await
+        .expect("database");
+    let pool = env.pool().await;
+    migrate_before_0010(&pool).await;
+
+    let did = "did:plc:migrationtestaaaaaaaaaaa";
+    let post = format!("at://{did}/app.bsky.feed.post/3lpost");
+    let like = format!("at://{did}/app.bsky.feed.like/3llive");
+    let dead_like = format!("at://{did}/app.bsky.feed.like/3ldead");
+    let block = format!("at://{did}/app.bsky.graph.block/3lblock");
+    let client = pool.get().await.expect("connection");
+    // What the index wrote before 0010: every record's state in `records`,
+    // the live ones projected into their kind tables.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO records (uri, did, collection, rkey, cid, rev, seq, live, subject, record) VALUES \
+               ('{post}', '{did}', 'app.bsky.feed.post', '3lpost', 'bafypost', '3rev1', 1, true, NULL, \
+                '{{\"$type\": \"app.bsky.feed.post\", \"text\": \"hi\"}}'), \
+               ('{like}', '{did}', 'app.bsky.feed.like', '3llive', 'bafylike', '3rev2', 2, true, '{post}', \
+                '{{\"$type\": \"app.bsky.feed.like\"}}'), \
+               ('{dead_like}', '{did}', 'app.bsky.feed.like', '3ldead', NULL, '3rev3', 3, false, NULL, NULL), \
+               ('{block}', '{did}', 'app.bsky.graph.block', '3lblock', 'bafyblock', '3rev4', 4, true, NULL, \
+                '{{\"$type\": \"app.bsky.graph.block\"}}'); \
+             INSERT INTO posts (uri, did, rkey, cid, text, record) VALUES \
+               ('{post}', '{did}', '3lpost', 'bafypost', 'hi', '{{\"$type\": \"app.bsky.feed.post\", \"text\": \"hi\"}}'); \
+             INSERT INTO likes (uri, did, rkey, cid, subject_uri) VALUES \
+               ('{like}', '{did}', '3llive', 'bafylike', '{post}'); \
+             INSERT INTO blocks (uri, did, rkey, cid, subject_did) VALUES \
+               ('{block}', '{did}', '3lblock', 'bafyblock', 'did:plc:other');"
+        ))
+        .await
+        .expect("rows as the previous schema had them");
+
+    let report = skyhose_index::migrate(&pool).await.expect("migration 0010");
+    assert_eq!(report.applied, vec![10]);
+
+    let rows = client
+        .query(
+            "SELECT uri, live, rev, seq, cid, record::text FROM like_rows ORDER BY uri",
+            &[],
+        )
+        .await
+        .expect("like rows");
+    let states: Vec<(String, bool, String, i64, Option<String>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (dead_like.clone(), false, "3rev3".into(), 3, None, None),
+            (
+                like.clone(),
+                true,
+                "3rev2".into(),
+                2,
+                Some("bafylike".into()),
+                Some(r#"{"$type": "app.bsky.feed.like"}"#.into())
+            ),
+        ]
+    );
+    let live_likes: Vec<String> = client
+        .query("SELECT uri FROM likes", &[])
+        .await
+        .expect("likes view")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(live_likes, vec![like.clone()]);
+    let kept: Vec<String> = client
+        .query("SELECT uri FROM records", &[])
+        .await
+        .expect("records")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept, vec![block.clone()], "records keeps the other kinds");
+    let live: Vec<(String, String, Option<String>)> = client
+        .query(
+            "SELECT uri, collection, cid FROM all_records WHERE live ORDER BY uri",
+            &[],
+        )
+        .await
+        .expect("all_records")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut expected = vec![
+        (
+            block,
+            "app.bsky.graph.block".to_owned(),
+            Some("bafyblock".to_owned()),
+        ),
+        (
+            like,
+            "app.bsky.feed.like".to_owned(),
+            Some("bafylike".to_owned()),
+        ),
+        (
+            post.clone(),
+            "app.bsky.feed.post".to_owned(),
+            Some("bafypost".to_owned()),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(live, expected);
+    let post_state: (String, i64, bool) = client
+        .query_one(
+            "SELECT rev, seq, live FROM post_rows WHERE uri = $1",
+            &[&post],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .expect("post row");
+    assert_eq!(post_state, ("3rev1".to_owned(), 1, true));
+
+    drop(client);
+    drop(pool);
+    env.cleanup().await;
+}
