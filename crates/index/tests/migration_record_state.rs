@@ -25,6 +25,9 @@ async fn migrate_before_0010(pool: &skyhose_index::Pool) {
         .expect("releasing migration 0010");
 }
 
+/// A kind row's state: `uri, live, rev, seq, cid, record`.
+type RowState = (String, bool, String, i64, Option<String>, Option<String>);
+
 #[tokio::test]
 async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
     let env = TestEnv::new();
@@ -72,7 +75,7 @@ async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
         )
         .await
         .expect("like rows");
-    let states: Vec<(String, bool, String, i64, Option<String>, Option<String>)> = rows
+    let states: Vec<RowState> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
         .collect();
