@@ -3,8 +3,9 @@
 //! Order of work, the same in every worker, each step in sorted key order
 //! (lock waits stay short, deadlocks are rare and retried):
 //! 1. read the account deletions already recorded for the batch's actors;
-//! 2. records: insert every new uri with its final state and lock the
-//!    existing rows, then read them;
+//! 2. record rows (the kind row of a post, like, repost or follow, a
+//!    `records` row otherwise): insert every new uri with its final state
+//!    and lock the existing rows, then read them;
 //! 3. decide every record's transition in Rust (`plan`);
 //! 4. write records, projection tables, count deltas, notifications and
 //!    finally the actor rows, pipelined (`write`).
