@@ -245,31 +245,26 @@ fn lock_in_records<'a>(
     candidates: &'a BTreeMap<&str, Candidate<'a>>,
 ) -> Pending<'a> {
     let n = uris.len();
-    let mut dids = Vec::with_capacity(n);
+    let mut state = NewRowState::with_capacity(n);
     let mut collections = Vec::with_capacity(n);
-    let mut rkeys = Vec::with_capacity(n);
-    let mut cids: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut revs: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut seqs: Vec<Option<i64>> = Vec::with_capacity(n);
-    let mut lives: Vec<bool> = Vec::with_capacity(n);
     let mut subjects: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut quotes: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut records: Vec<Option<&str>> = Vec::with_capacity(n);
     for uri in uris {
         let (did, collection, rkey) = touched[uri];
-        let candidate = candidates.get(uri);
-        let write = candidate.and_then(|c| c.write);
-        dids.push(did);
+        let write = state.push(did, rkey, candidates.get(uri));
         collections.push(collection);
-        rkeys.push(rkey);
-        cids.push(write.map(|w| w.cid.as_str()));
-        revs.push(candidate.and_then(|c| c.key.rev));
-        seqs.push(candidate.map(|c| c.key.seq));
-        lives.push(write.is_some());
         subjects.push(write.and_then(|w| w.facts.subject.as_deref()));
         quotes.push(write.and_then(|w| w.facts.quote_subject.as_deref()));
-        records.push(write.map(|w| w.json.as_str()));
     }
+    let NewRowState {
+        dids,
+        rkeys,
+        cids,
+        revs,
+        seqs,
+        lives,
+        records,
+    } = state;
     Pending::new(
         "INSERT INTO records AS r (uri, did, collection, rkey, cid, rev, seq, live, subject, quote_subject, record) \
          SELECT v.uri, v.did, v.collection, v.rkey, v.cid, v.rev, v.seq, v.live, v.subject, v.quote_subject, \
@@ -307,27 +302,22 @@ fn lock_own_state<'a>(
     candidates: &'a BTreeMap<&str, Candidate<'a>>,
 ) -> Pending<'a> {
     let n = uris.len();
-    let mut dids = Vec::with_capacity(n);
-    let mut rkeys = Vec::with_capacity(n);
-    let mut cids: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut revs: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut seqs: Vec<Option<i64>> = Vec::with_capacity(n);
-    let mut lives: Vec<bool> = Vec::with_capacity(n);
-    let mut records: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut state = NewRowState::with_capacity(n);
     let mut columns: Vec<Vec<Option<&str>>> = vec![Vec::with_capacity(n); kind.columns.len()];
     for uri in uris {
         let (did, _, rkey) = touched[uri];
-        let candidate = candidates.get(uri);
-        let write = candidate.and_then(|c| c.write);
-        dids.push(did);
-        rkeys.push(rkey);
-        cids.push(write.map(|w| w.cid.as_str()));
-        revs.push(candidate.and_then(|c| c.key.rev));
-        seqs.push(candidate.map(|c| c.key.seq));
-        lives.push(write.is_some());
-        records.push(write.map(|w| w.json.as_str()));
+        let write = state.push(did, rkey, candidates.get(uri));
         push_columns(&mut columns, write);
     }
+    let NewRowState {
+        dids,
+        rkeys,
+        cids,
+        revs,
+        seqs,
+        lives,
+        records,
+    } = state;
     let mut params: Vec<Param<'a>> = vec![
         Box::new(uris.to_vec()),
         Box::new(dids),
@@ -344,6 +334,51 @@ fn lock_own_state<'a>(
         format!("inserting and locking {}", kind.table),
         params,
     )
+}
+
+/// The state columns every lock statement inserts a record's row with, one
+/// vector per column: the identity, and the final state the batch leaves
+/// the record in (its winning op, if any).
+struct NewRowState<'a> {
+    dids: Vec<&'a str>,
+    rkeys: Vec<&'a str>,
+    cids: Vec<Option<&'a str>>,
+    revs: Vec<Option<&'a str>>,
+    seqs: Vec<Option<i64>>,
+    lives: Vec<bool>,
+    records: Vec<Option<&'a str>>,
+}
+
+impl<'a> NewRowState<'a> {
+    fn with_capacity(n: usize) -> Self {
+        NewRowState {
+            dids: Vec::with_capacity(n),
+            rkeys: Vec::with_capacity(n),
+            cids: Vec::with_capacity(n),
+            revs: Vec::with_capacity(n),
+            seqs: Vec::with_capacity(n),
+            lives: Vec::with_capacity(n),
+            records: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends one record's row; returns its new content, if it is live.
+    fn push(
+        &mut self,
+        did: &'a str,
+        rkey: &'a str,
+        candidate: Option<&'a Candidate<'a>>,
+    ) -> Option<&'a Write> {
+        let write = candidate.and_then(|c| c.write);
+        self.dids.push(did);
+        self.rkeys.push(rkey);
+        self.cids.push(write.map(|w| w.cid.as_str()));
+        self.revs.push(candidate.and_then(|c| c.key.rev));
+        self.seqs.push(candidate.map(|c| c.key.seq));
+        self.lives.push(write.is_some());
+        self.records.push(write.map(|w| w.json.as_str()));
+        write
+    }
 }
 
 /// Appends a write's projected values (all NULL without one) to `columns`.
