@@ -27,6 +27,12 @@ pub use tokio_util::sync::CancellationToken;
 pub const DEFAULT_STREAM_KEY: &str = "firehose:events";
 pub const DEFAULT_DEAD_LETTER_KEY: &str = "firehose:dead-letters";
 pub const DEFAULT_GROUP: &str = "firehose-processors";
+/// Entries per read and per transaction. Every batch pays a fixed cost
+/// (about 25 statements, their round trips and a commit), which 1,000
+/// entries spread thinner than 500: on 2 cores, 1,000 indexed 6–11% faster
+/// in four of five back-to-back pairs. 2,000 and 4,000 were slower again
+/// (longer transactions hold their row locks longer).
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
 /// Everything `run` needs.
 #[derive(Debug, Clone)]
@@ -65,7 +71,7 @@ impl IndexConfig {
             group: DEFAULT_GROUP.into(),
             consumer: format!("indexer-{}", std::process::id()),
             workers: 2,
-            batch_size: 500,
+            batch_size: DEFAULT_BATCH_SIZE,
             claim_idle: Duration::from_secs(30),
             max_deliveries: 5,
             block: Duration::from_millis(1000),

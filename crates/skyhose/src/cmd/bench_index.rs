@@ -30,7 +30,7 @@ pub struct BenchIndexArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 20_000)]
     pub accounts: usize,
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = skyhose_index::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     #[arg(
         long = "redis",

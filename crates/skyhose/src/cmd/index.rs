@@ -30,7 +30,7 @@ pub struct IndexArgs {
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// Entries per XREADGROUP and per transaction.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = skyhose_index::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// Take over entries pending longer than this in another consumer (e.g. 30s, 500ms).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
