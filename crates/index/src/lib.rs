@@ -5,6 +5,7 @@ mod apply;
 mod db;
 pub mod entry;
 mod error;
+mod in_flight;
 mod kinds;
 mod migrate;
 pub mod records;

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::apply::apply_batch;
 use crate::entry::{parse_entry, Event, RawEntry};
 use crate::error::IndexError;
+use crate::in_flight::InFlight;
 use crate::snapshot::raise_watermark;
 use crate::stream::Stream;
 use crate::IndexConfig;
@@ -94,8 +95,11 @@ pub async fn run(
     let totals = Arc::new(Totals::default());
     let stop = shutdown.child_token();
     let mut tasks = tokio::task::JoinSet::new();
+    let in_flight = Arc::new(InFlight::default());
     for index in 0..cfg.workers {
         let worker = Worker {
+            index,
+            in_flight: in_flight.clone(),
             cfg: cfg.clone(),
             name: format!("{}-{index}", cfg.consumer),
             pool: pool.clone(),
@@ -259,6 +263,8 @@ async fn report_progress(
 }
 
 struct Worker {
+    index: usize,
+    in_flight: Arc<InFlight>,
     cfg: Arc<IndexConfig>,
     name: String,
     pool: Pool,
@@ -269,9 +275,20 @@ struct Worker {
 
 /// One batch after validation.
 struct Prepared {
+    /// The entries to acknowledge: applied and dead-lettered ones.
     ids: Vec<String>,
     good: Vec<(RawEntry, Event)>,
     dead: Vec<(RawEntry, String)>,
+    /// Events left for the next batch because another worker had their
+    /// records in flight (`in_flight`); not acknowledged.
+    held_back: Vec<HeldBack>,
+}
+
+struct HeldBack {
+    entry: RawEntry,
+    event: Event,
+    /// Batches it has been held back from so far.
+    holds: u32,
 }
 
 impl Worker {
@@ -300,6 +317,7 @@ impl Worker {
         // Until its first empty read, a worker finishes what a predecessor of
         // the same name left pending before it reads anything new.
         let mut own_pending = true;
+        let mut held_back: Vec<HeldBack> = Vec::new();
         while !self.stop.is_cancelled() {
             let step = async {
                 let redis = match conn.as_mut() {
@@ -328,13 +346,18 @@ impl Worker {
                     last_claim = Some(Instant::now());
                 }
                 if batch.is_empty() {
-                    let block_ms = self.cfg.block.as_millis().max(1) as u64;
+                    // Held-back events are due now; only look for company.
+                    let block_ms = if held_back.is_empty() {
+                        self.cfg.block.as_millis().max(1) as u64
+                    } else {
+                        1
+                    };
                     batch = tokio::select! {
                         read = stream.read_new(redis, &self.name, self.cfg.batch_size, block_ms) => read?,
                         _ = self.stop.cancelled() => return Ok(false),
                     };
                 }
-                if batch.is_empty() {
+                if batch.is_empty() && held_back.is_empty() {
                     if self.cfg.exit_when_drained && stream.drained(redis).await? {
                         self.update_watermark(&stream, redis).await?;
                         return Ok(true);
@@ -346,10 +369,11 @@ impl Worker {
                     }
                     return Ok(false);
                 }
-                let prepared = self.process(batch).await?;
-                let Some(prepared) = prepared else {
+                let prepared = self.process(batch, std::mem::take(&mut held_back)).await?;
+                let Some(mut prepared) = prepared else {
                     return Ok(true);
                 };
+                held_back = std::mem::take(&mut prepared.held_back);
                 if let Err(err) = self.finish(&stream, redis, &prepared).await {
                     unfinished = Some(prepared);
                     return Err(err);
@@ -386,6 +410,7 @@ impl Worker {
                     // the watermark, and an unacknowledged batch is gone anyway.
                     warn!(worker = %self.name, error = %err, "consumer group missing; recreating it");
                     unfinished = None;
+                    held_back.clear();
                     need_group = true;
                 }
                 Err(err) => return Err(err),
@@ -430,14 +455,21 @@ impl Worker {
         Ok(entries)
     }
 
-    /// Validates and applies a batch; `None` when shutdown interrupted it
-    /// (nothing acknowledged, the entries stay pending for a later claim).
-    async fn process(&self, batch: Vec<RawEntry>) -> Result<Option<Prepared>, IndexError> {
-        let mut prepared = Prepared {
-            ids: batch.iter().map(|entry| entry.id.clone()).collect(),
-            good: Vec::with_capacity(batch.len()),
-            dead: Vec::new(),
-        };
+    /// Validates and applies a batch, with the events held back from the
+    /// previous one; `None` when shutdown interrupted it (nothing
+    /// acknowledged, the entries stay pending for a later claim).
+    async fn process(
+        &self,
+        batch: Vec<RawEntry>,
+        held: Vec<HeldBack>,
+    ) -> Result<Option<Prepared>, IndexError> {
+        let mut parsed = Vec::with_capacity(held.len() + batch.len());
+        let mut holds = Vec::with_capacity(held.len() + batch.len());
+        let mut dead = Vec::new();
+        for earlier in held {
+            parsed.push((earlier.entry, earlier.event));
+            holds.push(earlier.holds);
+        }
         for mut entry in batch {
             if let Some(pos) = entry
                 .fields
@@ -449,14 +481,54 @@ impl Worker {
                     "entry {} delivered {count} times without being acknowledged",
                     entry.id
                 );
-                prepared.dead.push((entry, reason));
+                dead.push((entry, reason));
                 continue;
             }
             match parse_entry(&entry) {
-                Ok(event) => prepared.good.push((entry, event)),
-                Err(err) => prepared.dead.push((entry, err.to_string())),
+                Ok(event) => {
+                    parsed.push((entry, event));
+                    holds.push(0);
+                }
+                Err(err) => dead.push((entry, err.to_string())),
             }
         }
+        let candidates: Vec<(&Event, u32)> = parsed
+            .iter()
+            .zip(&holds)
+            .map(|((_, event), holds)| (event, *holds))
+            .collect();
+        // Held until the batch committed or failed.
+        let (_admission, admitted) = self.in_flight.admit(self.index, &candidates);
+        drop(candidates);
+        let mut prepared = Prepared {
+            ids: Vec::new(),
+            good: Vec::with_capacity(parsed.len()),
+            dead,
+            held_back: Vec::new(),
+        };
+        for ((parsed, holds), admitted) in parsed.into_iter().zip(holds).zip(admitted) {
+            if admitted {
+                prepared.good.push(parsed);
+            } else {
+                let (entry, event) = parsed;
+                prepared.held_back.push(HeldBack {
+                    entry,
+                    event,
+                    holds: holds + 1,
+                });
+            }
+        }
+        if !prepared.held_back.is_empty() {
+            metrics::counter!("skyhose_index_held_back_total")
+                .increment(prepared.held_back.len() as u64);
+        }
+        prepared.ids = prepared
+            .good
+            .iter()
+            .map(|(entry, _)| entry)
+            .chain(prepared.dead.iter().map(|(entry, _)| entry))
+            .map(|entry| entry.id.clone())
+            .collect();
         let mut backoff = MIN_BACKOFF;
         loop {
             let events: Vec<(usize, &Event)> = prepared
