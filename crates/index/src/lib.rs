@@ -5,10 +5,10 @@ mod apply;
 mod db;
 pub mod entry;
 mod error;
-mod in_flight;
 mod kinds;
 mod migrate;
 pub mod records;
+mod shards;
 mod snapshot;
 mod stream;
 mod worker;
@@ -32,9 +32,9 @@ pub const DEFAULT_GROUP: &str = "firehose-processors";
 /// (about 25 statements, their round trips and a commit), and a busy actor
 /// or post has its row written once per batch, so larger batches cost less
 /// per event, until two concurrent ones hold each other's counter rows too
-/// long. On 2 cores, with the workers holding back events whose records are
-/// in flight elsewhere (`in_flight`), 2,000 indexed 7–9% faster than 1,000
-/// and 1,000 6–11% faster than 500; 3,000 and 4,000 were slower again.
+/// long. On 2 cores, with each repo's events applied by one worker
+/// (`shards`), 2,000 indexed 9–16% faster than 1,000; 3,000 was 2–6% faster
+/// again but took 15% more memory, and 4,000 was slower.
 pub const DEFAULT_BATCH_SIZE: usize = 2000;
 
 /// Everything `run` needs.

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use crate::apply::apply_batch;
 use crate::entry::{parse_entry, Event, RawEntry};
 use crate::error::IndexError;
-use crate::in_flight::InFlight;
+use crate::shards::Shards;
 use crate::snapshot::raise_watermark;
 use crate::stream::Stream;
 use crate::IndexConfig;
@@ -95,11 +95,11 @@ pub async fn run(
     let totals = Arc::new(Totals::default());
     let stop = shutdown.child_token();
     let mut tasks = tokio::task::JoinSet::new();
-    let in_flight = Arc::new(InFlight::default());
+    let shards = Arc::new(Shards::new(cfg.workers));
     for index in 0..cfg.workers {
         let worker = Worker {
             index,
-            in_flight: in_flight.clone(),
+            shards: shards.clone(),
             cfg: cfg.clone(),
             name: format!("{}-{index}", cfg.consumer),
             pool: pool.clone(),
@@ -264,7 +264,7 @@ async fn report_progress(
 
 struct Worker {
     index: usize,
-    in_flight: Arc<InFlight>,
+    shards: Arc<Shards>,
     cfg: Arc<IndexConfig>,
     name: String,
     pool: Pool,
@@ -279,16 +279,6 @@ struct Prepared {
     ids: Vec<String>,
     good: Vec<(RawEntry, Event)>,
     dead: Vec<(RawEntry, String)>,
-    /// Events left for the next batch because another worker had their
-    /// records in flight (`in_flight`); not acknowledged.
-    held_back: Vec<HeldBack>,
-}
-
-struct HeldBack {
-    entry: RawEntry,
-    event: Event,
-    /// Batches it has been held back from so far.
-    holds: u32,
 }
 
 impl Worker {
@@ -317,7 +307,6 @@ impl Worker {
         // Until its first empty read, a worker finishes what a predecessor of
         // the same name left pending before it reads anything new.
         let mut own_pending = true;
-        let mut held_back: Vec<HeldBack> = Vec::new();
         while !self.stop.is_cancelled() {
             let step = async {
                 let redis = match conn.as_mut() {
@@ -346,8 +335,9 @@ impl Worker {
                     last_claim = Some(Instant::now());
                 }
                 if batch.is_empty() {
-                    // Held-back events are due now; only look for company.
-                    let block_ms = if held_back.is_empty() {
+                    // Events handed over by other workers are due now; only
+                    // look for company.
+                    let block_ms = if !self.shards.has_waiting(self.index) {
                         self.cfg.block.as_millis().max(1) as u64
                     } else {
                         1
@@ -357,7 +347,7 @@ impl Worker {
                         _ = self.stop.cancelled() => return Ok(false),
                     };
                 }
-                if batch.is_empty() && held_back.is_empty() {
+                if batch.is_empty() && !self.shards.has_waiting(self.index) {
                     if self.cfg.exit_when_drained && stream.drained(redis).await? {
                         self.update_watermark(&stream, redis).await?;
                         return Ok(true);
@@ -369,11 +359,10 @@ impl Worker {
                     }
                     return Ok(false);
                 }
-                let prepared = self.process(batch, std::mem::take(&mut held_back)).await?;
-                let Some(mut prepared) = prepared else {
+                let prepared = self.process(batch).await?;
+                let Some(prepared) = prepared else {
                     return Ok(true);
                 };
-                held_back = std::mem::take(&mut prepared.held_back);
                 if let Err(err) = self.finish(&stream, redis, &prepared).await {
                     unfinished = Some(prepared);
                     return Err(err);
@@ -410,7 +399,6 @@ impl Worker {
                     // the watermark, and an unacknowledged batch is gone anyway.
                     warn!(worker = %self.name, error = %err, "consumer group missing; recreating it");
                     unfinished = None;
-                    held_back.clear();
                     need_group = true;
                 }
                 Err(err) => return Err(err),
@@ -455,21 +443,17 @@ impl Worker {
         Ok(entries)
     }
 
-    /// Validates and applies a batch, with the events held back from the
-    /// previous one; `None` when shutdown interrupted it (nothing
+    /// Validates a batch, keeps the events of this worker's repos with
+    /// those other workers handed over (`shards`), hands over the rest and
+    /// applies what it kept; `None` when shutdown interrupted it (nothing
     /// acknowledged, the entries stay pending for a later claim).
-    async fn process(
-        &self,
-        batch: Vec<RawEntry>,
-        held: Vec<HeldBack>,
-    ) -> Result<Option<Prepared>, IndexError> {
-        let mut parsed = Vec::with_capacity(held.len() + batch.len());
-        let mut holds = Vec::with_capacity(held.len() + batch.len());
-        let mut dead = Vec::new();
-        for earlier in held {
-            parsed.push((earlier.entry, earlier.event));
-            holds.push(earlier.holds);
-        }
+    async fn process(&self, batch: Vec<RawEntry>) -> Result<Option<Prepared>, IndexError> {
+        let mut prepared = Prepared {
+            ids: Vec::new(),
+            good: self.shards.take(self.index),
+            dead: Vec::new(),
+        };
+        let mut others: Vec<Vec<(RawEntry, Event)>> = vec![Vec::new(); self.cfg.workers];
         for mut entry in batch {
             if let Some(pos) = entry
                 .fields
@@ -481,46 +465,21 @@ impl Worker {
                     "entry {} delivered {count} times without being acknowledged",
                     entry.id
                 );
-                dead.push((entry, reason));
+                prepared.dead.push((entry, reason));
                 continue;
             }
             match parse_entry(&entry) {
-                Ok(event) => {
-                    parsed.push((entry, event));
-                    holds.push(0);
-                }
-                Err(err) => dead.push((entry, err.to_string())),
+                Ok(event) => match self.shards.owner(&event) {
+                    Some(owner) if owner != self.index && owner < others.len() => {
+                        others[owner].push((entry, event));
+                    }
+                    _ => prepared.good.push((entry, event)),
+                },
+                Err(err) => prepared.dead.push((entry, err.to_string())),
             }
         }
-        let candidates: Vec<(&Event, u32)> = parsed
-            .iter()
-            .zip(&holds)
-            .map(|((_, event), holds)| (event, *holds))
-            .collect();
-        // Held until the batch committed or failed.
-        let (_admission, admitted) = self.in_flight.admit(self.index, &candidates);
-        drop(candidates);
-        let mut prepared = Prepared {
-            ids: Vec::new(),
-            good: Vec::with_capacity(parsed.len()),
-            dead,
-            held_back: Vec::new(),
-        };
-        for ((parsed, holds), admitted) in parsed.into_iter().zip(holds).zip(admitted) {
-            if admitted {
-                prepared.good.push(parsed);
-            } else {
-                let (entry, event) = parsed;
-                prepared.held_back.push(HeldBack {
-                    entry,
-                    event,
-                    holds: holds + 1,
-                });
-            }
-        }
-        if !prepared.held_back.is_empty() {
-            metrics::counter!("skyhose_index_held_back_total")
-                .increment(prepared.held_back.len() as u64);
+        for (owner, events) in others.into_iter().enumerate() {
+            self.shards.hand_over(owner, events);
         }
         prepared.ids = prepared
             .good
