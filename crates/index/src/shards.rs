@@ -17,14 +17,28 @@ use std::sync::{Mutex, PoisonError};
 use crate::entry::{Event, RawEntry};
 
 pub struct Shards {
-    /// Per worker: events other workers read for it.
-    inboxes: Vec<Mutex<Vec<(RawEntry, Event)>>>,
+    inboxes: Vec<Mutex<Inbox>>,
+}
+
+/// Events other workers read for one worker.
+struct Inbox {
+    events: Vec<(RawEntry, Event)>,
+    /// False once its worker has stopped reading (a drained stream): what
+    /// would land here is applied by the worker that read it instead.
+    open: bool,
 }
 
 impl Shards {
     pub fn new(workers: usize) -> Self {
         Shards {
-            inboxes: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
+            inboxes: (0..workers)
+                .map(|_| {
+                    Mutex::new(Inbox {
+                        events: Vec::new(),
+                        open: true,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -40,33 +54,50 @@ impl Shards {
         Some((hasher.finish() % self.inboxes.len().max(1) as u64) as usize)
     }
 
-    /// Leaves `events` for `worker`.
-    pub fn hand_over(&self, worker: usize, events: Vec<(RawEntry, Event)>) {
+    /// Leaves `events` for `worker`; returns them if its worker has
+    /// stopped, for the caller to apply.
+    pub fn hand_over(
+        &self,
+        worker: usize,
+        events: Vec<(RawEntry, Event)>,
+    ) -> Vec<(RawEntry, Event)> {
         if events.is_empty() {
-            return;
+            return events;
         }
-        if let Some(inbox) = self.inboxes.get(worker) {
-            inbox
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend(events);
+        match self.inboxes.get(worker).map(|inbox| self.lock(inbox)) {
+            Some(mut inbox) if inbox.open => {
+                inbox.events.extend(events);
+                Vec::new()
+            }
+            _ => events,
         }
     }
 
     /// The events handed to `worker` so far.
     pub fn take(&self, worker: usize) -> Vec<(RawEntry, Event)> {
         self.inboxes.get(worker).map_or_else(Vec::new, |inbox| {
-            std::mem::take(&mut *inbox.lock().unwrap_or_else(PoisonError::into_inner))
+            std::mem::take(&mut self.lock(inbox).events)
         })
     }
 
     pub fn has_waiting(&self, worker: usize) -> bool {
-        self.inboxes.get(worker).is_some_and(|inbox| {
-            !inbox
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_empty()
+        self.inboxes
+            .get(worker)
+            .is_some_and(|inbox| !self.lock(inbox).events.is_empty())
+    }
+
+    /// Closes `worker`'s inbox so that it may stop; false (and the inbox
+    /// stays open) when events are waiting in it.
+    pub fn close(&self, worker: usize) -> bool {
+        self.inboxes.get(worker).is_none_or(|inbox| {
+            let mut inbox = self.lock(inbox);
+            inbox.open = !inbox.events.is_empty();
+            !inbox.open
         })
+    }
+
+    fn lock<'a>(&self, inbox: &'a Mutex<Inbox>) -> std::sync::MutexGuard<'a, Inbox> {
+        inbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -98,10 +129,18 @@ mod tests {
             id: "1-0".into(),
             fields: Vec::new(),
         };
-        shards.hand_over(1, vec![(entry, identity("did:plc:7"))]);
+        let handed = vec![(entry, identity("did:plc:7"))];
+        assert!(shards.hand_over(1, handed.clone()).is_empty());
         assert!(shards.has_waiting(1) && !shards.has_waiting(0));
+        assert!(!shards.close(1), "a worker with waiting events goes on");
         assert_eq!(shards.take(1).len(), 1);
         assert!(!shards.has_waiting(1));
+        assert!(shards.close(1));
+        assert_eq!(
+            shards.hand_over(1, handed).len(),
+            1,
+            "a stopped worker's events come back to the reader"
+        );
         assert_eq!(Shards::new(1).owner(&identity("did:plc:7")), Some(0));
     }
 }

@@ -348,7 +348,10 @@ impl Worker {
                     };
                 }
                 if batch.is_empty() && !self.shards.has_waiting(self.index) {
-                    if self.cfg.exit_when_drained && stream.drained(redis).await? {
+                    if self.cfg.exit_when_drained
+                        && stream.drained(redis).await?
+                        && self.shards.close(self.index)
+                    {
                         self.update_watermark(&stream, redis).await?;
                         return Ok(true);
                     }
@@ -479,7 +482,8 @@ impl Worker {
             }
         }
         for (owner, events) in others.into_iter().enumerate() {
-            self.shards.hand_over(owner, events);
+            let refused = self.shards.hand_over(owner, events);
+            prepared.good.extend(refused);
         }
         prepared.ids = prepared
             .good
