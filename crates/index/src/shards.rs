@@ -86,6 +86,17 @@ impl Shards {
             .is_some_and(|inbox| !self.lock(inbox).events.is_empty())
     }
 
+    /// The most events waiting for any worker but `worker`.
+    pub fn most_waiting_for_others(&self, worker: usize) -> usize {
+        self.inboxes
+            .iter()
+            .enumerate()
+            .filter(|(owner, _)| *owner != worker)
+            .map(|(_, inbox)| self.lock(inbox).events.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Closes `worker`'s inbox so that it may stop; false (and the inbox
     /// stays open) when events are waiting in it.
     pub fn close(&self, worker: usize) -> bool {
@@ -132,6 +143,8 @@ mod tests {
         let handed = vec![(entry, identity("did:plc:7"))];
         assert!(shards.hand_over(1, handed.clone()).is_empty());
         assert!(shards.has_waiting(1) && !shards.has_waiting(0));
+        assert_eq!(shards.most_waiting_for_others(0), 1);
+        assert_eq!(shards.most_waiting_for_others(1), 0);
         assert!(!shards.close(1), "a worker with waiting events goes on");
         assert_eq!(shards.take(1).len(), 1);
         assert!(!shards.has_waiting(1));

@@ -56,6 +56,9 @@ impl Totals {
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const WATERMARK_EVERY: Duration = Duration::from_millis(500);
+/// How long a worker waits before looking again when the owners of the
+/// events it handed over are behind.
+const OWNERS_BEHIND_PAUSE: Duration = Duration::from_millis(5);
 
 /// Creates the database and schema if needed, then runs `cfg.workers`
 /// workers until `shutdown` fires (or, with `exit_when_drained`, until the
@@ -334,13 +337,26 @@ impl Worker {
                     batch = self.claim_stale(&stream, redis, claim_idle_ms).await?;
                     last_claim = Some(Instant::now());
                 }
-                if batch.is_empty() {
+                let mine_waiting = self.shards.has_waiting(self.index);
+                // What this worker hands over waits in memory until its owner
+                // takes it: while an owner is two batches behind, read
+                // nothing new.
+                let owners_behind =
+                    self.shards.most_waiting_for_others(self.index) >= 2 * self.cfg.batch_size;
+                if batch.is_empty() && owners_behind && !mine_waiting {
+                    tokio::select! {
+                        _ = tokio::time::sleep(OWNERS_BEHIND_PAUSE) => {}
+                        _ = self.stop.cancelled() => {}
+                    }
+                    return Ok(false);
+                }
+                if batch.is_empty() && !owners_behind {
                     // Events handed over by other workers are due now; only
                     // look for company.
-                    let block_ms = if !self.shards.has_waiting(self.index) {
-                        self.cfg.block.as_millis().max(1) as u64
-                    } else {
+                    let block_ms = if mine_waiting {
                         1
+                    } else {
+                        self.cfg.block.as_millis().max(1) as u64
                     };
                     batch = tokio::select! {
                         read = stream.read_new(redis, &self.name, self.cfg.batch_size, block_ms) => read?,
