@@ -339,10 +339,10 @@ impl Worker {
                 }
                 let mine_waiting = self.shards.has_waiting(self.index);
                 // What this worker hands over waits in memory until its owner
-                // takes it: while an owner is two batches behind, read
+                // takes it: while an owner has a batch of them waiting, read
                 // nothing new.
                 let owners_behind =
-                    self.shards.most_waiting_for_others(self.index) >= 2 * self.cfg.batch_size;
+                    self.shards.most_waiting_for_others(self.index) >= self.cfg.batch_size;
                 if batch.is_empty() && owners_behind && !mine_waiting {
                     tokio::select! {
                         _ = tokio::time::sleep(OWNERS_BEHIND_PAUSE) => {}
