@@ -256,39 +256,22 @@ fn lock_in_records<'a>(
         subjects.push(write.and_then(|w| w.facts.subject.as_deref()));
         quotes.push(write.and_then(|w| w.facts.quote_subject.as_deref()));
     }
-    let NewRowState {
-        dids,
-        rkeys,
-        cids,
-        revs,
-        seqs,
-        lives,
-        records,
-    } = state;
+    let mut params = state.into_params(uris);
+    params.push(Box::new(collections));
+    params.push(Box::new(subjects));
+    params.push(Box::new(quotes));
     Pending::new(
-        "INSERT INTO records AS r (uri, did, collection, rkey, cid, rev, seq, live, subject, quote_subject, record) \
-         SELECT v.uri, v.did, v.collection, v.rkey, v.cid, v.rev, v.seq, v.live, v.subject, v.quote_subject, \
-                v.record::jsonb \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], \
-                     $8::bool[], $9::text[], $10::text[], $11::text[]) \
-           AS v(uri, did, collection, rkey, cid, rev, seq, live, subject, quote_subject, record) \
+        "INSERT INTO records AS r (uri, did, rkey, cid, rev, seq, live, record, collection, subject, quote_subject) \
+         SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::jsonb, v.collection, v.subject, \
+                v.quote_subject \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::bool[], \
+                     $8::text[], $9::text[], $10::text[], $11::text[]) \
+           AS v(uri, did, rkey, cid, rev, seq, live, record, collection, subject, quote_subject) \
          ORDER BY v.uri \
          ON CONFLICT (uri) DO UPDATE SET live = r.live WHERE false \
          RETURNING uri",
         "inserting and locking records",
-        vec![
-            Box::new(uris.to_vec()),
-            Box::new(dids),
-            Box::new(collections),
-            Box::new(rkeys),
-            Box::new(cids),
-            Box::new(revs),
-            Box::new(seqs),
-            Box::new(lives),
-            Box::new(subjects),
-            Box::new(quotes),
-            Box::new(records),
-        ],
+        params,
     )
 }
 
@@ -309,25 +292,7 @@ fn lock_own_state<'a>(
         let write = state.push(did, rkey, candidates.get(uri));
         push_columns(&mut columns, write);
     }
-    let NewRowState {
-        dids,
-        rkeys,
-        cids,
-        revs,
-        seqs,
-        lives,
-        records,
-    } = state;
-    let mut params: Vec<Param<'a>> = vec![
-        Box::new(uris.to_vec()),
-        Box::new(dids),
-        Box::new(rkeys),
-        Box::new(cids),
-        Box::new(revs),
-        Box::new(seqs),
-        Box::new(lives),
-        Box::new(records),
-    ];
+    let mut params = state.into_params(uris);
     params.extend(columns.into_iter().map(|c| Box::new(c) as Param<'a>));
     Pending::new(
         kind.lock_sql(),
@@ -360,6 +325,21 @@ impl<'a> NewRowState<'a> {
             lives: Vec::with_capacity(n),
             records: Vec::with_capacity(n),
         }
+    }
+
+    /// The parameters `$1..$8` of a lock statement: `uris`, then `did, rkey,
+    /// cid, rev, seq, live, record`.
+    fn into_params(self, uris: &[&'a str]) -> Vec<Param<'a>> {
+        vec![
+            Box::new(uris.to_vec()),
+            Box::new(self.dids),
+            Box::new(self.rkeys),
+            Box::new(self.cids),
+            Box::new(self.revs),
+            Box::new(self.seqs),
+            Box::new(self.lives),
+            Box::new(self.records),
+        ]
     }
 
     /// Appends one record's row; returns its new content, if it is live.
