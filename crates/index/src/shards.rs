@@ -12,7 +12,7 @@
 //! another repo's posts and followers are still shared.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::entry::{Event, RawEntry};
 
@@ -64,7 +64,7 @@ impl Shards {
         if events.is_empty() {
             return events;
         }
-        match self.inboxes.get(worker).map(|inbox| self.lock(inbox)) {
+        match self.inboxes.get(worker).map(lock) {
             Some(mut inbox) if inbox.open => {
                 inbox.events.extend(events);
                 Vec::new()
@@ -75,15 +75,15 @@ impl Shards {
 
     /// The events handed to `worker` so far.
     pub fn take(&self, worker: usize) -> Vec<(RawEntry, Event)> {
-        self.inboxes.get(worker).map_or_else(Vec::new, |inbox| {
-            std::mem::take(&mut self.lock(inbox).events)
-        })
+        self.inboxes
+            .get(worker)
+            .map_or_else(Vec::new, |inbox| std::mem::take(&mut lock(inbox).events))
     }
 
     pub fn has_waiting(&self, worker: usize) -> bool {
         self.inboxes
             .get(worker)
-            .is_some_and(|inbox| !self.lock(inbox).events.is_empty())
+            .is_some_and(|inbox| !lock(inbox).events.is_empty())
     }
 
     /// The most events waiting for any worker but `worker`.
@@ -92,7 +92,7 @@ impl Shards {
             .iter()
             .enumerate()
             .filter(|(owner, _)| *owner != worker)
-            .map(|(_, inbox)| self.lock(inbox).events.len())
+            .map(|(_, inbox)| lock(inbox).events.len())
             .max()
             .unwrap_or(0)
     }
@@ -101,15 +101,15 @@ impl Shards {
     /// stays open) when events are waiting in it.
     pub fn close(&self, worker: usize) -> bool {
         self.inboxes.get(worker).is_none_or(|inbox| {
-            let mut inbox = self.lock(inbox);
+            let mut inbox = lock(inbox);
             inbox.open = !inbox.events.is_empty();
             !inbox.open
         })
     }
+}
 
-    fn lock<'a>(&self, inbox: &'a Mutex<Inbox>) -> std::sync::MutexGuard<'a, Inbox> {
-        inbox.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock(inbox: &Mutex<Inbox>) -> MutexGuard<'_, Inbox> {
+    inbox.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

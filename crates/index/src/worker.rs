@@ -278,8 +278,6 @@ struct Worker {
 
 /// One batch after validation.
 struct Prepared {
-    /// The entries to acknowledge: applied and dead-lettered ones.
-    ids: Vec<String>,
     good: Vec<(RawEntry, Event)>,
     dead: Vec<(RawEntry, String)>,
 }
@@ -468,7 +466,6 @@ impl Worker {
     /// acknowledged, the entries stay pending for a later claim).
     async fn process(&self, batch: Vec<RawEntry>) -> Result<Option<Prepared>, IndexError> {
         let mut prepared = Prepared {
-            ids: Vec::new(),
             good: self.shards.take(self.index),
             dead: Vec::new(),
         };
@@ -501,13 +498,6 @@ impl Worker {
             let refused = self.shards.hand_over(owner, events);
             prepared.good.extend(refused);
         }
-        prepared.ids = prepared
-            .good
-            .iter()
-            .map(|(entry, _)| entry)
-            .chain(prepared.dead.iter().map(|(entry, _)| entry))
-            .map(|entry| entry.id.clone())
-            .collect();
         let mut backoff = MIN_BACKOFF;
         loop {
             let events: Vec<(usize, &Event)> = prepared
@@ -592,13 +582,17 @@ impl Worker {
         for (entry, reason) in &prepared.dead {
             warn!(entry = %entry.id, %reason, "dead-lettering entry");
         }
+        // Applied and dead-lettered entries alike are done with; events
+        // handed to another worker are that worker's to acknowledge.
+        let ids: Vec<String> = prepared
+            .good
+            .iter()
+            .map(|(entry, _)| entry)
+            .chain(prepared.dead.iter().map(|(entry, _)| entry))
+            .map(|entry| entry.id.clone())
+            .collect();
         stream
-            .finish(
-                redis,
-                &self.cfg.dead_letter_key,
-                &prepared.dead,
-                &prepared.ids,
-            )
+            .finish(redis, &self.cfg.dead_letter_key, &prepared.dead, &ids)
             .await?;
         let applied = prepared.good.len() as u64;
         let dead = prepared.dead.len() as u64;
