@@ -6,6 +6,17 @@ mod common;
 
 use common::TestEnv;
 
+/// The first column of `sql`'s rows.
+async fn uris(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// Applies the migrations before 0010 only: marking 0010 as done first
 /// makes `migrate` skip it, and removing the mark lets it run later.
 async fn migrate_before_0010(pool: &skyhose_index::Pool) {
@@ -93,22 +104,15 @@ async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
             ),
         ]
     );
-    let live_likes: Vec<String> = client
-        .query("SELECT uri FROM likes", &[])
-        .await
-        .expect("likes view")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(live_likes, vec![like.clone()]);
-    let kept: Vec<String> = client
-        .query("SELECT uri FROM records", &[])
-        .await
-        .expect("records")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(kept, vec![block.clone()], "records keeps the other kinds");
+    assert_eq!(
+        uris(&client, "SELECT uri FROM likes").await,
+        vec![like.clone()]
+    );
+    assert_eq!(
+        uris(&client, "SELECT uri FROM records").await,
+        vec![block.clone()],
+        "records keeps the other kinds"
+    );
     let live: Vec<(String, String, Option<String>)> = client
         .query(
             "SELECT uri, collection, cid FROM all_records WHERE live ORDER BY uri",
