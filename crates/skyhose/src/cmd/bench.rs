@@ -84,6 +84,43 @@ pub(super) fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// CPU time of the whole machine from /proc/stat, all cores together: busy
+/// (user, system, interrupts, steal) and idle (idle and waiting for I/O).
+#[derive(Clone, Copy)]
+pub(super) struct MachineCpu {
+    pub busy: Duration,
+    pub idle: Duration,
+}
+
+impl MachineCpu {
+    pub fn now() -> Option<MachineCpu> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|t| t.parse().ok())
+            .collect::<Option<_>>()?;
+        // user nice system idle iowait irq softirq steal; guest time is
+        // already counted in user.
+        let total: u64 = ticks.iter().take(8).sum();
+        let idle = ticks.get(3)? + ticks.get(4)?;
+        Some(MachineCpu {
+            busy: Duration::from_millis((total - idle) * 10),
+            idle: Duration::from_millis(idle * 10),
+        })
+    }
+
+    /// The time spent between `earlier` and `self`.
+    pub fn since(self, earlier: MachineCpu) -> MachineCpu {
+        MachineCpu {
+            busy: self.busy.saturating_sub(earlier.busy),
+            idle: self.idle.saturating_sub(earlier.idle),
+        }
+    }
+}
+
 async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sim = SimConfig {

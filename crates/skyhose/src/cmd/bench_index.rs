@@ -12,7 +12,7 @@ use clap::Args;
 use skyhose_ingest::{event_to_entry, Compat};
 use skyhose_sim::{Network, SimConfig};
 
-use super::bench::sample;
+use super::bench::{sample, MachineCpu};
 
 #[derive(Args, Debug)]
 pub struct BenchIndexArgs {
@@ -62,6 +62,8 @@ struct Outcome {
     /// CPU of the PostgreSQL backends serving the run; `None` when the
     /// server is not on this machine (its processes are not in /proc).
     postgres_cpu: Option<Duration>,
+    /// The whole machine's CPU during the run.
+    machine: Option<MachineCpu>,
 }
 
 pub async fn index(mut args: BenchIndexArgs) -> anyhow::Result<()> {
@@ -132,26 +134,46 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
     println!();
     println!("index benchmark: {filled} simulated events, {cores} cores (PostgreSQL and Redis on the same machine)");
     println!(
-        "{:<40} {:>12} {:>10} {:>12} {:>10} {:>14} {:>14}",
-        "run", "events/s", "seconds", "peak RSS MB", "CPU s", "index µs/ev", "postgres µs/ev"
+        "{:<40} {:>12} {:>10} {:>12} {:>10} {:>14} {:>14} {:>12} {:>8}",
+        "run",
+        "events/s",
+        "seconds",
+        "peak RSS MB",
+        "CPU s",
+        "index µs/ev",
+        "postgres µs/ev",
+        "other µs/ev",
+        "idle %"
     );
     for o in &outcomes {
         let per_event = |cpu: Duration| cpu.as_secs_f64() * 1e6 / o.events.max(1) as f64;
+        // What the indexer and its backends did not use: Redis, PostgreSQL's
+        // background processes (WAL writer, autovacuum), the kernel, anything else.
+        let other = o
+            .machine
+            .zip(o.postgres_cpu)
+            .map(|(m, pg)| m.busy.saturating_sub(o.cpu + pg));
+        let idle = o
+            .machine
+            .map(|m| 100.0 * m.idle.as_secs_f64() / (m.busy + m.idle).as_secs_f64().max(1e-9));
+        let or_dash = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         println!(
-            "{:<40} {:>12.0} {:>10.1} {:>12.1} {:>10.1} {:>14.1} {:>14}",
+            "{:<40} {:>12.0} {:>10.1} {:>12.1} {:>10.1} {:>14.1} {:>14} {:>12} {:>8}",
             o.label,
             o.events as f64 / o.elapsed.as_secs_f64().max(1e-9),
             o.elapsed.as_secs_f64(),
             o.peak_rss_kb as f64 / 1024.0,
             o.cpu.as_secs_f64(),
             per_event(o.cpu),
-            o.postgres_cpu
-                .map_or("-".to_owned(), |cpu| format!("{:.1}", per_event(cpu)))
+            or_dash(o.postgres_cpu.map(per_event)),
+            or_dash(other.map(per_event)),
+            or_dash(idle),
         );
     }
     println!(
-        "(CPU per event: the indexer process, and the PostgreSQL backends serving it; \
-         on {cores} cores the two together bound events/s at about {cores} s / their sum)"
+        "(CPU per event: the indexer process, the PostgreSQL backends serving it, and the rest \
+         of the machine's busy time; on {cores} cores the three together bound events/s at \
+         about {cores} s / their sum; idle: the share of the cores' time nobody used)"
     );
     if !args.keep {
         let _: Result<(), _> = redis::cmd("DEL")
@@ -241,6 +263,7 @@ async fn run_child(
     }
     println!("{label}: indexing {events} events ...");
     let started = Instant::now();
+    let machine_before = MachineCpu::now();
     let mut child = tokio::process::Command::new(&exe)
         .arg("index")
         .args(["--redis", &args.redis_url, "--database-url", &database_url])
@@ -272,6 +295,9 @@ async fn run_child(
         }
     };
     let elapsed = started.elapsed();
+    let machine = MachineCpu::now()
+        .zip(machine_before)
+        .map(|(after, before)| after.since(before));
     if !status.success() {
         bail!("skyhose index exited with {status} ({label})");
     }
@@ -291,6 +317,7 @@ async fn run_child(
         peak_rss_kb,
         cpu,
         postgres_cpu,
+        machine,
     })
 }
 
