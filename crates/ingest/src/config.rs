@@ -1,6 +1,7 @@
 //! What `run` needs to know: where to read, where to write, and its limits.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::entry::Compat;
@@ -49,6 +50,31 @@ pub struct IngestConfig {
     pub max_frame_bytes: usize,
     /// Stop once this many events were written (benchmarks and tests).
     pub stop_after: Option<u64>,
+    /// The relay's clock, when it is not the wall clock: the lag reported
+    /// is the time between the relay's newest event and the last one
+    /// written. `None` for a live relay, whose newest event is now.
+    pub relay_clock: Option<RelayClock>,
+}
+
+/// Seconds since the Unix epoch of a relay's newest event (see
+/// [`IngestConfig::relay_clock`]).
+#[derive(Clone)]
+pub struct RelayClock(Arc<dyn Fn() -> f64 + Send + Sync>);
+
+impl RelayClock {
+    pub fn new(clock: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
+        RelayClock(Arc::new(clock))
+    }
+
+    pub fn now(&self) -> f64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for RelayClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RelayClock({:.3})", self.now())
+    }
 }
 
 impl Default for IngestConfig {
@@ -75,6 +101,7 @@ impl Default for IngestConfig {
             metrics_listen: None,
             max_frame_bytes: 16 << 20,
             stop_after: None,
+            relay_clock: None,
         }
     }
 }

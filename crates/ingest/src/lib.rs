@@ -10,7 +10,7 @@ mod observe;
 mod run;
 mod sink;
 
-pub use config::IngestConfig;
+pub use config::{IngestConfig, RelayClock};
 pub use entry::{event_to_entry, Compat, ConvertError, EntryKind, StreamEntry};
 pub use run::{run, IngestError, IngestSummary};
 pub use tokio_util::sync::CancellationToken;

@@ -1,5 +1,6 @@
 //! Metrics names, the `/metrics` endpoint, and the clock arithmetic the
-//! progress line needs (lag behind real time from RFC 3339 event times).
+//! progress line needs (lag behind the relay's newest event, from RFC 3339
+//! event times).
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};

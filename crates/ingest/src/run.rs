@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::{subscribe_url, IngestConfig};
+use crate::config::{subscribe_url, IngestConfig, RelayClock};
 use crate::entry::{event_to_entry_with, ConvertOptions, EntryKind, StreamEntry};
 use crate::observe::{self, now_unix, rfc3339_now, rfc3339_unix};
 use crate::sink::Sink;
@@ -620,11 +620,16 @@ impl Ingest {
 
     async fn report(&mut self, rate: f64) {
         self.refresh_stream_state().await;
+        let relay_now = self
+            .cfg
+            .relay_clock
+            .as_ref()
+            .map_or_else(now_unix, RelayClock::now);
         let lag_secs = self
             .last_event_time
             .as_deref()
             .and_then(rfc3339_unix)
-            .map(|t| (now_unix() - t).max(0.0));
+            .map(|t| (relay_now - t).max(0.0));
         metrics::gauge!(observe::RATE).set(rate);
         if let Some(lag) = lag_secs {
             metrics::gauge!(observe::LAG_SECONDS).set(lag);

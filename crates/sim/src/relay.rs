@@ -106,6 +106,7 @@ struct Shared {
 
 pub struct RelayHandle {
     addr: SocketAddr,
+    sim: SimConfig,
     shared: Arc<Shared>,
     generator: Option<std::thread::JoinHandle<()>>,
     acceptor: tokio::task::JoinHandle<()>,
@@ -128,6 +129,17 @@ impl RelayHandle {
 
     pub fn head_seq(&self) -> i64 {
         self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// The relay's clock for consumers that measure how far behind it they
+    /// are: the simulated time of its newest event, in seconds since the
+    /// Unix epoch. A live relay's newest event is the wall clock; the
+    /// simulated network keeps time of its own. (A relay replaying a
+    /// capture serves the capture's times, which this does not know.)
+    pub fn head_clock(&self) -> impl Fn() -> f64 + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        let sim = self.sim.clone();
+        move || sim.time_of_seq_micros(shared.head.load(Ordering::Acquire)) as f64 / 1e6
     }
 
     pub fn stats(&self) -> RelayStats {
@@ -203,6 +215,7 @@ pub async fn start(cfg: RelayConfig) -> std::io::Result<RelayHandle> {
     ));
     Ok(RelayHandle {
         addr,
+        sim: cfg.sim.clone(),
         shared,
         generator: Some(generator),
         acceptor,

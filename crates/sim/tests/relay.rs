@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{connect, parts, read, read_frames, seq_of, Read};
 use skyhose_sim::relay::{self, Faults, RelayConfig};
-use skyhose_sim::{generate, SimConfig};
+use skyhose_sim::wire::Event;
+use skyhose_sim::{generate, rfc3339, Network, SimConfig};
 
 fn sim() -> SimConfig {
     SimConfig {
@@ -37,6 +38,26 @@ async fn replay_from_cursor_matches_generated_frames() {
     let got = read_frames(&mut ws, 500).await;
     assert_eq!(got.first().and_then(|f| seq_of(f)), Some(1001));
     assert_eq!(got.as_slice(), &expected[1000..]);
+    relay.shutdown().await;
+}
+
+/// Consumers measure their lag against the relay's newest event; the
+/// simulated network's clock is its own, not the wall clock.
+#[tokio::test]
+async fn head_clock_is_the_time_of_the_newest_event() {
+    let relay = relay::start(cfg(300, 1000)).await.unwrap();
+    relay.wait_for_head(300).await;
+    let mut network = Network::new(sim());
+    let newest = (0..300).map(|_| network.next_event()).last().unwrap();
+    let time = match &newest {
+        Event::Commit(c) => c.time.clone(),
+        Event::Identity(i) => i.time.clone(),
+        Event::Account(a) => a.time.clone(),
+        Event::Sync(s) => s.time.clone(),
+        other => panic!("event 300 has no time: {other:?}"),
+    };
+    let clock = relay.head_clock();
+    assert_eq!(rfc3339((clock() * 1e6).round() as i64), time);
     relay.shutdown().await;
 }
 

@@ -31,6 +31,15 @@ pub struct SimConfig {
     pub join_probability: f64,
 }
 
+impl SimConfig {
+    /// The synthetic time of the event with `seq`, in microseconds since the
+    /// Unix epoch: the network's own clock, which starts at
+    /// `start_time_micros` whatever the wall clock says.
+    pub fn time_of_seq_micros(&self, seq: i64) -> i64 {
+        self.start_time_micros + seq * self.step_micros.max(4)
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
@@ -214,7 +223,7 @@ impl Network {
     }
 
     fn now_micros(&self) -> i64 {
-        self.cfg.start_time_micros + self.seq * self.cfg.step_micros.max(4)
+        self.cfg.time_of_seq_micros(self.seq)
     }
 
     pub fn next_frame(&mut self) -> (i64, Vec<u8>) {

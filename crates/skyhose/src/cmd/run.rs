@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use skyhose_index::{CancellationToken, IndexConfig};
-use skyhose_ingest::IngestConfig;
+use skyhose_ingest::{IngestConfig, RelayClock};
 use skyhose_sim::relay::{self, RelayConfig, RelayHandle};
 use skyhose_sim::SimConfig;
 
@@ -208,6 +208,11 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
         fallback_cursor,
         // The API serves the process's one `/metrics`.
         metrics_listen: None,
+        // The simulated network's clock starts in 2024: how far behind the
+        // relay ingest is counts from its newest event, not from now.
+        relay_clock: sim_relay
+            .as_ref()
+            .map(|relay| RelayClock::new(relay.head_clock())),
         ..IngestConfig::default()
     };
     let mut index_cfg = IndexConfig::new(&args.pipeline.redis_url, &args.database_url);
