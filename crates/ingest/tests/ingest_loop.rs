@@ -329,7 +329,8 @@ async fn outdated_cursor_is_an_info_entry_and_future_cursor_reconnects() {
         (1501..=2000).map(|s| s.to_string()).collect::<Vec<_>>()
     );
 
-    let mut ahead = config(&unique_prefix("future"), &relay);
+    let ahead_prefix = unique_prefix("future");
+    let mut ahead = config(&ahead_prefix, &relay);
     ahead.cursor_override = Some(9000);
     let token = CancellationToken::new();
     let task = tokio::spawn(run(ahead, token.clone()));
@@ -340,4 +341,5 @@ async fn outdated_cursor_is_an_info_entry_and_future_cursor_reconnects() {
     assert_eq!(summary.events_written, 0);
     relay.shutdown().await;
     cleanup(&prefix).await;
+    cleanup(&ahead_prefix).await;
 }

@@ -169,4 +169,23 @@ async fn dashboard_shows_live_rates_in_chromium() {
     let _ = tokio::time::timeout(Duration::from_secs(30), demo.wait()).await;
     let _ =
         skyhose_index::drop_database(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await;
+    delete_keys(&format!("test:{name}:*")).await;
+}
+
+/// Removes the demo's stream, cursor and other keys.
+async fn delete_keys(pattern: &str) {
+    let Ok(client) = redis::Client::open(REDIS) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+    }
 }
