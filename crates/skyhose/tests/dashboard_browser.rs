@@ -4,6 +4,8 @@
 //!
 //! Needs Debian's `chromium` (installed by `.ci/run`).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -169,23 +171,13 @@ async fn dashboard_shows_live_rates_in_chromium() {
     let _ = tokio::time::timeout(Duration::from_secs(30), demo.wait()).await;
     let _ =
         skyhose_index::drop_database(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await;
-    delete_keys(&format!("test:{name}:*")).await;
+    if let Ok(mut conn) = redis_connection().await {
+        common::delete_keys(&mut conn, &format!("test:{name}")).await;
+    }
 }
 
-/// Removes the demo's stream, cursor and other keys.
-async fn delete_keys(pattern: &str) {
-    let Ok(client) = redis::Client::open(REDIS) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut conn)
+async fn redis_connection() -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    redis::Client::open(REDIS)?
+        .get_multiplexed_async_connection()
         .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-    }
 }

@@ -4,6 +4,8 @@
 //! holds every seq exactly once and the database equals the simulator's ground
 //! truth.
 
+mod common;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -240,13 +242,7 @@ async fn assert_complete(env: &Env, first_seq: Option<i64>) -> redis::aio::Multi
 }
 
 async fn clean_up(env: &Env, mut conn: redis::aio::MultiplexedConnection) {
-    let keys: Vec<String> = conn
-        .keys(format!("{}:*", env.prefix))
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = conn.del(keys).await;
-    }
+    common::delete_keys(&mut conn, &env.prefix).await;
     let _ = skyhose_index::drop_database(&env.database_url).await;
 }
 

@@ -2,6 +2,8 @@
 //! cursor lives in the same transaction as the entries, so at the end every
 //! relay seq is in the stream exactly once, in order.
 
+mod common;
+
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::process::Stdio;
@@ -112,9 +114,6 @@ async fn sigkill_at_random_moments_never_skips_or_repeats() {
         .collect();
     assert_eq!(seqs, (1..=TOTAL as i64).collect::<Vec<_>>());
 
-    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap_or_default();
-    for key in keys {
-        let _: Result<(), _> = conn.del(&key).await;
-    }
+    common::delete_keys(&mut conn, &prefix).await;
     relay.shutdown().await;
 }
