@@ -77,11 +77,16 @@ pub(super) fn sample(pid: u32) -> Option<ProcSample> {
     let after = stat.rsplit_once(')').map(|(_, rest)| rest)?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on every Linux platform this runs on.
     Some(ProcSample {
         peak_rss_kb,
-        cpu: Duration::from_millis(ticks * 10),
+        cpu: clock_ticks(ticks),
     })
+}
+
+/// CPU time counted in /proc in clock ticks: USER_HZ is 100 on every Linux
+/// platform this runs on.
+fn clock_ticks(ticks: u64) -> Duration {
+    Duration::from_millis(ticks * 10)
 }
 
 /// CPU time of the whole machine from /proc/stat, all cores together: busy
@@ -107,8 +112,8 @@ impl MachineCpu {
         let total: u64 = ticks.iter().take(8).sum();
         let idle = ticks.get(3)? + ticks.get(4)?;
         Some(MachineCpu {
-            busy: Duration::from_millis((total - idle) * 10),
-            idle: Duration::from_millis(idle * 10),
+            busy: clock_ticks(total - idle),
+            idle: clock_ticks(idle),
         })
     }
 
