@@ -124,6 +124,8 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// The API of the running demo answers getProfile for an indexed actor.
+/// The watermark may already be past its target when a process starts (its
+/// predecessor indexed everything), so the process may not be listening yet.
 async fn assert_serves_profile(env: &Env, port: u16) {
     let pool = skyhose_index::connect_pool(&env.database_url, 1).expect("pool");
     let client = pool.get().await.expect("connection");
@@ -135,12 +137,15 @@ async fn assert_serves_profile(env: &Env, port: u16) {
         .await
         .expect("an indexed actor")
         .get(0);
-    let (status, body) = http_get(
-        port,
-        &format!("/xrpc/app.bsky.actor.getProfile?actor={did}"),
-    )
-    .await
-    .expect("the API answers");
+    let path = format!("/xrpc/app.bsky.actor.getProfile?actor={did}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        if let Some(answer) = http_get(port, &path).await {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "the API answers");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&did), "{body}");
 }
