@@ -51,6 +51,21 @@ pub struct BenchIndexArgs {
     /// Keep the benchmark's stream and databases afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Extra arguments for the `skyhose index` child of the batched runs
+    /// (e.g. "--synchronous-commit").
+    #[arg(long = "index-arg", allow_hyphen_values = true)]
+    pub index_args: Vec<String>,
+}
+
+/// One timed `skyhose index` child.
+struct Run<'a> {
+    label: String,
+    stream: &'a str,
+    db: String,
+    workers: usize,
+    batch_size: usize,
+    events: u64,
+    index_args: Vec<String>,
 }
 
 struct Outcome {
@@ -109,26 +124,30 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
 
     let mut outcomes = Vec::new();
     for &workers in &args.workers {
-        let label = format!("{workers} worker(s), batch {}", args.batch_size);
-        let db = format!("{tag}_w{workers}");
-        outcomes
-            .push(run_child(args, &label, &stream, &db, workers, args.batch_size, filled).await?);
+        let run = Run {
+            label: format!("{workers} worker(s), batch {}", args.batch_size),
+            stream: &stream,
+            db: format!("{tag}_w{workers}"),
+            workers,
+            batch_size: args.batch_size,
+            events: filled,
+            index_args: args.index_args.clone(),
+        };
+        outcomes.push(run_child(args, run).await?);
     }
     if args.baseline_events > 0 {
-        let db = format!("{tag}_baseline");
-        let events = args.baseline_events.min(filled);
-        outcomes.push(
-            run_child(
-                args,
-                "baseline: 1 event per transaction",
-                &baseline_stream,
-                &db,
-                1,
-                1,
-                events,
-            )
-            .await?,
-        );
+        // The naive indexer: one event per transaction, each commit waiting
+        // for its flush.
+        let run = Run {
+            label: "baseline: 1 event per transaction".to_owned(),
+            stream: &baseline_stream,
+            db: format!("{tag}_baseline"),
+            workers: 1,
+            batch_size: 1,
+            events: args.baseline_events.min(filled),
+            index_args: vec!["--synchronous-commit".to_owned()],
+        };
+        outcomes.push(run_child(args, run).await?);
     }
 
     println!();
@@ -238,15 +257,17 @@ async fn fill(
     Ok(written)
 }
 
-async fn run_child(
-    args: &BenchIndexArgs,
-    label: &str,
-    stream: &str,
-    db: &str,
-    workers: usize,
-    batch_size: usize,
-    events: u64,
-) -> anyhow::Result<Outcome> {
+async fn run_child(args: &BenchIndexArgs, run: Run<'_>) -> anyhow::Result<Outcome> {
+    let Run {
+        label,
+        stream,
+        db,
+        workers,
+        batch_size,
+        events,
+        index_args,
+    } = run;
+    let label = label.as_str();
     let database_url = format!("{}/{db}", args.postgres.trim_end_matches('/'));
     let group = format!("{db}_group");
     let exe = std::env::current_exe().context("locating the skyhose binary")?;
@@ -272,6 +293,7 @@ async fn run_child(
         .args(["--workers", &workers.to_string()])
         .args(["--batch-size", &batch_size.to_string()])
         .arg("--exit-when-drained")
+        .args(&index_args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
