@@ -62,6 +62,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "record_state_in_kind_rows",
         sql: include_str!("../migrations/0010_record_state_in_kind_rows.sql"),
     },
+    Migration {
+        version: 11,
+        name: "repo_progress",
+        sql: include_str!("../migrations/0011_repo_progress.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::apply::apply_batch;
+use crate::apply::{apply_batch, KnownActors, DEFAULT_KNOWN_ACTORS};
 use crate::durable::{force_flush, wal_positions, AwaitingFlush, Done, MAX_AWAITING};
 use crate::entry::{parse_entry, Event, RawEntry};
 use crate::error::IndexError;
@@ -107,10 +107,12 @@ pub async fn run(
     let stop = shutdown.child_token();
     let mut tasks = tokio::task::JoinSet::new();
     let shards = Arc::new(Shards::new(cfg.workers));
+    let known = Arc::new(KnownActors::new(DEFAULT_KNOWN_ACTORS));
     for index in 0..cfg.workers {
         let worker = Worker {
             index,
             shards: shards.clone(),
+            known: known.clone(),
             cfg: cfg.clone(),
             name: format!("{}-{index}", cfg.consumer),
             pool: pool.clone(),
@@ -276,6 +278,7 @@ async fn report_progress(
 struct Worker {
     index: usize,
     shards: Arc<Shards>,
+    known: Arc<KnownActors>,
     cfg: Arc<IndexConfig>,
     name: String,
     pool: Pool,
@@ -678,7 +681,7 @@ impl Worker {
                 .map_err(IndexError::pool("getting a connection"))?;
             let only: Vec<&Event> = part.iter().map(|(_, e)| *e).collect();
             let started = Instant::now();
-            match apply_batch(&mut client, &only).await {
+            match apply_batch(&mut client, &only, &self.known).await {
                 Ok(_) => {
                     metrics::histogram!("skyhose_index_batch_seconds")
                         .record(started.elapsed().as_secs_f64());

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use common::{
     assert_actor_rows_mirror_records, diff, generate, generate_among, model, Rng, TestEnv,
 };
@@ -35,7 +37,51 @@ async fn ordered_single_worker_matches_the_reference() {
         skyhose_index::resume_seq(&pool).await.expect("watermark"),
         last_seq
     );
+    assert_repo_progress(&pool, &entries).await;
     env.cleanup().await;
+}
+
+/// Every repo's progress is its newest commit's seq and rev (repos whose
+/// account was deleted are left out: their later commits are ignored).
+async fn assert_repo_progress(pool: &skyhose_index::Pool, entries: &[common::Entry]) {
+    let mut expected: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    let mut deleted = BTreeSet::new();
+    for entry in entries {
+        let data: serde_json::Value = serde_json::from_str(&entry.fields[1].1).expect("data");
+        let seq: i64 = entry.fields[2].1.parse().expect("seq");
+        match entry.fields[0].1.as_str() {
+            "commit" => {
+                let repo = data["repo"].as_str().expect("repo").to_owned();
+                let rev = data["rev"].as_str().expect("rev").to_owned();
+                let newest = expected.entry(repo).or_insert((seq, rev.clone()));
+                if newest.0 < seq {
+                    *newest = (seq, rev);
+                }
+            }
+            "account" if data["status"] == "deleted" => {
+                deleted.insert(data["did"].as_str().expect("did").to_owned());
+            }
+            _ => {}
+        }
+    }
+    let client = pool.get().await.expect("connection");
+    let mut compared = 0;
+    for (did, (seq, rev)) in &expected {
+        if deleted.contains(did) {
+            continue;
+        }
+        let row = client
+            .query_one("SELECT seq, rev FROM repo_progress WHERE did = $1", &[did])
+            .await
+            .expect("repo_progress");
+        assert_eq!(
+            (row.get::<_, i64>(0), row.get::<_, String>(1)),
+            (*seq, rev.clone()),
+            "progress of {did}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 10, "only {compared} repos compared");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,8 +116,11 @@ async fn shuffled_and_replayed_across_four_workers_matches_the_ordered_run() {
     let actual = index_and_snapshot(&env, 4).await;
     let expected = model(&entries);
     assert!(actual == expected, "{}", diff(&expected, &actual));
-    let (_, chats) = assert_actor_rows_mirror_records(&env.pool().await).await;
+    let pool = env.pool().await;
+    let (_, chats) = assert_actor_rows_mirror_records(&pool).await;
     assert!(chats > 0, "no chat declarations to compare");
+    assert_repo_progress(&pool, &entries).await;
+    drop(pool);
     env.cleanup().await;
 }
 

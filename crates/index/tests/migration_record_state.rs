@@ -17,23 +17,25 @@ async fn uris(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// Applies the migrations before 0010 only: marking 0010 as done first
-/// makes `migrate` skip it, and removing the mark lets it run later.
+/// Applies the migrations before 0010 only: marking 0010 and the later ones
+/// as done first makes `migrate` skip them, and removing the marks lets
+/// them run later.
 async fn migrate_before_0010(pool: &skyhose_index::Pool) {
     let client = pool.get().await.expect("connection");
     client
         .batch_execute(
             "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
                applied_at timestamptz NOT NULL DEFAULT now()); \
-             INSERT INTO schema_migrations (version, name) VALUES (10, 'held back')",
+             INSERT INTO schema_migrations (version, name) \
+             SELECT v, 'held back' FROM generate_series(10, 11) AS v",
         )
         .await
         .expect("holding migration 0010 back");
     skyhose_index::migrate(pool).await.expect("migrations 1-9");
     client
-        .batch_execute("DELETE FROM schema_migrations WHERE version = 10")
+        .batch_execute("DELETE FROM schema_migrations WHERE version >= 10")
         .await
-        .expect("releasing migration 0010");
+        .expect("releasing migrations 0010 and later");
 }
 
 /// A kind row's state: `uri, live, rev, seq, cid, record`.
@@ -77,7 +79,7 @@ async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
         .expect("rows as the previous schema had them");
 
     let report = skyhose_index::migrate(&pool).await.expect("migration 0010");
-    assert_eq!(report.applied, vec![10]);
+    assert_eq!(report.applied, vec![10, 11]);
 
     let rows = client
         .query(

@@ -8,22 +8,32 @@
 //!    and lock the existing rows, then read them;
 //! 3. decide every record's transition in Rust (`plan`);
 //! 4. write records, projection tables, count deltas, notifications and
-//!    finally the actor rows, pipelined (`write`).
+//!    finally the actor rows that change, pipelined (`write`).
 //!
 //! No actor row is locked before step 4, so concurrent batches only meet on
-//! the records they share. An account deletion and a concurrent batch with
-//! an older commit of that account meet on the actor row instead: whichever
-//! writes it second sees the other's change and redoes its transaction (the
-//! batch because it applied a commit the deletion covers, the deletion
-//! because a record it should kill was committed after its sweep).
+//! the records they share. An author's row is not even written unless
+//! something on it changes, so an account deletion and a concurrent batch
+//! with an older commit of that account do not meet on a row. Instead:
+//! - every batch transaction takes its transaction id before it reads the
+//!   recorded deletions (step 1);
+//! - a deletion commits its `deleted_seq` and sweep, then waits for every
+//!   transaction that was running at that commit, and sweeps again.
+//!
+//! A batch that read the deletions before that commit was running with its
+//! id then, so the second sweep comes after it ended and finds its rows; a
+//! batch that read them later sees the deletion and skips what it covers.
 
+mod known;
 mod plan;
 mod write;
 
-use std::collections::{BTreeMap, HashMap};
+pub use known::{KnownActors, DEFAULT_KNOWN_ACTORS};
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Client, Transaction};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::entry::{Event, ACCOUNT_DELETED};
 use crate::error::IndexError;
@@ -42,11 +52,22 @@ pub struct ApplyStats {
 /// a transient failure.
 const MAX_REDOS: u32 = 8;
 
-/// Applies `events` and commits them.
-pub async fn apply_batch(client: &mut Client, events: &[&Event]) -> Result<ApplyStats, IndexError> {
-    // Account deletions go in a transaction of their own, so that redoing a
+/// How long a deletion waits for the transactions that were running when
+/// it committed. Batch transactions last well under this; a transaction
+/// that runs longer is not one of them.
+const CONCURRENT_WAIT_LIMIT: Duration = Duration::from_secs(60);
+const CONCURRENT_POLL: Duration = Duration::from_millis(2);
+
+/// Applies `events` and commits them; `known` is updated with the actors
+/// whose rows this batch made visible.
+pub async fn apply_batch(
+    client: &mut Client,
+    events: &[&Event],
+    known: &KnownActors,
+) -> Result<ApplyStats, IndexError> {
+    // Account deletions go in transactions of their own, so that redoing a
     // deletion never redoes a whole batch. Order does not matter (writes are
-    // ordered by rev/seq and deleted_seq), and both commit before the
+    // ordered by rev/seq and deleted_seq), and all commit before the
     // entries are acknowledged.
     let (deletions, ordinary): (Vec<&Event>, Vec<&Event>) = events.iter().partition(
         |event| matches!(event, Event::Account { status, .. } if status == ACCOUNT_DELETED),
@@ -55,15 +76,77 @@ pub async fn apply_batch(client: &mut Client, events: &[&Event]) -> Result<Apply
         events: events.len() as u64,
         records_changed: 0,
     };
-    for part in [deletions, ordinary] {
-        if !part.is_empty() {
-            stats.records_changed += apply_transaction(client, &part).await?;
-        }
+    let mut running_at_deletion = None;
+    if !deletions.is_empty() {
+        stats.records_changed += apply_transaction(client, &deletions, known).await?;
+        running_at_deletion = Some(running_transactions(client).await?);
+    }
+    if !ordinary.is_empty() {
+        stats.records_changed += apply_transaction(client, &ordinary, known).await?;
+    }
+    // The batch's own transaction above usually outlasted the others, so
+    // this rarely waits.
+    if let Some(running) = running_at_deletion {
+        wait_for_transactions(client, &running).await?;
+        stats.records_changed += apply_transaction(client, &deletions, known).await?;
     }
     Ok(stats)
 }
 
-async fn apply_transaction(client: &mut Client, events: &[&Event]) -> Result<u64, IndexError> {
+/// Ids of the transactions running now, as text (`xid8`).
+async fn running_transactions(client: &Client) -> Result<Vec<String>, IndexError> {
+    let statement = client
+        .prepare_cached("SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x")
+        .await
+        .map_err(IndexError::pg("preparing the running transactions query"))?;
+    Ok(client
+        .query(&statement, &[])
+        .await
+        .map_err(IndexError::pg("listing running transactions"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+/// Waits until none of `xids` is running (bounded by
+/// `CONCURRENT_WAIT_LIMIT`).
+async fn wait_for_transactions(client: &Client, xids: &[String]) -> Result<(), IndexError> {
+    if xids.is_empty() {
+        return Ok(());
+    }
+    let statement = client
+        .prepare_cached(
+            "SELECT count(*) FROM unnest($1::text[]) AS x \
+             WHERE pg_xact_status(x::xid8) = 'in progress'",
+        )
+        .await
+        .map_err(IndexError::pg("preparing the transaction status query"))?;
+    let started = Instant::now();
+    loop {
+        let running: i64 = client
+            .query_one(&statement, &[&xids])
+            .await
+            .map_err(IndexError::pg("reading transaction status"))?
+            .get(0);
+        if running == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > CONCURRENT_WAIT_LIMIT {
+            warn!(
+                running,
+                "transactions running since an account deletion are still running; sweeping again without them"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(CONCURRENT_POLL).await;
+    }
+}
+
+async fn apply_transaction(
+    client: &mut Client,
+    events: &[&Event],
+    known: &KnownActors,
+) -> Result<u64, IndexError> {
     let batch = Batch::collect(events);
     if batch.actors.is_empty() {
         return Ok(0);
@@ -73,11 +156,12 @@ async fn apply_transaction(client: &mut Client, events: &[&Event]) -> Result<u64
             .transaction()
             .await
             .map_err(IndexError::pg("starting a batch transaction"))?;
-        match apply_in(&tx, &batch).await? {
-            Some(changed) => {
+        match apply_in(&tx, &batch, known).await? {
+            Some((changed, visible)) => {
                 tx.commit()
                     .await
                     .map_err(IndexError::pg("committing a batch"))?;
+                known.insert_all(visible);
                 return Ok(changed);
             }
             None => {
@@ -93,11 +177,17 @@ async fn apply_transaction(client: &mut Client, events: &[&Event]) -> Result<u64
     )))
 }
 
-/// Runs the batch in `tx`; `None` when it crossed a concurrent account
-/// deletion, or a concurrent batch created one of its actor rows first, and
-/// it must be rolled back and redone.
-async fn apply_in(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Option<u64>, IndexError> {
+/// Runs the batch in `tx`: the records it changed and the authors whose
+/// rows it made visible, or `None` when a concurrent batch created one of
+/// its actor rows first and it must be rolled back and redone.
+async fn apply_in<'a>(
+    tx: &Transaction<'_>,
+    batch: &Batch<'a>,
+    known: &KnownActors,
+) -> Result<Option<(u64, Vec<&'a str>)>, IndexError> {
     let dids: Vec<&str> = batch.actors.keys().copied().collect();
+    // Before the deletions are read: see the module's doc.
+    write::take_transaction_id(tx).await?;
     let recorded = write::deleted_seqs(tx, &dids).await?;
     let deleting = batch.deleting();
     let mut deleted: HashMap<&str, i64> = HashMap::new();
@@ -134,31 +224,12 @@ async fn apply_in(tx: &Transaction<'_>, batch: &Batch<'_>) -> Result<Option<u64>
     };
     let changes = plan::transitions(&touched, &candidates, &stored, &inserted, &deleted);
     let changed = changes.transitions;
-    let Some(now_deleted) = write::write_changes(tx, changes, &batch.actors).await? else {
+    let unknown: BTreeSet<&'a str> = known.unknown(batch.actors.keys().copied());
+    if !write::write_changes(tx, changes, &batch.actors, &unknown).await? {
         metrics::counter!("skyhose_index_redos_total", "cause" => "actor_created_concurrently")
             .increment(1);
         return Ok(None);
-    };
-
-    if batch.missed_deletion(&deleted, &now_deleted) {
-        metrics::counter!("skyhose_index_redos_total", "cause" => "account_deleted_concurrently")
-            .increment(1);
-        return Ok(None);
     }
-    if !deleting.is_empty() {
-        let final_seqs: BTreeMap<&str, i64> = now_deleted
-            .iter()
-            .map(|(did, seq)| (did.as_str(), *seq))
-            .collect();
-        let deleting: Vec<(&str, i64)> = deleting
-            .iter()
-            .map(|(did, seq)| (*did, final_seqs.get(did).copied().unwrap_or(*seq)))
-            .collect();
-        if write::deleted_records_remain(tx, &deleting).await? {
-            metrics::counter!("skyhose_index_redos_total", "cause" => "record_committed_after_sweep")
-                .increment(1);
-            return Ok(None);
-        }
-    }
-    Ok(Some(changed))
+    // Every actor of the batch is an author: all their rows are visible.
+    Ok(Some((changed, batch.actors.keys().copied().collect())))
 }

@@ -53,7 +53,22 @@ pub(super) struct ActorUpdate<'a> {
     pub handle: Option<(i64, Option<&'a str>)>,
     pub status: Option<(i64, &'a str)>,
     pub deleted_seq: Option<i64>,
+    /// The newest commit's seq and rev.
     pub progress: Option<(i64, Option<&'a str>)>,
+    /// Some commit changed no row that keeps its own rev and seq (it had
+    /// no ops, or ops on records kept in `records`), so the actor row must
+    /// carry the progress: `repo_progress` reads it from there.
+    pub progress_on_row: bool,
+}
+
+impl ActorUpdate<'_> {
+    /// Whether the actor's row has to be written for this update.
+    pub fn changes_row(&self) -> bool {
+        self.handle.is_some()
+            || self.status.is_some()
+            || self.deleted_seq.is_some()
+            || self.progress_on_row
+    }
 }
 
 /// A batch's events grouped: what changes per actor, and its commits.
@@ -74,6 +89,10 @@ impl<'a> Batch<'a> {
                     if update.progress.is_none_or(|(seq, _)| seq < commit.seq) {
                         update.progress = Some((commit.seq, commit.rev.as_deref()));
                     }
+                    update.progress_on_row |= commit.ops.is_empty()
+                        || commit.ops.iter().any(|op| {
+                            kind_table(&op.collection).is_none_or(|kind| kind.own_state.is_none())
+                        });
                 }
                 Event::Identity { did, handle, seq } => {
                     let update = actors.entry(did.as_str()).or_default();
@@ -137,24 +156,6 @@ impl<'a> Batch<'a> {
             }
         }
         candidates
-    }
-
-    /// True when an account deletion committed by another transaction
-    /// (`now`: did -> deleted seq, read after this batch's writes) covers a
-    /// commit this batch applied because it had not seen that deletion
-    /// (`seen`): the batch must be redone.
-    pub fn missed_deletion(&self, seen: &HashMap<&str, i64>, now: &[(String, i64)]) -> bool {
-        now.iter().any(|(did, now)| {
-            let before = seen.get(did.as_str()).copied();
-            if before.is_some_and(|before| before >= *now) {
-                return false;
-            }
-            self.commits.iter().any(|commit| {
-                commit.repo == *did
-                    && commit.seq <= *now
-                    && before.is_none_or(|before| commit.seq > before)
-            })
-        })
     }
 }
 
@@ -514,23 +515,35 @@ mod tests {
         })
     }
 
+    fn delete_of(repo: &str, collection: &str, seq: i64) -> Event {
+        Event::Commit(Commit {
+            repo: repo.into(),
+            rev: None,
+            seq,
+            ops: vec![crate::entry::Op {
+                uri: format!("at://{repo}/{collection}/3k"),
+                collection: collection.into(),
+                rkey: "3k".into(),
+                write: None,
+            }],
+        })
+    }
+
     #[test]
-    fn a_deletion_missed_by_the_batch_is_noticed_only_when_it_covers_an_applied_commit() {
-        let events = [commit("did:plc:a", 10), commit("did:plc:a", 30)];
+    fn the_actor_row_carries_progress_only_for_commits_no_own_state_row_records() {
+        let events = [
+            delete_of("did:plc:a", LIKE, 10),
+            delete_of("did:plc:b", "app.bsky.graph.block", 11),
+            commit("did:plc:c", 12),
+        ];
         let refs: Vec<&Event> = events.iter().collect();
         let batch = Batch::collect(&refs);
-        let none = HashMap::new();
-        // Deleted at 20 by someone else: the commit at 10 was applied.
-        assert!(batch.missed_deletion(&none, &[("did:plc:a".into(), 20)]));
-        // Deleted at 5: nothing this batch applied is covered.
-        assert!(!batch.missed_deletion(&none, &[("did:plc:a".into(), 5)]));
-        // The batch already knew of the deletion at 20 and skipped the commit at 10.
-        let seen = HashMap::from([("did:plc:a", 20)]);
-        assert!(!batch.missed_deletion(&seen, &[("did:plc:a".into(), 20)]));
-        // A later deletion at 40 covers the commit at 30, applied after the one seen.
-        assert!(batch.missed_deletion(&seen, &[("did:plc:a".into(), 40)]));
-        // Other accounts' deletions do not matter.
-        assert!(!batch.missed_deletion(&none, &[("did:plc:b".into(), 99)]));
+        // The like's row keeps seq 10 itself.
+        assert!(!batch.actors["did:plc:a"].changes_row());
+        assert_eq!(batch.actors["did:plc:a"].progress, Some((10, None)));
+        // Blocks live in `records`, and a commit without ops leaves no row.
+        assert!(batch.actors["did:plc:b"].changes_row());
+        assert!(batch.actors["did:plc:c"].changes_row());
     }
 
     #[test]

@@ -60,6 +60,19 @@ async fn query(
         .map_err(IndexError::pg(what.to_owned()))
 }
 
+/// Gives the transaction its id now, before it reads anything: an account
+/// deletion waits for every transaction that has one (see `apply`).
+pub(super) async fn take_transaction_id(tx: &Transaction<'_>) -> Result<(), IndexError> {
+    query(
+        tx,
+        "SELECT pg_current_xact_id()",
+        &[],
+        "taking a transaction id",
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Deletions already recorded for `dids`: did -> deleted seq.
 pub(super) async fn deleted_seqs(
     tx: &Transaction<'_>,
@@ -107,16 +120,6 @@ static LIVE_RECORDS_OF: LazyLock<String> = LazyLock::new(|| {
     sql
 });
 
-/// A live record of `$1`'s accounts written at or before `$2`, their deletion.
-static DELETED_RECORD_REMAINING: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT l.uri FROM ({}) AS l \
-         JOIN unnest($1::text[], $2::int8[]) AS d(did, seq) ON d.did = l.did \
-         WHERE l.seq <= d.seq LIMIT 1",
-        LIVE_RECORDS_OF.as_str()
-    )
-});
-
 /// Live records of the accounts being deleted: `uri, did, collection, rkey`.
 pub(super) async fn live_records_of(
     tx: &Transaction<'_>,
@@ -129,24 +132,6 @@ pub(super) async fn live_records_of(
         "finding records of deleted accounts",
     )
     .await
-}
-
-/// True when a record written at or before its account's deletion is
-/// still live: another transaction committed it after this one swept.
-pub(super) async fn deleted_records_remain(
-    tx: &Transaction<'_>,
-    deleting: &[(&str, i64)],
-) -> Result<bool, IndexError> {
-    let dids: Vec<&str> = deleting.iter().map(|(did, _)| *did).collect();
-    let seqs: Vec<i64> = deleting.iter().map(|(_, seq)| *seq).collect();
-    Ok(!query(
-        tx,
-        &DELETED_RECORD_REMAINING,
-        &[&dids, &seqs],
-        "checking records of deleted accounts",
-    )
-    .await?
-    .is_empty())
 }
 
 /// Locks every touched record, table by table in name order and in uri
@@ -402,14 +387,15 @@ async fn run_pipelined(
 
 /// Writes `changes` and the batch's actor updates, pipelined. Counts and
 /// actors come last, so the row locks they take are held only until the
-/// commit. Returns the deletions recorded on the written actor rows (did ->
-/// deleted seq), read under those locks, or `None` when a concurrent batch
-/// created one of those rows first and this one must be redone.
+/// commit. `unknown` are the batch's actors whose rows may not be visible
+/// yet. Returns false when a concurrent batch created one of the actor rows
+/// first and this one must be redone.
 pub(super) async fn write_changes<'a>(
     tx: &Transaction<'_>,
     changes: Changes<'a>,
     actors: &BTreeMap<&'a str, ActorUpdate<'a>>,
-) -> Result<Option<Vec<(String, i64)>>, IndexError> {
+    unknown: &BTreeSet<&'a str>,
+) -> Result<bool, IndexError> {
     let mut pending = Vec::new();
     records(&changes, &mut pending);
     for (kind, updates) in changes.own_state_updates.values() {
@@ -447,20 +433,19 @@ pub(super) async fn write_changes<'a>(
     // Count rows of popular posts and actors are shared by concurrent
     // batches: written last, their locks are held only until the commit.
     pending.extend(counted);
-    let (actor_rows_written, actor_statement) =
-        actor_update(actors, &changes.actor_deltas, &changes.mirrored);
-    pending.push(actor_statement);
-
-    let actor_rows = run_pipelined(tx, &pending).await?.pop().unwrap_or_default();
-    if actor_rows.len() < actor_rows_written {
-        return Ok(None);
+    if let Some(statement) = actor_update(actors, unknown, &changes.actor_deltas, &changes.mirrored)
+    {
+        pending.push(statement);
+        let lost: i64 = run_pipelined(tx, &pending)
+            .await?
+            .pop()
+            .and_then(|rows| rows.first().map(|row| row.get(0)))
+            .unwrap_or(0);
+        Ok(lost == 0)
+    } else {
+        run_pipelined(tx, &pending).await?;
+        Ok(true)
     }
-    Ok(Some(
-        actor_rows
-            .iter()
-            .filter_map(|row| Some((row.get(0), row.get::<_, Option<i64>>(1)?)))
-            .collect(),
-    ))
 }
 
 fn records<'a>(changes: &Changes<'a>, pending: &mut Vec<Pending<'a>>) {
@@ -657,13 +642,15 @@ const ACTOR_COUNTERS: [&str; 7] = [
     "labelers",
 ];
 
-/// One statement writes each actor row of the batch once, in did order:
-/// handle and status follow the newest event that set them, progress the
-/// newest commit, counters add the batch's deltas, and the profile and chat
-/// declaration fields take the state the batch left those records in.
-/// Existing rows (nearly all) are updated in place; only missing ones are
-/// inserted, and one that a concurrent batch created meanwhile is left out
-/// of the returned rows, which makes the caller redo the batch.
+/// One statement writes each actor row the batch changes once, in did
+/// order: handle and status follow the newest event that set them, progress
+/// the newest commit, counters add the batch's deltas, and the profile and
+/// chat declaration fields take the state the batch left those records in.
+/// An author with nothing else to change (`changed` false) is only made
+/// visible, if its row is not yet. Existing rows (nearly all) are updated in
+/// place; only rows missing at the start are inserted. The one value
+/// returned counts those a concurrent batch created meanwhile, which makes
+/// the caller redo the batch.
 static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
     let profile_params = (0..PROFILE_FIELDS.len())
         .map(|i| format!("${}::text[]", 19 + i))
@@ -699,9 +686,10 @@ static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
         "WITH v AS ( \
            SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::int8[], \
                                 $7::int8[], $8::text[], $9::bool[], {counter_params}, $17::bool[], $18::bool[], \
-                                {profile_params}, $26::bool[], $27::text[]) \
+                                {profile_params}, $26::bool[], $27::text[], $28::bool[]) \
              AS v(did, handle_seq, handle, status_seq, status, deleted_seq, last_seq, last_rev, author, \
-                  {counters}, profile_set, profile_live, {profile_list}, chat_set, chat_allow_incoming) \
+                  {counters}, profile_set, profile_live, {profile_list}, chat_set, chat_allow_incoming, \
+                  changed) \
            ORDER BY v.did), \
          updated AS ( \
            UPDATE actors a SET \
@@ -724,7 +712,8 @@ static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
                                        ELSE a.profile_indexed_at END, \
              chat_allow_incoming = CASE WHEN v.chat_set THEN v.chat_allow_incoming \
                                         ELSE a.chat_allow_incoming END \
-           FROM v WHERE a.did = v.did RETURNING a.did, a.deleted_seq), \
+           FROM v WHERE a.did = v.did AND (v.changed OR NOT a.indexed)), \
+         missing AS (SELECT * FROM v WHERE NOT EXISTS (SELECT 1 FROM actors x WHERE x.did = v.did)), \
          inserted AS ( \
            INSERT INTO actors AS a (did, handle, handle_seq, status, status_seq, deleted_seq, last_seq, \
                                     last_rev, indexed, {counters}, {profile_list}, profile_indexed_at, \
@@ -732,10 +721,10 @@ static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
            SELECT v.did, v.handle, v.handle_seq, COALESCE(v.status, 'active'), v.status_seq, v.deleted_seq, \
                   v.last_seq, v.last_rev, v.author, {counter_values}, {profile_values}, \
                   CASE WHEN v.profile_live THEN now() END, v.chat_allow_incoming \
-           FROM v WHERE v.did NOT IN (SELECT did FROM updated) ORDER BY v.did \
+           FROM missing v ORDER BY v.did \
            ON CONFLICT (did) DO NOTHING \
-           RETURNING a.did, a.deleted_seq) \
-         SELECT did, deleted_seq FROM updated UNION ALL SELECT did, deleted_seq FROM inserted",
+           RETURNING a.did) \
+         SELECT (SELECT count(*) FROM missing) - (SELECT count(*) FROM inserted)",
         profile_list = profile_columns.join(", "),
     )
 });
@@ -758,6 +747,7 @@ struct ActorRows<'a> {
     profile: [Vec<Option<&'a str>>; 7],
     chat_set: Vec<bool>,
     chat_allow_incoming: Vec<Option<&'a str>>,
+    changed: Vec<bool>,
 }
 
 /// The value of the projection column `name` in a write of `collection`.
@@ -767,20 +757,23 @@ fn column<'a>(collection: &str, write: &'a Write, name: &str) -> Option<&'a str>
     write.columns.get(index)?.as_deref()
 }
 
-/// Every actor row the batch changes: the batch's own actors (authors of
-/// its events, whose rows become visible), the actors whose counters moved
-/// and those whose profile or chat declaration changed.
+/// Every actor row the batch changes: its own actors (authors of its
+/// events) whose handle, status or progress it sets or whose rows may not
+/// be visible yet (`unknown`), the actors whose counters moved and those
+/// whose profile or chat declaration changed; `None` when there is none.
 fn actor_update<'a>(
     updates: &BTreeMap<&'a str, ActorUpdate<'a>>,
+    unknown: &BTreeSet<&'a str>,
     deltas: &'a BTreeMap<String, ActorDelta>,
     mirrored: &BTreeMap<&'a str, MirroredRecords<'a>>,
-) -> (usize, Pending<'a>) {
+) -> Option<Pending<'a>> {
     let none = ActorUpdate::default();
     let no_delta = ActorDelta::default();
     let no_records = MirroredRecords::default();
-    let dids: BTreeSet<&'a str> = updates
-        .keys()
-        .copied()
+    let changed: BTreeSet<&'a str> = updates
+        .iter()
+        .filter(|(_, update)| update.changes_row())
+        .map(|(did, _)| *did)
         .chain(
             deltas
                 .iter()
@@ -789,8 +782,13 @@ fn actor_update<'a>(
         )
         .chain(mirrored.keys().copied())
         .collect();
+    let dids: BTreeSet<&'a str> = changed.iter().chain(unknown).copied().collect();
+    if dids.is_empty() {
+        return None;
+    }
     let mut rows = ActorRows::default();
     for did in &dids {
+        rows.changed.push(changed.contains(did));
         let update = updates.get(did).unwrap_or(&none);
         rows.dids.push(did);
         rows.handle_seqs.push(update.handle.map(|(seq, _)| seq));
@@ -838,8 +836,8 @@ fn actor_update<'a>(
         profile,
         chat_set,
         chat_allow_incoming,
+        changed,
     } = rows;
-    let n = dids.len();
     let mut params: Vec<Param<'a>> = vec![
         Box::new(dids),
         Box::new(handle_seqs),
@@ -857,8 +855,6 @@ fn actor_update<'a>(
     params.extend(profile.into_iter().map(|c| Box::new(c) as Param<'a>));
     params.push(Box::new(chat_set));
     params.push(Box::new(chat_allow_incoming));
-    (
-        n,
-        Pending::new(ACTOR_SQL.as_str(), "updating actors", params),
-    )
+    params.push(Box::new(changed));
+    Some(Pending::new(ACTOR_SQL.as_str(), "updating actors", params))
 }
