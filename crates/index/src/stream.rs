@@ -129,16 +129,6 @@ impl Stream<'_> {
             .await
     }
 
-    /// New entries for `consumer`, without waiting when there are none.
-    pub async fn read_new_now(
-        &self,
-        conn: &mut MultiplexedConnection,
-        consumer: &str,
-        count: usize,
-    ) -> Result<Vec<RawEntry>, IndexError> {
-        self.read_group(conn, consumer, count, None, ">").await
-    }
-
     /// Entries delivered to `consumer` earlier and never acknowledged: what a
     /// worker of the same name held when its process stopped. Reading them
     /// back at start beats waiting for them to go idle long enough to claim.

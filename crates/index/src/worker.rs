@@ -334,10 +334,6 @@ impl Worker {
         // Committed batches not acknowledged yet: waiting for their WAL
         // flush, or for Redis to come back.
         let mut awaiting = AwaitingFlush::default();
-        // The next batch, read while the last one was being applied: the
-        // worker's connection to PostgreSQL then idles only for parsing, not
-        // for the round trip to Redis.
-        let mut read_ahead: Option<Vec<RawEntry>> = None;
         let mut need_group = false;
         // Until its first empty read, a worker finishes what a predecessor of
         // the same name left pending before it reads anything new.
@@ -363,9 +359,6 @@ impl Worker {
                 if batch.is_empty() && last_claim.is_none_or(|at| at.elapsed() >= claim_every) {
                     batch = self.claim_stale(&stream, redis, claim_idle_ms).await?;
                     last_claim = Some(Instant::now());
-                }
-                if batch.is_empty() {
-                    batch = read_ahead.take().unwrap_or_default();
                 }
                 let mine_waiting = self.shards.has_waiting(self.index);
                 // What this worker hands over waits in memory until its owner
@@ -423,32 +416,8 @@ impl Worker {
                     }
                     return Ok(false);
                 }
-                // Reading ahead only while the stream has more: a read that
-                // finds nothing leaves the choice of how long to wait to the
-                // next loop.
-                let read_more =
-                    !own_pending && read_ahead.is_none() && batch.len() >= self.cfg.batch_size;
-                let mut ahead_conn = redis.clone();
-                let (prepared, ahead) = tokio::join!(self.process(batch), async {
-                    if read_more {
-                        stream
-                            .read_new_now(&mut ahead_conn, &self.name, self.cfg.batch_size)
-                            .await
-                    } else {
-                        Ok(Vec::new())
-                    }
-                });
-                match ahead {
-                    Ok(entries) if !entries.is_empty() => read_ahead = Some(entries),
-                    Ok(_) => {}
-                    // Delivered or not, the entries stay pending for this
-                    // consumer: read them back as its own.
-                    Err(err) => {
-                        warn!(worker = %self.name, error = %err, "reading ahead failed");
-                        own_pending = true;
-                    }
-                }
-                let Some(prepared) = prepared? else {
+                let prepared = self.process(batch).await?;
+                let Some(prepared) = prepared else {
                     return Ok(true);
                 };
                 self.committed(prepared.into_done(), &mut awaiting).await;

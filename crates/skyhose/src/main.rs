@@ -58,7 +58,23 @@ enum Command {
     Config(cmd::config::ConfigArgs),
 }
 
+/// Keeps the kernel from backing this process's memory with transparent
+/// huge pages. The allocator hands memory back between batches and takes it
+/// again for the next one; with huge pages each of those page faults zeroes
+/// 2 MB, and what a batch leaves touched is resident in 2 MB pieces. The
+/// indexer's peak resident memory was about a third higher with them, for
+/// no CPU it saved.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the call takes plain integers and only sets a flag of this
+    // process; it cannot touch memory the program holds.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    disable_transparent_huge_pages();
     let cli: Cli = config::parse();
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
