@@ -133,20 +133,18 @@ pub fn connect_pool(url: &str, size: usize) -> Result<Pool, IndexError> {
 /// out, the plan of a batch statement no longer depends on how many keys it
 /// carries, so each is planned once (generic plans) instead of at every
 /// execution. WAL of their sessions is compressed when the server allows it
-/// (see `compress_wal`). Unless `synchronous_commit`, their commits do not
-/// wait for the WAL flush: the workers acknowledge a batch only once it is
-/// flushed (see `durable`).
+/// (see `compress_wal`).
 pub(crate) fn connect_worker_pool(
     url: &str,
     size: usize,
     compress_wal: bool,
-    synchronous_commit: bool,
 ) -> Result<Pool, IndexError> {
-    let mut settings = vec!["enable_seqscan=off", "plan_cache_mode=force_generic_plan"];
-    if !synchronous_commit {
-        settings.push("synchronous_commit=off");
-    }
-    build_pool(url, size, &settings, compress_wal)
+    build_pool(
+        url,
+        size,
+        &["enable_seqscan=off", "plan_cache_mode=force_generic_plan"],
+        compress_wal,
+    )
 }
 
 fn build_pool(

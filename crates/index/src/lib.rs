@@ -3,7 +3,6 @@
 
 mod apply;
 mod db;
-mod durable;
 pub mod entry;
 mod error;
 mod kinds;
@@ -63,11 +62,6 @@ pub struct IndexConfig {
     /// Compress the WAL of the workers' sessions when the server lets this
     /// user set `wal_compression` (a superuser); otherwise a no-op.
     pub compress_wal: bool,
-    /// Wait for the WAL flush at every commit and acknowledge right after
-    /// it, instead of committing asynchronously and acknowledging batches
-    /// once the server has flushed them (`durable`). Both acknowledge only
-    /// durable batches; this one is slower.
-    pub synchronous_commit: bool,
 }
 
 impl IndexConfig {
@@ -87,7 +81,6 @@ impl IndexConfig {
             exit_when_drained: false,
             log_every: Duration::from_secs(5),
             compress_wal: true,
-            synchronous_commit: false,
         }
     }
 }

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::apply::{apply_batch, KnownActors, DEFAULT_KNOWN_ACTORS};
-use crate::durable::{force_flush, wal_positions, AwaitingFlush, Done, MAX_AWAITING};
 use crate::entry::{parse_entry, Event, RawEntry};
 use crate::error::IndexError;
 use crate::shards::Shards;
@@ -78,12 +77,8 @@ pub async fn run(
     }
     let pool = wait_for(&shutdown, "preparing the database", || async {
         crate::db::ensure_database(&cfg.database_url).await?;
-        let pool = crate::db::connect_worker_pool(
-            &cfg.database_url,
-            cfg.workers + 1,
-            cfg.compress_wal,
-            cfg.synchronous_commit,
-        )?;
+        let pool =
+            crate::db::connect_worker_pool(&cfg.database_url, cfg.workers + 1, cfg.compress_wal)?;
         crate::migrate::migrate(&pool).await?;
         Ok(pool)
     })
@@ -293,25 +288,6 @@ struct Prepared {
     dead: Vec<(RawEntry, String)>,
 }
 
-impl Prepared {
-    /// What is left once the batch is committed. Events handed to another
-    /// worker are that worker's to acknowledge.
-    fn into_done(self) -> Done {
-        let ids = self
-            .good
-            .iter()
-            .map(|(entry, _)| entry)
-            .chain(self.dead.iter().map(|(entry, _)| entry))
-            .map(|entry| entry.id.clone())
-            .collect();
-        Done {
-            ids,
-            applied: self.good.len() as u64,
-            dead: self.dead,
-        }
-    }
-}
-
 impl Worker {
     async fn run(self) -> Result<(), IndexError> {
         let stream = Stream {
@@ -331,9 +307,9 @@ impl Worker {
         let mut watermark_behind = true;
         let mut conn: Option<MultiplexedConnection> = None;
         let mut backoff = MIN_BACKOFF;
-        // Committed batches not acknowledged yet: waiting for their WAL
-        // flush, or for Redis to come back.
-        let mut awaiting = AwaitingFlush::default();
+        // A committed batch whose acknowledgement failed (Redis went away):
+        // acknowledged first once Redis is back, before reading anything new.
+        let mut unfinished: Option<Prepared> = None;
         let mut need_group = false;
         // Until its first empty read, a worker finishes what a predecessor of
         // the same name left pending before it reads anything new.
@@ -348,7 +324,12 @@ impl Worker {
                     stream.ensure_group(redis).await?;
                     need_group = false;
                 }
-                self.acknowledge_due(&stream, redis, &mut awaiting).await?;
+                if let Some(prepared) = unfinished.take() {
+                    if let Err(err) = self.finish(&stream, redis, &prepared).await {
+                        unfinished = Some(prepared);
+                        return Err(err);
+                    }
+                }
                 let mut batch = Vec::new();
                 if own_pending {
                     batch = stream
@@ -367,9 +348,6 @@ impl Worker {
                 let owners_behind =
                     self.shards.most_waiting_for_others(self.index) >= self.cfg.batch_size;
                 if batch.is_empty() && owners_behind && !mine_waiting {
-                    if !awaiting.is_empty() {
-                        self.settle(&stream, redis, &mut awaiting).await?;
-                    }
                     tokio::select! {
                         _ = tokio::time::sleep(OWNERS_BEHIND_PAUSE) => {}
                         _ = self.stop.cancelled() => {}
@@ -377,10 +355,9 @@ impl Worker {
                     return Ok(false);
                 }
                 if batch.is_empty() && !owners_behind {
-                    // Events handed over by other workers are due now, and
-                    // committed batches wait for their acknowledgement: only
+                    // Events handed over by other workers are due now; only
                     // look for company.
-                    let block_ms = if mine_waiting || !awaiting.is_empty() {
+                    let block_ms = if mine_waiting {
                         1
                     } else if self.cfg.exit_when_drained {
                         // The stream may be delivered to the end while other
@@ -396,12 +373,6 @@ impl Worker {
                     };
                 }
                 if batch.is_empty() && !self.shards.has_waiting(self.index) {
-                    // Out of work: make the committed batches durable now
-                    // rather than wait for the WAL writer.
-                    if !awaiting.is_empty() {
-                        self.settle(&stream, redis, &mut awaiting).await?;
-                        return Ok(false);
-                    }
                     if self.cfg.exit_when_drained
                         && stream.drained(redis).await?
                         && self.shards.close(self.index)
@@ -420,12 +391,10 @@ impl Worker {
                 let Some(prepared) = prepared else {
                     return Ok(true);
                 };
-                self.committed(prepared.into_done(), &mut awaiting).await;
-                if awaiting.len() > MAX_AWAITING {
-                    force_flush(&self.pool).await?;
-                    awaiting.all_flushed();
+                if let Err(err) = self.finish(&stream, redis, &prepared).await {
+                    unfinished = Some(prepared);
+                    return Err(err);
                 }
-                self.acknowledge_due(&stream, redis, &mut awaiting).await?;
                 if last_watermark.elapsed() >= WATERMARK_EVERY {
                     self.update_watermark(&stream, redis).await?;
                     last_watermark = Instant::now();
@@ -457,69 +426,11 @@ impl Worker {
                     // disk): recreate the group; ingest refills the stream from
                     // the watermark, and an unacknowledged batch is gone anyway.
                     warn!(worker = %self.name, error = %err, "consumer group missing; recreating it");
-                    awaiting.clear();
+                    unfinished = None;
                     need_group = true;
                 }
                 Err(err) => return Err(err),
             }
-        }
-        if !awaiting.is_empty() {
-            // Best effort: what is not acknowledged now is applied again
-            // after a restart, which changes nothing.
-            let settled = async {
-                let redis = match conn.as_mut() {
-                    Some(redis) => redis,
-                    None => conn.insert(connect(&self.redis).await?),
-                };
-                self.settle(&stream, redis, &mut awaiting).await
-            };
-            if let Err(err) = settled.await {
-                warn!(worker = %self.name, error = %err, batches = awaiting.len(), "committed batches left unacknowledged at shutdown; they will be applied again");
-            }
-        }
-        Ok(())
-    }
-
-    /// Queues a batch just committed until its WAL is flushed.
-    async fn committed(&self, done: Done, awaiting: &mut AwaitingFlush) {
-        if self.cfg.synchronous_commit {
-            awaiting.push_durable(done);
-            return;
-        }
-        match wal_positions(&self.pool).await {
-            Ok(positions) => awaiting.push(done, Some(positions)),
-            Err(err) => {
-                // The batch is committed: it waits for a forced flush.
-                warn!(worker = %self.name, error = %err, "reading the WAL position after a commit failed");
-                awaiting.push(done, None);
-            }
-        }
-    }
-
-    /// Flushes the WAL and acknowledges every committed batch.
-    async fn settle(
-        &self,
-        stream: &Stream<'_>,
-        redis: &mut MultiplexedConnection,
-        awaiting: &mut AwaitingFlush,
-    ) -> Result<(), IndexError> {
-        if !self.cfg.synchronous_commit {
-            force_flush(&self.pool).await?;
-        }
-        awaiting.all_flushed();
-        self.acknowledge_due(stream, redis, awaiting).await
-    }
-
-    /// Acknowledges the committed batches known to be durable, oldest first.
-    async fn acknowledge_due(
-        &self,
-        stream: &Stream<'_>,
-        redis: &mut MultiplexedConnection,
-        awaiting: &mut AwaitingFlush,
-    ) -> Result<(), IndexError> {
-        while let Some(done) = awaiting.first_due() {
-            self.finish(stream, redis, done).await?;
-            awaiting.pop_first();
         }
         Ok(())
     }
@@ -677,16 +588,25 @@ impl Worker {
         &self,
         stream: &Stream<'_>,
         redis: &mut MultiplexedConnection,
-        done: &Done,
+        prepared: &Prepared,
     ) -> Result<(), IndexError> {
-        for (entry, reason) in &done.dead {
+        for (entry, reason) in &prepared.dead {
             warn!(entry = %entry.id, %reason, "dead-lettering entry");
         }
+        // Applied and dead-lettered entries alike are done with; events
+        // handed to another worker are that worker's to acknowledge.
+        let ids: Vec<String> = prepared
+            .good
+            .iter()
+            .map(|(entry, _)| entry)
+            .chain(prepared.dead.iter().map(|(entry, _)| entry))
+            .map(|entry| entry.id.clone())
+            .collect();
         stream
-            .finish(redis, &self.cfg.dead_letter_key, &done.dead, &done.ids)
+            .finish(redis, &self.cfg.dead_letter_key, &prepared.dead, &ids)
             .await?;
-        let applied = done.applied;
-        let dead = done.dead.len() as u64;
+        let applied = prepared.good.len() as u64;
+        let dead = prepared.dead.len() as u64;
         self.totals.events.fetch_add(applied, Ordering::Relaxed);
         self.totals.dead.fetch_add(dead, Ordering::Relaxed);
         self.totals.batches.fetch_add(1, Ordering::Relaxed);

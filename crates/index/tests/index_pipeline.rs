@@ -85,26 +85,6 @@ async fn assert_repo_progress(pool: &skyhose_index::Pool, entries: &[common::Ent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commits_that_wait_for_the_flush_give_the_same_database() {
-    let env = TestEnv::new();
-    let entries = generate(1500, 13);
-    env.push(&entries).await;
-    let mut cfg = env.config(2);
-    cfg.synchronous_commit = true;
-    let summary = skyhose_index::run(cfg, CancellationToken::new())
-        .await
-        .expect("index run");
-    assert_eq!(summary.events_indexed, entries.len() as u64, "{summary:?}");
-    let pool = env.pool().await;
-    let actual = serde_json::to_value(skyhose_index::snapshot(&pool).await.expect("snapshot"))
-        .expect("snapshot json");
-    let expected = model(&entries);
-    assert!(actual == expected, "{}", diff(&expected, &actual));
-    drop(pool);
-    env.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shuffled_and_replayed_across_four_workers_matches_the_ordered_run() {
     let env = TestEnv::new();
     let entries = generate(3000, 11);

@@ -41,11 +41,6 @@ pub struct IndexArgs {
     /// Exit once every entry of the stream is acknowledged.
     #[arg(long)]
     pub exit_when_drained: bool,
-    /// Make every commit wait for PostgreSQL's WAL flush. By default
-    /// commits do not wait, and a batch is acknowledged only once the server
-    /// reports its WAL flushed: just as safe, and faster.
-    #[arg(long)]
-    pub synchronous_commit: bool,
 }
 
 /// `30s`, `500ms`, `2m` or a plain number of seconds.
@@ -95,7 +90,6 @@ impl IndexArgs {
         cfg.claim_idle = self.claim_idle;
         cfg.max_deliveries = self.max_deliveries;
         cfg.exit_when_drained = self.exit_when_drained;
-        cfg.synchronous_commit = self.synchronous_commit;
         cfg
     }
 }
