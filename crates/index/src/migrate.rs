@@ -85,24 +85,25 @@ pub struct MigrationReport {
 /// Applies every migration that the database has not seen yet.
 pub async fn migrate(pool: &Pool) -> Result<MigrationReport, IndexError> {
     let mut client = pool.get().await.map_err(IndexError::pool("migrating"))?;
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version     integer PRIMARY KEY,
-                 name        text NOT NULL,
-                 applied_at  timestamptz NOT NULL DEFAULT now()
-             )",
-        )
-        .await
-        .or_else(ignore_concurrent_create)?;
     let tx = client
         .transaction()
         .await
         .map_err(IndexError::pg("starting the migration transaction"))?;
     // Transaction-scoped, so it is released however this function exits.
+    // Taken before the bookkeeping table is created: two starters creating
+    // it at once made one of them fail (its row type already existed).
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .map_err(IndexError::pg("taking the migration lock"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version     integer PRIMARY KEY,
+             name        text NOT NULL,
+             applied_at  timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(IndexError::pg("creating schema_migrations"))?;
     let done: Vec<i32> = tx
         .query("SELECT version FROM schema_migrations", &[])
         .await
@@ -153,22 +154,4 @@ pub async fn migrate(pool: &Pool) -> Result<MigrationReport, IndexError> {
         .await
         .map_err(IndexError::pg("committing migrations"))?;
     Ok(report)
-}
-
-/// `CREATE TABLE IF NOT EXISTS` can still fail with a unique violation on the
-/// catalog when two processes run it at the same moment; the table exists
-/// either way.
-fn ignore_concurrent_create(err: tokio_postgres::Error) -> Result<(), IndexError> {
-    let concurrent = err
-        .as_db_error()
-        .map(|db| matches!(db.code().code(), "23505" | "42P07"))
-        .unwrap_or(false);
-    if concurrent {
-        Ok(())
-    } else {
-        Err(IndexError::Postgres {
-            context: "creating schema_migrations".into(),
-            source: err,
-        })
-    }
 }

@@ -104,6 +104,39 @@ async fn shuffled_and_replayed_across_four_workers_matches_the_ordered_run() {
     env.cleanup().await;
 }
 
+/// Two indexer processes in one group (as on two machines) split the
+/// stream by entry, not by repo, so an account's deletion and its older
+/// commits are applied concurrently by different processes: the deletion
+/// must still win, whichever transaction commits first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_racing_on_deletions_match_the_reference() {
+    let env = TestEnv::new();
+    let entries = generate(4000, 23);
+    let deletions = entries
+        .iter()
+        .filter(|e| e.fields[0].1 == "account" && e.fields[1].1.contains("\"deleted\""))
+        .count();
+    assert!(deletions > 0, "no account deletions to race");
+    let mut shuffled = entries.clone();
+    Rng::new(5).shuffle(&mut shuffled);
+    env.push(&shuffled).await;
+    let runs = [env.config(2), env.config(2)].map(|mut cfg| {
+        cfg.batch_size = 50;
+        tokio::spawn(skyhose_index::run(cfg, CancellationToken::new()))
+    });
+    for run in runs {
+        let summary = run.await.expect("index task").expect("index run");
+        assert_eq!(summary.dead_lettered, 0, "{summary:?}");
+    }
+    let pool = env.pool().await;
+    let actual = serde_json::to_value(skyhose_index::snapshot(&pool).await.expect("snapshot"))
+        .expect("snapshot json");
+    let expected = model(&entries);
+    assert!(actual == expected, "{}", diff(&expected, &actual));
+    drop(pool);
+    env.cleanup().await;
+}
+
 /// A rough throughput figure for 1, 2 and 4 workers, each into a fresh
 /// database (the full benchmark is `skyhose bench index`):
 /// `cargo test --release -p skyhose-index --test index_pipeline -- --ignored --nocapture`.

@@ -16,8 +16,9 @@
 //! with an older commit of that account do not meet on a row. Instead:
 //! - every batch transaction takes its transaction id before it reads the
 //!   recorded deletions (step 1);
-//! - a deletion commits its `deleted_seq` and sweep, then waits for every
-//!   transaction that was running at that commit, and sweeps again.
+//! - a deletion commits its `deleted_seq` and sweep, then waits until
+//!   every transaction that was running at that commit has ended, as new
+//!   snapshots see it, and sweeps again.
 //!
 //! A batch that read the deletions before that commit was running with its
 //! id then, so the second sweep comes after it ended and finds its rows; a
@@ -93,23 +94,43 @@ pub async fn apply_batch(
     Ok(stats)
 }
 
-/// Ids of the transactions running now, as text (`xid8`).
-async fn running_transactions(client: &Client) -> Result<Vec<String>, IndexError> {
-    let statement = client
-        .prepare_cached("SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x")
+/// Ids of the transactions running now, as text (`xid8`). A snapshot lists
+/// only the running ids below its `xmax`, which is one past the newest
+/// *finished* transaction, so the ones from `xmax` up to a transaction id
+/// taken now are running too.
+async fn running_transactions(client: &mut Client) -> Result<Vec<String>, IndexError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(IndexError::pg("starting the running transactions query"))?;
+    let statement = tx
+        .prepare_cached(
+            "SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
+             UNION ALL \
+             SELECT n::text FROM generate_series( \
+               pg_snapshot_xmax(pg_current_snapshot())::text::int8, \
+               pg_current_xact_id()::text::int8 - 1) AS n",
+        )
         .await
         .map_err(IndexError::pg("preparing the running transactions query"))?;
-    Ok(client
+    let running = tx
         .query(&statement, &[])
         .await
         .map_err(IndexError::pg("listing running transactions"))?
         .iter()
         .map(|row| row.get(0))
-        .collect())
+        .collect();
+    tx.commit()
+        .await
+        .map_err(IndexError::pg("ending the running transactions query"))?;
+    Ok(running)
 }
 
 /// Waits until none of `xids` is running (bounded by
-/// `CONCURRENT_WAIT_LIMIT`).
+/// `CONCURRENT_WAIT_LIMIT`). Running means not yet finished for a new
+/// snapshot, not what `pg_xact_status` says: a transaction is marked
+/// committed there a moment before new snapshots see its rows, and a sweep
+/// in that moment would miss them.
 async fn wait_for_transactions(client: &Client, xids: &[String]) -> Result<(), IndexError> {
     if xids.is_empty() {
         return Ok(());
@@ -117,7 +138,7 @@ async fn wait_for_transactions(client: &Client, xids: &[String]) -> Result<(), I
     let statement = client
         .prepare_cached(
             "SELECT count(*) FROM unnest($1::text[]) AS x \
-             WHERE pg_xact_status(x::xid8) = 'in progress'",
+             WHERE NOT pg_visible_in_snapshot(x::xid8, pg_current_snapshot())",
         )
         .await
         .map_err(IndexError::pg("preparing the transaction status query"))?;
