@@ -12,7 +12,7 @@ pub enum IndexError {
     },
     #[error("database url {0:?} names no database")]
     DatabaseUrlWithoutName(String),
-    #[error("postgres {context}: {source}")]
+    #[error("postgres {context}: {}", describe(source))]
     Postgres {
         context: String,
         #[source]
@@ -50,6 +50,15 @@ pub enum IndexError {
     /// Concurrent transactions kept forcing a batch to be redone.
     #[error("contention: {0}")]
     Contended(String),
+}
+
+/// The server's own words for a database error (tokio-postgres shows only
+/// "db error"), with its SQLSTATE; the error itself for the others.
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => err.to_string(),
+    }
 }
 
 impl IndexError {
