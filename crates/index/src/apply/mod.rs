@@ -48,9 +48,9 @@ pub struct ApplyStats {
     pub records_changed: u64,
 }
 
-/// Transactions redone in a row because of concurrent batches (account
-/// deletions, actor rows created first) before the batch is handed back as
-/// a transient failure.
+/// Transactions redone in a row because a concurrent batch created one of
+/// their actor rows first, before the batch is handed back as a transient
+/// failure.
 const MAX_REDOS: u32 = 8;
 
 /// How long a deletion waits for the transactions that were running when
