@@ -35,7 +35,7 @@ impl KnownActors {
     }
 
     /// Records `dids` as visible; called only after their rows committed.
-    pub(super) fn insert_all(&self, dids: Vec<&str>) {
+    pub(super) fn insert_all<'a>(&self, dids: impl IntoIterator<Item = &'a str>) {
         let mut known = self
             .dids
             .lock()

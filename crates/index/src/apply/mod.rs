@@ -178,11 +178,13 @@ async fn apply_transaction(
             .await
             .map_err(IndexError::pg("starting a batch transaction"))?;
         match apply_in(&tx, &batch, known).await? {
-            Some((changed, visible)) => {
+            Some(changed) => {
                 tx.commit()
                     .await
                     .map_err(IndexError::pg("committing a batch"))?;
-                known.insert_all(visible);
+                // Every actor of the batch is an author: all their rows are
+                // visible now.
+                known.insert_all(batch.actors.keys().copied());
                 return Ok(changed);
             }
             None => {
@@ -198,14 +200,14 @@ async fn apply_transaction(
     )))
 }
 
-/// Runs the batch in `tx`: the records it changed and the authors whose
-/// rows it made visible, or `None` when a concurrent batch created one of
-/// its actor rows first and it must be rolled back and redone.
+/// Runs the batch in `tx`: the records it changed, or `None` when a
+/// concurrent batch created one of its actor rows first and it must be
+/// rolled back and redone.
 async fn apply_in<'a>(
     tx: &Transaction<'_>,
     batch: &Batch<'a>,
     known: &KnownActors,
-) -> Result<Option<(u64, Vec<&'a str>)>, IndexError> {
+) -> Result<Option<u64>, IndexError> {
     let dids: Vec<&str> = batch.actors.keys().copied().collect();
     // Before the deletions are read: see the module's doc.
     write::take_transaction_id(tx).await?;
@@ -251,6 +253,5 @@ async fn apply_in<'a>(
             .increment(1);
         return Ok(None);
     }
-    // Every actor of the batch is an author: all their rows are visible.
-    Ok(Some((changed, batch.actors.keys().copied().collect())))
+    Ok(Some(changed))
 }
