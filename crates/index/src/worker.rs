@@ -2,6 +2,7 @@
 //! transaction, dead-letter what cannot be applied, acknowledge after commit,
 //! raise the watermark. Outages of Redis or PostgreSQL are waited out.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,10 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::apply::{apply_batch, KnownActors, DEFAULT_KNOWN_ACTORS};
+use crate::apply::{
+    apply_batch, is_account_deletion, running_count, wait_for_transactions, KnownActors,
+    CONCURRENT_WAIT_LIMIT, DEFAULT_KNOWN_ACTORS,
+};
 use crate::entry::{parse_entry, Event, RawEntry};
 use crate::error::IndexError;
 use crate::shards::Shards;
@@ -283,10 +287,42 @@ struct Worker {
 }
 
 /// One batch after validation.
+#[derive(Default)]
 struct Prepared {
+    /// Applied: acknowledged by `finish`.
     good: Vec<(RawEntry, Event)>,
     dead: Vec<(RawEntry, String)>,
+    /// Account deletions applied once, acknowledged after their second
+    /// sweep.
+    waiting: Vec<Resweep>,
 }
+
+/// Account deletions committed and swept once, waiting for the
+/// transactions that were running at their commit to end before they
+/// sweep again and their entries are acknowledged (see `apply`). The
+/// worker keeps applying batches meanwhile; the entries stay pending, so
+/// the watermark stays below them and a crash leaves them to be claimed
+/// and applied again.
+struct Resweep {
+    entries: Vec<(RawEntry, Event)>,
+    running: Vec<String>,
+    since: Instant,
+}
+
+/// What `apply_isolating` made of a batch, by index into it.
+#[derive(Default)]
+struct Isolated {
+    /// Entries PostgreSQL rejects, with the reason.
+    failed: Vec<(usize, String)>,
+    /// Account deletions applied once, with the transactions they wait for.
+    waiting: Vec<(Vec<usize>, Vec<String>)>,
+    /// Why the second sweeps carried by the batch failed, if they did.
+    resweep_failed: Option<String>,
+}
+
+/// How long a stopping worker waits for its deletions' second sweeps
+/// before it leaves their entries pending for another consumer.
+const RESWEEP_AT_STOP: Duration = Duration::from_secs(10);
 
 impl Worker {
     async fn run(self) -> Result<(), IndexError> {
@@ -310,6 +346,7 @@ impl Worker {
         // A committed batch whose acknowledgement failed (Redis went away):
         // acknowledged first once Redis is back, before reading anything new.
         let mut unfinished: Option<Prepared> = None;
+        let mut resweeps: Vec<Resweep> = Vec::new();
         let mut need_group = false;
         // Until its first empty read, a worker finishes what a predecessor of
         // the same name left pending before it reads anything new.
@@ -324,11 +361,12 @@ impl Worker {
                     stream.ensure_group(redis).await?;
                     need_group = false;
                 }
-                if let Some(prepared) = unfinished.take() {
+                if let Some(mut prepared) = unfinished.take() {
                     if let Err(err) = self.finish(&stream, redis, &prepared).await {
                         unfinished = Some(prepared);
                         return Err(err);
                     }
+                    resweeps.append(&mut prepared.waiting);
                 }
                 let mut batch = Vec::new();
                 if own_pending {
@@ -338,7 +376,13 @@ impl Worker {
                     own_pending = !batch.is_empty();
                 }
                 if batch.is_empty() && last_claim.is_none_or(|at| at.elapsed() >= claim_every) {
-                    batch = self.claim_stale(&stream, redis, claim_idle_ms).await?;
+                    let held: HashSet<&str> = resweeps
+                        .iter()
+                        .flat_map(|r| r.entries.iter().map(|(entry, _)| entry.id.as_str()))
+                        .collect();
+                    batch = self
+                        .claim_stale(&stream, redis, claim_idle_ms, &held)
+                        .await?;
                     last_claim = Some(Instant::now());
                 }
                 let mine_waiting = self.shards.has_waiting(self.index);
@@ -373,6 +417,13 @@ impl Worker {
                     };
                 }
                 if batch.is_empty() && !self.shards.has_waiting(self.index) {
+                    if let Some(mut prepared) = self.resweep_alone(&mut resweeps).await? {
+                        if let Err(err) = self.finish(&stream, redis, &prepared).await {
+                            unfinished = Some(prepared);
+                            return Err(err);
+                        }
+                        resweeps.append(&mut prepared.waiting);
+                    }
                     if self.cfg.exit_when_drained
                         && stream.drained(redis).await?
                         && self.shards.close(self.index)
@@ -387,14 +438,15 @@ impl Worker {
                     }
                     return Ok(false);
                 }
-                let prepared = self.process(batch).await?;
-                let Some(prepared) = prepared else {
+                let prepared = self.process(batch, &mut resweeps).await?;
+                let Some(mut prepared) = prepared else {
                     return Ok(true);
                 };
                 if let Err(err) = self.finish(&stream, redis, &prepared).await {
                     unfinished = Some(prepared);
                     return Err(err);
                 }
+                resweeps.append(&mut prepared.waiting);
                 if last_watermark.elapsed() >= WATERMARK_EVERY {
                     self.update_watermark(&stream, redis).await?;
                     last_watermark = Instant::now();
@@ -432,20 +484,142 @@ impl Worker {
                 Err(err) => return Err(err),
             }
         }
+        if !resweeps.is_empty() {
+            self.resweep_at_stop(&stream, conn, resweeps).await;
+        }
         Ok(())
     }
 
+    /// Takes the deletions whose waited-for transactions have all ended (or
+    /// that waited longer than any batch lasts).
+    async fn take_ready(
+        &self,
+        resweeps: &mut Vec<Resweep>,
+    ) -> Result<Vec<(RawEntry, Event)>, IndexError> {
+        let mut ready = Vec::new();
+        if resweeps.is_empty() {
+            return Ok(ready);
+        }
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(IndexError::pool("getting a connection"))?;
+        let mut i = 0;
+        while i < resweeps.len() {
+            let overdue = resweeps[i].since.elapsed() > CONCURRENT_WAIT_LIMIT;
+            if overdue {
+                warn!(
+                    worker = %self.name,
+                    "transactions running since an account deletion are still running; sweeping again without them"
+                );
+            }
+            if overdue || running_count(&client, &resweeps[i].running).await? == 0 {
+                ready.extend(resweeps.swap_remove(i).entries);
+            } else {
+                i += 1;
+            }
+        }
+        Ok(ready)
+    }
+
+    /// The second sweep of the deletions that are ready, in a transaction
+    /// of its own, when no batch comes to carry it.
+    async fn resweep_alone(
+        &self,
+        resweeps: &mut Vec<Resweep>,
+    ) -> Result<Option<Prepared>, IndexError> {
+        let ready = self.take_ready(resweeps).await?;
+        if ready.is_empty() {
+            return Ok(None);
+        }
+        let events: Vec<&Event> = ready.iter().map(|(_, event)| event).collect();
+        let outcome = match self.pool.get().await {
+            Ok(mut client) => apply_batch(&mut client, &[], &events, &self.known).await,
+            Err(err) => Err(IndexError::pool("getting a connection")(err)),
+        };
+        match outcome {
+            Ok(_) => Ok(Some(Prepared {
+                good: ready,
+                ..Prepared::default()
+            })),
+            Err(err) if err.is_transient() || !err.is_data_error() => {
+                resweeps.push(Resweep {
+                    entries: ready,
+                    running: Vec::new(),
+                    since: Instant::now(),
+                });
+                Err(err)
+            }
+            Err(err) => {
+                let reason = err.to_string();
+                Ok(Some(Prepared {
+                    dead: ready
+                        .into_iter()
+                        .map(|(entry, _)| (entry, reason.clone()))
+                        .collect(),
+                    ..Prepared::default()
+                }))
+            }
+        }
+    }
+
+    /// A stopping worker finishes its deletions' second sweeps if the
+    /// transactions they wait for end soon; otherwise their entries stay
+    /// pending and another consumer applies them again.
+    async fn resweep_at_stop(
+        &self,
+        stream: &Stream<'_>,
+        conn: Option<MultiplexedConnection>,
+        mut resweeps: Vec<Resweep>,
+    ) {
+        let finished = async {
+            let client = self
+                .pool
+                .get()
+                .await
+                .map_err(IndexError::pool("getting a connection"))?;
+            for resweep in &mut resweeps {
+                if wait_for_transactions(&client, &resweep.running, RESWEEP_AT_STOP).await? {
+                    resweep.running.clear();
+                }
+            }
+            drop(client);
+            let mut redis = match conn {
+                Some(redis) => redis,
+                None => connect(&self.redis).await?,
+            };
+            while let Some(prepared) = self.resweep_alone(&mut resweeps).await? {
+                self.finish(stream, &mut redis, &prepared).await?;
+            }
+            Ok::<usize, IndexError>(resweeps.iter().map(|r| r.entries.len()).sum())
+        };
+        match finished.await {
+            Ok(0) => {}
+            Ok(left) => {
+                warn!(worker = %self.name, entries = left, "account deletions still waiting at stop are left pending for another consumer")
+            }
+            Err(err) => {
+                warn!(worker = %self.name, error = %err, "account deletions still waiting at stop are left pending for another consumer")
+            }
+        }
+    }
+
     /// Takes over entries abandoned by other consumers; those delivered too
-    /// often come back marked for the dead-letter stream.
+    /// often come back marked for the dead-letter stream. `held` are this
+    /// worker's own deletions waiting for their second sweep: idle in the
+    /// group, but not abandoned.
     async fn claim_stale(
         &self,
         stream: &Stream<'_>,
         redis: &mut MultiplexedConnection,
         claim_idle_ms: u64,
+        held: &HashSet<&str>,
     ) -> Result<Vec<RawEntry>, IndexError> {
-        let stale = stream
+        let mut stale = stream
             .stale_pending(redis, claim_idle_ms, self.cfg.batch_size)
             .await?;
+        stale.retain(|(id, _)| !held.contains(id.as_str()));
         if stale.is_empty() {
             return Ok(Vec::new());
         }
@@ -473,12 +647,17 @@ impl Worker {
 
     /// Validates a batch, keeps the events of this worker's repos with
     /// those other workers handed over (`shards`), hands over the rest and
-    /// applies what it kept; `None` when shutdown interrupted it (nothing
-    /// acknowledged, the entries stay pending for a later claim).
-    async fn process(&self, batch: Vec<RawEntry>) -> Result<Option<Prepared>, IndexError> {
+    /// applies what it kept, with the second sweep of the deletions in
+    /// `resweeps` that are ready; `None` when shutdown interrupted it
+    /// (nothing acknowledged, the entries stay pending for a later claim).
+    async fn process(
+        &self,
+        batch: Vec<RawEntry>,
+        resweeps: &mut Vec<Resweep>,
+    ) -> Result<Option<Prepared>, IndexError> {
         let mut prepared = Prepared {
             good: self.shards.take(self.index),
-            dead: Vec::new(),
+            ..Prepared::default()
         };
         let mut others: Vec<Vec<(RawEntry, Event)>> = vec![Vec::new(); self.cfg.workers];
         for mut entry in batch {
@@ -509,6 +688,7 @@ impl Worker {
             let refused = self.shards.hand_over(owner, events);
             prepared.good.extend(refused);
         }
+        let ready = self.take_ready(resweeps).await?;
         let mut backoff = MIN_BACKOFF;
         loop {
             let events: Vec<(usize, &Event)> = prepared
@@ -517,13 +697,31 @@ impl Worker {
                 .enumerate()
                 .map(|(i, (_, e))| (i, e))
                 .collect();
-            match self.apply_isolating(&events).await {
-                Ok(failed) => {
-                    let mut failed = failed;
-                    failed.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
-                    for (index, reason) in failed {
-                        let (entry, _) = prepared.good.remove(index);
-                        prepared.dead.push((entry, reason));
+            let ready_events: Vec<&Event> = ready.iter().map(|(_, event)| event).collect();
+            let outcome = self.apply_isolating(&events, &ready_events).await;
+            match outcome {
+                Ok(isolated) => {
+                    let mut slots: Vec<Option<(RawEntry, Event)>> =
+                        prepared.good.drain(..).map(Some).collect();
+                    for (index, reason) in isolated.failed {
+                        if let Some((entry, _)) = slots[index].take() {
+                            prepared.dead.push((entry, reason));
+                        }
+                    }
+                    for (indices, running) in isolated.waiting {
+                        let entries = indices.iter().filter_map(|&i| slots[i].take()).collect();
+                        prepared.waiting.push(Resweep {
+                            entries,
+                            running,
+                            since: Instant::now(),
+                        });
+                    }
+                    prepared.good = slots.into_iter().flatten().collect();
+                    match isolated.resweep_failed {
+                        None => prepared.good.extend(ready),
+                        Some(reason) => prepared
+                            .dead
+                            .extend(ready.into_iter().map(|(entry, _)| (entry, reason.clone()))),
                     }
                     return Ok(Some(prepared));
                 }
@@ -533,25 +731,39 @@ impl Worker {
                     warn!(worker = %self.name, error = %err, "batch transaction failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = self.stop.cancelled() => return Ok(None),
+                        _ = self.stop.cancelled() => {
+                            resweeps.push(Resweep { entries: ready, running: Vec::new(), since: Instant::now() });
+                            return Ok(None);
+                        }
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                Err(err) => return Err(err),
+                Err(err) => {
+                    resweeps.push(Resweep {
+                        entries: ready,
+                        running: Vec::new(),
+                        since: Instant::now(),
+                    });
+                    return Err(err);
+                }
             }
         }
     }
 
-    /// Applies `events`; when PostgreSQL rejects the batch for its data, splits
-    /// it until the offending entries are alone and returns them with reasons.
+    /// Applies `events` with the second sweep of `resweeps`; when PostgreSQL
+    /// rejects the batch for its data, sweeps alone, then splits the batch
+    /// until the offending entries are alone and returns them with reasons.
     async fn apply_isolating(
         &self,
         events: &[(usize, &Event)],
-    ) -> Result<Vec<(usize, String)>, IndexError> {
-        let mut failed = Vec::new();
+        resweeps: &[&Event],
+    ) -> Result<Isolated, IndexError> {
+        let mut isolated = Isolated::default();
+        let mut resweeps = resweeps;
         let mut pending: Vec<&[(usize, &Event)]> = vec![events];
-        while let Some(part) = pending.pop() {
-            if part.is_empty() {
+        while !pending.is_empty() || !resweeps.is_empty() {
+            let part = pending.pop().unwrap_or_default();
+            if part.is_empty() && resweeps.is_empty() {
                 continue;
             }
             let mut client = self
@@ -561,17 +773,43 @@ impl Worker {
                 .map_err(IndexError::pool("getting a connection"))?;
             let only: Vec<&Event> = part.iter().map(|(_, e)| *e).collect();
             let started = Instant::now();
-            match apply_batch(&mut client, &only, &self.known).await {
-                Ok(_) => {
+            match apply_batch(&mut client, &only, resweeps, &self.known).await {
+                Ok(applied) => {
                     metrics::histogram!("skyhose_index_batch_seconds")
                         .record(started.elapsed().as_secs_f64());
+                    resweeps = &[];
+                    if let Some(running) = applied.running_at_deletion {
+                        let deletions = part
+                            .iter()
+                            .filter(|(_, event)| is_account_deletion(event))
+                            .map(|(index, _)| *index)
+                            .collect();
+                        isolated.waiting.push((deletions, running));
+                    }
                 }
                 Err(err) if err.is_transient() => return Err(err),
                 // Not caused by the entries' data (a schema or SQL problem):
                 // dead-lettering would discard good entries, so stop instead.
                 Err(err) if !err.is_data_error() => return Err(err),
+                Err(err) if !resweeps.is_empty() => {
+                    // Whether the sweeps were the cause is told by applying
+                    // them alone; the part is tried again without them.
+                    if !part.is_empty() {
+                        pending.push(part);
+                        match apply_batch(&mut client, &[], resweeps, &self.known).await {
+                            Ok(_) => {}
+                            Err(err) if err.is_transient() || !err.is_data_error() => {
+                                return Err(err)
+                            }
+                            Err(err) => isolated.resweep_failed = Some(err.to_string()),
+                        }
+                    } else {
+                        isolated.resweep_failed = Some(err.to_string());
+                    }
+                    resweeps = &[];
+                }
                 Err(err) if part.len() == 1 => {
-                    failed.push((part[0].0, err.to_string()));
+                    isolated.failed.push((part[0].0, err.to_string()));
                 }
                 Err(err) => {
                     warn!(worker = %self.name, error = %err, size = part.len(), "batch rejected; splitting it");
@@ -581,7 +819,7 @@ impl Worker {
                 }
             }
         }
-        Ok(failed)
+        Ok(isolated)
     }
 
     async fn finish(

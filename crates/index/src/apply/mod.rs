@@ -16,13 +16,15 @@
 //! with an older commit of that account do not meet on a row. Instead:
 //! - every batch transaction takes its transaction id before it reads the
 //!   recorded deletions (step 1);
-//! - a deletion commits its `deleted_seq` and sweep, then waits until
-//!   every transaction that was running at that commit has ended, as new
-//!   snapshots see it, and sweeps again.
+//! - a deletion commits its `deleted_seq` and sweep, and hands back the
+//!   transactions that were running at that commit; once all of them have
+//!   ended, as new snapshots see it, the deletion sweeps again
+//!   ([`apply_batch`]'s `resweeps`, usually with the worker's next batch).
 //!
 //! A batch that read the deletions before that commit was running with its
 //! id then, so the second sweep comes after it ended and finds its rows; a
 //! batch that read them later sees the deletion and skips what it covers.
+//! The deletion's entries are acknowledged only after the second sweep.
 
 mod known;
 mod plan;
@@ -34,7 +36,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Client, Transaction};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::entry::{Event, ACCOUNT_DELETED};
 use crate::error::IndexError;
@@ -56,42 +58,55 @@ const MAX_REDOS: u32 = 8;
 /// How long a deletion waits for the transactions that were running when
 /// it committed. Batch transactions last well under this; a transaction
 /// that runs longer is not one of them.
-const CONCURRENT_WAIT_LIMIT: Duration = Duration::from_secs(60);
+pub const CONCURRENT_WAIT_LIMIT: Duration = Duration::from_secs(60);
 const CONCURRENT_POLL: Duration = Duration::from_millis(2);
 
+/// One applied batch: what it changed and, when it held account deletions,
+/// the transactions (`xid8` as text) that must end before they sweep again.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub stats: ApplyStats,
+    pub running_at_deletion: Option<Vec<String>>,
+}
+
 /// Applies `events` and commits them; `known` is updated with the actors
-/// whose rows this batch made visible.
+/// whose rows this batch made visible. `resweeps` are account deletions
+/// applied before whose waited-for transactions have all ended
+/// ([`running_count`] is 0): they sweep again in the batch's transaction.
 pub async fn apply_batch(
     client: &mut Client,
     events: &[&Event],
+    resweeps: &[&Event],
     known: &KnownActors,
-) -> Result<ApplyStats, IndexError> {
+) -> Result<Applied, IndexError> {
     // Account deletions go in transactions of their own, so that redoing a
     // deletion never redoes a whole batch. Order does not matter (writes are
     // ordered by rev/seq and deleted_seq), and all commit before the
     // entries are acknowledged.
-    let (deletions, ordinary): (Vec<&Event>, Vec<&Event>) = events.iter().partition(
-        |event| matches!(event, Event::Account { status, .. } if status == ACCOUNT_DELETED),
-    );
-    let mut stats = ApplyStats {
-        events: events.len() as u64,
-        records_changed: 0,
+    let (deletions, mut ordinary): (Vec<&Event>, Vec<&Event>) =
+        events.iter().partition(|event| is_account_deletion(event));
+    let mut applied = Applied {
+        stats: ApplyStats {
+            events: events.len() as u64,
+            records_changed: 0,
+        },
+        running_at_deletion: None,
     };
-    let mut running_at_deletion = None;
     if !deletions.is_empty() {
-        stats.records_changed += apply_transaction(client, &deletions, known).await?;
-        running_at_deletion = Some(running_transactions(client).await?);
+        applied.stats.records_changed += apply_transaction(client, &deletions, known).await?;
+        applied.running_at_deletion = Some(running_transactions(client).await?);
     }
+    ordinary.extend_from_slice(resweeps);
     if !ordinary.is_empty() {
-        stats.records_changed += apply_transaction(client, &ordinary, known).await?;
+        applied.stats.records_changed += apply_transaction(client, &ordinary, known).await?;
     }
-    // The batch's own transaction above usually outlasted the others, so
-    // this rarely waits.
-    if let Some(running) = running_at_deletion {
-        wait_for_transactions(client, &running).await?;
-        stats.records_changed += apply_transaction(client, &deletions, known).await?;
-    }
-    Ok(stats)
+    Ok(applied)
+}
+
+/// Whether `event` deletes an account: such events are applied in a
+/// transaction of their own and sweep again later (see the module's doc).
+pub fn is_account_deletion(event: &Event) -> bool {
+    matches!(event, Event::Account { status, .. } if status == ACCOUNT_DELETED)
 }
 
 /// Ids of the transactions running now, as text (`xid8`). A snapshot lists
@@ -126,14 +141,13 @@ async fn running_transactions(client: &mut Client) -> Result<Vec<String>, IndexE
     Ok(running)
 }
 
-/// Waits until none of `xids` is running (bounded by
-/// `CONCURRENT_WAIT_LIMIT`). Running means not yet finished for a new
-/// snapshot, not what `pg_xact_status` says: a transaction is marked
-/// committed there a moment before new snapshots see its rows, and a sweep
-/// in that moment would miss them.
-async fn wait_for_transactions(client: &Client, xids: &[String]) -> Result<(), IndexError> {
+/// How many of `xids` are still running. Running means not yet finished
+/// for a new snapshot, not what `pg_xact_status` says: a transaction is
+/// marked committed there a moment before new snapshots see its rows, and
+/// a sweep in that moment would miss them.
+pub async fn running_count(client: &Client, xids: &[String]) -> Result<i64, IndexError> {
     if xids.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let statement = client
         .prepare_cached(
@@ -142,22 +156,27 @@ async fn wait_for_transactions(client: &Client, xids: &[String]) -> Result<(), I
         )
         .await
         .map_err(IndexError::pg("preparing the transaction status query"))?;
+    Ok(client
+        .query_one(&statement, &[&xids])
+        .await
+        .map_err(IndexError::pg("reading transaction status"))?
+        .get(0))
+}
+
+/// Waits until none of `xids` is running, for at most `limit`; false when
+/// some still were.
+pub async fn wait_for_transactions(
+    client: &Client,
+    xids: &[String],
+    limit: Duration,
+) -> Result<bool, IndexError> {
     let started = Instant::now();
     loop {
-        let running: i64 = client
-            .query_one(&statement, &[&xids])
-            .await
-            .map_err(IndexError::pg("reading transaction status"))?
-            .get(0);
-        if running == 0 {
-            return Ok(());
+        if running_count(client, xids).await? == 0 {
+            return Ok(true);
         }
-        if started.elapsed() > CONCURRENT_WAIT_LIMIT {
-            warn!(
-                running,
-                "transactions running since an account deletion are still running; sweeping again without them"
-            );
-            return Ok(());
+        if started.elapsed() > limit {
+            return Ok(false);
         }
         tokio::time::sleep(CONCURRENT_POLL).await;
     }
