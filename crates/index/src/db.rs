@@ -65,20 +65,28 @@ pub async fn ensure_database(url: &str) -> Result<(), IndexError> {
         // ASCII, where the "C" collation orders exactly like C.UTF-8 and
         // compares with memcmp instead of strcoll: B-tree descents, which
         // are most of a batch's cost, get cheaper. Character classes
-        // (lower(), text search) keep the server's LC_CTYPE. A server whose
-        // locale cannot pair with UTF-8 gets its default database instead.
+        // (lower(), text search) keep the server's LC_CTYPE, or take
+        // C.UTF-8's when the server's cannot pair with UTF-8; failing both,
+        // the server's default database (migration 0012 then says whether
+        // its order will do).
         let quoted = quote_identifier(&name);
-        let preferred =
-            format!("CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C'");
-        let created = match client.batch_execute(&preferred).await {
-            Err(err) if !is_duplicate_database(&err) => {
-                debug!(error = %err, "creating the database with the C collation failed; using the server's default");
-                client
-                    .batch_execute(&format!("CREATE DATABASE {quoted}"))
-                    .await
+        let attempts = [
+            format!("CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C'"),
+            format!(
+                "CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C.UTF-8'"
+            ),
+            format!("CREATE DATABASE {quoted}"),
+        ];
+        let mut created = Ok(());
+        for attempt in &attempts {
+            created = client.batch_execute(attempt).await;
+            match &created {
+                Err(err) if !is_duplicate_database(err) => {
+                    debug!(error = %err, statement = %attempt, "creating the database failed; trying the next way");
+                }
+                _ => break,
             }
-            other => other,
-        };
+        }
         // Another starter may have created it between our check and now.
         if let Err(err) = created.or_else(|err| {
             if is_duplicate_database(&err) {

@@ -36,7 +36,7 @@ pub enum IndexError {
         key: String,
         group: String,
     },
-    #[error("migration {version} ({name}) failed: {source}")]
+    #[error("migration {version} ({name}) failed: {}", describe(source))]
     Migration {
         version: i32,
         name: &'static str,
@@ -56,7 +56,10 @@ pub enum IndexError {
 /// "db error"), with its SQLSTATE; the error itself for the others.
 fn describe(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        Some(db) => match db.hint() {
+            Some(hint) => format!("{} ({}); {hint}", db.message(), db.code().code()),
+            None => format!("{} ({})", db.message(), db.code().code()),
+        },
         None => err.to_string(),
     }
 }

@@ -67,6 +67,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "repo_progress",
         sql: include_str!("../migrations/0011_repo_progress.sql"),
     },
+    Migration {
+        version: 12,
+        name: "did_order_from_uris",
+        sql: include_str!("../migrations/0012_did_order_from_uris.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -9,6 +9,7 @@ use crate::cursor::Cursor;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
 use crate::routes::actor::{check_status, served_actor};
+use crate::routes::interactions::account_records;
 use crate::routes::{json, Ctx};
 use crate::views::feed_view::PostsPage;
 use crate::views::hydrate::{not_found_post, FeedItem, Reason};
@@ -84,10 +85,10 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     } else {
         "AND $3::text IS NULL AND $4::text IS NULL"
     };
-    // One author's rkeys are unique per collection, so each branch is in
-    // (rkey, uri) order by its (did, rkey) index alone: merged lazily, the
-    // two read about one page of rows between them, where sorting each by
-    // (rkey, uri) would read a page of each first.
+    // One author's rkeys are unique per collection, so each branch reads at
+    // most a page in (rkey, uri) order from one index: posts by their
+    // (did, rkey) index, reposts backwards along the range of their uris
+    // (which sort by rkey within the account).
     let posts_sql = format!(
         "SELECT p.uri, p.rkey, NULL::text AS subject, NULL::text AS cid, NULL::timestamptz AS at, \
                 {PAGE_POST} \
@@ -99,9 +100,15 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         format!(
             "({posts_sql}) UNION ALL \
              (SELECT r.uri, r.rkey, r.subject_uri, r.cid, r.indexed_at, {PAGE_REPOST} \
-              FROM reposts r WHERE r.did = $1 AND r.subject_uri IS NOT NULL {page_r} \
-              ORDER BY r.rkey DESC LIMIT $2) \
+              FROM reposts r WHERE {range_r} AND r.subject_uri IS NOT NULL {page_r} \
+              ORDER BY r.uri DESC LIMIT $2) \
              ORDER BY 2 DESC, 1 DESC LIMIT $2",
+            range_r = account_records(
+                "r",
+                "$1",
+                "app.bsky.feed.repost",
+                cursor.is_some().then_some(3)
+            ),
             page_r = page.replace("x.", "r.")
         )
     } else {

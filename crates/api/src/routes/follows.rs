@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::cursor::Cursor;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
+use crate::routes::interactions::account_records;
 use crate::routes::{json, Ctx};
 use crate::views::Hydrator;
 
@@ -31,19 +32,33 @@ async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
     let cursor = ctx.params.cursor()?;
     let client = ctx.db().await?;
     let subject = served_actor(&client, "actor", &actor).await?;
-    let (key_col, other_col, field) = match direction {
-        Direction::Followers => ("subject_did", "did", "followers"),
-        Direction::Follows => ("did", "subject_did", "follows"),
+    let (other_col, field) = match direction {
+        Direction::Followers => ("did", "followers"),
+        Direction::Follows => ("subject_did", "follows"),
     };
     let page = if cursor.is_some() {
         "AND (f.rkey, f.uri) < ($3, $4)"
     } else {
         "AND $3::text IS NULL AND $4::text IS NULL"
     };
+    // An account's follows are a range of their uris (no index of their
+    // own); its followers come from the subject index.
+    let (select, order) = match direction {
+        Direction::Followers => ("f.subject_did = $1".to_owned(), "f.rkey DESC, f.uri DESC"),
+        Direction::Follows => (
+            account_records(
+                "f",
+                "$1",
+                "app.bsky.graph.follow",
+                cursor.is_some().then_some(3),
+            ),
+            "f.uri DESC",
+        ),
+    };
     let sql = format!(
         "SELECT f.{other_col}, f.rkey, f.uri FROM follows f \
-         WHERE f.{key_col} = $1 AND f.{other_col} IS NOT NULL {page} \
-         ORDER BY f.rkey DESC, f.uri DESC LIMIT $2"
+         WHERE {select} AND f.{other_col} IS NOT NULL {page} \
+         ORDER BY {order} LIMIT $2"
     );
     let (key, uri) = match &cursor {
         Some(c) => (Some(c.key.clone()), Some(c.uri.clone())),

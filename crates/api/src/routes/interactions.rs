@@ -22,6 +22,27 @@ pub(crate) fn keyset(has_cursor: bool, alias: &str, key: usize, uri: usize) -> S
     }
 }
 
+/// One account's records of one collection, as a range of the uri primary
+/// key: `at://<did>/<collection>/<rkey>` sorts by rkey within the account
+/// and collection (the database sorts text in byte order; migration 0012),
+/// so `ORDER BY alias.uri DESC` lists them newest first. `did` is an SQL
+/// expression. With a cursor (`$key`, its rkey) the range ends there, so a
+/// page starts at its position instead of reading past the earlier pages;
+/// `keyset` still decides ties exactly.
+pub(crate) fn account_records(
+    alias: &str,
+    did: &str,
+    collection: &str,
+    cursor_key: Option<usize>,
+) -> String {
+    let prefix = format!("('at://' || {did} || '/{collection}/')");
+    let end = match cursor_key {
+        Some(key) => format!("{alias}.uri <= ({prefix} || ${key})"),
+        None => format!("{alias}.uri < ('at://' || {did} || '/{collection}0')"),
+    };
+    format!("{alias}.uri > {prefix} AND {end}")
+}
+
 /// The cursor's `(key, uri)` as statement parameters.
 pub(crate) fn cursor_params(cursor: Option<&Cursor>) -> (Option<String>, Option<String>) {
     match cursor {
@@ -188,8 +209,14 @@ pub async fn get_actor_likes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     }
     let sql = format!(
         "SELECT l.uri, l.rkey, l.subject_uri FROM likes l \
-         WHERE l.did = $1 AND l.subject_uri LIKE 'at://%/app.bsky.feed.post/%' {page} \
-         ORDER BY l.rkey DESC, l.uri DESC LIMIT $2",
+         WHERE {range} AND l.subject_uri LIKE 'at://%/app.bsky.feed.post/%' {page} \
+         ORDER BY l.uri DESC LIMIT $2",
+        range = account_records(
+            "l",
+            "$1",
+            "app.bsky.feed.like",
+            cursor.is_some().then_some(3)
+        ),
         page = keyset(cursor.is_some(), "l", 3, 4)
     );
     let (key, after) = cursor_params(cursor.as_ref());

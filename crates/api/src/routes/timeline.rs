@@ -1,15 +1,16 @@
 //! app.bsky.feed.*: the viewer's following timeline and list feeds — posts
 //! (and for the timeline, reposts) of a set of accounts, newest first.
 //!
-//! Each account contributes at most one page of its newest rows (an index
-//! scan of `(did, rkey DESC)` each), and the page is the newest of those, so
-//! the work grows with the number of accounts, not with their post counts.
+//! Each account contributes at most one page of its newest rows (a
+//! backward index scan each: posts by `(did, rkey DESC)`, reposts by the
+//! range of their uris), and the page is the newest of those, so the work
+//! grows with the number of accounts, not with their post counts.
 
 use axum::response::Response;
 use tokio_postgres::Row;
 
 use crate::error::{XrpcError, XrpcResult};
-use crate::routes::interactions::{cursor_params, keyset, next_cursor};
+use crate::routes::interactions::{account_records, cursor_params, keyset, next_cursor};
 use crate::routes::{json, Ctx};
 use crate::views::hydrate::{FeedItem, Reason};
 use crate::views::{uri_did, Hydrator};
@@ -64,8 +65,14 @@ fn posts_of(authors: &str, with_reposts: bool, has_cursor: bool) -> String {
          FROM authors a CROSS JOIN LATERAL ( \
            SELECT r.uri, r.rkey, r.subject_uri, r.cid, \
              to_char(r.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at \
-           FROM reposts r WHERE r.did = a.did AND r.subject_uri IS NOT NULL {page} \
-           ORDER BY r.rkey DESC LIMIT $2) x",
+           FROM reposts r WHERE {range} AND r.subject_uri IS NOT NULL {page} \
+           ORDER BY r.uri DESC LIMIT $2) x",
+        range = account_records(
+            "r",
+            "a.did",
+            "app.bsky.feed.repost",
+            has_cursor.then_some(3)
+        ),
         page = keyset(has_cursor, "r", 3, 4)
     );
     let union = if with_reposts {
