@@ -485,3 +485,49 @@ async fn quotes_of_generators_lists_packs_and_labelers_render_their_views() {
     }
     validate_with_official_lexicons(&[("app.bsky.feed.getPosts".into(), "quotes".into(), body)]);
 }
+
+/// An account's follows are read backwards along the range of their uris
+/// (no `(did, rkey)` index): paged through in small pages, they are the
+/// index's served follows of the account, newest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_page_newest_first() {
+    let server = Server::start(|_| {}).await;
+    let client = db().await;
+    let mut cases = Cases::new();
+    let nsid = "app.bsky.graph.getFollows";
+    let actor = first(
+        &client,
+        &format!(
+            "SELECT f.did FROM follows f JOIN actors a ON a.did = f.did WHERE {SERVED} \
+             GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+        ),
+    )
+    .await;
+    let listed = page_all(
+        &server,
+        nsid,
+        &format!("actor={}", enc(&actor)),
+        "follows",
+        7,
+        None,
+        &mut cases,
+    )
+    .await;
+    let got: Vec<&str> = listed.iter().filter_map(|p| p["did"].as_str()).collect();
+    let expected: Vec<String> = client
+        .query(
+            &format!(
+                "SELECT f.subject_did FROM follows f JOIN actors a ON a.did = f.subject_did \
+                 WHERE f.did = $1 AND {SERVED} ORDER BY f.rkey DESC, f.uri DESC"
+            ),
+            &[&actor],
+        )
+        .await
+        .expect("follows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(expected.len() > 7, "more than one page");
+    assert_eq!(got, expected);
+    validate_with_official_lexicons(&cases);
+}
