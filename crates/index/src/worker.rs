@@ -505,19 +505,24 @@ impl Worker {
             .get()
             .await
             .map_err(IndexError::pool("getting a connection"))?;
-        let mut i = 0;
-        while i < resweeps.len() {
-            let overdue = resweeps[i].since.elapsed() > CONCURRENT_WAIT_LIMIT;
+        // Decided for all before any is taken, so that a failed check
+        // leaves every deletion where it was.
+        let mut is_ready = Vec::with_capacity(resweeps.len());
+        for resweep in resweeps.iter() {
+            let overdue = resweep.since.elapsed() > CONCURRENT_WAIT_LIMIT;
             if overdue {
                 warn!(
                     worker = %self.name,
                     "transactions running since an account deletion are still running; sweeping again without them"
                 );
             }
-            if overdue || running_count(&client, &resweeps[i].running).await? == 0 {
-                ready.extend(resweeps.swap_remove(i).entries);
+            is_ready.push(overdue || running_count(&client, &resweep.running).await? == 0);
+        }
+        for (resweep, is_ready) in std::mem::take(resweeps).into_iter().zip(is_ready) {
+            if is_ready {
+                ready.extend(resweep.entries);
             } else {
-                i += 1;
+                resweeps.push(resweep);
             }
         }
         Ok(ready)
@@ -688,7 +693,16 @@ impl Worker {
             let refused = self.shards.hand_over(owner, events);
             prepared.good.extend(refused);
         }
-        let ready = self.take_ready(resweeps).await?;
+        // A failed check leaves the deletions waiting for the next batch;
+        // this one goes ahead.
+        let ready = match self.take_ready(resweeps).await {
+            Ok(ready) => ready,
+            Err(err) if err.is_transient() => {
+                warn!(worker = %self.name, error = %err, "checking on account deletions failed; checking again with the next batch");
+                Vec::new()
+            }
+            Err(err) => return Err(err),
+        };
         let mut backoff = MIN_BACKOFF;
         loop {
             let events: Vec<(usize, &Event)> = prepared
