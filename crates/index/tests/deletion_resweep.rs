@@ -21,14 +21,19 @@ fn post(did: &str, rkey: &str, seq: i64) -> Entry {
     Entry::new("commit", &data, seq)
 }
 
+/// Entries pending in the group; -1 before the index has created it.
 async fn pending(env: &TestEnv) -> i64 {
     let mut conn = env.redis().await;
-    let summary: redis::Value = redis::cmd("XPENDING")
+    let summary: Result<redis::Value, _> = redis::cmd("XPENDING")
         .arg(&env.stream_key)
         .arg("test-group")
         .query_async(&mut conn)
-        .await
-        .expect("XPENDING");
+        .await;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(err) if err.code() == Some("NOGROUP") => return -1,
+        Err(err) => panic!("XPENDING: {err}"),
+    };
     match summary {
         redis::Value::Array(parts) => match parts.first() {
             Some(redis::Value::Int(n)) => *n,
@@ -126,6 +131,54 @@ async fn a_deletion_waits_for_older_transactions_without_holding_up_the_worker()
     let summary = index.await.expect("join").expect("index run");
     assert_eq!(summary.events_indexed, 4);
     assert_eq!(summary.dead_lettered, 0);
+    drop(pool);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_finishes_the_second_sweep_it_holds() {
+    let env = TestEnv::new();
+    skyhose_index::ensure_database(&env.database_url)
+        .await
+        .expect("database");
+    let pool = env.pool().await;
+    skyhose_index::migrate(&pool).await.expect("migrate");
+    let mut holder = pool.get().await.expect("connection");
+    let long = holder.transaction().await.expect("begin");
+    long.execute("SELECT pg_current_xact_id()", &[])
+        .await
+        .expect("taking a transaction id");
+
+    let gone = "did:plc:gone";
+    env.push(&[
+        post(gone, "3kaaaaaaaaaa2", 1),
+        Entry::new(
+            "account",
+            &json!({"did": gone, "active": false, "status": "deleted"}),
+            2,
+        ),
+    ])
+    .await;
+    let mut cfg = env.config(1);
+    cfg.exit_when_drained = false;
+    let stop = CancellationToken::new();
+    let index = tokio::spawn(skyhose_index::run(cfg, stop.clone()));
+    eventually("the first sweep", || async {
+        pending(&env).await == 1 && live_posts(&pool, gone).await == 0
+    })
+    .await;
+
+    // Stopped while the deletion waits: the worker waits for the
+    // transaction a while before it gives the entry up.
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!index.is_finished(), "the worker waits for the transaction");
+    long.commit().await.expect("commit");
+    drop(holder);
+    let summary = index.await.expect("join").expect("index run");
+    assert_eq!(summary.events_indexed, 2);
+    assert_eq!(pending(&env).await, 0, "the deletion was acknowledged");
+    assert_eq!(live_posts(&pool, gone).await, 0);
     drop(pool);
     env.cleanup().await;
 }
