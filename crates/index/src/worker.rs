@@ -297,6 +297,19 @@ struct Prepared {
     waiting: Vec<Resweep>,
 }
 
+impl Prepared {
+    /// Deletions whose second sweep ran with this batch are done with it,
+    /// acknowledged or, when the sweep failed for their data, dead-lettered.
+    fn settle_resweeps(&mut self, swept: Vec<(RawEntry, Event)>, failed: Option<String>) {
+        match failed {
+            None => self.good.extend(swept),
+            Some(reason) => self
+                .dead
+                .extend(swept.into_iter().map(|(entry, _)| (entry, reason.clone()))),
+        }
+    }
+}
+
 /// Account deletions committed and swept once, waiting for the
 /// transactions that were running at their commit to end before they
 /// sweep again and their entries are acknowledged (see `apply`). The
@@ -307,6 +320,21 @@ struct Resweep {
     entries: Vec<(RawEntry, Event)>,
     running: Vec<String>,
     since: Instant,
+}
+
+impl Resweep {
+    fn waiting_for(entries: Vec<(RawEntry, Event)>, running: Vec<String>) -> Self {
+        Resweep {
+            entries,
+            running,
+            since: Instant::now(),
+        }
+    }
+
+    /// Deletions found ready whose second sweep did not happen: ready still.
+    fn ready(entries: Vec<(RawEntry, Event)>) -> Self {
+        Resweep::waiting_for(entries, Vec::new())
+    }
 }
 
 /// What `apply_isolating` made of a batch, by index into it.
@@ -361,12 +389,9 @@ impl Worker {
                     stream.ensure_group(redis).await?;
                     need_group = false;
                 }
-                if let Some(mut prepared) = unfinished.take() {
-                    if let Err(err) = self.finish(&stream, redis, &prepared).await {
-                        unfinished = Some(prepared);
-                        return Err(err);
-                    }
-                    resweeps.append(&mut prepared.waiting);
+                if let Some(prepared) = unfinished.take() {
+                    self.acknowledge(&stream, redis, prepared, &mut unfinished, &mut resweeps)
+                        .await?;
                 }
                 let mut batch = Vec::new();
                 if own_pending {
@@ -417,12 +442,9 @@ impl Worker {
                     };
                 }
                 if batch.is_empty() && !self.shards.has_waiting(self.index) {
-                    if let Some(mut prepared) = self.resweep_alone(&mut resweeps).await? {
-                        if let Err(err) = self.finish(&stream, redis, &prepared).await {
-                            unfinished = Some(prepared);
-                            return Err(err);
-                        }
-                        resweeps.append(&mut prepared.waiting);
+                    if let Some(prepared) = self.resweep_alone(&mut resweeps).await? {
+                        self.acknowledge(&stream, redis, prepared, &mut unfinished, &mut resweeps)
+                            .await?;
                     }
                     if self.cfg.exit_when_drained
                         && stream.drained(redis).await?
@@ -439,14 +461,11 @@ impl Worker {
                     return Ok(false);
                 }
                 let prepared = self.process(batch, &mut resweeps).await?;
-                let Some(mut prepared) = prepared else {
+                let Some(prepared) = prepared else {
                     return Ok(true);
                 };
-                if let Err(err) = self.finish(&stream, redis, &prepared).await {
-                    unfinished = Some(prepared);
-                    return Err(err);
-                }
-                resweeps.append(&mut prepared.waiting);
+                self.acknowledge(&stream, redis, prepared, &mut unfinished, &mut resweeps)
+                    .await?;
                 if last_watermark.elapsed() >= WATERMARK_EVERY {
                     self.update_watermark(&stream, redis).await?;
                     last_watermark = Instant::now();
@@ -487,6 +506,25 @@ impl Worker {
         if !resweeps.is_empty() {
             self.resweep_at_stop(&stream, conn, resweeps).await;
         }
+        Ok(())
+    }
+
+    /// Acknowledges a committed batch; its deletions still waiting for their
+    /// second sweep join `resweeps`. When Redis fails, the batch is kept in
+    /// `unfinished`, to be acknowledged first once Redis is back.
+    async fn acknowledge(
+        &self,
+        stream: &Stream<'_>,
+        redis: &mut MultiplexedConnection,
+        mut prepared: Prepared,
+        unfinished: &mut Option<Prepared>,
+        resweeps: &mut Vec<Resweep>,
+    ) -> Result<(), IndexError> {
+        if let Err(err) = self.finish(stream, redis, &prepared).await {
+            *unfinished = Some(prepared);
+            return Err(err);
+        }
+        resweeps.append(&mut prepared.waiting);
         Ok(())
     }
 
@@ -539,32 +577,15 @@ impl Worker {
             return Ok(None);
         }
         let events: Vec<&Event> = ready.iter().map(|(_, event)| event).collect();
-        let outcome = match self.pool.get().await {
-            Ok(mut client) => apply_batch(&mut client, &[], &events, &self.known).await,
-            Err(err) => Err(IndexError::pool("getting a connection")(err)),
-        };
-        match outcome {
-            Ok(_) => Ok(Some(Prepared {
-                good: ready,
-                ..Prepared::default()
-            })),
-            Err(err) if err.is_transient() || !err.is_data_error() => {
-                resweeps.push(Resweep {
-                    entries: ready,
-                    running: Vec::new(),
-                    since: Instant::now(),
-                });
-                Err(err)
+        match self.apply_isolating(&[], &events).await {
+            Ok(isolated) => {
+                let mut prepared = Prepared::default();
+                prepared.settle_resweeps(ready, isolated.resweep_failed);
+                Ok(Some(prepared))
             }
             Err(err) => {
-                let reason = err.to_string();
-                Ok(Some(Prepared {
-                    dead: ready
-                        .into_iter()
-                        .map(|(entry, _)| (entry, reason.clone()))
-                        .collect(),
-                    ..Prepared::default()
-                }))
+                resweeps.push(Resweep::ready(ready));
+                Err(err)
             }
         }
     }
@@ -724,19 +745,12 @@ impl Worker {
                     }
                     for (indices, running) in isolated.waiting {
                         let entries = indices.iter().filter_map(|&i| slots[i].take()).collect();
-                        prepared.waiting.push(Resweep {
-                            entries,
-                            running,
-                            since: Instant::now(),
-                        });
+                        prepared
+                            .waiting
+                            .push(Resweep::waiting_for(entries, running));
                     }
                     prepared.good = slots.into_iter().flatten().collect();
-                    match isolated.resweep_failed {
-                        None => prepared.good.extend(ready),
-                        Some(reason) => prepared
-                            .dead
-                            .extend(ready.into_iter().map(|(entry, _)| (entry, reason.clone()))),
-                    }
+                    prepared.settle_resweeps(ready, isolated.resweep_failed);
                     return Ok(Some(prepared));
                 }
                 Err(err) if err.is_transient() => {
@@ -746,18 +760,14 @@ impl Worker {
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = self.stop.cancelled() => {
-                            resweeps.push(Resweep { entries: ready, running: Vec::new(), since: Instant::now() });
+                            resweeps.push(Resweep::ready(ready));
                             return Ok(None);
                         }
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Err(err) => {
-                    resweeps.push(Resweep {
-                        entries: ready,
-                        running: Vec::new(),
-                        since: Instant::now(),
-                    });
+                    resweeps.push(Resweep::ready(ready));
                     return Err(err);
                 }
             }
