@@ -433,19 +433,21 @@ pub(super) async fn write_changes<'a>(
     // Count rows of popular posts and actors are shared by concurrent
     // batches: written last, their locks are held only until the commit.
     pending.extend(counted);
-    if let Some(statement) = actor_update(actors, unknown, &changes.actor_deltas, &changes.mirrored)
-    {
-        pending.push(statement);
-        let lost: i64 = run_pipelined(tx, &pending)
-            .await?
+    let actor_statement = actor_update(actors, unknown, &changes.actor_deltas, &changes.mirrored);
+    let writes_actors = actor_statement.is_some();
+    pending.extend(actor_statement);
+    let mut results = run_pipelined(tx, &pending).await?;
+    // The actor statement, last when there is one, counts the rows a
+    // concurrent batch created first.
+    let lost: i64 = if writes_actors {
+        results
             .pop()
             .and_then(|rows| rows.first().map(|row| row.get(0)))
-            .unwrap_or(0);
-        Ok(lost == 0)
+            .unwrap_or(0)
     } else {
-        run_pipelined(tx, &pending).await?;
-        Ok(true)
-    }
+        0
+    };
+    Ok(lost == 0)
 }
 
 fn records<'a>(changes: &Changes<'a>, pending: &mut Vec<Pending<'a>>) {
