@@ -21,6 +21,14 @@ fn post(did: &str, rkey: &str, seq: i64) -> Entry {
     Entry::new("commit", &data, seq)
 }
 
+fn account_deleted(did: &str, seq: i64) -> Entry {
+    Entry::new(
+        "account",
+        &json!({"did": did, "active": false, "status": "deleted"}),
+        seq,
+    )
+}
+
 /// Entries pending in the group; -1 before the index has created it.
 async fn pending(env: &TestEnv) -> i64 {
     let mut conn = env.redis().await;
@@ -55,6 +63,21 @@ async fn live_posts(pool: &skyhose_index::Pool, did: &str) -> i64 {
         .get(0)
 }
 
+/// The test's database, migrated, and a connection holding a transaction
+/// with an id open in it: running when a deletion commits, so the second
+/// sweep waits for it (`COMMIT` on the connection ends it).
+async fn migrated_with_a_running_transaction(
+    env: &TestEnv,
+) -> (skyhose_index::Pool, deadpool_postgres::Object) {
+    let pool = env.created_pool().await;
+    skyhose_index::migrate(&pool).await.expect("migrate");
+    let long = pool.get().await.expect("connection");
+    long.batch_execute("BEGIN; SELECT pg_current_xact_id()")
+        .await
+        .expect("taking a transaction id");
+    (pool, long)
+}
+
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -73,28 +96,12 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deletion_waits_for_older_transactions_without_holding_up_the_worker() {
     let env = TestEnv::new();
-    skyhose_index::ensure_database(&env.database_url)
-        .await
-        .expect("database");
-    let pool = env.pool().await;
-    skyhose_index::migrate(&pool).await.expect("migrate");
-
-    // A transaction with an id, running when the deletion commits: the
-    // second sweep must wait for it.
-    let mut holder = pool.get().await.expect("connection");
-    let long = holder.transaction().await.expect("begin");
-    long.execute("SELECT pg_current_xact_id()", &[])
-        .await
-        .expect("taking a transaction id");
+    let (pool, long) = migrated_with_a_running_transaction(&env).await;
 
     let (gone, stays) = ("did:plc:gone", "did:plc:stays");
     env.push(&[
         post(gone, "3kaaaaaaaaaa2", 1),
-        Entry::new(
-            "account",
-            &json!({"did": gone, "active": false, "status": "deleted"}),
-            2,
-        ),
+        account_deleted(gone, 2),
         post(stays, "3kaaaaaaaaaa3", 3),
     ])
     .await;
@@ -122,8 +129,8 @@ async fn a_deletion_waits_for_older_transactions_without_holding_up_the_worker()
         "only the deletion's entry waits for its second sweep"
     );
 
-    long.commit().await.expect("commit");
-    drop(holder);
+    long.batch_execute("COMMIT").await.expect("commit");
+    drop(long);
     eventually("the second sweep", || async { pending(&env).await == 0 }).await;
     assert_eq!(live_posts(&pool, gone).await, 0);
 
@@ -138,27 +145,11 @@ async fn a_deletion_waits_for_older_transactions_without_holding_up_the_worker()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_worker_finishes_the_second_sweep_it_holds() {
     let env = TestEnv::new();
-    skyhose_index::ensure_database(&env.database_url)
-        .await
-        .expect("database");
-    let pool = env.pool().await;
-    skyhose_index::migrate(&pool).await.expect("migrate");
-    let mut holder = pool.get().await.expect("connection");
-    let long = holder.transaction().await.expect("begin");
-    long.execute("SELECT pg_current_xact_id()", &[])
-        .await
-        .expect("taking a transaction id");
+    let (pool, long) = migrated_with_a_running_transaction(&env).await;
 
     let gone = "did:plc:gone";
-    env.push(&[
-        post(gone, "3kaaaaaaaaaa2", 1),
-        Entry::new(
-            "account",
-            &json!({"did": gone, "active": false, "status": "deleted"}),
-            2,
-        ),
-    ])
-    .await;
+    env.push(&[post(gone, "3kaaaaaaaaaa2", 1), account_deleted(gone, 2)])
+        .await;
     let mut cfg = env.config(1);
     cfg.exit_when_drained = false;
     let stop = CancellationToken::new();
@@ -173,8 +164,8 @@ async fn a_stopping_worker_finishes_the_second_sweep_it_holds() {
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!index.is_finished(), "the worker waits for the transaction");
-    long.commit().await.expect("commit");
-    drop(holder);
+    long.batch_execute("COMMIT").await.expect("commit");
+    drop(long);
     let summary = index.await.expect("join").expect("index run");
     assert_eq!(summary.events_indexed, 2);
     assert_eq!(pending(&env).await, 0, "the deletion was acknowledged");

@@ -44,10 +44,7 @@ type RowState = (String, bool, String, i64, Option<String>, Option<String>);
 #[tokio::test]
 async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
     let env = TestEnv::new();
-    skyhose_index::ensure_database(&env.database_url)
-        .await
-        .expect("database");
-    let pool = env.pool().await;
+    let pool = env.created_pool().await;
     migrate_before_0010(&pool).await;
 
     let did = "did:plc:migrationtestaaaaaaaaaaa";

@@ -88,6 +88,15 @@ impl TestEnv {
         skyhose_index::connect_pool(&self.database_url, 2).expect("pool")
     }
 
+    /// A pool on the test's database, created first (the index run creates
+    /// it otherwise), with no schema yet.
+    pub async fn created_pool(&self) -> skyhose_index::Pool {
+        skyhose_index::ensure_database(&self.database_url)
+            .await
+            .expect("database");
+        self.pool().await
+    }
+
     pub async fn cleanup(self) {
         let mut conn = self.redis().await;
         let _: () = redis::cmd("DEL")
