@@ -4,10 +4,9 @@
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::cursor::Cursor;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
-use crate::routes::interactions::account_records;
+use crate::routes::interactions::{account_records, cursor_params, keyset, next_cursor};
 use crate::routes::{json, Ctx};
 use crate::views::Hydrator;
 
@@ -32,20 +31,18 @@ async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
     let cursor = ctx.params.cursor()?;
     let client = ctx.db().await?;
     let subject = served_actor(&client, "actor", &actor).await?;
-    let (other_col, field) = match direction {
-        Direction::Followers => ("did", "followers"),
-        Direction::Follows => ("subject_did", "follows"),
-    };
-    let page = if cursor.is_some() {
-        "AND (f.rkey, f.uri) < ($3, $4)"
-    } else {
-        "AND $3::text IS NULL AND $4::text IS NULL"
-    };
     // An account's follows are a range of their uris (no index of their
     // own); its followers come from the subject index.
-    let (select, order) = match direction {
-        Direction::Followers => ("f.subject_did = $1".to_owned(), "f.rkey DESC, f.uri DESC"),
+    let (other_col, field, select, order) = match direction {
+        Direction::Followers => (
+            "did",
+            "followers",
+            "f.subject_did = $1".to_owned(),
+            "f.rkey DESC, f.uri DESC",
+        ),
         Direction::Follows => (
+            "subject_did",
+            "follows",
             account_records(
                 "f",
                 "$1",
@@ -58,19 +55,14 @@ async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
     let sql = format!(
         "SELECT f.{other_col}, f.rkey, f.uri FROM follows f \
          WHERE {select} AND f.{other_col} IS NOT NULL {page} \
-         ORDER BY {order} LIMIT $2"
+         ORDER BY {order} LIMIT $2",
+        page = keyset(cursor.is_some(), "f", 3, 4)
     );
-    let (key, uri) = match &cursor {
-        Some(c) => (Some(c.key.clone()), Some(c.uri.clone())),
-        None => (None, None),
-    };
+    let (key, uri) = cursor_params(cursor.as_ref());
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &[&subject, &limit, &key, &uri]).await?;
     let mut dids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last())
-        .flatten()
-        .map(|r| Cursor::new(r.get::<_, String>(1), r.get::<_, String>(2)).encode());
+    let next = next_cursor(&rows, limit, 1, 2);
     dids.push(subject.clone());
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&[], &dids)
