@@ -491,14 +491,14 @@ async fn notifications_and_unread_counts() {
     let unread = "app.bsky.notification.getUnreadCount";
     let viewer = busiest(
         &client,
-        "SELECT recipient_did, count(*) FROM notifications GROUP BY 1 ORDER BY 2 DESC, 1",
+        "SELECT recipient_did, count(*) FROM all_notifications GROUP BY 1 ORDER BY 2 DESC, 1",
     )
     .await;
     let list_token = token(&plc, &viewer, list);
     let unread_token = token(&plc, &viewer, unread);
     let total: i64 = client
         .query_one(
-            "SELECT count(*) FROM notifications WHERE recipient_did = $1",
+            "SELECT count(*) FROM all_notifications WHERE recipient_did = $1",
             &[&viewer],
         )
         .await
@@ -534,6 +534,32 @@ async fn notifications_and_unread_counts() {
         assert!(seen.insert(key), "listed twice: {n}");
     }
     assert!(reasons.len() >= 3, "{reasons:?}");
+    // Pages follow the index's order across its tables (stored rows and
+    // like, repost and follow rows), and every page boundary, ties in seq
+    // included, neither skips nor repeats: what is listed is the index's
+    // ordered list less the notifications of unserved or blocked authors.
+    let ordered: Vec<(String, String)> = client
+        .query(
+            "SELECT record_uri, reason FROM all_notifications WHERE recipient_did = $1 \
+             ORDER BY seq DESC, record_uri DESC, reason DESC",
+            &[&viewer],
+        )
+        .await
+        .expect("ordered notifications")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let mut rest = ordered.iter();
+    for n in &all {
+        let key = (
+            n["uri"].as_str().unwrap_or_default().to_owned(),
+            n["reason"].as_str().unwrap_or_default().to_owned(),
+        );
+        assert!(
+            rest.any(|stored| *stored == key),
+            "listed out of order or not in the index: {n}"
+        );
+    }
 
     // Follows: one notification per follow by a served, unblocked account.
     let follows = page_all(

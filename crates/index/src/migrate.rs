@@ -72,6 +72,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "did_order_from_uris",
         sql: include_str!("../migrations/0012_did_order_from_uris.sql"),
     },
+    Migration {
+        version: 13,
+        name: "derived_notifications",
+        sql: include_str!("../migrations/0013_derived_notifications.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

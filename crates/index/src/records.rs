@@ -54,6 +54,8 @@ pub struct RecordFacts {
     pub subject: Option<String>,
     /// Post: the URI of the quoted record.
     pub quote_subject: Option<String>,
+    /// The notifications stored for the record. A like, repost or follow
+    /// notifies its subject's owner through its own row, not through these.
     pub notifications: Vec<NotificationDraft>,
 }
 
@@ -85,24 +87,22 @@ pub fn derive(collection: &str, author: &str, record: &Value) -> Result<RecordFa
         LIKE | REPOST => {
             let subject = strong_ref_uri(record, "subject").map_err(fail)?;
             let via = optional_strong_ref_uri(record, "via").map_err(fail)?;
-            let (reason, via_reason) = if collection == LIKE {
-                ("like", "like-via-repost")
+            // The like or repost notifies its subject's owner through its own
+            // row (migration 0013); only the reposter it came through is
+            // notified by a row of `notifications`.
+            let via_reason = if collection == LIKE {
+                "like-via-repost"
             } else {
-                ("repost", "repost-via-repost")
+                "repost-via-repost"
             };
-            push_owner(&mut facts, &subject, reason);
             if let Some(via) = via {
                 push_owner(&mut facts, &via, via_reason);
             }
             facts.subject = Some(subject);
         }
         FOLLOW => {
+            // The follow row itself notifies the followed account.
             let subject = did_field(record, "subject").map_err(fail)?;
-            facts.notifications.push(NotificationDraft {
-                recipient: subject.clone(),
-                reason: "follow",
-                reason_subject: None,
-            });
             facts.subject = Some(subject);
         }
         BLOCK | VERIFICATION => {
@@ -243,7 +243,7 @@ mod tests {
     const BOB: &str = "did:plc:bob";
 
     #[test]
-    fn like_notifies_subject_owner_and_reposter() {
+    fn like_notifies_the_reposter_it_came_through() {
         let record = json!({"$type": LIKE, "createdAt": "2024-01-01T00:00:00Z",
             "subject": {"uri": "at://did:plc:bob/app.bsky.feed.post/1", "cid": "bafy"},
             "via": {"uri": "at://did:plc:carol/app.bsky.feed.repost/2", "cid": "bafy"}});
@@ -257,16 +257,15 @@ mod tests {
             .iter()
             .map(|n| (n.recipient.as_str(), n.reason))
             .collect();
-        assert_eq!(
-            reasons,
-            vec![(BOB, "like"), ("did:plc:carol", "like-via-repost")]
-        );
+        // The subject's owner is notified by the like's own row.
+        assert_eq!(reasons, vec![("did:plc:carol", "like-via-repost")]);
     }
 
     #[test]
     fn own_actions_do_not_notify() {
         let record = json!({"$type": LIKE, "createdAt": "x",
-            "subject": {"uri": "at://did:plc:alice/app.bsky.feed.post/1", "cid": "bafy"}});
+            "subject": {"uri": "at://did:plc:alice/app.bsky.feed.post/1", "cid": "bafy"},
+            "via": {"uri": "at://did:plc:alice/app.bsky.feed.repost/2", "cid": "bafy"}});
         let facts = derive(LIKE, ALICE, &record).expect("valid like");
         assert!(facts.notifications.is_empty());
     }

@@ -27,7 +27,7 @@ async fn migrate_before_0010(pool: &skyhose_index::Pool) {
             "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
                applied_at timestamptz NOT NULL DEFAULT now()); \
              INSERT INTO schema_migrations (version, name) \
-             SELECT v, 'held back' FROM generate_series(10, 12) AS v",
+             SELECT v, 'held back' FROM generate_series(10, 13) AS v",
         )
         .await
         .expect("holding migration 0010 back");
@@ -70,13 +70,17 @@ async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
              INSERT INTO likes (uri, did, rkey, cid, subject_uri) VALUES \
                ('{like}', '{did}', '3llive', 'bafylike', '{post}'); \
              INSERT INTO blocks (uri, did, rkey, cid, subject_did) VALUES \
-               ('{block}', '{did}', '3lblock', 'bafyblock', 'did:plc:other');"
+               ('{block}', '{did}', '3lblock', 'bafyblock', 'did:plc:other'); \
+             INSERT INTO notifications (recipient_did, author_did, reason, reason_subject, record_uri, record_cid) VALUES \
+               ('did:plc:other', '{did}', 'mention', NULL, '{post}', 'bafypost'), \
+               ('did:plc:other', '{did}', 'like', '{post}', '{like}', 'bafylike'), \
+               ('did:plc:other', '{did}', 'reply', NULL, '{dead_like}', 'bafydead');"
         ))
         .await
         .expect("rows as the previous schema had them");
 
     let report = skyhose_index::migrate(&pool).await.expect("migration 0010");
-    assert_eq!(report.applied, vec![10, 11, 12]);
+    assert_eq!(report.applied, vec![10, 11, 12, 13]);
 
     let rows = client
         .query(
@@ -150,6 +154,22 @@ async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .expect("post row");
     assert_eq!(post_state, ("3rev1".to_owned(), 1, true));
+    // 0013: the post's mention stays, with the post's seq; the like's is
+    // its row now (a self-like here, so none); a dead record's goes.
+    let notifications: Vec<(String, String, String, i64)> = client
+        .query(
+            "SELECT recipient_did, reason, record_uri, seq FROM all_notifications",
+            &[],
+        )
+        .await
+        .expect("all_notifications")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        notifications,
+        vec![("did:plc:other".to_owned(), "mention".to_owned(), post, 1)]
+    );
 
     drop(client);
     drop(pool);

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use axum::response::Response;
+use futures_util::future::try_join_all;
 use serde_json::{json, Map, Value};
+use tokio_postgres::types::ToSql;
 
 use crate::cursor::Cursor;
 use crate::error::{XrpcError, XrpcResult};
@@ -34,6 +36,109 @@ const AFTER_SEEN: &str =
 /// Unread notifications are counted up to this many: each costs a row
 /// visit, and no client shows a larger number.
 const MAX_UNREAD: i64 = 10_000;
+
+/// One table that holds notifications: the branches of migration 0013's
+/// `all_notifications` view, queried apart so that each reads its own index
+/// (recipient, then seq newest first) and stops after a page.
+struct Source {
+    /// The one reason of a table that holds a single kind; `None` for
+    /// `notifications`, which holds every other reason.
+    reason: Option<&'static str>,
+    /// Its notifications for the recipient `$1` as `seq, author, reason,
+    /// subject, uri, cid, indexed_at` and the columns `order` names.
+    rows: &'static str,
+    /// Newest first, as its index holds them: no sort, whatever the planner
+    /// expects. Within a seq (one commit of one repo) every uri has the
+    /// same did, so a table of one collection orders them by rkey.
+    order: &'static str,
+}
+
+const SOURCES: [Source; 4] = [
+    Source {
+        reason: None,
+        rows: "SELECT seq, author_did AS author, reason, reason_subject AS subject, \
+               record_uri AS uri, record_cid AS cid, indexed_at \
+               FROM notifications WHERE recipient_did = $1",
+        order: "n.seq DESC, n.uri DESC, n.reason DESC",
+    },
+    Source {
+        reason: Some("like"),
+        rows: "SELECT seq, did AS author, 'like'::text AS reason, subject_uri AS subject, uri, cid, \
+               indexed_at, rkey FROM like_rows \
+               WHERE split_part(subject_uri, '/', 3) = $1 AND live AND did <> split_part(subject_uri, '/', 3)",
+        order: "n.seq DESC, n.rkey DESC",
+    },
+    Source {
+        reason: Some("repost"),
+        rows: "SELECT seq, did AS author, 'repost'::text AS reason, subject_uri AS subject, uri, cid, \
+               indexed_at, rkey FROM repost_rows \
+               WHERE split_part(subject_uri, '/', 3) = $1 AND live AND did <> split_part(subject_uri, '/', 3)",
+        order: "n.seq DESC, n.rkey DESC",
+    },
+    Source {
+        reason: Some("follow"),
+        rows: "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, cid, \
+               indexed_at, rkey FROM follow_rows WHERE subject_did = $1 AND live AND did <> subject_did",
+        order: "n.seq DESC, n.rkey DESC",
+    },
+];
+
+impl Source {
+    fn wanted(&self, reasons: Option<&[String]>) -> bool {
+        match (self.reason, reasons) {
+            (Some(reason), Some(reasons)) => reasons.iter().any(|r| r == reason),
+            _ => true,
+        }
+    }
+
+    /// A page newest first, after the position `($2, $6, $7)` = (seq, uri,
+    /// reason), of the reasons `$4` (all when NULL); `$3` is `seenAt`.
+    fn page_sql(&self) -> String {
+        format!(
+            "SELECT n.seq, n.author, n.reason, n.subject, n.uri, n.cid, \
+               to_char(n.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+               ($3::int8 IS NOT NULL AND n.indexed_at <= 'epoch'::timestamptz + $3::int8 * interval '1 microsecond') \
+             FROM ({rows}) n \
+             WHERE n.seq <= $2 AND (n.seq < $2 OR (n.uri, n.reason) < ($6, $7)) \
+               AND ($4::text[] IS NULL OR n.reason = ANY($4)) \
+             ORDER BY {order} LIMIT $5",
+            rows = self.rows,
+            order = self.order
+        )
+    }
+
+    fn unread_sql(&self) -> String {
+        format!(
+            "SELECT count(*) FROM (SELECT 1 FROM ({rows}) n WHERE {AFTER_SEEN} LIMIT {MAX_UNREAD}) unread",
+            rows = self.rows
+        )
+    }
+}
+
+/// A page position: the seq, reason and record of the last notification
+/// listed. Reasons break ties because one record can notify one account
+/// for several (a reply that mentions its parent's author).
+fn page_position(cursor: Option<Cursor>) -> XrpcResult<(i64, String, String)> {
+    let Some(cursor) = cursor else {
+        return Ok((i64::MAX, String::new(), String::new()));
+    };
+    let bad = || XrpcError::bad_param("cursor", "not a cursor this service issued");
+    let (seq, reason) = cursor.key.split_once('/').ok_or_else(bad)?;
+    let seq = seq.parse::<i64>().map_err(|_| bad())?;
+    Ok((seq, cursor.uri, reason.to_owned()))
+}
+
+/// One listed notification, before hydration.
+struct Listed {
+    seq: i64,
+    author: String,
+    reason: String,
+    subject: Option<String>,
+    uri: String,
+    cid: Option<String>,
+    indexed_at: String,
+    is_read: bool,
+}
 
 /// The full JSON of each live record in `uris`, in one query.
 async fn load_records(client: &Db, uris: &[String]) -> XrpcResult<HashMap<String, Value>> {
@@ -64,34 +169,44 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .collect();
     let _ = ctx.params.bool("priority", false)?;
     let seen_at = ctx.params.optional_timestamp("seenAt")?;
-    let cursor = match ctx.params.cursor()? {
-        Some(c) => Some(
-            c.key
-                .parse::<i64>()
-                .map_err(|_| XrpcError::bad_param("cursor", "not a cursor this service issued"))?,
-        ),
-        None => None,
-    };
+    let (after_seq, after_uri, after_reason) = page_position(ctx.params.cursor()?)?;
     let viewer = ctx.require_viewer()?.to_owned();
     let client = ctx.db().await?;
     let reasons = (!reasons.is_empty()).then_some(reasons);
-    let stmt = client
-        .prepare_cached(
-            "SELECT n.id, n.author_did, n.reason, n.reason_subject, n.record_uri, n.record_cid, \
-               to_char(n.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-               ($3::int8 IS NOT NULL AND n.indexed_at <= 'epoch'::timestamptz + $3::int8 * interval '1 microsecond') \
-             FROM notifications n \
-             WHERE n.recipient_did = $1 AND ($2::int8 IS NULL OR n.id < $2) \
-               AND ($4::text[] IS NULL OR n.reason = ANY($4)) \
-             ORDER BY n.id DESC LIMIT $5",
-        )
-        .await?;
-    let rows = client
-        .query(&stmt, &[&viewer, &cursor, &seen_at, &reasons, &limit])
-        .await?;
 
-    let authors: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
-    let record_uris: Vec<String> = rows.iter().map(|r| r.get(4)).collect();
+    let mut statements = Vec::new();
+    for source in SOURCES.iter().filter(|s| s.wanted(reasons.as_deref())) {
+        statements.push(client.prepare_cached(&source.page_sql()).await?);
+    }
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &viewer,
+        &after_seq,
+        &seen_at,
+        &reasons,
+        &limit,
+        &after_uri,
+        &after_reason,
+    ];
+    let pages = try_join_all(statements.iter().map(|s| client.query(s, &params))).await?;
+    let mut listed: Vec<Listed> = pages
+        .into_iter()
+        .flatten()
+        .map(|row| Listed {
+            seq: row.get(0),
+            author: row.get(1),
+            reason: row.get(2),
+            subject: row.get(3),
+            uri: row.get(4),
+            cid: row.get(5),
+            indexed_at: row.get(6),
+            is_read: row.get(7),
+        })
+        .collect();
+    listed.sort_by(|a, b| (b.seq, &b.uri, &b.reason).cmp(&(a.seq, &a.uri, &a.reason)));
+    listed.truncate(usize::try_from(limit).unwrap_or(0));
+
+    let authors: Vec<String> = listed.iter().map(|n| n.author.clone()).collect();
+    let record_uris: Vec<String> = listed.iter().map(|n| n.uri.clone()).collect();
     let hydrator = Hydrator::new(&client, ctx.config(), ctx.viewer());
     let (hydrated, records) = tokio::join!(
         hydrator.hydrate(&[], &authors),
@@ -99,34 +214,31 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     );
     let (hydrated, records) = (hydrated?, records?);
 
-    let notifications: Vec<Value> = rows
+    let notifications: Vec<Value> = listed
         .iter()
-        .filter_map(|row| {
-            let author_did: String = row.get(1);
-            let reason: String = row.get(2);
-            let uri: String = row.get(4);
-            if hydrated.blocked(&author_did) || !REASONS.contains(&reason.as_str()) {
+        .filter_map(|n| {
+            if hydrated.blocked(&n.author) || !REASONS.contains(&n.reason.as_str()) {
                 return None;
             }
-            let author = hydrated.profile_view(&author_did)?;
-            let record = records.get(&uri)?.clone();
+            let author = hydrated.profile_view(&n.author)?;
+            let record = records.get(&n.uri)?.clone();
             let mut m = Map::new();
-            put(&mut m, "uri", &uri);
-            put(&mut m, "cid", row.get::<_, String>(5));
+            put(&mut m, "uri", &n.uri);
+            put(&mut m, "cid", n.cid.as_deref().unwrap_or_default());
             m.insert("author".into(), author);
-            put(&mut m, "reason", reason);
-            put_opt(&mut m, "reasonSubject", row.get::<_, Option<&str>>(3));
+            put(&mut m, "reason", &n.reason);
+            put_opt(&mut m, "reasonSubject", n.subject.as_deref());
             m.insert("record".into(), record);
-            m.insert("isRead".into(), json!(row.get::<_, bool>(7)));
-            put(&mut m, "indexedAt", row.get::<_, String>(6));
+            m.insert("isRead".into(), json!(n.is_read));
+            put(&mut m, "indexedAt", &n.indexed_at);
             m.insert("labels".into(), json!([]));
             Some(Value::Object(m))
         })
         .collect();
-    let next = (rows.len() as i64 >= limit)
-        .then(|| rows.last())
+    let next = (listed.len() as i64 >= limit)
+        .then(|| listed.last())
         .flatten()
-        .map(|row| Cursor::new(row.get::<_, i64>(0).to_string(), row.get::<_, String>(4)).encode());
+        .map(|n| Cursor::new(format!("{}/{}", n.seq, n.reason), n.uri.as_str()).encode());
     json(&with_cursor(
         json!({ "notifications": notifications }),
         next,
@@ -138,12 +250,12 @@ pub async fn get_unread_count(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let seen_at = ctx.params.optional_timestamp("seenAt")?;
     let viewer = ctx.require_viewer()?.to_owned();
     let client = ctx.db().await?;
-    let stmt = client
-        .prepare_cached(&format!(
-            "SELECT count(*) FROM (SELECT 1 FROM notifications n \
-               WHERE n.recipient_did = $1 AND {AFTER_SEEN} LIMIT {MAX_UNREAD}) unread"
-        ))
-        .await?;
-    let count: i64 = client.query_one(&stmt, &[&viewer, &seen_at]).await?.get(0);
-    json(&json!({ "count": count }))
+    let mut statements = Vec::new();
+    for source in &SOURCES {
+        statements.push(client.prepare_cached(&source.unread_sql()).await?);
+    }
+    let params: [&(dyn ToSql + Sync); 2] = [&viewer, &seen_at];
+    let counts = try_join_all(statements.iter().map(|s| client.query_one(s, &params))).await?;
+    let count: i64 = counts.iter().map(|row| row.get::<_, i64>(0)).sum();
+    json(&json!({ "count": count.min(MAX_UNREAD) }))
 }

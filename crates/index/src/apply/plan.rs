@@ -261,11 +261,13 @@ pub(super) struct NotificationRows<'a> {
     pub reason_subjects: Vec<Option<&'a str>>,
     pub record_uris: Vec<&'a str>,
     pub record_cids: Vec<&'a str>,
-    pub created_ats: Vec<Option<&'a str>>,
+    /// The seq of the event that wrote the record: notifications are
+    /// ordered by it, like those derived from like, repost and follow rows.
+    pub seqs: Vec<i64>,
 }
 
 impl<'a> NotificationRows<'a> {
-    fn push(&mut self, author: &'a str, uri: &'a str, write: &'a Write) {
+    fn push(&mut self, author: &'a str, uri: &'a str, write: &'a Write, seq: i64) {
         for draft in &write.facts.notifications {
             self.recipients.push(&draft.recipient);
             self.authors.push(author);
@@ -273,7 +275,7 @@ impl<'a> NotificationRows<'a> {
             self.reason_subjects.push(draft.reason_subject.as_deref());
             self.record_uris.push(uri);
             self.record_cids.push(&write.cid);
-            self.created_ats.push(write.created_at.as_deref());
+            self.seqs.push(seq);
         }
     }
 }
@@ -395,7 +397,8 @@ pub(super) fn transitions<'a>(
                 old.quote_subject.as_deref(),
                 -1,
             );
-            if matches!(old.collection.as_str(), POST | LIKE | REPOST | FOLLOW) {
+            // Follows store no notifications (migration 0013).
+            if matches!(old.collection.as_str(), POST | LIKE | REPOST) {
                 changes.notifications_cleared.push(uri);
             }
         }
@@ -409,7 +412,9 @@ pub(super) fn transitions<'a>(
                 update.quote_subject,
                 1,
             );
-            changes.notifications.push(did, uri, write);
+            if let Some(seq) = update.seq {
+                changes.notifications.push(did, uri, write, seq);
+            }
         }
         if *rkey == SELF_RKEY && matches!(*collection, PROFILE | CHAT_DECLARATION) {
             let mirrored = changes.mirrored.entry(did).or_default();

@@ -605,8 +605,8 @@ fn notifications<'a>(
     }
     if !rows.recipients.is_empty() {
         pending.push(Pending::new(
-            "INSERT INTO notifications (recipient_did, author_did, reason, reason_subject, record_uri, record_cid, created_at) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])",
+            "INSERT INTO notifications (recipient_did, author_did, reason, reason_subject, record_uri, record_cid, seq) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[])",
             "inserting notifications",
             vec![
                 Box::new(rows.recipients),
@@ -615,7 +615,7 @@ fn notifications<'a>(
                 Box::new(rows.reason_subjects),
                 Box::new(rows.record_uris),
                 Box::new(rows.record_cids),
-                Box::new(rows.created_ats),
+                Box::new(rows.seqs),
             ],
         ));
     }
