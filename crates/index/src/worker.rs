@@ -392,6 +392,7 @@ impl Worker {
                 if let Some(prepared) = unfinished.take() {
                     self.acknowledge(&stream, redis, prepared, &mut unfinished, &mut resweeps)
                         .await?;
+                    watermark_behind = true;
                 }
                 let mut batch = Vec::new();
                 if own_pending {
@@ -445,6 +446,9 @@ impl Worker {
                     if let Some(prepared) = self.resweep_alone(&mut resweeps).await? {
                         self.acknowledge(&stream, redis, prepared, &mut unfinished, &mut resweeps)
                             .await?;
+                        // The deletions' entries held the watermark below
+                        // them; nothing else may come to raise it.
+                        watermark_behind = true;
                     }
                     if self.cfg.exit_when_drained
                         && stream.drained(redis).await?

@@ -133,6 +133,12 @@ async fn a_deletion_waits_for_older_transactions_without_holding_up_the_worker()
     drop(long);
     eventually("the second sweep", || async { pending(&env).await == 0 }).await;
     assert_eq!(live_posts(&pool, gone).await, 0);
+    // The deletion held the watermark below it while it waited; with the
+    // stream quiet, the sweep that acknowledges it raises the watermark.
+    eventually("the watermark over the last event", || async {
+        skyhose_index::resume_seq(&pool).await.ok().flatten() == Some(4)
+    })
+    .await;
 
     stop.cancel();
     let summary = index.await.expect("join").expect("index run");
