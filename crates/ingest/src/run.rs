@@ -245,6 +245,13 @@ pub async fn run(
         resume_from = ?start,
         "ingest starting"
     );
+    // Exported at zero from the start: a process that has not received an
+    // event yet (the relay's backlog was taken by its predecessor) still
+    // has the series, and rates over a restart start from zero.
+    for kind in KINDS {
+        metrics::counter!(observe::EVENTS, "type" => kind.as_str()).increment(0);
+    }
+    metrics::counter!(observe::BYTES).increment(0);
     let ingest = Ingest {
         batch: Vec::with_capacity(cfg.batch_max),
         cfg,
