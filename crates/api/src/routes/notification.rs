@@ -84,10 +84,16 @@ const SOURCES: [Source; 4] = [
 ];
 
 impl Source {
+    /// Whether any of `reasons` (all when `None`) can be in this table.
     fn wanted(&self, reasons: Option<&[String]>) -> bool {
-        match (self.reason, reasons) {
-            (Some(reason), Some(reasons)) => reasons.iter().any(|r| r == reason),
-            _ => true,
+        let Some(reasons) = reasons else {
+            return true;
+        };
+        match self.reason {
+            Some(reason) => reasons.iter().any(|r| r == reason),
+            None => reasons
+                .iter()
+                .any(|r| !SOURCES.iter().any(|s| s.reason == Some(r.as_str()))),
         }
     }
 
@@ -258,4 +264,42 @@ pub async fn get_unread_count(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let counts = try_join_all(statements.iter().map(|s| client.query_one(s, &params))).await?;
     let count: i64 = counts.iter().map(|row| row.get::<_, i64>(0)).sum();
     json(&json!({ "count": count.min(MAX_UNREAD) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(list: &[&str]) -> Vec<String> {
+        list.iter().map(|r| (*r).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_reason_filter_reads_only_the_tables_that_hold_those_reasons() {
+        let read = |list: Option<&[&str]>| -> Vec<Option<&str>> {
+            let list = list.map(reasons);
+            SOURCES
+                .iter()
+                .filter(|s| s.wanted(list.as_deref()))
+                .map(|s| s.reason)
+                .collect()
+        };
+        assert_eq!(read(None).len(), SOURCES.len());
+        assert_eq!(read(Some(&["like"])), vec![Some("like")]);
+        assert_eq!(read(Some(&["reply", "follow"])), vec![None, Some("follow")]);
+        assert_eq!(read(Some(&["like-via-repost"])), vec![None]);
+    }
+
+    #[test]
+    fn cursors_carry_seq_reason_and_uri() {
+        let uri = "at://did:plc:x/app.bsky.feed.post/3k";
+        let cursor = Cursor::new("42/reply", uri);
+        assert_eq!(
+            page_position(Some(cursor)).expect("position"),
+            (42, uri.to_owned(), "reply".to_owned())
+        );
+        assert!(page_position(Some(Cursor::new("42", uri))).is_err());
+        assert!(page_position(Some(Cursor::new("x/like", uri))).is_err());
+        assert_eq!(page_position(None).expect("start").0, i64::MAX);
+    }
 }
