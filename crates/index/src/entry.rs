@@ -121,7 +121,6 @@ pub struct Write {
     /// The record JSON as it will be stored.
     pub json: String,
     pub facts: RecordFacts,
-    pub created_at: Option<String>,
     /// The row of the collection's projection table (`kinds`), in its
     /// column order; empty for collections without one.
     pub columns: Vec<Option<String>>,
@@ -400,10 +399,6 @@ fn new_write(
         cid: cid.to_owned(),
         json,
         facts,
-        created_at: record
-            .get("createdAt")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
         columns: kind_table(collection)
             .map(|kind| kind.extract(record))
             .unwrap_or_default(),

@@ -53,6 +53,26 @@ struct Source {
     order: &'static str,
 }
 
+/// A table whose live rows notify the owner of their `subject_uri`, with
+/// the predicate of its partial index of migration 0013 (the planner uses
+/// the index only when the query repeats it).
+macro_rules! subject_owner_source {
+    ($reason:literal, $table:literal) => {
+        Source {
+            reason: Some($reason),
+            rows: concat!(
+                "SELECT seq, did AS author, '",
+                $reason,
+                "'::text AS reason, subject_uri AS subject, uri, cid, indexed_at, rkey FROM ",
+                $table,
+                " WHERE split_part(subject_uri, '/', 3) = $1 AND live \
+                 AND did <> split_part(subject_uri, '/', 3)"
+            ),
+            order: "n.seq DESC, n.rkey DESC",
+        }
+    };
+}
+
 const SOURCES: [Source; 4] = [
     Source {
         reason: None,
@@ -61,20 +81,8 @@ const SOURCES: [Source; 4] = [
                FROM notifications WHERE recipient_did = $1",
         order: "n.seq DESC, n.uri DESC, n.reason DESC",
     },
-    Source {
-        reason: Some("like"),
-        rows: "SELECT seq, did AS author, 'like'::text AS reason, subject_uri AS subject, uri, cid, \
-               indexed_at, rkey FROM like_rows \
-               WHERE split_part(subject_uri, '/', 3) = $1 AND live AND did <> split_part(subject_uri, '/', 3)",
-        order: "n.seq DESC, n.rkey DESC",
-    },
-    Source {
-        reason: Some("repost"),
-        rows: "SELECT seq, did AS author, 'repost'::text AS reason, subject_uri AS subject, uri, cid, \
-               indexed_at, rkey FROM repost_rows \
-               WHERE split_part(subject_uri, '/', 3) = $1 AND live AND did <> split_part(subject_uri, '/', 3)",
-        order: "n.seq DESC, n.rkey DESC",
-    },
+    subject_owner_source!("like", "like_rows"),
+    subject_owner_source!("repost", "repost_rows"),
     Source {
         reason: Some("follow"),
         rows: "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, cid, \
@@ -288,6 +296,18 @@ mod tests {
         assert_eq!(read(Some(&["like"])), vec![Some("like")]);
         assert_eq!(read(Some(&["reply", "follow"])), vec![None, Some("follow")]);
         assert_eq!(read(Some(&["like-via-repost"])), vec![None]);
+    }
+
+    #[test]
+    fn subject_owner_sources_repeat_their_index_predicate() {
+        assert_eq!(
+            SOURCES[2].rows,
+            "SELECT seq, did AS author, 'repost'::text AS reason, subject_uri AS subject, uri, \
+             cid, indexed_at, rkey FROM repost_rows WHERE split_part(subject_uri, '/', 3) = $1 \
+             AND live AND did <> split_part(subject_uri, '/', 3)"
+        );
+        assert_eq!(SOURCES[1].reason, Some("like"));
+        assert!(SOURCES[1].rows.contains("FROM like_rows WHERE"));
     }
 
     #[test]
