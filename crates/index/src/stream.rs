@@ -9,6 +9,9 @@ use redis::Value;
 use crate::entry::RawEntry;
 use crate::error::IndexError;
 
+mod reader;
+pub use reader::EntryReader;
+
 fn text(value: &Value) -> Option<String> {
     match value {
         // Entries are UTF-8 JSON; the lossy path only runs for the odd one
@@ -120,12 +123,13 @@ impl Stream<'_> {
 
     pub async fn read_new(
         &self,
-        conn: &mut MultiplexedConnection,
+        reader: &mut EntryReader,
         consumer: &str,
         count: usize,
         block_ms: u64,
     ) -> Result<Vec<RawEntry>, IndexError> {
-        self.read_group(conn, consumer, count, Some(block_ms), ">")
+        reader
+            .read_group(self.key, self.group, consumer, count, Some(block_ms), ">")
             .await
     }
 
@@ -134,59 +138,13 @@ impl Stream<'_> {
     /// back at start beats waiting for them to go idle long enough to claim.
     pub async fn read_own_pending(
         &self,
-        conn: &mut MultiplexedConnection,
+        reader: &mut EntryReader,
         consumer: &str,
         count: usize,
     ) -> Result<Vec<RawEntry>, IndexError> {
-        self.read_group(conn, consumer, count, None, "0").await
-    }
-
-    async fn read_group(
-        &self,
-        conn: &mut MultiplexedConnection,
-        consumer: &str,
-        count: usize,
-        block_ms: Option<u64>,
-        from: &str,
-    ) -> Result<Vec<RawEntry>, IndexError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(self.group)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count);
-        if let Some(block_ms) = block_ms {
-            cmd.arg("BLOCK").arg(block_ms);
-        }
-        let reply: Value = cmd
-            .arg("STREAMS")
-            .arg(self.key)
-            .arg(from)
-            .query_async(conn)
+        reader
+            .read_group(self.key, self.group, consumer, count, None, "0")
             .await
-            .map_err(IndexError::redis(format!("XREADGROUP on {}", self.key)))?;
-        let streams = match &reply {
-            Value::Nil => return Ok(Vec::new()),
-            Value::Array(streams) => streams,
-            Value::Map(pairs) => {
-                let mut entries = Vec::new();
-                for (_, list) in pairs {
-                    entries.extend(parse_entry_list(list, "XREADGROUP")?);
-                }
-                return Ok(entries);
-            }
-            other => return Err(bad_reply("XREADGROUP", other)),
-        };
-        let mut entries = Vec::new();
-        for stream in streams {
-            match stream {
-                Value::Array(parts) if parts.len() == 2 => {
-                    entries.extend(parse_entry_list(&parts[1], "XREADGROUP")?);
-                }
-                other => return Err(bad_reply("XREADGROUP", other)),
-            }
-        }
-        Ok(entries)
     }
 
     /// Entries idle for at least `min_idle_ms` in any consumer, with their

@@ -20,7 +20,7 @@ use crate::entry::{parse_entry, Event, RawEntry};
 use crate::error::IndexError;
 use crate::shards::Shards;
 use crate::snapshot::raise_watermark;
-use crate::stream::Stream;
+use crate::stream::{EntryReader, Stream};
 use crate::IndexConfig;
 
 /// Totals of one `run`.
@@ -370,6 +370,7 @@ impl Worker {
         // it cannot say its database is complete and a restart replays them.
         let mut watermark_behind = true;
         let mut conn: Option<MultiplexedConnection> = None;
+        let mut reader: Option<EntryReader> = None;
         let mut backoff = MIN_BACKOFF;
         // A committed batch whose acknowledgement failed (Redis went away):
         // acknowledged first once Redis is back, before reading anything new.
@@ -385,6 +386,15 @@ impl Worker {
                     Some(redis) => redis,
                     None => conn.insert(connect(&self.redis).await?),
                 };
+                if reader.as_ref().is_some_and(|r| !r.is_usable()) {
+                    reader = None;
+                }
+                let entries = match reader.as_mut() {
+                    Some(entries) => entries,
+                    None => {
+                        reader.insert(EntryReader::connect(self.redis.get_connection_info()).await?)
+                    }
+                };
                 if need_group {
                     stream.ensure_group(redis).await?;
                     need_group = false;
@@ -397,7 +407,7 @@ impl Worker {
                 let mut batch = Vec::new();
                 if own_pending {
                     batch = stream
-                        .read_own_pending(redis, &self.name, self.cfg.batch_size)
+                        .read_own_pending(entries, &self.name, self.cfg.batch_size)
                         .await?;
                     own_pending = !batch.is_empty();
                 }
@@ -438,7 +448,7 @@ impl Worker {
                         self.cfg.block.as_millis().max(1) as u64
                     };
                     batch = tokio::select! {
-                        read = stream.read_new(redis, &self.name, self.cfg.batch_size, block_ms) => read?,
+                        read = stream.read_new(entries, &self.name, self.cfg.batch_size, block_ms) => read?,
                         _ = self.stop.cancelled() => return Ok(false),
                     };
                 }
@@ -488,6 +498,7 @@ impl Worker {
                         IndexError::Redis { .. } | IndexError::RedisReply { .. }
                     ) {
                         conn = None;
+                        reader = None;
                     }
                     warn!(worker = %self.name, error = %err, retry_in = ?backoff, "redis or postgres unavailable; retrying");
                     tokio::select! {
