@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::kinds::kind_table;
+use crate::kinds::{is_rebuilt, kind_table};
 use crate::records::{self, RecordFacts};
 use skyhose_proto::syntax::{is_did, is_handle, is_nsid, is_record_key};
 
@@ -124,6 +124,16 @@ pub struct Write {
     /// The row of the collection's projection table (`kinds`), in its
     /// column order; empty for collections without one.
     pub columns: Vec<Option<String>>,
+    /// The record is exactly what its kind table's views rebuild from
+    /// `columns` (migration 0014), so its row stores no text.
+    pub rebuilt: bool,
+}
+
+impl Write {
+    /// The record text its row stores: none when the views rebuild it.
+    pub fn stored_json(&self) -> Option<&str> {
+        (!self.rebuilt).then_some(self.json.as_str())
+    }
 }
 
 pub const ACCOUNT_DELETED: &str = "deleted";
@@ -395,13 +405,15 @@ fn new_write(
     if json.contains("\\u0000") {
         return Err(format!("record of {path} contains a NUL character"));
     }
+    let kind = kind_table(collection);
+    let columns = kind.map(|kind| kind.extract(record)).unwrap_or_default();
+    let rebuilt = kind.is_some_and(|kind| is_rebuilt(kind, &columns, &json));
     Ok(Write {
         cid: cid.to_owned(),
         json,
         facts,
-        columns: kind_table(collection)
-            .map(|kind| kind.extract(record))
-            .unwrap_or_default(),
+        columns,
+        rebuilt,
     })
 }
 

@@ -50,6 +50,92 @@ pub struct OwnState {
     /// collection, and the one for `quote_subject`.
     pub subject: &'static str,
     pub quote_subject: Option<&'static str>,
+    /// How the table's views rebuild a record stored as NULL (migration
+    /// 0014), when they do.
+    pub rebuilt: Option<RebuiltRecord>,
+}
+
+/// The pieces whose concatenation is the record text a view rebuilds
+/// from a row's projected columns (in `columns` order); `None` when the
+/// columns cannot say it. It must render exactly what the view's SQL
+/// function does.
+pub type RebuiltRecord =
+    for<'a> fn(&'a str, &'a [Option<String>]) -> Option<[&'a str; REBUILT_PIECES]>;
+
+pub const REBUILT_PIECES: usize = 15;
+
+/// `rebuilt_strong_ref_record` of migration 0014, over the like and
+/// repost columns `subject_uri, subject_cid, via_uri, via_cid, created_at`.
+fn rebuilt_strong_ref_record<'a>(
+    collection: &'a str,
+    columns: &'a [Option<String>],
+) -> Option<[&'a str; REBUILT_PIECES]> {
+    let [Some(subject_uri), Some(subject_cid), via_uri, via_cid, Some(created_at)] = columns else {
+        return None;
+    };
+    let [via_open, via_cid, via_between, via_uri, via_close] = match (via_uri, via_cid) {
+        (Some(uri), Some(cid)) => [",\"via\":{\"cid\":\"", cid, "\",\"uri\":\"", uri, "\"}"],
+        (None, None) => [""; 5],
+        _ => return None,
+    };
+    Some([
+        "{\"$type\":\"",
+        collection,
+        "\",\"createdAt\":\"",
+        created_at,
+        "\",\"subject\":{\"cid\":\"",
+        subject_cid,
+        "\",\"uri\":\"",
+        subject_uri,
+        "\"}",
+        via_open,
+        via_cid,
+        via_between,
+        via_uri,
+        via_close,
+        "}",
+    ])
+}
+
+/// `rebuilt_follow_record` of migration 0014, over the follow columns
+/// `subject_did, created_at`.
+fn rebuilt_follow_record<'a>(
+    collection: &'a str,
+    columns: &'a [Option<String>],
+) -> Option<[&'a str; REBUILT_PIECES]> {
+    let [Some(subject_did), Some(created_at)] = columns else {
+        return None;
+    };
+    let mut pieces = [""; REBUILT_PIECES];
+    pieces[..7].copy_from_slice(&[
+        "{\"$type\":\"",
+        collection,
+        "\",\"createdAt\":\"",
+        created_at,
+        "\",\"subject\":\"",
+        subject_did,
+        "\"}",
+    ]);
+    Some(pieces)
+}
+
+/// True when `text` is the record `kind`'s views rebuild from `columns`,
+/// so its row may store it as NULL.
+pub fn is_rebuilt(kind: &KindTable, columns: &[Option<String>], text: &str) -> bool {
+    let Some(rebuilt) = kind.own_state.as_ref().and_then(|state| state.rebuilt) else {
+        return false;
+    };
+    let Some(pieces) = rebuilt(kind.collection, columns) else {
+        return false;
+    };
+    let mut rest = text;
+    for piece in pieces {
+        match rest.strip_prefix(piece) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 /// `record.a.b...` (each step only into objects), as with `->` in SQL: JSON
@@ -172,6 +258,7 @@ pub const KIND_TABLES: &[KindTable] = &[
         own_state: Some(OwnState {
             subject: "reply_parent_uri",
             quote_subject: Some("embed_record_uri"),
+            rebuilt: None,
         }),
     },
     KindTable {
@@ -187,6 +274,7 @@ pub const KIND_TABLES: &[KindTable] = &[
         own_state: Some(OwnState {
             subject: "subject_uri",
             quote_subject: None,
+            rebuilt: Some(rebuilt_strong_ref_record),
         }),
     },
     KindTable {
@@ -202,6 +290,7 @@ pub const KIND_TABLES: &[KindTable] = &[
         own_state: Some(OwnState {
             subject: "subject_uri",
             quote_subject: None,
+            rebuilt: Some(rebuilt_strong_ref_record),
         }),
     },
     KindTable {
@@ -214,6 +303,7 @@ pub const KIND_TABLES: &[KindTable] = &[
         own_state: Some(OwnState {
             subject: "subject_did",
             quote_subject: None,
+            rebuilt: Some(rebuilt_follow_record),
         }),
     },
     KindTable {
@@ -521,6 +611,52 @@ impl KindTable {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Only a record that is exactly the rebuilt text may be stored as NULL.
+    #[test]
+    fn records_are_left_out_only_when_the_columns_rebuild_them_exactly() {
+        let like = kind_table("app.bsky.feed.like").expect("like table");
+        let follow = kind_table("app.bsky.graph.follow").expect("follow table");
+        let rebuilt = |kind: &KindTable, text: &str| {
+            let record: Value = serde_json::from_str(text).expect("JSON");
+            is_rebuilt(kind, &kind.extract(&record), text)
+        };
+        let subject = r#""subject":{"cid":"bafyp","uri":"at://did:plc:b/app.bsky.feed.post/3l"}"#;
+        let via = r#""via":{"cid":"bafyr","uri":"at://did:plc:c/app.bsky.feed.repost/3k"}"#;
+        let created = r#""createdAt":"2024-11-01T00:00:00Z""#;
+        let kind = r#""$type":"app.bsky.feed.like""#;
+        assert!(rebuilt(like, &format!("{{{kind},{created},{subject}}}")));
+        assert!(rebuilt(
+            like,
+            &format!("{{{kind},{created},{subject},{via}}}")
+        ));
+        for kept in [
+            format!("{{{kind},{subject},{created}}}"),
+            format!("{{{kind}, {created},{subject}}}"),
+            format!("{{{kind},{created},{subject},\"x\":1}}"),
+            format!("{{{kind},{subject}}}"),
+            format!("{{{kind},\"createdAt\":\"a\\\"b\",{subject}}}"),
+            format!(
+                r#"{{{kind},{created},{subject},"via":{{"uri":"at://did:plc:c/app.bsky.feed.repost/3k"}}}}"#
+            ),
+            format!(r#"{{"$type":"app.bsky.feed.repost",{created},{subject}}}"#),
+        ] {
+            assert!(!rebuilt(like, &kept), "{kept}");
+        }
+        assert!(rebuilt(
+            follow,
+            r#"{"$type":"app.bsky.graph.follow","createdAt":"2024-11-01T00:00:00Z","subject":"did:plc:b"}"#
+        ));
+        assert!(!rebuilt(
+            follow,
+            r#"{"$type":"app.bsky.graph.follow","createdAt":"2024-11-01T00:00:00Z","subject":"did:plc:b","x":null}"#
+        ));
+        let post = kind_table("app.bsky.feed.post").expect("post table");
+        assert!(!rebuilt(
+            post,
+            r#"{"$type":"app.bsky.feed.post","text":"hi"}"#
+        ));
+    }
 
     fn column(kind: &KindTable, name: &str, record: &Value) -> Option<String> {
         let index = kind

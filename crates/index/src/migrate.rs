@@ -77,6 +77,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "derived_notifications",
         sql: include_str!("../migrations/0013_derived_notifications.sql"),
     },
+    Migration {
+        version: 14,
+        name: "rebuilt_records",
+        sql: include_str!("../migrations/0014_rebuilt_records.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -361,7 +361,7 @@ pub(super) fn transitions<'a>(
                     live: write.is_some(),
                     subject: write.and_then(|w| w.facts.subject.as_deref()),
                     quote_subject: write.and_then(|w| w.facts.quote_subject.as_deref()),
-                    record: write.map(|w| w.json.as_str()),
+                    record: write.and_then(Write::stored_json),
                 }
             }
             _ => {

@@ -341,7 +341,7 @@ impl<'a> NewRowState<'a> {
         self.revs.push(candidate.and_then(|c| c.key.rev));
         self.seqs.push(candidate.map(|c| c.key.seq));
         self.lives.push(write.is_some());
-        self.records.push(write.map(|w| w.json.as_str()));
+        self.records.push(write.and_then(Write::stored_json));
         write
     }
 }
