@@ -80,7 +80,11 @@ async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
         .expect("rows as the previous schema had them");
 
     let report = skyhose_index::migrate(&pool).await.expect("migration 0010");
-    assert_eq!(report.applied, vec![10, 11, 12, 13, 14]);
+    assert!(
+        report.applied.starts_with(&[10, 11, 12, 13, 14]),
+        "{:?}",
+        report.applied
+    );
 
     let rows = client
         .query(

@@ -385,8 +385,8 @@ async fn run_pipelined(
     .collect()
 }
 
-/// Writes `changes` and the batch's actor updates, pipelined. Counts and
-/// actors come last, so the row locks they take are held only until the
+/// Writes `changes` and the batch's actor updates, pipelined. Actors and
+/// counts come last, so the row locks they take are held only until the
 /// commit. `unknown` are the batch's actors whose rows may not be visible
 /// yet. Returns false when a concurrent batch created one of the actor rows
 /// first and this one must be redone.
@@ -432,21 +432,18 @@ pub(super) async fn write_changes<'a>(
     );
     // Count rows of popular posts and actors are shared by concurrent
     // batches: written last, their locks are held only until the commit.
-    pending.extend(counted);
+    // Post counters come last of all: a popular post's row is the one
+    // concurrent batches wait for.
     let actor_statement = actor_update(actors, unknown, &changes.actor_deltas, &changes.mirrored);
-    let writes_actors = actor_statement.is_some();
+    let actor_result = actor_statement.as_ref().map(|_| pending.len());
     pending.extend(actor_statement);
-    let mut results = run_pipelined(tx, &pending).await?;
-    // The actor statement, last when there is one, counts the rows a
-    // concurrent batch created first.
-    let lost: i64 = if writes_actors {
-        results
-            .pop()
-            .and_then(|rows| rows.first().map(|row| row.get(0)))
-            .unwrap_or(0)
-    } else {
-        0
-    };
+    pending.extend(counted);
+    let results = run_pipelined(tx, &pending).await?;
+    // The actor statement counts the rows a concurrent batch created first.
+    let lost: i64 = actor_result
+        .and_then(|at| results.get(at))
+        .and_then(|rows| rows.first().map(|row| row.get(0)))
+        .unwrap_or(0);
     Ok(lost == 0)
 }
 
