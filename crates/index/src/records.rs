@@ -87,18 +87,7 @@ pub fn derive(collection: &str, author: &str, record: &Value) -> Result<RecordFa
         LIKE | REPOST => {
             let subject = strong_ref_uri(record, "subject").map_err(fail)?;
             let via = optional_strong_ref_uri(record, "via").map_err(fail)?;
-            // The like or repost notifies its subject's owner through its own
-            // row (migration 0013); only the reposter it came through is
-            // notified by a row of `notifications`.
-            let via_reason = if collection == LIKE {
-                "like-via-repost"
-            } else {
-                "repost-via-repost"
-            };
-            if let Some(via) = via {
-                push_owner(&mut facts, &via, via_reason);
-            }
-            facts.subject = Some(subject);
+            strong_ref_facts(collection, subject, via, &mut facts);
         }
         FOLLOW => {
             // The follow row itself notifies the followed account.
@@ -123,6 +112,68 @@ pub fn derive(collection: &str, author: &str, record: &Value) -> Result<RecordFa
         }
         _ => {}
     }
+    Ok(finish(facts, author))
+}
+
+/// The facts of a like or repost (`collection`) whose record holds exactly
+/// `subject` and `via` (URIs) besides its `$type` and `createdAt`: what
+/// [`derive`] gives for it, without the record's JSON tree.
+pub fn derive_strong_ref(
+    collection: &str,
+    author: &str,
+    subject: &str,
+    via: Option<&str>,
+) -> Result<RecordFacts, RecordError> {
+    let fail = |problem: String| RecordError {
+        collection: collection.to_owned(),
+        problem,
+    };
+    let subject = valid_uri(subject, "uri").map_err(|e| fail(format!("subject.{e}")))?;
+    let via = via
+        .map(|via| valid_uri(via, "uri").map_err(|e| fail(format!("via.{e}"))))
+        .transpose()?;
+    let mut facts = RecordFacts::default();
+    strong_ref_facts(collection, subject, via, &mut facts);
+    Ok(finish(facts, author))
+}
+
+/// The facts of a follow whose record holds exactly `subject` besides its
+/// `$type` and `createdAt`: what [`derive`] gives for it.
+pub fn derive_follow(author: &str, subject: &str) -> Result<RecordFacts, RecordError> {
+    let subject = valid_did(subject, "subject").map_err(|problem| RecordError {
+        collection: FOLLOW.to_owned(),
+        problem,
+    })?;
+    Ok(finish(
+        RecordFacts {
+            subject: Some(subject),
+            ..RecordFacts::default()
+        },
+        author,
+    ))
+}
+
+fn strong_ref_facts(
+    collection: &str,
+    subject: String,
+    via: Option<String>,
+    facts: &mut RecordFacts,
+) {
+    // The like or repost notifies its subject's owner through its own row
+    // (migration 0013); only the reposter it came through is notified by a
+    // row of `notifications`.
+    let via_reason = if collection == LIKE {
+        "like-via-repost"
+    } else {
+        "repost-via-repost"
+    };
+    if let Some(via) = via {
+        push_owner(facts, &via, via_reason);
+    }
+    facts.subject = Some(subject);
+}
+
+fn finish(mut facts: RecordFacts, author: &str) -> RecordFacts {
     // Nobody is notified of their own actions.
     facts.notifications.retain(|n| n.recipient != author);
     let mut seen = Vec::with_capacity(facts.notifications.len());
@@ -135,7 +186,7 @@ pub fn derive(collection: &str, author: &str, record: &Value) -> Result<RecordFa
             true
         }
     });
-    Ok(facts)
+    facts
 }
 
 fn derive_post(record: &Value, facts: &mut RecordFacts) -> Result<(), String> {
@@ -217,6 +268,10 @@ fn uri_field(value: &Value, field: &str) -> Result<String, String> {
         .get(field)
         .and_then(Value::as_str)
         .ok_or_else(|| format!("{field} is missing or not a string"))?;
+    valid_uri(uri, field)
+}
+
+fn valid_uri(uri: &str, field: &str) -> Result<String, String> {
     if parse_at_uri(uri).is_none() {
         return Err(format!("{field} is not a valid AT-URI: {uri:?}"));
     }
@@ -228,6 +283,10 @@ fn did_field(value: &Value, field: &str) -> Result<String, String> {
         .get(field)
         .and_then(Value::as_str)
         .ok_or_else(|| format!("{field} is missing or not a string"))?;
+    valid_did(did, field)
+}
+
+fn valid_did(did: &str, field: &str) -> Result<String, String> {
     if !is_did(did) {
         return Err(format!("{field} is not a valid DID: {did:?}"));
     }

@@ -35,6 +35,11 @@ const READ_CHUNK: usize = 256 * 1024;
 /// How long past its `BLOCK` time a reply may take before Redis counts as
 /// gone, so a connection that went silent is not waited on forever.
 const REPLY_GRACE: Duration = Duration::from_secs(10);
+/// A buffer grown past this by an unusually large reply is given back, so
+/// that one batch of huge entries does not stay in the worker's memory.
+const KEPT_BUFFER: usize = 64 * 1024 * 1024;
+/// How long connecting may take before Redis counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Larger lengths are not a reply Redis could send (its bulk strings stop
 /// at 512 MB): the bytes are not RESP.
 const MAX_LEN: i64 = 1 << 30;
@@ -43,6 +48,20 @@ impl EntryReader {
     /// Connects as `info` says (TCP or a Unix socket), authenticating and
     /// selecting its database.
     pub async fn connect(info: &ConnectionInfo) -> Result<Self, IndexError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_now(info)).await {
+            Ok(connected) => connected,
+            Err(_) => Err(IndexError::Redis {
+                context: "connecting the stream reader".into(),
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection within {CONNECT_TIMEOUT:?}"),
+                )
+                .into(),
+            }),
+        }
+    }
+
+    async fn connect_now(info: &ConnectionInfo) -> Result<Self, IndexError> {
         let failed = |source: io::Error| IndexError::Redis {
             context: "connecting the stream reader".into(),
             source: source.into(),
@@ -115,7 +134,12 @@ impl EntryReader {
         let context = format!("XREADGROUP on {key}");
         let block = block_ms.map(Duration::from_millis);
         let len = self.command(&cmd, block, &context).await?;
-        entries_of(&self.buf[..len]).map_err(|detail| IndexError::RedisReply { context, detail })
+        let entries = entries_of(&self.buf[..len])
+            .map_err(|detail| IndexError::RedisReply { context, detail });
+        if self.buf.capacity() > KEPT_BUFFER {
+            self.buf = Vec::with_capacity(READ_CHUNK);
+        }
+        entries
     }
 
     /// Sends `cmd` and reads its whole reply into the buffer, returning its
