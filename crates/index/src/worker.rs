@@ -222,7 +222,9 @@ async fn refresh_statistics(pool: Pool, stop: CancellationToken) {
                      ANALYZE {ANALYZED_TABLES}; RESET default_statistics_target"
                 )
             } else {
-                format!("ANALYZE {ANALYZED_TABLES}")
+                // The first refresh's setting may have stayed on this pooled
+                // connection if that refresh failed halfway.
+                format!("RESET default_statistics_target; ANALYZE {ANALYZED_TABLES}")
             };
             client
                 .batch_execute(&analyze)
