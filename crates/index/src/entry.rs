@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::kinds::{is_rebuilt, kind_table};
+use crate::kinds::{is_rebuilt, kind_table, KindTable};
 use crate::records::{self, RecordFacts};
 use skyhose_proto::syntax::{is_did, is_handle, is_nsid, is_record_key};
 
@@ -322,8 +322,8 @@ struct PlainFollowRecord<'a> {
 /// other record, or one that is not valid, which the tree then reads (and
 /// explains).
 fn plain_record_write(collection: &str, repo: &str, cid: &str, text: &str) -> Option<Write> {
-    // PostgreSQL cannot store NUL characters; the tree's path says so.
-    if text.contains("\\u0000") {
+    // The tree's path explains the error.
+    if has_nul(text) {
         return None;
     }
     let (facts, columns) = match collection {
@@ -366,14 +366,32 @@ fn plain_record_write(collection: &str, repo: &str, cid: &str, text: &str) -> Op
     };
     let kind = kind_table(collection)?;
     debug_assert_eq!(columns.len(), kind.columns.len());
-    let rebuilt = is_rebuilt(kind, &columns, text);
-    Some(Write {
+    Some(write_of(Some(kind), cid, text.to_owned(), facts, columns))
+}
+
+/// PostgreSQL text and jsonb cannot hold NUL characters.
+fn has_nul(json: &str) -> bool {
+    json.contains("\\u0000")
+}
+
+/// The write of a record of `kind` whose facts and projected columns are
+/// known, by either parse path: the one place that decides whether its row
+/// leaves the text to the views.
+fn write_of(
+    kind: Option<&KindTable>,
+    cid: &str,
+    json: String,
+    facts: RecordFacts,
+    columns: Vec<Option<String>>,
+) -> Write {
+    let rebuilt = kind.is_some_and(|kind| is_rebuilt(kind, &columns, &json));
+    Write {
         cid: cid.to_owned(),
-        json: text.to_owned(),
+        json,
         facts,
         columns,
         rebuilt,
-    })
+    }
 }
 
 fn did_of(data: &Value) -> Result<String, String> {
@@ -500,20 +518,12 @@ fn new_write(
     json: String,
 ) -> Result<Write, String> {
     let facts = records::derive(collection, repo, record).map_err(|e| e.to_string())?;
-    // PostgreSQL text and jsonb cannot hold NUL characters.
-    if json.contains("\\u0000") {
+    if has_nul(&json) {
         return Err(format!("record of {path} contains a NUL character"));
     }
     let kind = kind_table(collection);
     let columns = kind.map(|kind| kind.extract(record)).unwrap_or_default();
-    let rebuilt = kind.is_some_and(|kind| is_rebuilt(kind, &columns, &json));
-    Ok(Write {
-        cid: cid.to_owned(),
-        json,
-        facts,
-        columns,
-        rebuilt,
-    })
+    Ok(write_of(kind, cid, json, facts, columns))
 }
 
 #[cfg(test)]
