@@ -195,9 +195,7 @@ fn k256_multibase(key: &k256::ecdsa::SigningKey) -> String {
 }
 
 fn p256_multibase(key: &p256::ecdsa::SigningKey) -> String {
-    let mut bytes = vec![0x80, 0x24];
-    bytes.extend_from_slice(key.verifying_key().to_encoded_point(true).as_bytes());
-    format!("z{}", bs58::encode(bytes).into_string())
+    skyhose_proto::crypto::PublicKey::P256(*key.verifying_key()).to_multikey()
 }
 
 /// Fresh claims each call (a new `jti`), so no two tokens are the same and a

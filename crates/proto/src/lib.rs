@@ -1,10 +1,11 @@
 //! skyhose-proto: the AT Protocol wire format. It owns DAG-CBOR, CIDs, CAR v1,
-//! subscribeRepos frames, the data model's JSON form, typed records and identifier
-//! syntax. It does no I/O and knows nothing of Redis, PostgreSQL or HTTP.
+//! subscribeRepos frames, the data model's JSON form, typed records, identifier
+//! syntax and key verification. It does no I/O and knows nothing of Redis, PostgreSQL or HTTP.
 
 pub mod car;
 pub mod cbor;
 pub mod cid;
+pub mod crypto;
 pub mod datamodel;
 pub mod datetime;
 pub mod decode;

@@ -29,10 +29,10 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use skyhose_proto::crypto::PublicKey;
+
 use crate::network::{Network, SimConfig};
 
-/// Multicodec prefix of a compressed secp256k1 public key (`secp256k1-pub`, varint).
-const SECP256K1_PUB: [u8; 2] = [0xe7, 0x01];
 /// Where the simulated accounts' PDS would be; nothing listens there.
 const PDS_ENDPOINT: &str = "http://127.0.0.1";
 
@@ -210,11 +210,7 @@ pub fn signing_key(sim: &SimConfig, did: &str) -> SigningKey {
 /// `z` + base58btc(multicodec `secp256k1-pub` + compressed point), as in a
 /// DID document's `publicKeyMultibase`.
 pub fn public_key_multibase(key: &VerifyingKey) -> String {
-    let point = key.to_encoded_point(true);
-    let mut bytes = Vec::with_capacity(2 + point.len());
-    bytes.extend_from_slice(&SECP256K1_PUB);
-    bytes.extend_from_slice(point.as_bytes());
-    format!("z{}", bs58::encode(bytes).into_string())
+    PublicKey::K256(*key).to_multikey()
 }
 
 /// The DID document the directory serves for a simulated account.
@@ -321,7 +317,7 @@ mod tests {
         // Every compressed secp256k1 Multikey starts this way.
         assert!(mb.starts_with("zQ3s"), "{mb}");
         let raw = bs58::decode(&mb[1..]).into_vec().unwrap();
-        assert_eq!(&raw[..2], &SECP256K1_PUB);
+        assert_eq!(&raw[..2], &skyhose_proto::crypto::SECP256K1_PUB);
         assert_eq!(raw.len(), 35);
     }
 

@@ -2,15 +2,10 @@
 //! the PLC directory, `did:web` at the host's `/.well-known/did.json`), and the
 //! `#atproto` verification method in it.
 
-use k256::ecdsa::signature::Verifier;
 use serde_json::Value;
+pub use skyhose_proto::crypto::PublicKey;
 
 use super::fetch::{FetchError, Fetcher};
-use super::jwt::Alg;
-
-/// Multicodec varint prefixes of compressed public keys in a `Multikey`.
-const SECP256K1_PUB: [u8; 2] = [0xe7, 0x01];
-const P256_PUB: [u8; 2] = [0x80, 0x24];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -24,62 +19,6 @@ pub enum ResolveError {
     Fetch(#[from] FetchError),
     #[error("bad DID document: {0}")]
     Document(String),
-}
-
-#[derive(Clone, Debug)]
-pub enum PublicKey {
-    K256(k256::ecdsa::VerifyingKey),
-    P256(p256::ecdsa::VerifyingKey),
-}
-
-impl PublicKey {
-    pub fn alg(&self) -> Alg {
-        match self {
-            PublicKey::K256(_) => Alg::Es256k,
-            PublicKey::P256(_) => Alg::Es256,
-        }
-    }
-
-    /// ECDSA-SHA256 over `msg` with a 64-byte r||s signature. atproto accepts
-    /// only low-S signatures (on both curves), so high-S ones fail here even
-    /// though they are mathematically valid.
-    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        match self {
-            PublicKey::K256(key) => {
-                let Ok(sig) = k256::ecdsa::Signature::from_slice(sig) else {
-                    return false;
-                };
-                sig.normalize_s().is_none() && key.verify(msg, &sig).is_ok()
-            }
-            PublicKey::P256(key) => {
-                let Ok(sig) = p256::ecdsa::Signature::from_slice(sig) else {
-                    return false;
-                };
-                sig.normalize_s().is_none() && key.verify(msg, &sig).is_ok()
-            }
-        }
-    }
-}
-
-/// `z` + base58btc of a multicodec-prefixed compressed key.
-pub fn parse_multikey(multibase: &str) -> Result<PublicKey, String> {
-    let encoded = multibase
-        .strip_prefix('z')
-        .ok_or("publicKeyMultibase is not base58btc (no leading z)")?;
-    let bytes = bs58::decode(encoded)
-        .into_vec()
-        .map_err(|e| format!("publicKeyMultibase is not base58btc: {e}"))?;
-    if let Some(point) = bytes.strip_prefix(&SECP256K1_PUB) {
-        return k256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-            .map(PublicKey::K256)
-            .map_err(|_| "publicKeyMultibase is not a secp256k1 point".into());
-    }
-    if let Some(point) = bytes.strip_prefix(&P256_PUB) {
-        return p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-            .map(PublicKey::P256)
-            .map_err(|_| "publicKeyMultibase is not a P-256 point".into());
-    }
-    Err("publicKeyMultibase is neither a secp256k1 nor a P-256 key".into())
 }
 
 /// The URL of `did`'s document.
@@ -149,7 +88,8 @@ pub fn signing_key(did: &str, document: &[u8]) -> Result<PublicKey, ResolveError
         .get("publicKeyMultibase")
         .and_then(Value::as_str)
         .ok_or_else(|| ResolveError::Document("#atproto has no publicKeyMultibase".into()))?;
-    parse_multikey(multibase).map_err(ResolveError::Document)
+    PublicKey::from_multikey(multibase)
+        .map_err(|e| ResolveError::Document(format!("#atproto publicKeyMultibase: {e}")))
 }
 
 pub struct Resolver {
@@ -175,24 +115,11 @@ impl Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k256::ecdsa::signature::Signer;
     use serde_json::json;
 
     const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
 
-    fn multikey(prefix: [u8; 2], point: &[u8]) -> String {
-        let mut bytes = prefix.to_vec();
-        bytes.extend_from_slice(point);
-        format!("z{}", bs58::encode(bytes).into_string())
-    }
-
-    fn k256_key() -> k256::ecdsa::SigningKey {
-        k256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap()
-    }
-
-    fn p256_key() -> p256::ecdsa::SigningKey {
-        p256::ecdsa::SigningKey::from_slice(&[0x22; 32]).unwrap()
-    }
+    use skyhose_proto::crypto::{Curve, SigningKey};
 
     fn doc(id: &str, vm_id: &str, multibase: &str) -> Vec<u8> {
         json!({
@@ -204,52 +131,6 @@ mod tests {
         })
         .to_string()
         .into_bytes()
-    }
-
-    #[test]
-    fn parses_both_curves_and_verifies_low_s_only() {
-        let k = k256_key();
-        let mb = multikey(
-            SECP256K1_PUB,
-            k.verifying_key().to_encoded_point(true).as_bytes(),
-        );
-        let key = parse_multikey(&mb).unwrap();
-        assert_eq!(key.alg(), Alg::Es256k);
-        let sig: k256::ecdsa::Signature = k.sign(b"msg");
-        let low = sig.normalize_s().unwrap_or(sig);
-        assert!(key.verify(b"msg", &low.to_bytes()));
-        assert!(!key.verify(b"other", &low.to_bytes()));
-        // The same signature with s replaced by n - s: valid ECDSA, but high-S.
-        let high = k256::ecdsa::Signature::from_scalars(low.r(), -*low.s()).unwrap();
-        assert!(!key.verify(b"msg", &high.to_bytes()));
-        assert!(!key.verify(b"msg", &[0u8; 63]));
-
-        let p = p256_key();
-        let mb = multikey(
-            P256_PUB,
-            p.verifying_key().to_encoded_point(true).as_bytes(),
-        );
-        let key = parse_multikey(&mb).unwrap();
-        assert_eq!(key.alg(), Alg::Es256);
-        let sig: p256::ecdsa::Signature = p.sign(b"msg");
-        let low = sig.normalize_s().unwrap_or(sig);
-        assert!(key.verify(b"msg", &low.to_bytes()));
-        let high = p256::ecdsa::Signature::from_scalars(low.r(), -*low.s()).unwrap();
-        assert!(!key.verify(b"msg", &high.to_bytes()));
-    }
-
-    #[test]
-    fn rejects_bad_multikeys() {
-        for (mb, want) in [
-            ("Q3shabc".to_owned(), "no leading z"),
-            ("z0OIl".to_owned(), "base58btc"),
-            (multikey([0xed, 0x01], &[1; 32]), "neither"),
-            (multikey(SECP256K1_PUB, &[9; 33]), "secp256k1 point"),
-            (multikey(P256_PUB, &[2; 10]), "P-256 point"),
-        ] {
-            let err = parse_multikey(&mb).unwrap_err();
-            assert!(err.contains(want), "{err:?} should mention {want:?}");
-        }
     }
 
     #[test]
@@ -285,14 +166,11 @@ mod tests {
 
     #[test]
     fn finds_the_atproto_key_and_checks_the_id() {
-        let k = k256_key();
-        let mb = multikey(
-            SECP256K1_PUB,
-            k.verifying_key().to_encoded_point(true).as_bytes(),
-        );
+        let k = SigningKey::from_bytes(Curve::K256, &[0x11; 32]).unwrap();
+        let mb = k.public_key().to_multikey();
         for vm_id in ["#atproto".to_owned(), format!("{DID}#atproto")] {
             let key = signing_key(DID, &doc(DID, &vm_id, &mb)).unwrap();
-            assert_eq!(key.alg(), Alg::Es256k);
+            assert_eq!(key.curve(), Curve::K256);
         }
         let err = signing_key(
             DID,

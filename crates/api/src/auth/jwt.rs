@@ -18,6 +18,14 @@ pub enum Alg {
 }
 
 impl Alg {
+    /// The algorithm a key of `curve` signs with.
+    pub fn of(curve: skyhose_proto::crypto::Curve) -> Self {
+        match curve {
+            skyhose_proto::crypto::Curve::K256 => Alg::Es256k,
+            skyhose_proto::crypto::Curve::P256 => Alg::Es256,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Alg::Es256k => "ES256K",

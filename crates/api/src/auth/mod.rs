@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cache::TtlCache;
 use did::{PublicKey, ResolveError, Resolver};
 use fetch::Fetcher;
+use jwt::Alg;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -201,11 +202,11 @@ fn resolve_error(did: &str, reason: String) -> AuthError {
 }
 
 fn check_signature(did: &str, key: &PublicKey, token: &jwt::Token<'_>) -> Result<(), AuthError> {
-    if key.alg() != token.alg {
+    if Alg::of(key.curve()) != token.alg {
         return Err(AuthError::KeyType {
             did: did.to_owned(),
             alg: token.alg.name(),
-            key: key.alg().name(),
+            key: Alg::of(key.curve()).name(),
         });
     }
     if !key.verify(token.signed.as_bytes(), &token.signature) {
