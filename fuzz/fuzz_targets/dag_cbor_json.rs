@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
         let again = cbor::decode_prefix(&cbor::encode(&value)).map(|(v, _)| v);
         assert_eq!(again.ok(), Some(value.clone()));
         let _ = datamodel::to_json(&value);
-        let mut out = Vec::new();
+        let mut out = String::new();
         datamodel::write_json(&value, &mut out);
     }
 });

@@ -9,7 +9,7 @@ use skyhose_proto::cbor::{decode_prefix, Value};
 use skyhose_proto::frame::{Account, Commit, Event, Identity, Info, OpAction, Sync};
 use skyhose_proto::{car, Cid};
 
-use crate::json::{push_key, push_str, push_value};
+use skyhose_proto::datamodel::{write_json, write_json_key, write_json_str};
 
 /// The `type` field of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,49 +116,6 @@ fn push_cid(out: &mut String, cid: &Cid) {
     out.push('"');
 }
 
-fn read_varint(input: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut n = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *input.get(*pos)?;
-        *pos += 1;
-        n |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(n);
-        }
-    }
-    None
-}
-
-/// The block of `cid` in a CAR v1 file, borrowed: copying every block of every
-/// commit to look up one or two records is most of the cost of a commit.
-fn find_block<'a>(car: &'a [u8], cid: &Cid) -> Result<&'a [u8], String> {
-    let wanted = cid.to_bytes();
-    let mut pos = 0;
-    let next_section = |pos: &mut usize| -> Result<Option<&'a [u8]>, String> {
-        if *pos >= car.len() {
-            return Ok(None);
-        }
-        let start = *pos;
-        let len = read_varint(car, pos)
-            .and_then(|len| usize::try_from(len).ok())
-            .ok_or_else(|| format!("commit blocks: bad length at byte {start}"))?;
-        let section = pos
-            .checked_add(len)
-            .and_then(|end| car.get(*pos..end))
-            .ok_or_else(|| format!("commit blocks: section at byte {start} runs past the end"))?;
-        *pos += len;
-        Ok(Some(section))
-    };
-    // The first section is the header (roots); blocks follow as CID + bytes.
-    next_section(&mut pos)?.ok_or_else(|| "commit blocks: empty CAR".to_owned())?;
-    while let Some(section) = next_section(&mut pos)? {
-        if let Some(data) = section.strip_prefix(&wanted[..]) {
-            return Ok(data);
-        }
-    }
-    Err("record block missing from the commit's blocks".to_owned())
-}
-
 /// Largest record block taken into the stream. A frame may be megabytes,
 /// but records are small (a post is well under 10 KiB); a larger one is kept
 /// as an op with its `error` instead of travelling through Redis and
@@ -166,7 +123,9 @@ fn find_block<'a>(car: &'a [u8], cid: &Cid) -> Result<&'a [u8], String> {
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
 fn record_json(car: &[u8], cid: &Cid, verify: bool, out: &mut String) -> Result<(), String> {
-    let bytes = find_block(car, cid)?;
+    let bytes = car::find_block(car, cid)
+        .map_err(|e| format!("commit blocks: {e}"))?
+        .ok_or("record block missing from the commit's blocks")?;
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(format!(
             "record block of {} bytes is over the {MAX_RECORD_BYTES}-byte limit",
@@ -186,7 +145,7 @@ fn record_json(car: &[u8], cid: &Cid, verify: bool, out: &mut String) -> Result<
     if !matches!(value, Value::Map(_)) {
         return Err("record is not a map".to_owned());
     }
-    push_value(out, &value);
+    write_json(&value, out);
     Ok(())
 }
 
@@ -195,19 +154,19 @@ fn commit_entry(c: &Commit, opts: ConvertOptions) -> Result<StreamEntry, Convert
     let mut out = String::with_capacity(256 + c.blocks.len() * 2);
     let mut op_errors = 0;
     out.push('{');
-    push_key(&mut out, "repo");
-    push_str(&mut out, &c.repo);
+    write_json_key(&mut out, "repo");
+    write_json_str(&mut out, &c.repo);
     out.push_str(",\"ops\":[");
     for (i, op) in c.ops.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push('{');
-        push_key(&mut out, "action");
-        push_str(&mut out, op.action.as_str());
+        write_json_key(&mut out, "action");
+        write_json_str(&mut out, op.action.as_str());
         out.push(',');
-        push_key(&mut out, "path");
-        push_str(&mut out, &op.path);
+        write_json_key(&mut out, "path");
+        write_json_str(&mut out, &op.path);
         if op.action != OpAction::Delete {
             let problem = match &op.cid {
                 Some(cid) => {
@@ -226,8 +185,8 @@ fn commit_entry(c: &Commit, opts: ConvertOptions) -> Result<StreamEntry, Convert
             if let Some(problem) = problem {
                 op_errors += 1;
                 out.push(',');
-                push_key(&mut out, "error");
-                push_str(&mut out, &problem);
+                write_json_key(&mut out, "error");
+                write_json_str(&mut out, &problem);
             }
         }
         out.push('}');
@@ -235,19 +194,19 @@ fn commit_entry(c: &Commit, opts: ConvertOptions) -> Result<StreamEntry, Convert
     out.push(']');
     if opts.compat == Compat::Full {
         out.push(',');
-        push_key(&mut out, "rev");
-        push_str(&mut out, &c.rev);
+        write_json_key(&mut out, "rev");
+        write_json_str(&mut out, &c.rev);
         out.push(',');
-        push_key(&mut out, "since");
+        write_json_key(&mut out, "since");
         match &c.since {
-            Some(since) => push_str(&mut out, since),
+            Some(since) => write_json_str(&mut out, since),
             None => out.push_str("null"),
         }
         out.push(',');
-        push_key(&mut out, "time");
-        push_str(&mut out, &c.time);
+        write_json_key(&mut out, "time");
+        write_json_str(&mut out, &c.time);
         out.push(',');
-        push_key(&mut out, "commit");
+        write_json_key(&mut out, "commit");
         push_cid(&mut out, &c.commit);
     }
     out.push('}');
@@ -263,17 +222,17 @@ fn identity_entry(i: &Identity) -> Result<StreamEntry, ConvertError> {
     let seq = checked_seq(EntryKind::Identity, i.seq)?;
     let mut out = String::with_capacity(128);
     out.push('{');
-    push_key(&mut out, "did");
-    push_str(&mut out, &i.did);
+    write_json_key(&mut out, "did");
+    write_json_str(&mut out, &i.did);
     out.push(',');
-    push_key(&mut out, "handle");
+    write_json_key(&mut out, "handle");
     match &i.handle {
-        Some(handle) => push_str(&mut out, handle),
+        Some(handle) => write_json_str(&mut out, handle),
         None => out.push_str("null"),
     }
     out.push(',');
-    push_key(&mut out, "time");
-    push_str(&mut out, &i.time);
+    write_json_key(&mut out, "time");
+    write_json_str(&mut out, &i.time);
     out.push('}');
     Ok(simple(EntryKind::Identity, out, seq))
 }
@@ -282,19 +241,19 @@ fn account_entry(a: &Account) -> Result<StreamEntry, ConvertError> {
     let seq = checked_seq(EntryKind::Account, a.seq)?;
     let mut out = String::with_capacity(128);
     out.push('{');
-    push_key(&mut out, "did");
-    push_str(&mut out, &a.did);
+    write_json_key(&mut out, "did");
+    write_json_str(&mut out, &a.did);
     out.push(',');
-    push_key(&mut out, "active");
+    write_json_key(&mut out, "active");
     out.push_str(if a.active { "true" } else { "false" });
     if let Some(status) = &a.status {
         out.push(',');
-        push_key(&mut out, "status");
-        push_str(&mut out, status);
+        write_json_key(&mut out, "status");
+        write_json_str(&mut out, status);
     }
     out.push(',');
-    push_key(&mut out, "time");
-    push_str(&mut out, &a.time);
+    write_json_key(&mut out, "time");
+    write_json_str(&mut out, &a.time);
     out.push('}');
     Ok(simple(EntryKind::Account, out, seq))
 }
@@ -303,13 +262,13 @@ fn sync_entry(s: &Sync) -> Result<StreamEntry, ConvertError> {
     let seq = checked_seq(EntryKind::Sync, s.seq)?;
     let mut out = String::with_capacity(192);
     out.push('{');
-    push_key(&mut out, "did");
-    push_str(&mut out, &s.did);
+    write_json_key(&mut out, "did");
+    write_json_str(&mut out, &s.did);
     out.push(',');
-    push_key(&mut out, "rev");
-    push_str(&mut out, &s.rev);
+    write_json_key(&mut out, "rev");
+    write_json_str(&mut out, &s.rev);
     out.push(',');
-    push_key(&mut out, "commit");
+    write_json_key(&mut out, "commit");
     // The commit CID is the root of the sync's CAR; a sync without a readable
     // root still says which repo to re-sync, so it is kept with a null commit.
     match car::read_car(&s.blocks)
@@ -320,8 +279,8 @@ fn sync_entry(s: &Sync) -> Result<StreamEntry, ConvertError> {
         None => out.push_str("null"),
     }
     out.push(',');
-    push_key(&mut out, "time");
-    push_str(&mut out, &s.time);
+    write_json_key(&mut out, "time");
+    write_json_str(&mut out, &s.time);
     out.push('}');
     Ok(simple(EntryKind::Sync, out, seq))
 }
@@ -329,12 +288,12 @@ fn sync_entry(s: &Sync) -> Result<StreamEntry, ConvertError> {
 fn info_entry(i: &Info) -> StreamEntry {
     let mut out = String::with_capacity(96);
     out.push('{');
-    push_key(&mut out, "name");
-    push_str(&mut out, &i.name);
+    write_json_key(&mut out, "name");
+    write_json_str(&mut out, &i.name);
     out.push(',');
-    push_key(&mut out, "message");
+    write_json_key(&mut out, "message");
     match &i.message {
-        Some(message) => push_str(&mut out, message),
+        Some(message) => write_json_str(&mut out, message),
         None => out.push_str("null"),
     }
     out.push('}');

@@ -5,12 +5,14 @@
 mod backoff;
 pub mod config;
 pub mod entry;
-mod json;
 mod observe;
 mod run;
 mod sink;
 
 pub use config::{IngestConfig, RelayClock};
-pub use entry::{event_to_entry, Compat, ConvertError, EntryKind, StreamEntry};
+pub use entry::{
+    event_to_entry, event_to_entry_with, Compat, ConvertError, ConvertOptions, EntryKind,
+    StreamEntry,
+};
 pub use run::{run, IngestError, IngestSummary};
 pub use tokio_util::sync::CancellationToken;

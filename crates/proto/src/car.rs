@@ -54,12 +54,64 @@ pub fn write_car(roots: &[Cid], blocks: &[(Cid, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-/// Reads a CAR v1 file into its roots and blocks (CIDs are not re-verified).
-pub fn read_car(input: &[u8]) -> Result<(Vec<Cid>, Vec<Block>), WireError> {
+/// The blocks of a CAR v1 file as borrowed slices, in file order: each item
+/// is the block's 36 CID bytes and its data. Nothing is copied, so looking up
+/// one record in a commit's CAR costs a scan of its framing only.
+pub struct Sections<'a> {
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for Sections<'a> {
+    type Item = Result<(&'a [u8], &'a [u8]), WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.input.len() {
+            return None;
+        }
+        let item = read_varint(self.input, &mut self.pos).and_then(|len| {
+            let block = take(self.input, &mut self.pos, len)
+                .map_err(|_| WireError::BadCar("block truncated"))?;
+            block
+                .split_at_checked(36)
+                .ok_or(WireError::BadCar("block shorter than a CID"))
+        });
+        if item.is_err() {
+            // A framing error leaves no way to find the next block.
+            self.pos = self.input.len();
+        }
+        Some(item)
+    }
+}
+
+/// The header section's bytes (DAG-CBOR, undecoded) and the blocks after it.
+pub fn sections(input: &[u8]) -> Result<(&[u8], Sections<'_>), WireError> {
+    if input.is_empty() {
+        return Err(WireError::BadCar("empty file"));
+    }
     let mut pos = 0;
     let header_len = read_varint(input, &mut pos)?;
     let header =
         take(input, &mut pos, header_len).map_err(|_| WireError::BadCar("header truncated"))?;
+    Ok((header, Sections { input, pos }))
+}
+
+/// The block of `cid`, borrowed from the file.
+pub fn find_block<'a>(input: &'a [u8], cid: &Cid) -> Result<Option<&'a [u8]>, WireError> {
+    let wanted = cid.to_bytes();
+    let (_, blocks) = sections(input)?;
+    for block in blocks {
+        let (cid_bytes, data) = block?;
+        if cid_bytes == wanted {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads a CAR v1 file into its roots and blocks (CIDs are not re-verified).
+pub fn read_car(input: &[u8]) -> Result<(Vec<Cid>, Vec<Block>), WireError> {
+    let (header, sections) = sections(input)?;
     let (header, _) = decode_prefix(header)?;
     let roots = match header.get("roots") {
         Some(Value::List(items)) => items
@@ -71,15 +123,12 @@ pub fn read_car(input: &[u8]) -> Result<(Vec<Cid>, Vec<Block>), WireError> {
             .collect(),
         _ => return Err(WireError::BadCar("header has no roots list")),
     };
-    let mut blocks = Vec::new();
-    while pos < input.len() {
-        let len = read_varint(input, &mut pos)?;
-        let block = take(input, &mut pos, len).map_err(|_| WireError::BadCar("block truncated"))?;
-        let (cid_bytes, data) = block
-            .split_at_checked(36)
-            .ok_or(WireError::BadCar("block shorter than a CID"))?;
-        blocks.push((Cid::from_bytes(cid_bytes)?, data.to_vec()));
-    }
+    let blocks = sections
+        .map(|block| {
+            let (cid_bytes, data) = block?;
+            Ok((Cid::from_bytes(cid_bytes)?, data.to_vec()))
+        })
+        .collect::<Result<_, WireError>>()?;
     Ok((roots, blocks))
 }
 

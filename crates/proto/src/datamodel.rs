@@ -158,82 +158,88 @@ fn check_blob(map: &Map<String, Json>, path: &str) -> Result<(), DataModelError>
     Ok(())
 }
 
-/// Writes `value` as compact JSON text, the same document `to_json` builds,
+/// Appends `value` as compact JSON text, the same document `to_json` builds,
 /// without building it: ingest turns every record into JSON text, and the
-/// intermediate tree would cost an allocation per node.
-pub fn write_json(value: &Value, out: &mut Vec<u8>) {
+/// intermediate tree would cost an allocation per node. Links are
+/// `{"$link": cid}`, bytes `{"$bytes": base64}` (standard alphabet, no
+/// padding). This is the writer behind every stream entry.
+pub fn write_json(value: &Value, out: &mut String) {
+    use std::fmt::Write;
     match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Integer(n) => out.extend_from_slice(n.to_string().as_bytes()),
-        Value::String(s) => write_json_string(s, out),
-        Value::Bytes(bytes) => {
-            out.extend_from_slice(b"{\"$bytes\":\"");
-            out.extend_from_slice(BASE64_NOPAD.encode(bytes).as_bytes());
-            out.extend_from_slice(b"\"}");
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Integer(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::String(s) => write_json_str(out, s),
+        Value::Bytes(b) => {
+            out.push_str("{\"$bytes\":\"");
+            out.push_str(&BASE64_NOPAD.encode(b));
+            out.push_str("\"}");
         }
         Value::Link(cid) => {
-            out.extend_from_slice(b"{\"$link\":\"");
-            out.extend_from_slice(cid.to_string().as_bytes());
-            out.extend_from_slice(b"\"}");
+            out.push_str("{\"$link\":\"");
+            let _ = write!(out, "{cid}");
+            out.push_str("\"}");
         }
         Value::List(items) => {
-            out.push(b'[');
+            out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.push(',');
                 }
                 write_json(item, out);
             }
-            out.push(b']');
+            out.push(']');
         }
-        Value::Map(entries) => {
-            out.push(b'{');
-            for (i, (key, item)) in entries.iter().enumerate() {
+        Value::Map(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.push(',');
                 }
-                write_json_string(key, out);
-                out.push(b':');
-                write_json(item, out);
+                write_json_key(out, k);
+                write_json(v, out);
             }
-            out.push(b'}');
+            out.push('}');
         }
     }
 }
 
-/// A JSON string literal; only `"`, `\` and control characters need escaping,
-/// so runs of other bytes are copied whole.
-fn write_json_string(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
+/// Appends `text` as a JSON string literal. Only `"`, `\` and control
+/// characters need escaping, so runs of other bytes are copied whole.
+pub fn write_json_str(out: &mut String, text: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
             _ => continue,
         };
-        out.extend_from_slice(&bytes[run_start..i]);
+        // `i` is at an ASCII byte, so both slices end on character boundaries.
+        out.push_str(text.get(start..i).unwrap_or_default());
         if escape.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
+            use std::fmt::Write;
+            let _ = write!(out, "\\u{byte:04x}");
         } else {
-            out.extend_from_slice(escape);
+            out.push_str(escape);
         }
-        run_start = i + 1;
+        start = i + 1;
     }
-    out.extend_from_slice(&bytes[run_start..]);
-    out.push(b'"');
+    out.push_str(text.get(start..).unwrap_or_default());
+    out.push('"');
+}
+
+/// Appends `"key":`.
+pub fn write_json_key(out: &mut String, key: &str) {
+    write_json_str(out, key);
+    out.push(':');
 }
 
 #[cfg(test)]
@@ -258,9 +264,24 @@ mod write_json_tests {
             ),
             ("empty", Value::Map(BTreeMap::new())),
         ]);
-        let mut text = Vec::new();
+        let mut text = String::new();
         write_json(&value, &mut text);
-        let parsed: Json = serde_json::from_slice(&text).unwrap();
+        let parsed: Json = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed, to_json(&value));
+    }
+
+    #[test]
+    fn strings_escape_like_serde_json() {
+        for text in [
+            "plain",
+            "quote \" back \\ nl \n tab \t",
+            "ctl \u{1} \u{1f} \u{8} \u{c}",
+            "ünï 😀",
+        ] {
+            let mut out = String::new();
+            write_json_str(&mut out, text);
+            let parsed: String = serde_json::from_str(&out).unwrap_or_default();
+            assert_eq!(parsed, text, "{out}");
+        }
     }
 }

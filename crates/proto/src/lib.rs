@@ -1,5 +1,5 @@
 //! skyhose-proto: the AT Protocol wire format. It owns DAG-CBOR, CIDs, CAR v1,
-//! subscribeRepos frames, the data model's JSON form, typed records, identifier
+//! subscribeRepos frames, the data model's JSON form, identifier
 //! syntax and key verification. It does no I/O and knows nothing of Redis, PostgreSQL or HTTP.
 
 pub mod car;
@@ -10,8 +10,6 @@ pub mod datamodel;
 pub mod datetime;
 pub mod decode;
 pub mod frame;
-pub mod ops;
-pub mod records;
 pub mod syntax;
 pub mod tid;
 

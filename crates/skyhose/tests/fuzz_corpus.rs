@@ -142,7 +142,7 @@ fn dag_cbor_json_corpus_never_panics() {
             let again = cbor::decode_prefix(&cbor::encode(&value)).map(|(v, _)| v);
             assert_eq!(again.ok(), Some(value.clone()));
             let _ = datamodel::to_json(&value);
-            let mut out = Vec::new();
+            let mut out = String::new();
             datamodel::write_json(&value, &mut out);
         }
     });
