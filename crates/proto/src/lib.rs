@@ -1,6 +1,8 @@
 //! skyhose-proto: the AT Protocol wire format. It owns DAG-CBOR, CIDs, CAR v1,
-//! subscribeRepos frames, the data model's JSON form, identifier
-//! syntax and key verification. It does no I/O and knows nothing of Redis, PostgreSQL or HTTP.
+//! subscribeRepos frames, the data model's JSON form, identifier syntax and
+//! key verification, and repositories: the MST, signed commits, repo CARs and
+//! the sync 1.1 commit checks. It does no I/O and knows nothing of Redis,
+//! PostgreSQL or HTTP.
 
 pub mod car;
 pub mod cbor;
@@ -10,6 +12,8 @@ pub mod datamodel;
 pub mod datetime;
 pub mod decode;
 pub mod frame;
+pub mod mst;
+pub mod repo;
 pub mod syntax;
 pub mod tid;
 
