@@ -2,30 +2,23 @@
 //! a request can neither write nor run away, reusing generic plans.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::config::ApiConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("invalid database URL {url:?}: {source}")]
-    Url {
-        url: String,
-        source: tokio_postgres::Error,
-    },
+    #[error(transparent)]
+    Url(#[from] skyhose_connect::ConnectError),
     #[error("building the PostgreSQL pool: {0}")]
     Build(String),
 }
 
 pub fn connect_pool(config: &ApiConfig) -> Result<Pool, PoolError> {
-    let mut pg: tokio_postgres::Config =
-        config
-            .database_url
-            .parse()
-            .map_err(|source| PoolError::Url {
-                url: config.database_url.clone(),
-                source,
-            })?;
+    let skyhose_connect::Postgres {
+        config: mut pg,
+        tls,
+        ..
+    } = skyhose_connect::postgres(&config.database_url)?;
     // Generic plans: the API's statements are prepared once per connection
     // and their plans do not depend on the values (keys looked up through
     // unique or leading index columns), so planning each execution anew
@@ -43,7 +36,7 @@ pub fn connect_pool(config: &ApiConfig) -> Result<Pool, PoolError> {
     pg.application_name("skyhose-api");
     let manager = Manager::from_config(
         pg,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

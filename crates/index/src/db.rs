@@ -2,17 +2,13 @@
 //! building the connection pool.
 
 use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{Config, NoTls};
+use skyhose_connect::Postgres;
 use tracing::debug;
 
 use crate::error::IndexError;
 
-fn parse_url(url: &str) -> Result<Config, IndexError> {
-    url.parse::<Config>()
-        .map_err(|source| IndexError::DatabaseUrl {
-            url: url.to_owned(),
-            source,
-        })
+fn parse_url(url: &str) -> Result<Postgres, IndexError> {
+    skyhose_connect::postgres(url).map_err(IndexError::Connect)
 }
 
 /// A connection to the server's `postgres` database, for creating or
@@ -25,13 +21,15 @@ struct Admin {
 
 impl Admin {
     async fn connect(url: &str) -> Result<Self, IndexError> {
-        let mut config = parse_url(url)?;
+        let Postgres {
+            mut config, tls, ..
+        } = parse_url(url)?;
         let name = config
             .get_dbname()
             .ok_or_else(|| IndexError::DatabaseUrlWithoutName(url.to_owned()))?
             .to_owned();
         config.dbname("postgres");
-        let (client, connection) = config.connect(NoTls).await.map_err(IndexError::pg(format!(
+        let (client, connection) = config.connect(tls).await.map_err(IndexError::pg(format!(
             "connecting to the postgres database at {url}"
         )))?;
         Ok(Admin {
@@ -161,7 +159,9 @@ fn build_pool(
     settings: &[&str],
     compress_wal: bool,
 ) -> Result<Pool, IndexError> {
-    let mut config = parse_url(url)?;
+    let Postgres {
+        mut config, tls, ..
+    } = parse_url(url)?;
     // Batch statements take arrays of keys whose length varies from 1 to
     // thousands: a generic cached plan can pick a sequential scan of a large
     // table, so every execution is planned for its actual arguments unless
@@ -179,7 +179,7 @@ fn build_pool(
     config.options(options.join(" "));
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

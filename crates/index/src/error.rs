@@ -4,12 +4,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum IndexError {
-    #[error("invalid database url {url:?}: {source}")]
-    DatabaseUrl {
-        url: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    /// A Redis or PostgreSQL URL or its TLS settings cannot be used.
+    #[error(transparent)]
+    Connect(#[from] skyhose_connect::ConnectError),
     #[error("database url {0:?} names no database")]
     DatabaseUrlWithoutName(String),
     #[error("postgres {context}: {}", describe(source))]

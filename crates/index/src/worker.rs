@@ -87,10 +87,8 @@ pub async fn run(
         Ok(pool)
     })
     .await?;
-    let redis = redis::Client::open(cfg.redis_url.as_str()).map_err(IndexError::redis(format!(
-        "parsing redis url {}",
-        cfg.redis_url
-    )))?;
+    let target = skyhose_connect::RedisTarget::parse(&cfg.redis_url)?;
+    let redis = target.client()?;
     let stream = Stream {
         key: &cfg.stream_key,
         group: &cfg.group,
@@ -116,6 +114,7 @@ pub async fn run(
             name: format!("{}-{index}", cfg.consumer),
             pool: pool.clone(),
             redis: redis.clone(),
+            target: target.clone(),
             totals: totals.clone(),
             stop: stop.clone(),
         };
@@ -299,6 +298,8 @@ struct Worker {
     name: String,
     pool: Pool,
     redis: redis::Client,
+    /// The same server, for the worker's own XREADGROUP connection.
+    target: skyhose_connect::RedisTarget,
     totals: Arc<Totals>,
     stop: CancellationToken,
 }
@@ -408,9 +409,7 @@ impl Worker {
                 }
                 let entries = match reader.as_mut() {
                     Some(entries) => entries,
-                    None => {
-                        reader.insert(EntryReader::connect(self.redis.get_connection_info()).await?)
-                    }
+                    None => reader.insert(EntryReader::connect(&self.target).await?),
                 };
                 if need_group {
                     stream.ensure_group(redis).await?;

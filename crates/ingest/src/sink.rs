@@ -40,7 +40,13 @@ fn parse_id(id: &str) -> Option<(u64, u64)> {
 
 impl Sink {
     pub async fn connect(cfg: &IngestConfig) -> Result<Self, RedisError> {
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
+        let client = skyhose_connect::redis_client(&cfg.redis_url).map_err(|e| {
+            RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "unusable Redis URL",
+                e.to_string(),
+            ))
+        })?;
         let conn = client.get_multiplexed_async_connection().await?;
         Ok(Self {
             client,

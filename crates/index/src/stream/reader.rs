@@ -12,14 +12,12 @@
 use std::io;
 use std::time::Duration;
 
-use redis::{ConnectionAddr, ConnectionInfo, RedisError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use redis::RedisError;
+use skyhose_connect::{Duplex, RedisTarget};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::entry::RawEntry;
 use crate::error::IndexError;
-
-trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
 
 /// A Redis connection that reads stream entries for consumer groups.
 pub struct EntryReader {
@@ -45,10 +43,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_LEN: i64 = 1 << 30;
 
 impl EntryReader {
-    /// Connects as `info` says (TCP or a Unix socket), authenticating and
-    /// selecting its database.
-    pub async fn connect(info: &ConnectionInfo) -> Result<Self, IndexError> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_now(info)).await {
+    /// Connects as `target` says (TCP, TLS or a Unix socket), authenticating
+    /// and selecting its database.
+    pub async fn connect(target: &RedisTarget) -> Result<Self, IndexError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_now(target)).await {
             Ok(connected) => connected,
             Err(_) => Err(IndexError::Redis {
                 context: "connecting the stream reader".into(),
@@ -61,30 +59,16 @@ impl EntryReader {
         }
     }
 
-    async fn connect_now(info: &ConnectionInfo) -> Result<Self, IndexError> {
-        let failed = |source: io::Error| IndexError::Redis {
-            context: "connecting the stream reader".into(),
-            source: source.into(),
-        };
-        let io: Box<dyn Duplex> = match &info.addr {
-            ConnectionAddr::Tcp(host, port) => {
-                let socket = tokio::net::TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(failed)?;
-                socket.set_nodelay(true).map_err(failed)?;
-                Box::new(socket)
-            }
-            ConnectionAddr::Unix(path) => Box::new(
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(failed)?,
-            ),
-            other => {
-                return Err(IndexError::Config(format!(
-                    "redis address {other}: only TCP and Unix sockets are supported"
-                )))
-            }
-        };
+    async fn connect_now(target: &RedisTarget) -> Result<Self, IndexError> {
+        let io: Box<dyn Duplex> =
+            target
+                .open_stream()
+                .await
+                .map_err(|source| IndexError::Redis {
+                    context: "connecting the stream reader".into(),
+                    source: source.into(),
+                })?;
+        let info = target.info();
         let mut reader = EntryReader {
             io,
             buf: Vec::with_capacity(READ_CHUNK),
@@ -510,8 +494,9 @@ mod tests {
     #[tokio::test]
     async fn reads_a_group_from_a_real_redis() {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let client =
-            redis::Client::open(format!("{}/3", url.trim_end_matches('/'))).expect("redis url");
+        let target =
+            RedisTarget::parse(&format!("{}/3", url.trim_end_matches('/'))).expect("redis url");
+        let client = target.client().expect("redis client");
         let mut conn = client
             .get_multiplexed_async_connection()
             .await
@@ -554,9 +539,7 @@ mod tests {
             .ignore();
         let () = pipe.query_async(&mut conn).await.expect("filled");
 
-        let mut reader = EntryReader::connect(client.get_connection_info())
-            .await
-            .expect("connected");
+        let mut reader = EntryReader::connect(&target).await.expect("connected");
         let entries = reader
             .read_group(&key, "g", "c", 1000, Some(100), ">")
             .await

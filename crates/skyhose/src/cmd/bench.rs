@@ -187,7 +187,7 @@ async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let wall = started.elapsed().as_secs_f64();
     relay.shutdown().await;
     if !args.keep {
-        let mut conn = redis::Client::open(args.redis_url.as_str())?
+        let mut conn = skyhose_connect::redis_client(&args.redis_url)?
             .get_multiplexed_async_connection()
             .await?;
         redis::cmd("DEL")

@@ -198,7 +198,7 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
 /// Indexes simulated events from `have` up to `args.events` through a stream.
 async fn build_index(args: &BenchApiArgs, have: i64) -> anyhow::Result<()> {
     let stream = format!("bench:api:{}:events", std::process::id());
-    let client = redis::Client::open(args.redis_url.as_str())?;
+    let client = skyhose_connect::redis_client(&args.redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut network = Network::new(SimConfig {
         seed: args.seed,

@@ -112,7 +112,7 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
     let tag = format!("bench_index_{}", std::process::id());
     let stream = format!("{tag}:events");
     let baseline_stream = format!("{tag}:baseline");
-    let client = redis::Client::open(args.redis_url.as_str()).context("--redis")?;
+    let client = skyhose_connect::redis_client(&args.redis_url).context("--redis")?;
     let mut conn = client
         .get_multiplexed_async_connection()
         .await

@@ -396,7 +396,7 @@ fn sim_config(args: &RunArgs) -> SimConfig {
 }
 
 async fn saved_cursor(redis_url: &str, cursor_key: &str) -> Option<i64> {
-    let client = redis::Client::open(redis_url).ok()?;
+    let client = skyhose_connect::redis_client(redis_url).ok()?;
     let mut conn = tokio::time::timeout(
         Duration::from_secs(3),
         client.get_multiplexed_async_connection(),

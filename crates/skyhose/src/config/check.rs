@@ -2,8 +2,6 @@
 //! command starts (clap names the option and where its value came from)
 //! rather than at the first connection attempt, minutes later or never.
 
-use redis::IntoConnectionInfo;
-
 /// A relay: `ws://` or `wss://` with a host.
 pub fn relay_url(value: &str) -> Result<String, String> {
     let rest = ["ws://", "wss://"]
@@ -24,18 +22,18 @@ pub fn relay_or_sim(value: &str) -> Result<String, String> {
     relay_url(value).map_err(|e| format!("{e}, or `sim`"))
 }
 
-/// A Redis server: `redis://` or `unix://`/`redis+unix://` (socket). The
-/// client is built without TLS, so `rediss://` is refused here, not at connect.
+/// A Redis server: `redis://`, `rediss://` (TLS, `?cacert=FILE` for a
+/// private CA) or `unix://`/`redis+unix://` (socket). The CA file is read
+/// here, so a missing one is reported at start.
 pub fn redis_url(value: &str) -> Result<String, String> {
     const SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+unix://"];
     if !SCHEMES.iter().any(|scheme| value.starts_with(scheme)) {
         return Err(
-            "a Redis URL starts with redis:// or unix:// (e.g. redis://127.0.0.1:6379)".into(),
+            "a Redis URL starts with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379)"
+                .into(),
         );
     }
-    value
-        .into_connection_info()
-        .map_err(|e| format!("not a usable Redis URL: {e}"))?;
+    skyhose_connect::RedisTarget::parse(value).map_err(|e| e.to_string())?;
     Ok(value.to_owned())
 }
 
@@ -47,6 +45,7 @@ pub fn postgres_url(value: &str) -> Result<String, String> {
                 .into(),
         );
     }
+    skyhose_connect::postgres(value).map_err(|e| e.to_string())?;
     Ok(value.to_owned())
 }
 
@@ -76,9 +75,13 @@ mod tests {
             .unwrap_err()
             .contains("redis://"));
         assert!(redis_url("redis://h:notaport").is_err());
-        assert!(redis_url("rediss://cache:6380")
+        redis_url("rediss://user:pw@cache:6380").unwrap();
+        assert!(redis_url("rediss://cache:6380/?cacert=/nonexistent.pem")
             .unwrap_err()
-            .contains("TLS"));
+            .contains("Redis CA file /nonexistent.pem"));
+        assert!(postgres_url("postgres://u@db/x?sslmode=verify")
+            .unwrap_err()
+            .contains("sslmode=verify"));
         assert!(postgres_url("mysql://x")
             .unwrap_err()
             .contains("postgres://"));

@@ -95,7 +95,7 @@ impl Audit {
     /// Creates the audit's group at the start of `stream` (so it sees every
     /// entry) and starts reading.
     pub async fn start(redis_url: &str, stream: &str, total: u64) -> anyhow::Result<Audit> {
-        let client = redis::Client::open(redis_url).context("the audit's Redis URL")?;
+        let client = skyhose_connect::redis_client(redis_url).context("the audit's Redis URL")?;
         let mut conn = client
             .get_multiplexed_async_connection()
             .await

@@ -152,7 +152,7 @@ async fn api_paths(stage: &Stage) -> anyhow::Result<Vec<String>> {
 }
 
 async fn stream_len(stage: &Stage) -> u64 {
-    let Ok(client) = redis::Client::open(stage.redis_url.as_str()) else {
+    let Ok(client) = skyhose_connect::redis_client(&stage.redis_url) else {
         return 0;
     };
     let Ok(mut conn) = client.get_multiplexed_async_connection().await else {

@@ -198,7 +198,7 @@ pub async fn outdated_cursor(ctx: &Ctx, seed: u64, total: u64) -> anyhow::Result
 }
 
 async fn saved_cursor(stage: &Stage) -> anyhow::Result<i64> {
-    let client = redis::Client::open(stage.redis_url.as_str())?;
+    let client = skyhose_connect::redis_client(&stage.redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let cursor: Option<i64> = conn.get(&stage.keys.cursor).await?;
     cursor.context("ingest saved no cursor before it was killed")

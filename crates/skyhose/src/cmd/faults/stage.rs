@@ -485,7 +485,7 @@ pub async fn watermark(database_url: &str) -> Option<i64> {
 }
 
 async fn redis_conn(redis_url: &str) -> Option<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(redis_url).ok()?;
+    let client = skyhose_connect::redis_client(redis_url).ok()?;
     tokio::time::timeout(
         Duration::from_secs(3),
         client.get_multiplexed_async_connection(),
