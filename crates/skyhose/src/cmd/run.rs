@@ -33,6 +33,13 @@ pub struct RunArgs {
     /// PostgreSQL database of the index; created if it does not exist.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = crate::config::check::postgres_url)]
     pub database_url: String,
+    /// Start private Redis/PostgreSQL under --data-dir when nothing answers
+    /// at the configured local addresses (throwaway Redis, trust-auth
+    /// PostgreSQL on 127.0.0.1 only). Without it, an engine that does not
+    /// answer is an error: a production restart during a database outage
+    /// must not index into a fresh private database.
+    #[arg(long, env = "SKYHOSE_START_ENGINES")]
+    pub start_engines: bool,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
@@ -61,8 +68,9 @@ pub struct PipelineArgs {
     /// Index worker tasks.
     #[arg(long, env = "INDEX_WORKERS", default_value_t = 2)]
     pub workers: usize,
-    /// Where private Redis/PostgreSQL instances keep their data when none is
-    /// running at the configured local address.
+    /// Where private Redis/PostgreSQL instances keep their data (`demo`, or
+    /// `run --start-engines`) when none is running at the configured
+    /// local address.
     #[arg(long, env = "SKYHOSE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     #[command(flatten)]
@@ -112,6 +120,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     run(RunArgs {
         relay_url: "sim".into(),
         database_url: args.database_url,
+        start_engines: true,
         pipeline: args.pipeline,
     })
     .await
@@ -130,14 +139,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// The configured engines, or private ones where allowed and nothing answers.
 fn start_services(args: &RunArgs) -> anyhow::Result<Vec<Private>> {
+    let redis = host_port(&args.pipeline.redis_url, 6379).context("--redis")?;
+    let postgres = host_port(&args.database_url, 5432).context("--database-url")?;
+    if !args.start_engines {
+        let down: Vec<String> = [
+            ("Redis", &redis, "--redis / REDIS_URL"),
+            ("PostgreSQL", &postgres, "--database-url / DATABASE_URL"),
+        ]
+        .into_iter()
+        .filter(|(_, (host, port), _)| !services::listening(host, *port))
+        .map(|(engine, (host, port), flag)| format!("{engine} at {host}:{port} ({flag})"))
+        .collect();
+        if !down.is_empty() {
+            bail!(
+                "not answering: {}. `run` uses the configured engines only; start them, \
+                 or pass --start-engines to start private ones under --data-dir",
+                down.join(", ")
+            );
+        }
+        return Ok(Vec::new());
+    }
     let mut privates = Vec::new();
-    let (host, port) = host_port(&args.pipeline.redis_url, 6379).context("--redis")?;
+    let (host, port) = redis;
     if let Some(p) = services::ensure_redis(&host, port, &args.pipeline.data_dir)? {
         tracing::info!("started a {}", p.describe());
         privates.push(p);
     }
-    let (host, port) = host_port(&args.database_url, 5432).context("--database-url")?;
+    let (host, port) = postgres;
     match services::ensure_postgres(&host, port, &args.pipeline.data_dir) {
         Ok(Some(p)) => {
             tracing::info!("started a {}", p.describe());
