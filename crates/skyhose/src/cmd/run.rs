@@ -446,6 +446,38 @@ async fn saved_cursor(redis_url: &str, cursor_key: &str) -> Option<i64> {
 mod tests {
     use super::host_port;
 
+    /// With nothing answering, `run` names both engines and starts nothing.
+    #[test]
+    fn engines_that_do_not_answer_are_named_and_nothing_is_created() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: super::RunArgs,
+        }
+        let data_dir =
+            std::env::temp_dir().join(format!("skyhose-run-test-{}", std::process::id()));
+        let data_dir_arg = data_dir.display().to_string();
+        // Ports 1 and 2 on loopback: nothing listens there.
+        let cli = Cli::try_parse_from([
+            "run",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:2/skyhose",
+            "--data-dir",
+            &data_dir_arg,
+        ])
+        .unwrap();
+        let message = match super::start_services(&cli.run) {
+            Ok(_) => panic!("started with no engines answering"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(message.contains("Redis at 127.0.0.1:1"), "{message}");
+        assert!(message.contains("PostgreSQL at 127.0.0.1:2"), "{message}");
+        assert!(!data_dir.exists(), "{} was created", data_dir.display());
+    }
+
     #[test]
     fn host_and_port_of_service_urls() {
         assert_eq!(
