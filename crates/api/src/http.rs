@@ -88,7 +88,15 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
 /// The API's counters at zero, so that they are exported before the first
 /// event of their kind.
 fn describe_metrics() {
-    metrics::counter!(PANICS).increment(0);
+    for name in [
+        PANICS,
+        crate::error::QUERY_TIMEOUTS,
+        crate::error::DB_ERRORS,
+        crate::error::POOL_WAIT_TIMEOUTS,
+        crate::error::AUTH_FAILURES,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
     listener::describe_metrics();
 }
 

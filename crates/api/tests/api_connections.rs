@@ -133,6 +133,15 @@ async fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
         rendered.contains("skyhose_api_panics_total 3"),
         "panics not counted:\n{rendered}"
     );
+    // Counters are exported from the start, before anything counts.
+    for name in [
+        "skyhose_api_db_errors_total",
+        "skyhose_api_query_timeouts_total",
+        "skyhose_api_requests_limited_total",
+        "skyhose_api_connections_closed_total{reason=\"per_address_limit\"}",
+    ] {
+        assert!(rendered.contains(name), "{name} missing:\n{rendered}");
+    }
 }
 
 /// 5,000 idle connections from twenty addresses, more than the 4,096 slots:
