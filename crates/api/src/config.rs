@@ -26,6 +26,17 @@ pub struct ApiConfig {
     /// Connections open at once, idle keep-alive ones included; further
     /// clients wait to be accepted.
     pub max_connections: usize,
+    /// Connections one client address may hold open; more are closed as
+    /// soon as they are accepted.
+    pub max_connections_per_address: usize,
+    /// Requests one client address may run at once; more are answered 429.
+    pub max_requests_per_address: usize,
+    /// Time a connection has to send a request's head, from connecting or
+    /// from its previous response: bounds slow headers and idle keep-alive.
+    pub header_read_timeout: Duration,
+    /// A request still unanswered after this long, its wait for a turn
+    /// included, is answered 503.
+    pub request_timeout: Duration,
     /// Largest request (headers and query) accepted.
     pub max_request_bytes: usize,
 }
@@ -57,6 +68,10 @@ impl ApiConfig {
                 .into(),
             max_concurrent_requests: 512,
             max_connections: 4096,
+            max_connections_per_address: 256,
+            max_requests_per_address: 64,
+            header_read_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(15),
             max_request_bytes: 16 * 1024,
         }
     }

@@ -67,11 +67,16 @@ impl XrpcError {
     }
 }
 
+pub(crate) const QUERY_TIMEOUTS: &str = "skyhose_api_query_timeouts_total";
+pub(crate) const DB_ERRORS: &str = "skyhose_api_db_errors_total";
+pub(crate) const POOL_WAIT_TIMEOUTS: &str = "skyhose_api_pool_wait_timeouts_total";
+pub(crate) const AUTH_FAILURES: &str = "skyhose_api_auth_failures_total";
+
 impl From<tokio_postgres::Error> for XrpcError {
     fn from(err: tokio_postgres::Error) -> Self {
         // 57014: statement_timeout fired; the client asked for too much.
         if err.code().map(|c| c.code()) == Some("57014") {
-            metrics::counter!("skyhose_api_query_timeouts_total").increment(1);
+            metrics::counter!(QUERY_TIMEOUTS).increment(1);
             return XrpcError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "QueryTimeout",
@@ -79,7 +84,7 @@ impl From<tokio_postgres::Error> for XrpcError {
             );
         }
         tracing::error!(error = %err, "database query failed");
-        metrics::counter!("skyhose_api_db_errors_total").increment(1);
+        metrics::counter!(DB_ERRORS).increment(1);
         XrpcError::internal()
     }
 }
@@ -87,13 +92,13 @@ impl From<tokio_postgres::Error> for XrpcError {
 impl From<deadpool_postgres::PoolError> for XrpcError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
         if let deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) = err {
-            metrics::counter!("skyhose_api_pool_wait_timeouts_total").increment(1);
+            metrics::counter!(POOL_WAIT_TIMEOUTS).increment(1);
             return XrpcError::unavailable(
                 "every database connection stayed busy for the statement timeout; try again",
             );
         }
         tracing::error!(error = %err, "no database connection");
-        metrics::counter!("skyhose_api_db_errors_total").increment(1);
+        metrics::counter!(DB_ERRORS).increment(1);
         XrpcError::unavailable("the database is not reachable")
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface: `/xrpc/<nsid>`, `/xrpc/_health`, `/metrics`, request
-//! metrics and limits.
+//! metrics and limits (size, concurrency, a whole-request timeout) and the
+//! 500 that a panicking handler turns into.
 
 use std::time::{Duration, Instant};
 
@@ -13,15 +14,19 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::dashboard;
 use crate::error::XrpcError;
-use crate::listener::LimitedListener;
+use crate::listener::{self, Limits};
 use crate::routes;
 use crate::AppState;
 
 pub const REQUESTS: &str = "skyhose_api_requests_total";
 pub const LATENCY: &str = "skyhose_api_request_seconds";
+/// Handler panics, each answered with a 500.
+pub const PANICS: &str = "skyhose_api_panics_total";
 
 /// Installs the process-wide Prometheus recorder with latency buckets suited
 /// to API requests. Call once per process.
@@ -38,18 +43,39 @@ pub fn install_metrics_recorder() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The API: [`api_routes`] behind [`with_layers`].
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.max_concurrent_requests;
-    let max_request_bytes = state.config.max_request_bytes;
+    with_layers(api_routes(), state)
+}
+
+/// The API's routes without its limits and metrics.
+pub fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard::page))
         .route("/stats.json", get(dashboard::stats))
         .route("/xrpc/_health", get(health))
         .route("/xrpc/{nsid}", get(xrpc))
         .route("/metrics", get(render_metrics))
+}
+
+/// `routes` behind the API's request limits and metrics; tests add routes
+/// (a handler that panics, say) to see how the layers treat them.
+pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    describe_metrics();
+    let limit = state.config.max_concurrent_requests;
+    let max_request_bytes = state.config.max_request_bytes;
+    routes
+        // Innermost, so that the layers outside see the 500 as any other
+        // response: the concurrency permit is given back and it is counted.
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(
             std::sync::Arc::new(tokio::sync::Semaphore::new(limit)),
             limit_concurrency,
+        ))
+        // Outside the concurrency limit, so the wait for a turn counts too.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.config.request_timeout,
         ))
         .layer(middleware::from_fn_with_state(
             max_request_bytes,
@@ -57,6 +83,39 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn(record_metrics))
         .with_state(state)
+}
+
+/// The API's counters at zero, so that they are exported before the first
+/// event of their kind.
+fn describe_metrics() {
+    for name in [
+        PANICS,
+        crate::error::QUERY_TIMEOUTS,
+        crate::error::DB_ERRORS,
+        crate::error::POOL_WAIT_TIMEOUTS,
+        crate::error::AUTH_FAILURES,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    listener::describe_metrics();
+}
+
+/// A panicking handler is a bug: the client gets an XRPC 500, the log the
+/// panic's message, and the worker thread lives on.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    metrics::counter!(PANICS).increment(1);
+    tracing::error!(panic = %message, "an API handler panicked; answered 500");
+    XrpcError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalServerError",
+        "Internal Server Error",
+    )
+    .into_response()
 }
 
 /// Binds `config.listen` and serves until `token` is cancelled; in-flight
@@ -71,13 +130,21 @@ pub async fn serve_on(
     state: AppState,
     token: CancellationToken,
 ) -> std::io::Result<()> {
+    let limits = Limits::from_config(&state.config);
+    serve_router(listener, router(state), limits, token).await
+}
+
+/// Serves `app` (the API from [`with_layers`]) with the connection limits of
+/// `limits`.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    token: CancellationToken,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(url = %format!("http://{addr}"), "serving XRPC");
-    let max_connections = state.config.max_connections;
-    let app = router(state);
-    axum::serve(LimitedListener::new(listener, max_connections), app)
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
+    listener::serve(listener, app, limits, token).await
 }
 
 async fn xrpc(

@@ -24,7 +24,10 @@ pub use auth::{AuthError, AuthOptions, ServiceAuth};
 pub use config::{default_pool_size, ApiConfig};
 pub use db::{connect_pool, PoolError};
 pub use error::XrpcError;
-pub use http::{install_metrics_recorder, router, serve, serve_on};
+pub use http::{
+    api_routes, install_metrics_recorder, router, serve, serve_on, serve_router, with_layers,
+};
+pub use listener::Limits;
 pub use params::exercise_query;
 pub use routes::METHODS;
 

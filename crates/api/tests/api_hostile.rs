@@ -83,8 +83,9 @@ async fn requests_over_the_size_limit_are_refused_before_routing() {
     assert_ne!(status, 414);
 }
 
-/// Idle connections cannot exhaust the server: past `max_connections` a new
-/// client waits to be accepted, and is served as soon as one closes.
+/// Past `max_connections` a new client waits to be accepted, and is served
+/// as soon as a connection closes (here, before the idle ones are old enough
+/// to be closed for it: see api_connections.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_wait_until_one_closes() {
     let server = Server::start(|config| config.max_connections = 2).await;

@@ -43,6 +43,9 @@ pub struct IngestConfig {
     pub healthy_reset: Duration,
     /// No frame for this long: reconnect.
     pub stall_timeout: Duration,
+    /// A WebSocket ping goes to the relay this often, so a relay with nothing
+    /// to send still answers within `stall_timeout` and is not taken for dead.
+    pub ping_interval: Duration,
     /// Interval of the progress log line.
     pub status_interval: Duration,
     pub metrics_listen: Option<SocketAddr>,
@@ -97,6 +100,7 @@ impl Default for IngestConfig {
             backoff_cap: Duration::from_secs(30),
             healthy_reset: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(20),
             status_interval: Duration::from_secs(5),
             metrics_listen: None,
             max_frame_bytes: 16 << 20,

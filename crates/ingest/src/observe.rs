@@ -24,6 +24,39 @@ pub const CURSOR: &str = "skyhose_ingest_cursor";
 pub const BACKPRESSURE: &str = "skyhose_ingest_backpressure_pauses_total";
 pub const PAUSED: &str = "skyhose_ingest_paused";
 
+/// Every counter and gauge at zero, so that each series is exported from the
+/// start: a process that has not yet seen an event of some kind (the relay's
+/// backlog was taken by its predecessor, no frame was ever malformed) still
+/// has it, and rates over a restart start from zero.
+pub fn describe_metrics(kinds: impl IntoIterator<Item = &'static str>) {
+    for kind in kinds {
+        metrics::counter!(EVENTS, "type" => kind).increment(0);
+    }
+    for name in [
+        BYTES,
+        DECODE_ERRORS,
+        OP_ERRORS,
+        DUPLICATES,
+        REDIS_ERRORS,
+        BACKPRESSURE,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for reason in RECONNECT_REASONS {
+        metrics::counter!(RECONNECTS, "reason" => *reason).increment(0);
+    }
+    metrics::gauge!(PAUSED).set(0.0);
+}
+
+/// The `reason` labels of [`RECONNECTS`].
+pub const RECONNECT_REASONS: &[&str] = &[
+    "closed",
+    "stalled",
+    "consumer_too_slow",
+    "future_cursor",
+    "relay_error",
+];
+
 /// Installs the Prometheus recorder and serves it at `http://addr/metrics`.
 pub async fn serve_metrics(addr: SocketAddr) -> std::io::Result<()> {
     let handle: PrometheusHandle = PrometheusBuilder::new()

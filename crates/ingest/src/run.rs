@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -248,10 +248,7 @@ pub async fn run(
     // Exported at zero from the start: a process that has not received an
     // event yet (the relay's backlog was taken by its predecessor) still
     // has the series, and rates over a restart start from zero.
-    for kind in KINDS {
-        metrics::counter!(observe::EVENTS, "type" => kind.as_str()).increment(0);
-    }
-    metrics::counter!(observe::BYTES).increment(0);
+    observe::describe_metrics(KINDS.iter().map(|kind| kind.as_str()));
     let ingest = Ingest {
         batch: Vec::with_capacity(cfg.batch_max),
         cfg,
@@ -346,6 +343,7 @@ impl Ingest {
         self.connected = true;
         self.last_frame = Instant::now();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+        let mut last_ping = Instant::now();
         let mut last_report = Instant::now();
         let mut events_at_report = self.summary.events_written;
         loop {
@@ -364,6 +362,18 @@ impl Ingest {
                         tracing::warn!(silent_secs = self.last_frame.elapsed().as_secs(), "relay stalled");
                         return Ok(Disconnect::Stalled);
                     }
+                    // A batch written while no next one follows still moves
+                    // the cursor and its gauge now, not with the next batch.
+                    if self.in_flight.as_ref().is_some_and(|task| task.is_finished()) {
+                        self.settle().await?;
+                    }
+                    if last_ping.elapsed() >= self.cfg.ping_interval {
+                        last_ping = Instant::now();
+                        if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                            tracing::warn!(error = %e, "sending a ping to the relay failed");
+                            return Ok(Disconnect::Closed);
+                        }
+                    }
                     if last_report.elapsed() >= self.cfg.status_interval {
                         let secs = last_report.elapsed().as_secs_f64();
                         let rate = (self.summary.events_written - events_at_report) as f64 / secs;
@@ -373,6 +383,7 @@ impl Ingest {
                     }
                 }
                 message = ws.next() => {
+                    // Any frame, a pong included, shows the relay is alive.
                     self.last_frame = Instant::now();
                     let bytes = match message {
                         Some(Ok(Message::Binary(bytes))) => bytes,

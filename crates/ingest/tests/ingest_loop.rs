@@ -343,3 +343,36 @@ async fn outdated_cursor_is_an_info_entry_and_future_cursor_reconnects() {
     cleanup(&prefix).await;
     cleanup(&ahead_prefix).await;
 }
+
+/// Ingest for `secs` against a relay that has sent its 50 events and then
+/// nothing; the reconnects it made.
+async fn reconnects_to_a_quiet_relay(prefix: &str, ping_interval: Duration) -> u64 {
+    cleanup(prefix).await;
+    let relay = start_relay(31, 50, Faults::default()).await;
+    let mut cfg = config(prefix, &relay);
+    cfg.stall_timeout = Duration::from_millis(1_500);
+    cfg.ping_interval = ping_interval;
+    let stop = CancellationToken::new();
+    let ingest = tokio::spawn(run(cfg, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.cancel();
+    let summary = ingest.await.expect("ingest task").expect("ingest");
+    assert_eq!(summary.events_written, 50);
+    relay.shutdown().await;
+    cleanup(prefix).await;
+    summary.reconnects
+}
+
+/// A relay with nothing to send that answers pings stays connected; one that
+/// is not pinged is taken for stalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_relay_that_answers_pings_is_not_reconnected() {
+    let pinged =
+        reconnects_to_a_quiet_relay(&unique_prefix("quiet-pinged"), Duration::from_millis(300))
+            .await;
+    assert_eq!(pinged, 0, "a quiet relay answering pings was reconnected");
+    let unpinged =
+        reconnects_to_a_quiet_relay(&unique_prefix("quiet-unpinged"), Duration::from_secs(3600))
+            .await;
+    assert!(unpinged >= 1, "the stall check did not fire without pings");
+}

@@ -25,8 +25,18 @@ struct Cli {
     #[arg(long, global = true, env = config::CONFIG_ENV, value_name = "FILE")]
     #[allow(dead_code)] // read from argv before parsing, by config::layered
     config: Option<PathBuf>,
+    /// Log lines as plain text (colours only on a terminal) or as one JSON
+    /// object per line, for log collectors.
+    #[arg(long, global = true, env = "SKYHOSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -76,7 +86,7 @@ fn disable_transparent_huge_pages() {
 fn main() -> anyhow::Result<()> {
     disable_transparent_huge_pages();
     let cli: Cli = config::parse();
-    init_tracing();
+    init_tracing(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -96,11 +106,17 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn init_tracing() {
+/// Logs go to stderr; colour escapes only when it is a terminal, so a file
+/// or a pipe gets plain lines.
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }

@@ -1,9 +1,12 @@
 //! Local Redis and PostgreSQL for the all-in-one commands.
 //!
 //! `run` and `demo` use the servers at their configured addresses when something
-//! answers there. When nothing does and the address is local, they start private
-//! instances from the installed server binaries with their data under a data
-//! directory, and stop them on exit, so a newcomer needs no set-up beyond the binaries.
+//! answers there. When nothing does and the address is local, `demo` (and `run`
+//! with `--start-engines`) start private instances from the installed server
+//! binaries with their data under a data directory, and stop them on exit, so a
+//! newcomer needs no set-up beyond the binaries. Private instances listen on
+//! 127.0.0.1 only, never on a Unix socket in a shared directory: PostgreSQL's
+//! trust authentication must not be reachable from other machines.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -92,7 +95,8 @@ impl Private {
     }
 }
 
-fn listening(host: &str, port: u16) -> bool {
+/// Whether something accepts TCP connections at `host:port` within 300 ms.
+pub fn listening(host: &str, port: u16) -> bool {
     let Ok(addrs) = (host, port).to_socket_addrs() else {
         return false;
     };
@@ -257,7 +261,7 @@ pub fn ensure_postgres(host: &str, port: u16, data_dir: &Path) -> anyhow::Result
         .arg(dir.join("server.log"))
         .arg("-o")
         .arg(format!(
-            "-p {port} -k /tmp -c listen_addresses=127.0.0.1 {}",
+            "-p {port} -c unix_socket_directories='' -c listen_addresses=127.0.0.1 {}",
             indexing_settings()
                 .iter()
                 .map(|(name, value)| format!("-c {name}={value}"))

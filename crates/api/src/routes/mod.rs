@@ -158,7 +158,7 @@ pub async fn dispatch(
             match state.auth.verify(value, nsid).await {
                 Ok(did) => Some(did),
                 Err(err) => {
-                    metrics::counter!("skyhose_api_auth_failures_total").increment(1);
+                    metrics::counter!(crate::error::AUTH_FAILURES).increment(1);
                     return Err(XrpcError::auth_required(err.to_string()));
                 }
             }

@@ -85,6 +85,10 @@ pub struct IngestArgs {
     /// Reconnect when the relay sends nothing for this long.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub stall_timeout: Duration,
+    /// Interval of the WebSocket pings sent to the relay; its pongs keep a
+    /// quiet relay from counting as stalled.
+    #[arg(long, env = "RELAY_PING_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
     /// Interval of the progress log line and status key.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub status_interval: Duration,
@@ -121,6 +125,7 @@ impl IngestArgs {
             backoff_cap: self.backoff_cap,
             healthy_reset: self.healthy_reset,
             stall_timeout: self.stall_timeout,
+            ping_interval: self.ping_interval,
             status_interval: self.status_interval,
             metrics_listen: self.metrics_listen,
             max_frame_bytes: self.max_frame_bytes,

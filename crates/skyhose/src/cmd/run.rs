@@ -33,6 +33,13 @@ pub struct RunArgs {
     /// PostgreSQL database of the index; created if it does not exist.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = crate::config::check::postgres_url)]
     pub database_url: String,
+    /// Start private Redis/PostgreSQL under --data-dir when nothing answers
+    /// at the configured local addresses (throwaway Redis, trust-auth
+    /// PostgreSQL on 127.0.0.1 only). Without it, an engine that does not
+    /// answer is an error: a production restart during a database outage
+    /// must not index into a fresh private database.
+    #[arg(long, env = "SKYHOSE_START_ENGINES")]
+    pub start_engines: bool,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
@@ -61,8 +68,9 @@ pub struct PipelineArgs {
     /// Index worker tasks.
     #[arg(long, env = "INDEX_WORKERS", default_value_t = 2)]
     pub workers: usize,
-    /// Where private Redis/PostgreSQL instances keep their data when none is
-    /// running at the configured local address.
+    /// Where private Redis/PostgreSQL instances keep their data (`demo`, or
+    /// `run --start-engines`) when none is running at the configured
+    /// local address.
     #[arg(long, env = "SKYHOSE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     #[command(flatten)]
@@ -112,6 +120,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     run(RunArgs {
         relay_url: "sim".into(),
         database_url: args.database_url,
+        start_engines: true,
         pipeline: args.pipeline,
     })
     .await
@@ -130,14 +139,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// The configured engines, or private ones where allowed and nothing answers.
 fn start_services(args: &RunArgs) -> anyhow::Result<Vec<Private>> {
+    let redis = host_port(&args.pipeline.redis_url, 6379).context("--redis")?;
+    let postgres = host_port(&args.database_url, 5432).context("--database-url")?;
+    if !args.start_engines {
+        let down: Vec<String> = [
+            ("Redis", &redis, "--redis / REDIS_URL"),
+            ("PostgreSQL", &postgres, "--database-url / DATABASE_URL"),
+        ]
+        .into_iter()
+        .filter(|(_, (host, port), _)| !services::listening(host, *port))
+        .map(|(engine, (host, port), flag)| format!("{engine} at {host}:{port} ({flag})"))
+        .collect();
+        if !down.is_empty() {
+            bail!(
+                "not answering: {}. `run` uses the configured engines only; start them, \
+                 or pass --start-engines to start private ones under --data-dir",
+                down.join(", ")
+            );
+        }
+        return Ok(Vec::new());
+    }
     let mut privates = Vec::new();
-    let (host, port) = host_port(&args.pipeline.redis_url, 6379).context("--redis")?;
+    let (host, port) = redis;
     if let Some(p) = services::ensure_redis(&host, port, &args.pipeline.data_dir)? {
         tracing::info!("started a {}", p.describe());
         privates.push(p);
     }
-    let (host, port) = host_port(&args.database_url, 5432).context("--database-url")?;
+    let (host, port) = postgres;
     match services::ensure_postgres(&host, port, &args.pipeline.data_dir) {
         Ok(Some(p)) => {
             tracing::info!("started a {}", p.describe());
@@ -415,6 +445,38 @@ async fn saved_cursor(redis_url: &str, cursor_key: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::host_port;
+
+    /// With nothing answering, `run` names both engines and starts nothing.
+    #[test]
+    fn engines_that_do_not_answer_are_named_and_nothing_is_created() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: super::RunArgs,
+        }
+        let data_dir =
+            std::env::temp_dir().join(format!("skyhose-run-test-{}", std::process::id()));
+        let data_dir_arg = data_dir.display().to_string();
+        // Ports 1 and 2 on loopback: nothing listens there.
+        let cli = Cli::try_parse_from([
+            "run",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:2/skyhose",
+            "--data-dir",
+            &data_dir_arg,
+        ])
+        .unwrap();
+        let message = match super::start_services(&cli.run) {
+            Ok(_) => panic!("started with no engines answering"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(message.contains("Redis at 127.0.0.1:1"), "{message}");
+        assert!(message.contains("PostgreSQL at 127.0.0.1:2"), "{message}");
+        assert!(!data_dir.exists(), "{} was created", data_dir.display());
+    }
 
     #[test]
     fn host_and_port_of_service_urls() {

@@ -41,6 +41,20 @@ pub struct ApiArgs {
     /// wait to be accepted.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Connections one client address may hold open; more are closed at once.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+    /// Requests one client address may run at once; more are answered 429.
+    #[arg(long, env = "MAX_REQUESTS_PER_ADDRESS", default_value_t = 64)]
+    pub max_requests_per_address: usize,
+    /// Time a connection has to send a request's head, from connecting or
+    /// from its previous response (also the longest keep-alive idle time).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Requests unanswered after this long, their wait for a turn included,
+    /// are answered 503.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
 }
 
 impl ApiArgs {
@@ -54,6 +68,10 @@ impl ApiArgs {
         config.statement_timeout = self.statement_timeout;
         config.max_concurrent_requests = self.max_concurrent_requests;
         config.max_connections = self.max_connections;
+        config.max_connections_per_address = self.max_connections_per_address;
+        config.max_requests_per_address = self.max_requests_per_address;
+        config.header_read_timeout = self.header_read_timeout;
+        config.request_timeout = self.request_timeout;
         config
     }
 }
