@@ -2,11 +2,14 @@
 //! polls `/metrics` and `/stats.json`, which reports database row counts,
 //! the index watermark and the latest indexed posts.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
+use crate::db::RowExt;
 use crate::error::XrpcError;
 use crate::AppState;
 
@@ -49,28 +52,29 @@ async fn load(state: &AppState) -> Result<Value, XrpcError> {
     let tables: Vec<&str> = COUNTED.iter().map(|(_, table)| *table).collect();
     let rows = client
         .query(
-            "SELECT relname::text AS name, n_live_tup AS live FROM pg_stat_user_tables \
+            "SELECT relname::text AS relname, n_live_tup AS estimate FROM pg_stat_user_tables \
              WHERE schemaname = current_schema() AND relname = ANY($1)",
             &[&tables],
         )
         .await?;
     let mut counts = Map::new();
+    let mut estimates = HashMap::new();
+    for row in &rows {
+        estimates.insert(row.col::<&str>("relname")?, row.col::<i64>("estimate")?);
+    }
     for (name, table) in COUNTED {
-        let n = rows
-            .iter()
-            .find(|r| r.try_get::<_, &str>("name").is_ok_and(|n| n == *table))
-            .and_then(|r| r.try_get::<_, i64>("live").ok())
-            .unwrap_or(0);
+        let n = estimates.get(table).copied().unwrap_or(0);
         counts.insert((*name).into(), json!(n));
     }
     let watermark: Option<i64> = client
         .query_opt("SELECT seq FROM index_watermark", &[])
         .await?
-        .map(|r| r.get(0));
+        .map(|r| r.col("seq"))
+        .transpose()?;
     let recent: Vec<Value> = client
         .query(
-            "SELECT p.did, a.handle, left(p.text, 140), \
-                    to_char(p.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+            "SELECT p.did, a.handle, left(p.text, 140) AS text, \
+                    to_char(p.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS indexed_at \
              FROM posts p LEFT JOIN actors a ON a.did = p.did \
              ORDER BY p.rkey DESC, p.uri DESC LIMIT 10",
             &[],
@@ -78,14 +82,14 @@ async fn load(state: &AppState) -> Result<Value, XrpcError> {
         .await?
         .iter()
         .map(|r| {
-            json!({
-                "did": r.get::<_, String>(0),
-                "handle": r.get::<_, Option<String>>(1),
-                "text": r.get::<_, Option<String>>(2),
-                "indexedAt": r.get::<_, String>(3),
-            })
+            Ok(json!({
+                "did": r.col::<String>("did")?,
+                "handle": r.col::<Option<String>>("handle")?,
+                "text": r.col::<Option<String>>("text")?,
+                "indexedAt": r.col::<String>("indexed_at")?,
+            }))
         })
-        .collect();
+        .collect::<Result<_, XrpcError>>()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

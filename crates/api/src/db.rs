@@ -1,9 +1,32 @@
 //! The API's PostgreSQL pool: read-only sessions with a statement timeout, so
-//! a request can neither write nor run away, reusing generic plans.
+//! a request can neither write nor run away, reusing generic plans; and
+//! reading result columns by name ([`RowExt`]).
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::FromSql;
+use tokio_postgres::Row;
 
 use crate::config::ApiConfig;
+use crate::error::{XrpcError, XrpcResult};
+
+/// Reads a result column by its name. A column that is missing, NULL where
+/// the code expects a value, or of another type than the code reads (the
+/// schema drifted from the code) fails the request with a 500 and an XRPC
+/// body, logged with the column's name and counted, instead of a panic that
+/// drops the connection.
+pub(crate) trait RowExt {
+    fn col<'a, T: FromSql<'a>>(&'a self, name: &str) -> XrpcResult<T>;
+}
+
+impl RowExt for Row {
+    fn col<'a, T: FromSql<'a>>(&'a self, name: &str) -> XrpcResult<T> {
+        self.try_get(name).map_err(|err| {
+            tracing::error!(column = name, error = %err, "reading a database row failed");
+            metrics::counter!("skyhose_api_row_errors_total").increment(1);
+            XrpcError::internal()
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {

@@ -1,11 +1,35 @@
 //! Connecting to PostgreSQL: creating the database when it is missing and
-//! building the connection pool.
+//! building the connection pool; reading result columns by name
+//! ([`RowExt`]).
 
 use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod};
 use skyhose_connect::Postgres;
+use tokio_postgres::types::FromSql;
+use tokio_postgres::Row;
 use tracing::debug;
 
 use crate::error::IndexError;
+
+/// Reads a result column by its name: a column that is missing, NULL where
+/// a value is expected, or of another type is an [`IndexError::Column`]
+/// naming it and what was being read (`context`), counted, instead of a
+/// panic.
+pub trait RowExt {
+    fn col<'a, T: FromSql<'a>>(&'a self, name: &str, context: &str) -> Result<T, IndexError>;
+}
+
+impl RowExt for Row {
+    fn col<'a, T: FromSql<'a>>(&'a self, name: &str, context: &str) -> Result<T, IndexError> {
+        self.try_get(name).map_err(|source| {
+            metrics::counter!("skyhose_index_row_errors_total").increment(1);
+            IndexError::Column {
+                context: context.to_owned(),
+                column: name.to_owned(),
+                source,
+            }
+        })
+    }
+}
 
 fn parse_url(url: &str) -> Result<Postgres, IndexError> {
     skyhose_connect::postgres(url).map_err(IndexError::Connect)
@@ -220,5 +244,36 @@ async fn compress_wal_of(client: &tokio_postgres::Client) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_column_is_a_transient_error_naming_it() {
+        let (client, connection) =
+            tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one("SELECT NULL::int8 AS followers, 'x'::text AS did", &[])
+            .await
+            .unwrap();
+        for err in [
+            row.col::<i64>("followers", "reading actors").unwrap_err(),
+            row.col::<i64>("did", "reading actors").unwrap_err(),
+            row.col::<String>("missing", "reading actors").unwrap_err(),
+        ] {
+            let message = err.to_string();
+            assert!(message.contains("reading actors"), "{message}");
+            assert!(err.is_transient(), "{message}");
+            assert!(!err.is_data_error(), "{message}");
+        }
+        let err = row.col::<i64>("followers", "reading actors").unwrap_err();
+        assert!(err.to_string().contains("\"followers\""), "{err}");
+        assert_eq!(row.col::<String>("did", "reading actors").unwrap(), "x");
     }
 }

@@ -33,6 +33,16 @@ pub enum IndexError {
         key: String,
         group: String,
     },
+    /// A result row the code cannot read: the column is missing, NULL where
+    /// a value is expected, or of another type (the schema and the code
+    /// disagree, or a concurrent writer left a row the code does not expect).
+    #[error("postgres {context}: column {column:?}: {source}")]
+    Column {
+        context: String,
+        column: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("migration {version} ({name}) failed: {}", describe(source))]
     Migration {
         version: i32,
@@ -89,7 +99,9 @@ impl IndexError {
             IndexError::Postgres { source, .. } | IndexError::Migration { source, .. } => {
                 pg_error_is_transient(source)
             }
-            IndexError::Pool { .. } | IndexError::Contended(_) => true,
+            // A batch whose rows cannot be read is held and tried again
+            // rather than dead-lettered: the entries are not at fault.
+            IndexError::Pool { .. } | IndexError::Contended(_) | IndexError::Column { .. } => true,
             IndexError::Redis { source, .. } => {
                 source.is_io_error()
                     || source.is_connection_dropped()

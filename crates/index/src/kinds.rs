@@ -563,7 +563,8 @@ impl KindTable {
     /// the rows `$1`, as `uri, did, live, rev, seq, subject, quote_subject`.
     pub fn stored_sql(&self, state: &OwnState) -> String {
         format!(
-            "SELECT uri, did, live, rev, seq, {subject}, {quote}::text FROM {table} WHERE uri = ANY($1)",
+            "SELECT uri, did, live, rev, seq, {subject} AS subject, {quote}::text AS quote_subject \
+             FROM {table} WHERE uri = ANY($1)",
             subject = state.subject,
             quote = state.quote_subject.unwrap_or("NULL"),
             table = self.table,

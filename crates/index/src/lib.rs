@@ -16,7 +16,7 @@ mod worker;
 use std::time::Duration;
 
 pub use apply::ApplyStats;
-pub use db::{connect_pool, drop_database, ensure_database};
+pub use db::{connect_pool, drop_database, ensure_database, RowExt};
 pub use error::IndexError;
 pub use migrate::{migrate, MigrationReport};
 pub use snapshot::{resume_seq, snapshot, ActorSnapshot, PostSnapshot, Snapshot};

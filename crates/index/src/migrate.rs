@@ -3,6 +3,7 @@
 
 use deadpool_postgres::Pool;
 
+use crate::db::RowExt;
 use crate::error::IndexError;
 
 struct Migration {
@@ -124,8 +125,8 @@ pub async fn migrate(pool: &Pool) -> Result<MigrationReport, IndexError> {
         .await
         .map_err(IndexError::pg("reading schema_migrations"))?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map(|row| row.col("version", "reading schema_migrations"))
+        .collect::<Result<_, _>>()?;
     let mut report = MigrationReport {
         applied: Vec::new(),
         current: done.iter().copied().max().unwrap_or(0),

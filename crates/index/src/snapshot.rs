@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
+use crate::db::RowExt;
 use crate::error::IndexError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,12 +46,14 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot, IndexError> {
         .map_err(IndexError::pg("reading live records"))?
         .iter()
         .map(|row| {
-            (
-                row.get::<_, String>(0),
-                row.get::<_, Option<String>>(1).unwrap_or_default(),
-            )
+            const READING: &str = "reading live records";
+            Ok((
+                row.col("uri", READING)?,
+                row.col::<Option<String>>("cid", READING)?
+                    .unwrap_or_default(),
+            ))
         })
-        .collect();
+        .collect::<Result<_, IndexError>>()?;
     let actors = client
         .query(
             "SELECT did, handle, status, followers, follows, posts FROM actors WHERE indexed",
@@ -60,21 +63,21 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot, IndexError> {
         .map_err(IndexError::pg("reading actors"))?
         .iter()
         .map(|row| {
-            (
-                row.get::<_, String>(0),
-                ActorSnapshot {
-                    handle: row.get(1),
-                    status: row.get(2),
-                    followers: row.get(3),
-                    follows: row.get(4),
-                    posts: row.get(5),
-                },
-            )
+            const READING: &str = "reading actors";
+            let actor = ActorSnapshot {
+                handle: row.col("handle", READING)?,
+                status: row.col("status", READING)?,
+                followers: row.col("followers", READING)?,
+                follows: row.col("follows", READING)?,
+                posts: row.col("posts", READING)?,
+            };
+            Ok((row.col("did", READING)?, actor))
         })
-        .collect();
+        .collect::<Result<_, IndexError>>()?;
     let posts = client
         .query(
-            "SELECT r.uri, COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0) \
+            "SELECT r.uri, COALESCE(c.likes, 0) AS likes, COALESCE(c.reposts, 0) AS reposts, \
+                    COALESCE(c.replies, 0) AS replies, COALESCE(c.quotes, 0) AS quotes \
              FROM posts r LEFT JOIN post_counts c ON c.uri = r.uri",
             &[],
         )
@@ -82,17 +85,16 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot, IndexError> {
         .map_err(IndexError::pg("reading post counts"))?
         .iter()
         .map(|row| {
-            (
-                row.get::<_, String>(0),
-                PostSnapshot {
-                    likes: row.get(1),
-                    reposts: row.get(2),
-                    replies: row.get(3),
-                    quotes: row.get(4),
-                },
-            )
+            const READING: &str = "reading post counts";
+            let counts = PostSnapshot {
+                likes: row.col("likes", READING)?,
+                reposts: row.col("reposts", READING)?,
+                replies: row.col("replies", READING)?,
+                quotes: row.col("quotes", READING)?,
+            };
+            Ok((row.col("uri", READING)?, counts))
         })
-        .collect();
+        .collect::<Result<_, IndexError>>()?;
     Ok(Snapshot {
         records,
         actors,
@@ -110,7 +112,8 @@ pub async fn resume_seq(pool: &Pool) -> Result<Option<i64>, IndexError> {
         .query_opt("SELECT seq FROM index_watermark", &[])
         .await
         .map_err(IndexError::pg("reading index_watermark"))?;
-    Ok(row.map(|row| row.get(0)))
+    row.map(|row| row.col("seq", "reading index_watermark"))
+        .transpose()
 }
 
 pub(crate) async fn raise_watermark(pool: &Pool, seq: i64) -> Result<(), IndexError> {

@@ -3,6 +3,7 @@
 use axum::response::Response;
 use serde_json::json;
 
+use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
 use crate::routes::{json, Ctx};
@@ -83,9 +84,9 @@ pub async fn get_profiles(ctx: &Ctx<'_>) -> XrpcResult<Response> {
                 &[&handles],
             )
             .await?
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect()
+            .iter()
+            .map(|row| Ok((row.col("handle")?, row.col("did")?)))
+            .collect::<XrpcResult<_>>()?
     };
     for actor in &actors {
         match actor {

@@ -6,10 +6,11 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use crate::cursor::Cursor;
+use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
 use crate::routes::actor::{check_status, served_actor};
-use crate::routes::interactions::account_records;
+use crate::routes::keyset::{account_records, Keyset};
 use crate::routes::{json, Ctx};
 use crate::views::feed_view::PostsPage;
 use crate::views::hydrate::{not_found_post, FeedItem, Reason};
@@ -53,8 +54,7 @@ const AUTHOR_FEED_FILTERS: &[&str] = &[
 
 pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let actor = ctx.params.actor("actor")?;
-    let limit = ctx.params.limit(1, 100, 50)?;
-    let cursor = ctx.params.cursor()?;
+    let page = Keyset::parse(ctx)?;
     let filter = ctx
         .params
         .one_of("filter", AUTHOR_FEED_FILTERS, "posts_with_replies")?;
@@ -80,11 +80,6 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         filter,
         "posts_with_replies" | "posts_no_replies" | "posts_and_author_threads"
     );
-    let page = if cursor.is_some() {
-        "AND (x.rkey, x.uri) < ($3, $4)"
-    } else {
-        "AND $3::text IS NULL AND $4::text IS NULL"
-    };
     // One author's rkeys are unique per collection, so each branch reads at
     // most a page in (rkey, uri) order from one index: posts by their
     // (did, rkey) index, reposts backwards along the range of their uris
@@ -94,7 +89,7 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
                 {PAGE_POST} \
          FROM posts p WHERE p.did = $1 {post_filter} {page_p} \
          ORDER BY p.rkey DESC LIMIT $2",
-        page_p = page.replace("x.", "p.")
+        page_p = page.after("p", 1)
     );
     let page_sql = if with_reposts {
         format!(
@@ -103,13 +98,8 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
               FROM reposts r WHERE {range_r} AND r.subject_uri IS NOT NULL {page_r} \
               ORDER BY r.uri DESC LIMIT $2) \
              ORDER BY 2 DESC, 1 DESC LIMIT $2",
-            range_r = account_records(
-                "r",
-                "$1",
-                "app.bsky.feed.repost",
-                cursor.is_some().then_some(3)
-            ),
-            page_r = page.replace("x.", "r.")
+            range_r = account_records("r", "$1", "app.bsky.feed.repost", page.key_param(1)),
+            page_r = page.after("r", 1)
         )
     } else {
         posts_sql
@@ -132,26 +122,25 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             ) s JOIN posts p ON p.uri = s.subject \
          )"
     );
-    let (key, uri) = match &cursor {
-        Some(c) => (Some(c.key.clone()), Some(c.uri.clone())),
-        None => (None, None),
-    };
+    let (key, uri) = page.cursor_params();
 
     let mut pinned_uri: Option<String> = None;
-    if include_pins && cursor.is_none() {
+    if include_pins && page.cursor.is_none() {
         let pinned = client
             .prepare_cached(
                 "SELECT pinned_post_uri FROM actors WHERE did = $1 AND pinned_post_uri IS NOT NULL",
             )
             .await?;
         let pinned = client.query_opt(&pinned, &[&did]).await?;
-        pinned_uri = pinned
-            .and_then(|r| r.get::<_, Option<String>>(0))
-            .filter(|uri| uri.starts_with(&format!("at://{did}/")));
+        pinned_uri = match pinned {
+            Some(row) => row.col::<Option<String>>("pinned_post_uri")?,
+            None => None,
+        }
+        .filter(|uri| uri.starts_with(&format!("at://{did}/")));
     }
     let hydrator = Hydrator::new(&client, ctx.config(), ctx.viewer());
     let (rows, loaded) = hydrator
-        .load_page(&ctes, &[&did, &limit, &key, &uri, &pinned_uri])
+        .load_page(&ctes, &[&did, &page.limit, &key, &uri, &pinned_uri])
         .await?;
     let status = loaded.actors.get(&did).map(|a| a.status.as_str());
     let did = check_status("actor", did, status.unwrap_or_default())?;
@@ -163,7 +152,7 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             reason: Some(Reason::Pin),
         });
     }
-    let next = (rows.len() as i64 == limit)
+    let next = (rows.len() as i64 == page.limit)
         .then(|| rows.last())
         .flatten()
         .map(|row| Cursor::new(row.rkey.clone(), row.uri.clone()).encode());
@@ -237,11 +226,14 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         Vec::new()
     };
 
-    let mut uris: Vec<String> = ancestors.iter().map(|r| r.get(0)).collect();
+    let mut uris = ancestors
+        .iter()
+        .map(|r| r.col("uri"))
+        .collect::<XrpcResult<Vec<String>>>()?;
     let mut children: HashMap<String, Vec<String>> = HashMap::new();
     for row in &descendants {
-        let child: String = row.get(0);
-        let parent: String = row.get(1);
+        let child: String = row.col("uri")?;
+        let parent: String = row.col("parent")?;
         uris.push(child.clone());
         children.entry(parent).or_default().push(child);
     }
@@ -269,7 +261,7 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     } else {
         let mut node = thread_node(&hydrated, &uri, &children, &hidden, depth)
             .unwrap_or_else(|| not_found_post(&uri));
-        if let Some(parent) = parent_chain(&hydrated, &ancestors) {
+        if let Some(parent) = parent_chain(&hydrated, &ancestors)? {
             node["parent"] = parent;
         }
         node
@@ -287,13 +279,17 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 
 /// The anchor's parent as a nested chain of thread nodes, from the ancestor
 /// rows (index 0 is the anchor itself).
-fn parent_chain(h: &Hydrated<'_>, ancestors: &[tokio_postgres::Row]) -> Option<Value> {
-    let anchor_parent: Option<String> = ancestors.first()?.get(1);
-    let anchor_parent = anchor_parent?;
+fn parent_chain(h: &Hydrated<'_>, ancestors: &[tokio_postgres::Row]) -> XrpcResult<Option<Value>> {
+    let Some(anchor) = ancestors.first() else {
+        return Ok(None);
+    };
+    let Some(anchor_parent) = anchor.col::<Option<String>>("parent")? else {
+        return Ok(None);
+    };
     let loaded: HashMap<String, Option<String>> = ancestors
         .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
-        .collect();
+        .map(|r| Ok((r.col("uri")?, r.col("parent")?)))
+        .collect::<XrpcResult<_>>()?;
     // Walk up, then fold back down so each node carries its own parent.
     let mut chain: Vec<Value> = Vec::new();
     let mut next = Some(anchor_parent);
@@ -327,7 +323,7 @@ fn parent_chain(h: &Hydrated<'_>, ancestors: &[tokio_postgres::Row]) -> Option<V
         }
         parent = Some(node);
     }
-    parent
+    Ok(parent)
 }
 
 fn thread_node(

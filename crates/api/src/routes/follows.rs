@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
-use crate::routes::interactions::{account_records, cursor_params, keyset, next_cursor};
+use crate::routes::keyset::{account_records, with_cursor, Keyset};
 use crate::routes::{json, Ctx};
 use crate::views::Hydrator;
 
@@ -27,8 +27,7 @@ pub async fn get_follows(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 
 async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
     let actor = ctx.params.actor("actor")?;
-    let limit = ctx.params.limit(1, 100, 50)?;
-    let cursor = ctx.params.cursor()?;
+    let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
     let subject = served_actor(&client, "actor", &actor).await?;
     // An account's follows are a range of their uris (no index of their
@@ -43,26 +42,19 @@ async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
         Direction::Follows => (
             "subject_did",
             "follows",
-            account_records(
-                "f",
-                "$1",
-                "app.bsky.graph.follow",
-                cursor.is_some().then_some(3),
-            ),
+            account_records("f", "$1", "app.bsky.graph.follow", page.key_param(1)),
             "f.uri DESC",
         ),
     };
     let sql = format!(
         "SELECT f.{other_col}, f.rkey, f.uri FROM follows f \
-         WHERE {select} AND f.{other_col} IS NOT NULL {page} \
-         ORDER BY {order} LIMIT $2",
-        page = keyset(cursor.is_some(), "f", 3, 4)
+         WHERE {select} AND f.{other_col} IS NOT NULL {after} \
+         ORDER BY {order} LIMIT {limit}",
+        after = page.after("f", 1),
+        limit = Keyset::limit_param(1)
     );
-    let (key, uri) = cursor_params(cursor.as_ref());
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&subject, &limit, &key, &uri]).await?;
-    let mut dids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    let next = next_cursor(&rows, limit, 1, 2);
+    let rows = page.fetch(&client, &sql, &[&subject]).await?;
+    let mut dids = rows.column(other_col)?;
     dids.push(subject.clone());
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&[], &dids)
@@ -76,9 +68,8 @@ async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
         .filter(|did| !hydrated.blocked(did))
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    let mut out = json!({ "subject": subject_view, field: people });
-    if let Some(next) = next {
-        out["cursor"] = json!(next);
-    }
-    json(&out)
+    json(&with_cursor(
+        json!({ "subject": subject_view, field: people }),
+        rows.next()?,
+    ))
 }

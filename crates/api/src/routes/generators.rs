@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
-use crate::routes::interactions::{cursor_params, keyset, next_cursor, with_cursor};
+use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::{json, Ctx};
 use crate::views::feedgen::{generator_view, load_generators};
 use crate::views::{Db, Hydrator};
@@ -48,20 +48,14 @@ pub async fn get_feed_generators(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 
 pub async fn get_actor_feeds(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let actor = ctx.params.actor("actor")?;
-    let limit = ctx.params.limit(1, 100, 50)?;
-    let cursor = ctx.params.cursor()?;
+    let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
     let did = served_actor(&client, "actor", &actor).await?;
     let sql = format!(
-        "SELECT g.uri, g.rkey FROM feed_generators g WHERE g.did = $1 {page} \
-         ORDER BY g.rkey DESC, g.uri DESC LIMIT $2",
-        page = keyset(cursor.is_some(), "g", 3, 4)
+        "SELECT g.uri, g.rkey FROM feed_generators g WHERE g.did = $1 {page}",
+        page = page.newest_first("g", 1)
     );
-    let (key, after) = cursor_params(cursor.as_ref());
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&did, &limit, &key, &after]).await?;
-    let uris: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    let feeds = generator_views(ctx, &client, &uris).await?;
-    let next = next_cursor(&rows, limit, 1, 0);
-    json(&with_cursor(json!({ "feeds": feeds }), next))
+    let rows = page.fetch(&client, &sql, &[&did]).await?;
+    let feeds = generator_views(ctx, &client, &rows.column("uri")?).await?;
+    json(&with_cursor(json!({ "feeds": feeds }), rows.next()?))
 }

@@ -7,6 +7,7 @@ mod feed;
 mod follows;
 mod generators;
 mod interactions;
+mod keyset;
 mod labeler;
 mod lists;
 mod notification;

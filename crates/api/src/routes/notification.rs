@@ -12,8 +12,9 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::ToSql;
 
 use crate::cursor::Cursor;
+use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
-use crate::routes::interactions::with_cursor;
+use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
 use crate::views::{put, put_opt, Db, Hydrator};
 
@@ -110,8 +111,8 @@ impl Source {
     fn page_sql(&self) -> String {
         format!(
             "SELECT n.seq, n.author, n.reason, n.subject, n.uri, n.cid, \
-               to_char(n.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-               ($3::int8 IS NOT NULL AND n.indexed_at <= 'epoch'::timestamptz + $3::int8 * interval '1 microsecond') \
+               to_char(n.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
+               ($3::int8 IS NOT NULL AND n.indexed_at <= 'epoch'::timestamptz + $3::int8 * interval '1 microsecond') AS is_read \
              FROM ({rows}) n \
              WHERE n.seq <= $2 AND (n.seq < $2 OR (n.uri, n.reason) < ($6, $7)) \
                AND ($4::text[] IS NULL OR n.reason = ANY($4)) \
@@ -123,7 +124,7 @@ impl Source {
 
     fn unread_sql(&self) -> String {
         format!(
-            "SELECT count(*) FROM (SELECT 1 FROM ({rows}) n WHERE {AFTER_SEEN} LIMIT {MAX_UNREAD}) unread",
+            "SELECT count(*) AS unread FROM (SELECT 1 FROM ({rows}) n WHERE {AFTER_SEEN} LIMIT {MAX_UNREAD}) unread",
             rows = self.rows
         )
     }
@@ -165,12 +166,12 @@ async fn load_records(client: &Db, uris: &[String]) -> XrpcResult<HashMap<String
              JOIN all_records r ON r.uri = u.uri WHERE r.live AND r.record IS NOT NULL",
         )
         .await?;
-    Ok(client
+    client
         .query(&stmt, &[&uris])
         .await?
-        .into_iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect())
+        .iter()
+        .map(|row| Ok((row.col("uri")?, row.col("record")?)))
+        .collect()
 }
 
 pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
@@ -203,19 +204,21 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     ];
     let pages = try_join_all(statements.iter().map(|s| client.query(s, &params))).await?;
     let mut listed: Vec<Listed> = pages
-        .into_iter()
+        .iter()
         .flatten()
-        .map(|row| Listed {
-            seq: row.get(0),
-            author: row.get(1),
-            reason: row.get(2),
-            subject: row.get(3),
-            uri: row.get(4),
-            cid: row.get(5),
-            indexed_at: row.get(6),
-            is_read: row.get(7),
+        .map(|row| {
+            Ok(Listed {
+                seq: row.col("seq")?,
+                author: row.col("author")?,
+                reason: row.col("reason")?,
+                subject: row.col("subject")?,
+                uri: row.col("uri")?,
+                cid: row.col("cid")?,
+                indexed_at: row.col("indexed_at")?,
+                is_read: row.col("is_read")?,
+            })
         })
-        .collect();
+        .collect::<XrpcResult<_>>()?;
     listed.sort_by(|a, b| (b.seq, &b.uri, &b.reason).cmp(&(a.seq, &a.uri, &a.reason)));
     listed.truncate(usize::try_from(limit).unwrap_or(0));
 
@@ -270,7 +273,10 @@ pub async fn get_unread_count(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     }
     let params: [&(dyn ToSql + Sync); 2] = [&viewer, &seen_at];
     let counts = try_join_all(statements.iter().map(|s| client.query_one(s, &params))).await?;
-    let count: i64 = counts.iter().map(|row| row.get::<_, i64>(0)).sum();
+    let count: i64 = counts
+        .iter()
+        .map(|row| row.col::<i64>("unread"))
+        .sum::<XrpcResult<i64>>()?;
     json(&json!({ "count": count.min(MAX_UNREAD) }))
 }
 

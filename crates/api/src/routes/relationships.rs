@@ -5,10 +5,11 @@
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
+use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
 use crate::routes::actor::served_actor;
-use crate::routes::interactions::{cursor_params, keyset, next_cursor, with_cursor};
+use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::{json, Ctx};
 use crate::views::{put_opt, Hydrator};
 
@@ -16,14 +17,14 @@ use crate::views::{put_opt, Hydrator};
 /// when an account follows or blocks twice.
 const RELATIONSHIP_QUERY: &str = "\
 SELECT o.did, \
-  (SELECT f.uri FROM follows f WHERE f.did = $1 AND f.subject_did = o.did ORDER BY f.rkey LIMIT 1), \
-  (SELECT f.uri FROM follows f WHERE f.did = o.did AND f.subject_did = $1 ORDER BY f.rkey LIMIT 1), \
-  (SELECT b.uri FROM blocks b WHERE b.did = $1 AND b.subject_did = o.did ORDER BY b.rkey LIMIT 1), \
-  (SELECT b.uri FROM blocks b WHERE b.did = o.did AND b.subject_did = $1 ORDER BY b.rkey LIMIT 1), \
+  (SELECT f.uri FROM follows f WHERE f.did = $1 AND f.subject_did = o.did ORDER BY f.rkey LIMIT 1) AS following, \
+  (SELECT f.uri FROM follows f WHERE f.did = o.did AND f.subject_did = $1 ORDER BY f.rkey LIMIT 1) AS followed_by, \
+  (SELECT b.uri FROM blocks b WHERE b.did = $1 AND b.subject_did = o.did ORDER BY b.rkey LIMIT 1) AS blocking, \
+  (SELECT b.uri FROM blocks b WHERE b.did = o.did AND b.subject_did = $1 ORDER BY b.rkey LIMIT 1) AS blocked_by, \
   (SELECT lb.list_uri FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
-     WHERE lb.did = $1 AND li.subject_did = o.did ORDER BY lb.rkey LIMIT 1), \
+     WHERE lb.did = $1 AND li.subject_did = o.did ORDER BY lb.rkey LIMIT 1) AS blocking_by_list, \
   (SELECT lb.list_uri FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
-     WHERE lb.did = o.did AND li.subject_did = $1 ORDER BY lb.rkey LIMIT 1) \
+     WHERE lb.did = o.did AND li.subject_did = $1 ORDER BY lb.rkey LIMIT 1) AS blocked_by_list \
 FROM unnest($2::text[]) AS o(did)";
 
 pub async fn get_relationships(ctx: &Ctx<'_>) -> XrpcResult<Response> {
@@ -53,9 +54,9 @@ pub async fn get_relationships(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let by_handle: std::collections::HashMap<String, String> = client
         .query(&stmt, &[&handles])
         .await?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .iter()
+        .map(|r| Ok((r.col("handle")?, r.col("did")?)))
+        .collect::<XrpcResult<_>>()?;
     let resolved: Vec<(String, Option<String>)> = others
         .iter()
         .map(|o| match o {
@@ -70,8 +71,10 @@ pub async fn get_relationships(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         ))
         .await?;
     let rows = client.query(&stmt, &[&did, &dids]).await?;
-    let known: std::collections::HashMap<String, &tokio_postgres::Row> =
-        rows.iter().map(|r| (r.get::<_, String>(0), r)).collect();
+    let known: std::collections::HashMap<String, &tokio_postgres::Row> = rows
+        .iter()
+        .map(|r| Ok((r.col::<String>("did")?, r)))
+        .collect::<XrpcResult<_>>()?;
 
     let relationships: Vec<Value> = resolved
         .iter()
@@ -80,53 +83,44 @@ pub async fn get_relationships(ctx: &Ctx<'_>) -> XrpcResult<Response> {
                 Some(row) => {
                     let mut m = Map::new();
                     m.insert("$type".into(), json!("app.bsky.graph.defs#relationship"));
-                    m.insert("did".into(), json!(row.get::<_, String>(0)));
-                    for (i, key) in [
-                        "following",
-                        "followedBy",
-                        "blocking",
-                        "blockedBy",
-                        "blockingByList",
-                        "blockedByList",
-                    ]
-                    .into_iter()
-                    .enumerate()
-                    {
-                        put_opt(&mut m, key, row.get::<_, Option<&str>>(i + 1));
+                    m.insert("did".into(), json!(row.col::<String>("did")?));
+                    for (key, column) in [
+                        ("following", "following"),
+                        ("followedBy", "followed_by"),
+                        ("blocking", "blocking"),
+                        ("blockedBy", "blocked_by"),
+                        ("blockingByList", "blocking_by_list"),
+                        ("blockedByList", "blocked_by_list"),
+                    ] {
+                        put_opt(&mut m, key, row.col::<Option<&str>>(column)?);
                     }
-                    Value::Object(m)
+                    Ok(Value::Object(m))
                 }
-                None => json!({
+                None => Ok(json!({
                     "$type": "app.bsky.graph.defs#notFoundActor",
                     "actor": given,
                     "notFound": true,
-                }),
+                })),
             },
         )
-        .collect();
+        .collect::<XrpcResult<_>>()?;
     json(&json!({ "actor": did, "relationships": relationships }))
 }
 
 pub async fn get_known_followers(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let viewer = ctx.require_viewer()?;
     let actor = ctx.params.actor("actor")?;
-    let limit = ctx.params.limit(1, 100, 50)?;
-    let cursor = ctx.params.cursor()?;
+    let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
     let subject = served_actor(&client, "actor", &actor).await?;
     let sql = format!(
         "SELECT f.did, f.rkey, f.uri FROM follows f \
-         WHERE f.subject_did = $1 {page} \
-           AND EXISTS (SELECT 1 FROM follows v WHERE v.did = $5 AND v.subject_did = f.did) \
-         ORDER BY f.rkey DESC, f.uri DESC LIMIT $2",
-        page = keyset(cursor.is_some(), "f", 3, 4)
+         WHERE f.subject_did = $1 \
+           AND EXISTS (SELECT 1 FROM follows v WHERE v.did = $2 AND v.subject_did = f.did) {page}",
+        page = page.newest_first("f", 2)
     );
-    let (key, after) = cursor_params(cursor.as_ref());
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client
-        .query(&stmt, &[&subject, &limit, &key, &after, &viewer])
-        .await?;
-    let mut dids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let rows = page.fetch(&client, &sql, &[&subject, &viewer]).await?;
+    let mut dids = rows.column("did")?;
     dids.push(subject.clone());
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&[], &dids)
@@ -142,6 +136,6 @@ pub async fn get_known_followers(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .collect();
     json(&with_cursor(
         json!({ "subject": subject_view, "followers": followers }),
-        next_cursor(&rows, limit, 1, 2),
+        rows.next()?,
     ))
 }

@@ -5,6 +5,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use skyhose_proto::syntax;
 
+use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
 use crate::routes::{json, Ctx};
@@ -50,8 +51,8 @@ pub async fn get_record(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .query_opt(&stmt, &[&uri])
         .await?
         .ok_or_else(not_found)?;
-    let live_cid: Option<String> = row.get(0);
-    let value: Option<Value> = row.get(1);
+    let live_cid: Option<String> = row.col("cid")?;
+    let value: Option<Value> = row.col("record")?;
     if cid.is_some() && cid != live_cid {
         return Err(not_found());
     }

@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 
 use crate::cursor::Cursor;
+use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::{datetime_micros, ActorRef};
-use crate::routes::interactions::with_cursor;
+use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
 use crate::views::actor::resolve_actor;
 use crate::views::feed_view::{PostView, PostsPage};
@@ -292,7 +293,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         let l = f.bind(limit);
         let window = f.bind(TOP_WINDOW);
         format!(
-            "SELECT p.uri, p.rkey, {ENGAGEMENT} FROM ( \
+            "SELECT p.uri, p.rkey, {ENGAGEMENT} AS score FROM ( \
                SELECT p.uri, p.rkey FROM posts p {SERVED} WHERE {w} \
                ORDER BY p.rkey DESC, p.uri DESC LIMIT {window}) p \
              LEFT JOIN post_counts c ON c.uri = p.uri {after} \
@@ -306,14 +307,17 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         }
         let l = f.bind(limit);
         format!(
-            "SELECT p.uri, p.rkey, 0::int8 FROM posts p {SERVED} WHERE {w} \
+            "SELECT p.uri, p.rkey, 0::int8 AS score FROM posts p {SERVED} WHERE {w} \
              ORDER BY p.rkey DESC, p.uri DESC LIMIT {l}",
             w = f.sql()
         )
     };
     let rows = query_custom_plan(&mut client, &sql, &f.refs()).await?;
 
-    let uris: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let uris = rows
+        .iter()
+        .map(|r| r.col("uri"))
+        .collect::<XrpcResult<Vec<String>>>()?;
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&uris, &[])
         .await?;
@@ -327,18 +331,19 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         })
         .filter_map(|uri| hydrated.post_view_raw(uri))
         .collect();
-    let next = (rows.len() as i64 >= limit)
-        .then(|| rows.last())
-        .flatten()
-        .map(|row| {
-            let (uri, rkey, score): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+    let next = match rows.last() {
+        Some(row) if rows.len() as i64 >= limit => {
+            let (uri, rkey, score): (String, String, i64) =
+                (row.col("uri")?, row.col("rkey")?, row.col("score")?);
             let key = if sort == "top" {
                 format!("{score}:{rkey}")
             } else {
                 rkey
             };
-            Cursor::new(key, uri).encode()
-        });
+            Some(Cursor::new(key, uri).encode())
+        }
+        _ => None,
+    };
     json(&PostsPage {
         posts,
         cursor: next,
@@ -465,7 +470,10 @@ pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         ],
     )
     .await?;
-    let dids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let dids = rows
+        .iter()
+        .map(|r| r.col("did"))
+        .collect::<XrpcResult<Vec<String>>>()?;
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&[], &dids)
         .await?;
@@ -474,10 +482,16 @@ pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .filter(|did| !hydrated.blocked(did))
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    let next = (rows.len() as i64 >= limit)
-        .then(|| rows.last())
-        .flatten()
-        .map(|row| Cursor::new(row.get::<_, i32>(1).to_string(), row.get::<_, String>(0)).encode());
+    let next = match rows.last() {
+        Some(row) if rows.len() as i64 >= limit => Some(
+            Cursor::new(
+                row.col::<i32>("rank")?.to_string(),
+                row.col::<String>("did")?,
+            )
+            .encode(),
+        ),
+        _ => None,
+    };
     json(&with_cursor(json!({ "actors": actors }), next))
 }
 
@@ -512,7 +526,10 @@ pub async fn search_actors_typeahead(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         &[&h, &h_top, &n, &n_top, &words, &CANDIDATES, &limit],
     )
     .await?;
-    let dids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let dids = rows
+        .iter()
+        .map(|r| r.col("did"))
+        .collect::<XrpcResult<Vec<String>>>()?;
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&[], &dids)
         .await?;

@@ -3,9 +3,10 @@
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
-use crate::routes::interactions::{cursor_params, keyset, next_cursor, with_cursor};
+use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::{json, Ctx};
 use crate::views::feedgen::{generator_view, load_generators};
 use crate::views::list::{list_view_basic, load_lists};
@@ -42,14 +43,18 @@ pub async fn get_starter_pack(ctx: &Ctx<'_>) -> XrpcResult<Response> {
              ORDER BY li.rkey DESC, li.uri DESC LIMIT $2",
         )
         .await?;
-    let member_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-        [&pack.list_uri, &SAMPLE_SIZE];
+    let members =
+        async { Ok::<_, XrpcError>(client.query(&stmt, &[&pack.list_uri, &SAMPLE_SIZE]).await?) };
     let (lists, members, generators) = tokio::try_join!(
         load_lists(&client, &list_uris, ctx.viewer()),
-        client.query(&stmt, &member_params),
+        members,
         load_generators(&client, &pack.feeds, ctx.viewer()),
     )?;
-    let mut dids: Vec<String> = members.iter().map(|r| r.get(1)).collect();
+    let subjects = members
+        .iter()
+        .map(|row| row.col("subject_did"))
+        .collect::<XrpcResult<Vec<String>>>()?;
+    let mut dids = subjects.clone();
     dids.push(pack.did.clone());
     dids.extend(lists.values().map(|l| l.did.clone()));
     dids.extend(generators.values().map(|g| g.did.clone()));
@@ -61,14 +66,12 @@ pub async fn get_starter_pack(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .as_ref()
         .and_then(|u| lists.get(u))
         .and_then(|l| list_view_basic(&hydrated, l));
-    let sample: Vec<Value> = members
-        .iter()
-        .filter_map(|row| {
-            let subject: String = row.get(1);
-            let profile = hydrated.profile_view(&subject)?;
-            Some(json!({"uri": row.get::<_, String>(0), "subject": profile}))
-        })
-        .collect();
+    let mut sample: Vec<Value> = Vec::with_capacity(subjects.len());
+    for (row, subject) in members.iter().zip(&subjects) {
+        if let Some(profile) = hydrated.profile_view(subject) {
+            sample.push(json!({"uri": row.col::<String>("uri")?, "subject": profile}));
+        }
+    }
     let feeds: Vec<Value> = pack
         .feeds
         .iter()
@@ -89,22 +92,14 @@ pub async fn get_starter_packs(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 
 pub async fn get_actor_starter_packs(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let actor = ctx.params.actor("actor")?;
-    let limit = ctx.params.limit(1, 100, 50)?;
-    let cursor = ctx.params.cursor()?;
+    let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
     let did = served_actor(&client, "actor", &actor).await?;
     let sql = format!(
-        "SELECT s.uri, s.rkey FROM starter_packs s WHERE s.did = $1 {page} \
-         ORDER BY s.rkey DESC, s.uri DESC LIMIT $2",
-        page = keyset(cursor.is_some(), "s", 3, 4)
+        "SELECT s.uri, s.rkey FROM starter_packs s WHERE s.did = $1 {page}",
+        page = page.newest_first("s", 1)
     );
-    let (key, after) = cursor_params(cursor.as_ref());
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&did, &limit, &key, &after]).await?;
-    let uris: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    let packs = basic_views(ctx, &client, &uris).await?;
-    json(&with_cursor(
-        json!({ "starterPacks": packs }),
-        next_cursor(&rows, limit, 1, 0),
-    ))
+    let rows = page.fetch(&client, &sql, &[&did]).await?;
+    let packs = basic_views(ctx, &client, &rows.column("uri")?).await?;
+    json(&with_cursor(json!({ "starterPacks": packs }), rows.next()?))
 }

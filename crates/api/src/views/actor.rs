@@ -10,6 +10,8 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::Row;
 
 use crate::config::ApiConfig;
+use crate::db::RowExt;
+use crate::error::XrpcResult;
 use crate::params::ActorRef;
 use crate::views::{datetime_millis, is_datetime, put, put_opt};
 
@@ -67,24 +69,33 @@ impl ActorViewer {
     }
 }
 
-/// What the profile views show of an actor `a`, as [`actor_info`] reads it:
+/// What the profile views show of an actor `a`, named as [`actor_info`] reads it:
 /// the index keeps the actor's counts and the fields of its profile and chat
 /// declaration in its row, so a view is one lookup. [`ACTOR_JOINS`] finds
 /// the row from a row `d` holding the DID.
 pub const ACTOR_COLUMNS: &str = "\
-a.did, a.handle, a.status, a.display_name, a.description, a.avatar_cid, a.banner_cid, \
-a.pinned_post_uri, a.pinned_post_cid, a.profile_created_at, \
-COALESCE(a.profile_indexed_at, a.first_seen), \
-a.followers, a.follows, a.posts, a.lists, a.feedgens, a.starter_packs, a.labelers > 0, \
-a.chat_allow_incoming";
+a.did AS actor_did, a.handle AS actor_handle, a.status AS actor_status, \
+a.display_name AS actor_display_name, a.description AS actor_description, \
+a.avatar_cid AS actor_avatar_cid, a.banner_cid AS actor_banner_cid, \
+a.pinned_post_uri AS actor_pinned_post_uri, a.pinned_post_cid AS actor_pinned_post_cid, \
+a.profile_created_at AS actor_created_at, \
+COALESCE(a.profile_indexed_at, a.first_seen) AS actor_indexed_at, \
+a.followers AS actor_followers, a.follows AS actor_follows, a.posts AS actor_posts, \
+a.lists AS actor_lists, a.feedgens AS actor_feedgens, a.starter_packs AS actor_starter_packs, \
+a.labelers > 0 AS actor_labeler, a.chat_allow_incoming AS actor_chat_allow_incoming";
 
-/// [`ACTOR_COLUMNS`] as NULLs of their types, for the rows of a statement
-/// that also returns other things.
+/// [`ACTOR_COLUMNS`] as NULLs of their types and with their names, for the
+/// rows of a statement that also returns other things (the first of a
+/// UNION's branches names the columns).
 pub const NO_ACTOR_COLUMNS: &str = "\
-NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
-NULL::text, NULL::text, NULL::text, NULL::timestamptz, \
-NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
-NULL::bool, NULL::text";
+NULL::text AS actor_did, NULL::text AS actor_handle, NULL::text AS actor_status, \
+NULL::text AS actor_display_name, NULL::text AS actor_description, \
+NULL::text AS actor_avatar_cid, NULL::text AS actor_banner_cid, \
+NULL::text AS actor_pinned_post_uri, NULL::text AS actor_pinned_post_cid, \
+NULL::text AS actor_created_at, NULL::timestamptz AS actor_indexed_at, \
+NULL::bigint AS actor_followers, NULL::bigint AS actor_follows, NULL::bigint AS actor_posts, \
+NULL::bigint AS actor_lists, NULL::bigint AS actor_feedgens, NULL::bigint AS actor_starter_packs, \
+NULL::bool AS actor_labeler, NULL::text AS actor_chat_allow_incoming";
 
 pub const ACTOR_JOINS: &str = "JOIN actors a ON a.did = d.did AND a.indexed";
 
@@ -93,57 +104,52 @@ static ACTOR_QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 /// Loads the given actors in one query. Unknown DIDs are absent from the map.
-pub async fn load_actors(
-    client: &Db,
-    dids: &[String],
-) -> Result<HashMap<String, ActorInfo>, tokio_postgres::Error> {
+pub async fn load_actors(client: &Db, dids: &[String]) -> XrpcResult<HashMap<String, ActorInfo>> {
     if dids.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = client
         .query(&client.prepare_cached(&ACTOR_QUERY).await?, &[&dids])
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| actor_info(row, 0))
-        .map(|info| (info.did.clone(), info))
-        .collect())
+    rows.iter()
+        .map(|row| actor_info(row).map(|info| (info.did.clone(), info)))
+        .collect()
 }
 
-/// The [`ACTOR_COLUMNS`] of `row`, starting at column `at`.
-pub fn actor_info(row: &Row, at: usize) -> ActorInfo {
-    ActorInfo {
-        did: row.get(at),
-        handle: row.get(at + 1),
-        status: row.get(at + 2),
-        display_name: row.get(at + 3),
-        description: row.get(at + 4),
-        avatar_cid: row.get(at + 5),
-        banner_cid: row.get(at + 6),
-        pinned_post_uri: row.get(at + 7),
-        pinned_post_cid: row.get(at + 8),
-        created_at: row.get(at + 9),
-        indexed_at: datetime_millis(row.get(at + 10)),
-        followers: row.get(at + 11),
-        follows: row.get(at + 12),
-        posts: row.get(at + 13),
-        lists: row.get(at + 14),
-        feedgens: row.get(at + 15),
-        starter_packs: row.get(at + 16),
-        labeler: row.get(at + 17),
-        chat_allow_incoming: row.get(at + 18),
+/// The [`ACTOR_COLUMNS`] of `row`.
+pub fn actor_info(row: &Row) -> XrpcResult<ActorInfo> {
+    Ok(ActorInfo {
+        did: row.col("actor_did")?,
+        handle: row.col("actor_handle")?,
+        status: row.col("actor_status")?,
+        display_name: row.col("actor_display_name")?,
+        description: row.col("actor_description")?,
+        avatar_cid: row.col("actor_avatar_cid")?,
+        banner_cid: row.col("actor_banner_cid")?,
+        pinned_post_uri: row.col("actor_pinned_post_uri")?,
+        pinned_post_cid: row.col("actor_pinned_post_cid")?,
+        created_at: row.col("actor_created_at")?,
+        indexed_at: datetime_millis(row.col("actor_indexed_at")?),
+        followers: row.col("actor_followers")?,
+        follows: row.col("actor_follows")?,
+        posts: row.col("actor_posts")?,
+        lists: row.col("actor_lists")?,
+        feedgens: row.col("actor_feedgens")?,
+        starter_packs: row.col("actor_starter_packs")?,
+        labeler: row.col("actor_labeler")?,
+        chat_allow_incoming: row.col("actor_chat_allow_incoming")?,
         basic_view: OnceCell::new(),
-    }
+    })
 }
 
 const ACTOR_VIEWER_QUERY: &str = "\
 SELECT d.did, \
-  (SELECT f.uri FROM follows f WHERE f.did = $2 AND f.subject_did = d.did ORDER BY f.rkey LIMIT 1), \
-  (SELECT f.uri FROM follows f WHERE f.did = d.did AND f.subject_did = $2 ORDER BY f.rkey LIMIT 1), \
-  (SELECT b.uri FROM blocks b WHERE b.did = $2 AND b.subject_did = d.did ORDER BY b.rkey LIMIT 1), \
-  EXISTS (SELECT 1 FROM blocks b WHERE b.did = d.did AND b.subject_did = $2), \
+  (SELECT f.uri FROM follows f WHERE f.did = $2 AND f.subject_did = d.did ORDER BY f.rkey LIMIT 1) AS following, \
+  (SELECT f.uri FROM follows f WHERE f.did = d.did AND f.subject_did = $2 ORDER BY f.rkey LIMIT 1) AS followed_by, \
+  (SELECT b.uri FROM blocks b WHERE b.did = $2 AND b.subject_did = d.did ORDER BY b.rkey LIMIT 1) AS blocking, \
+  EXISTS (SELECT 1 FROM blocks b WHERE b.did = d.did AND b.subject_did = $2) AS blocked_by, \
   (SELECT lb.list_uri FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
-     WHERE lb.did = $2 AND li.subject_did = d.did LIMIT 1) \
+     WHERE lb.did = $2 AND li.subject_did = d.did LIMIT 1) AS blocking_by_list \
 FROM unnest($1::text[]) AS d(did)";
 
 /// The viewer's relationships with each of `dids`, in one query.
@@ -151,7 +157,7 @@ pub async fn load_actor_viewer(
     client: &Db,
     viewer: &str,
     dids: &[String],
-) -> Result<HashMap<String, ActorViewer>, tokio_postgres::Error> {
+) -> XrpcResult<HashMap<String, ActorViewer>> {
     if dids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -161,27 +167,22 @@ pub async fn load_actor_viewer(
             &[&dids, &viewer],
         )
         .await?;
-    Ok(rows
-        .into_iter()
+    rows.iter()
         .map(|row| {
-            let did: String = row.get(0);
             let state = ActorViewer {
-                following: row.get(1),
-                followed_by: row.get(2),
-                blocking: row.get(3),
-                blocked_by: row.get(4),
-                blocking_by_list: row.get(5),
+                following: row.col("following")?,
+                followed_by: row.col("followed_by")?,
+                blocking: row.col("blocking")?,
+                blocked_by: row.col("blocked_by")?,
+                blocking_by_list: row.col("blocking_by_list")?,
             };
-            (did, state)
+            Ok((row.col("did")?, state))
         })
-        .collect())
+        .collect()
 }
 
 /// Resolves a DID or handle to an indexed actor: its DID and account status.
-pub async fn resolve_actor(
-    client: &Db,
-    actor: &ActorRef,
-) -> Result<Option<(String, String)>, tokio_postgres::Error> {
+pub async fn resolve_actor(client: &Db, actor: &ActorRef) -> XrpcResult<Option<(String, String)>> {
     let row = match actor {
         ActorRef::Did(did) => {
             let stmt = client
@@ -199,7 +200,8 @@ pub async fn resolve_actor(
             client.query_opt(&stmt, &[handle]).await?
         }
     };
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    row.map(|r| Ok((r.col("did")?, r.col("status")?)))
+        .transpose()
 }
 
 /// Renders actors in the three shapes of `app.bsky.actor.defs`.

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::db::RowExt;
+use crate::error::XrpcResult;
 use crate::views::embed::blob_cid;
 use crate::views::{put, put_opt, Db, Hydrated};
 
@@ -28,9 +30,9 @@ pub struct GeneratorInfo {
 /// other like subject.
 const GENERATOR_QUERY: &str = "\
 SELECT g.uri, g.cid, g.did, g.service_did, r.record, \
-       to_char(g.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-       COALESCE(c.likes, 0), \
-       (SELECT l.uri FROM likes l WHERE l.did = $2 AND l.subject_uri = g.uri ORDER BY l.rkey LIMIT 1) \
+       to_char(g.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
+       COALESCE(c.likes, 0) AS likes, \
+       (SELECT l.uri FROM likes l WHERE l.did = $2 AND l.subject_uri = g.uri ORDER BY l.rkey LIMIT 1) AS viewer_like \
 FROM unnest($1::text[]) AS u(uri) \
 JOIN feed_generators g ON g.uri = u.uri \
 JOIN records r ON r.uri = g.uri \
@@ -41,7 +43,7 @@ pub async fn load_generators(
     client: &Db,
     uris: &[String],
     viewer: Option<&str>,
-) -> Result<HashMap<String, GeneratorInfo>, tokio_postgres::Error> {
+) -> XrpcResult<HashMap<String, GeneratorInfo>> {
     if uris.is_empty() {
         return Ok(HashMap::new());
     }
@@ -51,22 +53,21 @@ pub async fn load_generators(
             &[&uris, &viewer],
         )
         .await?;
-    Ok(rows
-        .into_iter()
+    rows.iter()
         .map(|row| {
             let info = GeneratorInfo {
-                uri: row.get(0),
-                cid: row.get(1),
-                did: row.get(2),
-                service_did: row.get(3),
-                record: row.get::<_, Option<Value>>(4).unwrap_or(Value::Null),
-                indexed_at: row.get(5),
-                likes: row.get(6),
-                viewer_like: row.get(7),
+                uri: row.col("uri")?,
+                cid: row.col("cid")?,
+                did: row.col("did")?,
+                service_did: row.col("service_did")?,
+                record: row.col::<Option<Value>>("record")?.unwrap_or(Value::Null),
+                indexed_at: row.col("indexed_at")?,
+                likes: row.col("likes")?,
+                viewer_like: row.col("viewer_like")?,
             };
-            (info.uri.clone(), info)
+            Ok((info.uri.clone(), info))
         })
-        .collect())
+        .collect()
 }
 
 /// `app.bsky.feed.defs#generatorView`, or None when the creator is not

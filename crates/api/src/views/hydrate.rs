@@ -12,6 +12,8 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::ToSql;
 
 use crate::config::ApiConfig;
+use crate::db::RowExt;
+use crate::error::XrpcResult;
 use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer};
 use crate::views::embed::{self, RECORD, RECORD_WITH_MEDIA};
 use crate::views::feed_view::{
@@ -82,11 +84,7 @@ impl<'a> Hydrator<'a> {
 
     /// Loads `post_uris` (and the posts they quote) and `dids` (and every
     /// loaded post's author).
-    pub async fn hydrate(
-        &self,
-        post_uris: &[String],
-        dids: &[String],
-    ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
+    pub async fn hydrate(&self, post_uris: &[String], dids: &[String]) -> XrpcResult<Hydrated<'a>> {
         self.hydrate_posts(post_uris, false, dids).await
     }
 
@@ -97,7 +95,7 @@ impl<'a> Hydrator<'a> {
         post_uris: &[String],
         reply_refs: bool,
         dids: &[String],
-    ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
+    ) -> XrpcResult<Hydrated<'a>> {
         let load = post::PostLoad {
             reply_refs,
             viewer: self.viewer.is_some(),
@@ -124,7 +122,7 @@ impl<'a> Hydrator<'a> {
         &self,
         ctes: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<(Vec<PageRow>, Loaded), tokio_postgres::Error> {
+    ) -> XrpcResult<(Vec<PageRow>, Loaded)> {
         let viewer = if self.viewer.is_some() {
             "true"
         } else {
@@ -138,21 +136,23 @@ impl<'a> Hydrator<'a> {
         let mut page = Vec::new();
         let mut loaded = Loaded::default();
         for row in &rows {
-            match row.get::<_, i32>(0) {
+            match row.col::<i32>("kind")? {
                 post::ROW_PAGE => page.push(PageRow {
-                    uri: row.get(1),
-                    rkey: row.get(2),
-                    subject: row.get(3),
-                    cid: row.get(4),
-                    indexed_at: row.get::<_, Option<SystemTime>>(5).map(datetime_millis),
-                    n: row.get(6),
+                    uri: row.col("uri")?,
+                    rkey: row.col("page_rkey")?,
+                    subject: row.col("page_subject")?,
+                    cid: row.col("cid")?,
+                    indexed_at: row
+                        .col::<Option<SystemTime>>("indexed_at")?
+                        .map(datetime_millis),
+                    n: row.col("page_n")?,
                 }),
                 post::ROW_POST => {
-                    let info = post::post_info(row);
+                    let info = post::post_info(row)?;
                     loaded.posts.insert(info.uri.clone(), info);
                 }
                 post::ROW_ACTOR => {
-                    let info = actor::actor_info(row, post::ACTOR_AT);
+                    let info = actor::actor_info(row)?;
                     loaded.actors.insert(info.did.clone(), info);
                 }
                 _ => {}
@@ -165,11 +165,7 @@ impl<'a> Hydrator<'a> {
     /// Loads what the `loaded` posts show besides themselves (the records
     /// they quote other than posts, every author not loaded yet, the
     /// viewer's state) and `dids`.
-    pub async fn complete(
-        &self,
-        loaded: Loaded,
-        dids: &[String],
-    ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
+    pub async fn complete(&self, loaded: Loaded, dids: &[String]) -> XrpcResult<Hydrated<'a>> {
         let Loaded { posts, mut actors } = loaded;
         let embedded = self.load_embedded_records(&posts).await?;
         let all_dids = dedup(
@@ -217,7 +213,7 @@ impl<'a> Hydrator<'a> {
     async fn load_embedded_records(
         &self,
         posts: &HashMap<String, PostInfo>,
-    ) -> Result<EmbeddedRecords, tokio_postgres::Error> {
+    ) -> XrpcResult<EmbeddedRecords> {
         let quoted = dedup(
             posts
                 .values()
@@ -259,10 +255,7 @@ impl<'a> Hydrator<'a> {
     }
 
     /// Hydrates feed items together with the posts they reply to.
-    pub async fn hydrate_feed(
-        &self,
-        items: &[FeedItem],
-    ) -> Result<Hydrated<'a>, tokio_postgres::Error> {
+    pub async fn hydrate_feed(&self, items: &[FeedItem]) -> XrpcResult<Hydrated<'a>> {
         let uris: Vec<String> = items.iter().map(|i| i.post_uri.clone()).collect();
         let dids: Vec<String> = items
             .iter()

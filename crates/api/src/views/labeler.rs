@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::db::RowExt;
+use crate::error::XrpcResult;
 use crate::views::{put, put_opt, Db, Hydrated};
 
 #[derive(Debug, Clone)]
@@ -23,9 +25,9 @@ pub struct LabelerInfo {
 /// under its URI in `post_counts`, like any other like subject.
 const LABELER_QUERY: &str = "\
 SELECT s.uri, s.cid, s.did, r.record, \
-       to_char(s.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-       COALESCE(c.likes, 0), \
-       (SELECT l.uri FROM likes l WHERE l.did = $2 AND l.subject_uri = s.uri ORDER BY l.rkey LIMIT 1) \
+       to_char(s.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
+       COALESCE(c.likes, 0) AS likes, \
+       (SELECT l.uri FROM likes l WHERE l.did = $2 AND l.subject_uri = s.uri ORDER BY l.rkey LIMIT 1) AS viewer_like \
 FROM unnest($1::text[]) AS d(did) \
 JOIN labeler_services s ON s.uri = 'at://' || d.did || '/app.bsky.labeler.service/self' \
 JOIN records r ON r.uri = s.uri \
@@ -36,7 +38,7 @@ pub async fn load_labelers(
     client: &Db,
     dids: &[String],
     viewer: Option<&str>,
-) -> Result<HashMap<String, LabelerInfo>, tokio_postgres::Error> {
+) -> XrpcResult<HashMap<String, LabelerInfo>> {
     if dids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -46,21 +48,20 @@ pub async fn load_labelers(
             &[&dids, &viewer],
         )
         .await?;
-    Ok(rows
-        .into_iter()
+    rows.iter()
         .map(|row| {
             let info = LabelerInfo {
-                uri: row.get(0),
-                cid: row.get(1),
-                did: row.get(2),
-                record: row.get::<_, Option<Value>>(3).unwrap_or(Value::Null),
-                indexed_at: row.get(4),
-                likes: row.get(5),
-                viewer_like: row.get(6),
+                uri: row.col("uri")?,
+                cid: row.col("cid")?,
+                did: row.col("did")?,
+                record: row.col::<Option<Value>>("record")?.unwrap_or(Value::Null),
+                indexed_at: row.col("indexed_at")?,
+                likes: row.col("likes")?,
+                viewer_like: row.col("viewer_like")?,
             };
-            (info.did.clone(), info)
+            Ok((info.did.clone(), info))
         })
-        .collect())
+        .collect()
 }
 
 /// `labelerView`, or with `detailed` `labelerViewDetailed` (which needs the

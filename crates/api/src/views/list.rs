@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::db::RowExt;
+use crate::error::XrpcResult;
 use crate::views::embed::blob_cid;
 use crate::views::{put, put_opt, Db, Hydrated};
 
@@ -27,10 +29,10 @@ pub struct ListInfo {
 
 const LIST_QUERY: &str = "\
 SELECT l.uri, l.cid, l.did, l.name, l.purpose, r.record, \
-       to_char(l.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-       (SELECT count(*) FROM list_items li WHERE li.list_uri = l.uri), \
+       to_char(l.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
+       (SELECT count(*) FROM list_items li WHERE li.list_uri = l.uri) AS item_count, \
        (SELECT lb.uri FROM list_blocks lb WHERE lb.did = $2 AND lb.list_uri = l.uri \
-        ORDER BY lb.rkey LIMIT 1) \
+        ORDER BY lb.rkey LIMIT 1) AS viewer_block \
 FROM unnest($1::text[]) AS u(uri) \
 JOIN lists l ON l.uri = u.uri \
 JOIN records r ON r.uri = l.uri";
@@ -40,30 +42,29 @@ pub async fn load_lists(
     client: &Db,
     uris: &[String],
     viewer: Option<&str>,
-) -> Result<HashMap<String, ListInfo>, tokio_postgres::Error> {
+) -> XrpcResult<HashMap<String, ListInfo>> {
     if uris.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = client
         .query(&client.prepare_cached(LIST_QUERY).await?, &[&uris, &viewer])
         .await?;
-    Ok(rows
-        .into_iter()
+    rows.iter()
         .map(|row| {
             let info = ListInfo {
-                uri: row.get(0),
-                cid: row.get(1),
-                did: row.get(2),
-                name: row.get(3),
-                purpose: row.get(4),
-                record: row.get::<_, Option<Value>>(5).unwrap_or(Value::Null),
-                indexed_at: row.get(6),
-                item_count: row.get(7),
-                viewer_block: row.get(8),
+                uri: row.col("uri")?,
+                cid: row.col("cid")?,
+                did: row.col("did")?,
+                name: row.col("name")?,
+                purpose: row.col("purpose")?,
+                record: row.col::<Option<Value>>("record")?.unwrap_or(Value::Null),
+                indexed_at: row.col("indexed_at")?,
+                item_count: row.col("item_count")?,
+                viewer_block: row.col("viewer_block")?,
             };
-            (info.uri.clone(), info)
+            Ok((info.uri.clone(), info))
         })
-        .collect())
+        .collect()
 }
 
 /// The fields `listView` and `listViewBasic` share; None when the creator is

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::RowExt;
+use crate::error::XrpcResult;
 use crate::views::actor::{ACTOR_COLUMNS, ACTOR_JOINS, NO_ACTOR_COLUMNS};
 use crate::views::{datetime_millis, Db};
 use serde::Deserialize;
@@ -66,29 +68,34 @@ pub const POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.cid, p.record, p.indexed
 /// beside the key would not).
 ///
 /// Rows are posts (read by [`post_info`]) and, for a feed (`feed`: SQL for
-/// DIDs to load besides the posts' authors), `ROW_PAGE` rows (the `page`
-/// CTE's `(uri, rkey, subject, cid, at, n)`) and `ROW_ACTOR` rows.
+/// DIDs to load besides the posts' authors), `ROW_ACTOR` rows and `ROW_PAGE`
+/// rows (the `page` CTE's `(uri, rkey, subject, cid, at, n)`, as the
+/// columns `uri`, `page_rkey`, `page_subject`, `cid`, `indexed_at` and
+/// `page_n`); the column `kind` tells them apart.
 /// Times are sent as timestamps and written by [`datetime_millis`], and a
 /// post's embed is read from its record text: PostgreSQL would spend more on
 /// `to_char` and on a second pass over each record.
 pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<&str>) -> String {
     // A feed's statement also returns its page and the authors of its posts:
-    // every row then carries both the post and the actor columns.
-    let (page, no_actor, actors) = match feed {
+    // every row then carries the post, the actor and the page columns. The
+    // post rows come first, so their names are the columns'.
+    let (no_actor, actors, page) = match feed {
         Some(dids) => (
+            format!(", {NO_ACTOR_COLUMNS}, {NO_PAGE_COLUMNS}"),
             format!(
-                "SELECT {ROW_PAGE}, uri, rkey, subject, cid, at, n, NULL::bigint, NULL::bigint, \
-                        NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
-                        NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, {NO_ACTOR_COLUMNS} \
-                 FROM page UNION ALL "
-            ),
-            format!(", {NO_ACTOR_COLUMNS}"),
-            format!(
-                " UNION ALL SELECT {ROW_ACTOR}, {NO_POST_COLUMNS}, {ACTOR_COLUMNS} FROM ( \
+                " UNION ALL SELECT {ROW_ACTOR}, {NO_POST_COLUMNS}, {ACTOR_COLUMNS}, {NO_PAGE_COLUMNS} FROM ( \
                     SELECT DISTINCT did FROM ( \
                         SELECT did FROM shown UNION ALL SELECT did FROM quoted \
                         UNION ALL SELECT {dids}) x \
                  ) d {ACTOR_JOINS}"
+            ),
+            format!(
+                " UNION ALL SELECT {ROW_PAGE}, uri, cid, NULL::text, NULL::text, at, \
+                        NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
+                        NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
+                        NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, {NO_ACTOR_COLUMNS}, \
+                        rkey, subject, n \
+                 FROM page"
             ),
         ),
         None => (String::new(), String::new(), String::new()),
@@ -109,16 +116,20 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
                   AND s.embed_record_uri NOT IN (SELECT uri FROM shown) \
             ) q JOIN posts p ON p.uri = q.uri \
          ) \
-         {page} \
-         SELECT {ROW_POST}, p.uri, p.cid, p.did, p.record::text, p.indexed_at, \
-                COALESCE(c.likes, 0), COALESCE(c.reposts, 0), COALESCE(c.replies, 0), COALESCE(c.quotes, 0), \
-                p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, \
-                tg.uri, tg.cid, tg.record, tg.hidden_replies, \
+         SELECT {ROW_POST} AS kind, p.uri AS uri, p.cid AS cid, p.did AS did, \
+                p.record::text AS record, p.indexed_at AS indexed_at, \
+                COALESCE(c.likes, 0) AS likes, COALESCE(c.reposts, 0) AS reposts, \
+                COALESCE(c.replies, 0) AS replies, COALESCE(c.quotes, 0) AS quotes, \
+                p.reply_root_uri AS reply_root_uri, p.reply_parent_uri AS reply_parent_uri, \
+                p.embed_record_uri AS embed_record_uri, \
+                tg.uri AS threadgate_uri, tg.cid AS threadgate_cid, \
+                tg.record AS threadgate_record, tg.hidden_replies AS threadgate_hidden_replies, \
                 p.embed_record_uri IS NOT NULL AND EXISTS (SELECT 1 FROM postgates pg \
-                    WHERE pg.post_uri = p.embed_record_uri AND pg.detached_embedding_uris ? p.uri), \
+                    WHERE pg.post_uri = p.embed_record_uri AND pg.detached_embedding_uris ? p.uri) \
+                    AS detached_by_quoted, \
                 CASE WHEN {viewer} THEN COALESCE((SELECT own.embedding_rules @> '[{{\"$type\": \"app.bsky.feed.postgate#disableRule\"}}]' \
                     FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
-                ELSE false END {no_actor} \
+                ELSE false END AS embedding_disabled {no_actor} \
          FROM (SELECT * FROM shown UNION ALL SELECT * FROM quoted) p \
          LEFT JOIN post_counts c ON c.uri = p.uri \
          LEFT JOIN LATERAL ( \
@@ -126,9 +137,14 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
              LEFT JOIN records tgr ON tgr.uri = tg.uri \
              WHERE tg.uri = CASE WHEN p.reply_parent_uri IS NULL \
                  THEN 'at://' || p.did || '/app.bsky.feed.threadgate/' || p.rkey END \
-         ) tg ON true {actors}"
+         ) tg ON true {actors}{page}"
     )
 }
+
+/// The columns only a feed's page rows fill, as NULLs of their types and
+/// with their names.
+const NO_PAGE_COLUMNS: &str =
+    "NULL::text AS page_rkey, NULL::text AS page_subject, NULL::bigint AS page_n";
 
 /// The post columns of [`posts_statement`] as NULLs of their types.
 const NO_POST_COLUMNS: &str = "NULL::text, NULL::text, NULL::text, NULL::text, NULL::timestamptz, \
@@ -150,13 +166,11 @@ static POSTS_BY_URI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// Column 0 of a [`posts_statement`] row: a feed page's item, a post, or
-/// (from [`ACTOR_AT`] on) an actor.
+/// The `kind` of a [`posts_statement`] row: a feed page's item, a post, or
+/// an actor.
 pub const ROW_PAGE: i32 = 0;
 pub const ROW_POST: i32 = 1;
 pub const ROW_ACTOR: i32 = 2;
-/// The first of a feed statement's actor columns.
-pub const ACTOR_AT: usize = 19;
 
 /// What to load besides the listed posts (the posts they quote always are).
 #[derive(Debug, Clone, Copy)]
@@ -172,7 +186,7 @@ pub async fn load_posts(
     client: &Db,
     uris: &[String],
     what: PostLoad,
-) -> Result<HashMap<String, PostInfo>, tokio_postgres::Error> {
+) -> XrpcResult<HashMap<String, PostInfo>> {
     if uris.is_empty() {
         return Ok(HashMap::new());
     }
@@ -182,40 +196,45 @@ pub async fn load_posts(
             &[&uris, &what.reply_refs, &what.viewer],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(post_info)
-        .map(|info| (info.uri.clone(), info))
-        .collect())
+    rows.iter()
+        .map(|row| post_info(row).map(|info| (info.uri.clone(), info)))
+        .collect()
 }
 
 /// A `ROW_POST` row of [`posts_statement`].
-pub fn post_info(row: &Row) -> PostInfo {
-    let threadgate = row.get::<_, Option<String>>(13).map(|uri| Threadgate {
-        uri,
-        cid: row.get::<_, Option<String>>(14).unwrap_or_default(),
-        record: row.get::<_, Option<Value>>(15).unwrap_or(Value::Null),
-        hidden_replies: string_array(row.get::<_, Option<Value>>(16)),
-    });
-    let record = raw_json(row.get(4));
-    PostInfo {
-        uri: row.get(1),
-        cid: row.get(2),
-        did: row.get(3),
+pub fn post_info(row: &Row) -> XrpcResult<PostInfo> {
+    let threadgate = match row.col::<Option<String>>("threadgate_uri")? {
+        Some(uri) => Some(Threadgate {
+            uri,
+            cid: row
+                .col::<Option<String>>("threadgate_cid")?
+                .unwrap_or_default(),
+            record: row
+                .col::<Option<Value>>("threadgate_record")?
+                .unwrap_or(Value::Null),
+            hidden_replies: string_array(row.col("threadgate_hidden_replies")?),
+        }),
+        None => None,
+    };
+    let record = raw_json(row.col("record")?);
+    Ok(PostInfo {
+        uri: row.col("uri")?,
+        cid: row.col("cid")?,
+        did: row.col("did")?,
         embed: record_embed(&record),
         record,
-        indexed_at: datetime_millis(row.get(5)),
-        likes: row.get(6),
-        reposts: row.get(7),
-        replies: row.get(8),
-        quotes: row.get(9),
-        reply_root_uri: row.get(10),
-        reply_parent_uri: row.get(11),
-        embed_record_uri: row.get(12),
+        indexed_at: datetime_millis(row.col("indexed_at")?),
+        likes: row.col("likes")?,
+        reposts: row.col("reposts")?,
+        replies: row.col("replies")?,
+        quotes: row.col("quotes")?,
+        reply_root_uri: row.col("reply_root_uri")?,
+        reply_parent_uri: row.col("reply_parent_uri")?,
+        embed_record_uri: row.col("embed_record_uri")?,
         threadgate,
-        detached_by_quoted: row.get(17),
-        embedding_disabled: row.get(18),
-    }
+        detached_by_quoted: row.col("detached_by_quoted")?,
+        embedding_disabled: row.col("embedding_disabled")?,
+    })
 }
 
 /// A record's `embed`, the one part of it that views read. Most posts have
@@ -252,15 +271,15 @@ fn string_array(value: Option<Value>) -> Vec<String> {
 
 const POST_VIEWER_QUERY: &str = "\
 SELECT u.uri, \
-  (SELECT l.uri FROM likes l WHERE l.subject_uri = u.uri AND l.did = $2 ORDER BY l.rkey LIMIT 1), \
-  (SELECT r.uri FROM reposts r WHERE r.subject_uri = u.uri AND r.did = $2 ORDER BY r.rkey LIMIT 1) \
+  (SELECT l.uri FROM likes l WHERE l.subject_uri = u.uri AND l.did = $2 ORDER BY l.rkey LIMIT 1) AS liked, \
+  (SELECT r.uri FROM reposts r WHERE r.subject_uri = u.uri AND r.did = $2 ORDER BY r.rkey LIMIT 1) AS reposted \
 FROM unnest($1::text[]) AS u(uri)";
 
 pub async fn load_post_viewer(
     client: &Db,
     viewer: &str,
     uris: &[String],
-) -> Result<HashMap<String, PostViewer>, tokio_postgres::Error> {
+) -> XrpcResult<HashMap<String, PostViewer>> {
     if uris.is_empty() {
         return Ok(HashMap::new());
     }
@@ -270,18 +289,15 @@ pub async fn load_post_viewer(
             &[&uris, &viewer],
         )
         .await?;
-    Ok(rows
-        .into_iter()
+    rows.iter()
         .map(|row| {
-            (
-                row.get(0),
-                PostViewer {
-                    like: row.get(1),
-                    repost: row.get(2),
-                },
-            )
+            let viewer = PostViewer {
+                like: row.col("liked")?,
+                repost: row.col("reposted")?,
+            };
+            Ok((row.col("uri")?, viewer))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::db::RowExt;
+use crate::error::XrpcResult;
 use crate::views::{put, Db, Hydrated};
 
 #[derive(Debug, Clone)]
@@ -25,9 +27,9 @@ pub struct StarterPackInfo {
 
 const STARTER_PACK_QUERY: &str = "\
 SELECT s.uri, s.cid, s.did, r.record, \
-       to_char(s.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+       to_char(s.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
        s.list_uri, \
-       (SELECT count(*) FROM list_items li WHERE li.list_uri = s.list_uri) \
+       (SELECT count(*) FROM list_items li WHERE li.list_uri = s.list_uri) AS list_item_count \
 FROM unnest($1::text[]) AS u(uri) \
 JOIN starter_packs s ON s.uri = u.uri \
 JOIN records r ON r.uri = s.uri";
@@ -36,17 +38,16 @@ JOIN records r ON r.uri = s.uri";
 pub async fn load_starter_packs(
     client: &Db,
     uris: &[String],
-) -> Result<HashMap<String, StarterPackInfo>, tokio_postgres::Error> {
+) -> XrpcResult<HashMap<String, StarterPackInfo>> {
     if uris.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = client
         .query(&client.prepare_cached(STARTER_PACK_QUERY).await?, &[&uris])
         .await?;
-    Ok(rows
-        .into_iter()
+    rows.iter()
         .map(|row| {
-            let record = row.get::<_, Option<Value>>(3).unwrap_or(Value::Null);
+            let record = row.col::<Option<Value>>("record")?.unwrap_or(Value::Null);
             let feeds = record
                 .get("feeds")
                 .and_then(Value::as_array)
@@ -59,18 +60,18 @@ pub async fn load_starter_packs(
                 })
                 .unwrap_or_default();
             let info = StarterPackInfo {
-                uri: row.get(0),
-                cid: row.get(1),
-                did: row.get(2),
+                uri: row.col("uri")?,
+                cid: row.col("cid")?,
+                did: row.col("did")?,
                 record,
-                indexed_at: row.get(4),
-                list_uri: row.get(5),
+                indexed_at: row.col("indexed_at")?,
+                list_uri: row.col("list_uri")?,
                 feeds,
-                list_item_count: row.get(6),
+                list_item_count: row.col("list_item_count")?,
             };
-            (info.uri.clone(), info)
+            Ok((info.uri.clone(), info))
         })
-        .collect())
+        .collect()
 }
 
 fn common(h: &Hydrated<'_>, s: &StarterPackInfo) -> Option<Map<String, Value>> {

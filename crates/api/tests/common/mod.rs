@@ -172,12 +172,16 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: impl FnOnce(&mut ApiConfig)) -> Server {
-        let fixture = fixture();
+        Server::start_on(&fixture().database_url, config).await
+    }
+
+    /// A running API over the database `database_url`.
+    pub async fn start_on(database_url: &str, config: impl FnOnce(&mut ApiConfig)) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let mut api = ApiConfig::new(&fixture.database_url);
+        let mut api = ApiConfig::new(database_url);
         api.listen = addr;
         api.pool_size = 4;
         config(&mut api);

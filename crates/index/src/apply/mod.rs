@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Client, Transaction};
 use tracing::debug;
 
+use crate::db::RowExt;
 use crate::entry::{Event, ACCOUNT_DELETED};
 use crate::error::IndexError;
 use plan::{Batch, Touched};
@@ -120,7 +121,7 @@ async fn running_transactions(client: &mut Client) -> Result<Vec<String>, IndexE
         .map_err(IndexError::pg("starting the running transactions query"))?;
     let statement = tx
         .prepare_cached(
-            "SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
+            "SELECT x::text AS xid FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
              UNION ALL \
              SELECT n::text FROM generate_series( \
                pg_snapshot_xmax(pg_current_snapshot())::text::int8, \
@@ -133,8 +134,8 @@ async fn running_transactions(client: &mut Client) -> Result<Vec<String>, IndexE
         .await
         .map_err(IndexError::pg("listing running transactions"))?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map(|row| row.col("xid", "listing running transactions"))
+        .collect::<Result<_, _>>()?;
     tx.commit()
         .await
         .map_err(IndexError::pg("ending the running transactions query"))?;
@@ -151,16 +152,16 @@ pub async fn running_count(client: &Client, xids: &[String]) -> Result<i64, Inde
     }
     let statement = client
         .prepare_cached(
-            "SELECT count(*) FROM unnest($1::text[]) AS x \
+            "SELECT count(*) AS running FROM unnest($1::text[]) AS x \
              WHERE NOT pg_visible_in_snapshot(x::xid8, pg_current_snapshot())",
         )
         .await
         .map_err(IndexError::pg("preparing the transaction status query"))?;
-    Ok(client
+    client
         .query_one(&statement, &[&xids])
         .await
         .map_err(IndexError::pg("reading transaction status"))?
-        .get(0))
+        .col("running", "reading transaction status")
 }
 
 /// Waits until none of `xids` is running, for at most `limit`; false when
@@ -254,9 +255,13 @@ async fn apply_in<'a>(
         write::live_records_of(tx, &dids).await?
     };
     for row in &swept {
-        touched
-            .entry(row.get(0))
-            .or_insert((row.get(1), row.get(2), row.get(3)));
+        const READING: &str = "finding records of deleted accounts";
+        let identity = (
+            row.col("did", READING)?,
+            row.col("collection", READING)?,
+            row.col("rkey", READING)?,
+        );
+        touched.entry(row.col("uri", READING)?).or_insert(identity);
     }
 
     let (stored, inserted) = if touched.is_empty() {

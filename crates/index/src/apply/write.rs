@@ -14,6 +14,7 @@ use super::plan::{
     ActorDelta, ActorUpdate, Candidate, Changes, MirroredRecords, NotificationRows, RecordUpdate,
     Stored, Touched, LIKES, QUOTES, REPLIES, REPOSTS,
 };
+use crate::db::RowExt;
 use crate::entry::Write;
 use crate::error::IndexError;
 use crate::kinds::{kind_table, KindTable, OwnState};
@@ -78,16 +79,17 @@ pub(super) async fn deleted_seqs(
     tx: &Transaction<'_>,
     dids: &[&str],
 ) -> Result<HashMap<String, i64>, IndexError> {
-    Ok(query(
+    const READING: &str = "reading account deletions";
+    query(
         tx,
         "SELECT did, deleted_seq FROM actors WHERE did = ANY($1) AND deleted_seq IS NOT NULL",
         &[&dids],
-        "reading account deletions",
+        READING,
     )
     .await?
     .iter()
-    .map(|row| (row.get(0), row.get(1)))
-    .collect())
+    .map(|row| Ok((row.col("did", READING)?, row.col("deleted_seq", READING)?)))
+    .collect()
 }
 
 /// Collections whose records are not in `records` (migration 0010): their
@@ -165,7 +167,9 @@ pub(super) async fn lock_records(
         .collect();
     let mut inserted = HashSet::with_capacity(touched.len());
     for rows in run_pipelined(tx, &locks).await? {
-        inserted.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+        for row in &rows {
+            inserted.insert(row.col::<String>("uri", "inserting and locking records")?);
+        }
     }
 
     let mut reads = Vec::new();
@@ -195,20 +199,21 @@ pub(super) async fn lock_records(
     let mut stored = HashMap::new();
     for (rows, own) in run_pipelined(tx, &reads).await?.into_iter().zip(read_kinds) {
         for row in rows {
+            const READING: &str = "reading locked records";
             let collection = match own {
                 Some((kind, _)) => kind.collection.to_owned(),
-                None => row.get(7),
+                None => row.col("collection", READING)?,
             };
             stored.insert(
-                row.get(0),
+                row.col("uri", READING)?,
                 Stored {
-                    did: row.get(1),
+                    did: row.col("did", READING)?,
                     collection,
-                    live: row.get(2),
-                    rev: row.get(3),
-                    seq: row.get(4),
-                    subject: row.get(5),
-                    quote_subject: row.get(6),
+                    live: row.col("live", READING)?,
+                    rev: row.col("rev", READING)?,
+                    seq: row.col("seq", READING)?,
+                    subject: row.col("subject", READING)?,
+                    quote_subject: row.col("quote_subject", READING)?,
                 },
             );
         }
@@ -440,10 +445,13 @@ pub(super) async fn write_changes<'a>(
     pending.extend(counted);
     let results = run_pipelined(tx, &pending).await?;
     // The actor statement counts the rows a concurrent batch created first.
-    let lost: i64 = actor_result
+    let lost: i64 = match actor_result
         .and_then(|at| results.get(at))
-        .and_then(|rows| rows.first().map(|row| row.get(0)))
-        .unwrap_or(0);
+        .and_then(|rows| rows.first())
+    {
+        Some(row) => row.col("lost", "updating actors")?,
+        None => 0,
+    };
     Ok(lost == 0)
 }
 
@@ -723,7 +731,7 @@ static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
            FROM missing v ORDER BY v.did \
            ON CONFLICT (did) DO NOTHING \
            RETURNING a.did) \
-         SELECT (SELECT count(*) FROM missing) - (SELECT count(*) FROM inserted)",
+         SELECT (SELECT count(*) FROM missing) - (SELECT count(*) FROM inserted) AS lost",
         profile_list = profile_columns.join(", "),
     )
 });

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use redis::AsyncCommands;
 use skyhose_api::{ApiConfig, AppState};
-use skyhose_index::{CancellationToken, IndexConfig};
+use skyhose_index::{CancellationToken, IndexConfig, RowExt};
 use skyhose_ingest::{event_to_entry, Compat};
 use skyhose_sim::{Network, SimConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,13 +70,19 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
     }
     let counts = client
         .query_one(
-            "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM actors WHERE indexed), \
-                    (SELECT count(*) FROM likes), (SELECT count(*) FROM follows)",
+            "SELECT (SELECT count(*) FROM posts) AS posts, \
+                    (SELECT count(*) FROM actors WHERE indexed) AS actors, \
+                    (SELECT count(*) FROM likes) AS likes, (SELECT count(*) FROM follows) AS follows",
             &[],
         )
         .await?;
-    let (posts, actors, likes, follows): (i64, i64, i64, i64) =
-        (counts.get(0), counts.get(1), counts.get(2), counts.get(3));
+    const COUNTING: &str = "counting the benchmark index";
+    let (posts, actors, likes, follows): (i64, i64, i64, i64) = (
+        counts.col("posts", COUNTING)?,
+        counts.col("actors", COUNTING)?,
+        counts.col("likes", COUNTING)?,
+        counts.col("follows", COUNTING)?,
+    );
     println!(
         "index: {posts} posts, {actors} actors, {likes} likes, {follows} follows; {cores} cores"
     );
@@ -87,8 +93,8 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
         )
         .await?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.col("did", "sampling actors"))
+        .collect::<Result<_, _>>()?;
     let threads: Vec<String> = client
         .query(
             "SELECT p.uri FROM posts p JOIN actors a ON a.did = p.did \
@@ -98,8 +104,8 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
         )
         .await?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.col("uri", "sampling threads"))
+        .collect::<Result<_, _>>()?;
     let words: Vec<String> = client
         .query(
             "SELECT w FROM (SELECT DISTINCT lower(split_part(text, ' ', 2)) AS w FROM \
@@ -109,8 +115,8 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
         )
         .await?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| r.col("w", "sampling search words"))
+        .collect::<Result<_, _>>()?;
     drop(client);
     if dids.is_empty() || threads.is_empty() {
         bail!("the benchmark index has no actors or posts");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use skyhose_index::RowExt;
 use skyhose_ingest::{event_to_entry, Compat};
 use skyhose_sim::{Network, SimConfig};
 
@@ -374,7 +375,10 @@ impl Backends {
             return;
         };
         for row in rows {
-            let pid: i32 = row.get(0);
+            let Ok(pid) = row.col::<i32>("pid", "listing the database's backends") else {
+                self.unreadable = true;
+                continue;
+            };
             match u32::try_from(pid).ok().and_then(sample) {
                 Some(s) => {
                     self.latest.insert(pid, s.cpu);

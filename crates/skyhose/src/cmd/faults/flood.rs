@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use skyhose_index::RowExt;
 
 use super::report::Row;
 use super::stage::{free_port, Ctx, Expect, FaultEnd, Setup, Stage};
@@ -133,8 +134,8 @@ async fn api_paths(stage: &Stage) -> anyhow::Result<Vec<String>> {
         .await
         .context("listing indexed actors")?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map(|row| row.col("did", "listing indexed actors"))
+        .collect::<Result<_, _>>()?;
     anyhow::ensure!(!dids.is_empty(), "no actor is indexed after 500 events");
     let enc = |s: &str| s.replace(':', "%3A");
     Ok(dids

@@ -1,0 +1,154 @@
+//! Keyset paging of the listings that run newest first by `(rkey, uri)`:
+//! the `limit` and `cursor` parameters, the statement's page clause and
+//! parameters, and the next page's cursor from the last row. A statement's
+//! own parameters come first (`$1..$n`), then the page size (`$n+1`) and the
+//! cursor's key and URI (`$n+2`, `$n+3`).
+
+use serde_json::{json, Value};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::cursor::Cursor;
+use crate::db::RowExt;
+use crate::error::XrpcResult;
+use crate::routes::Ctx;
+use crate::views::Db;
+
+/// The page a request asks for.
+pub(crate) struct Keyset {
+    pub limit: i64,
+    pub cursor: Option<Cursor>,
+}
+
+impl Keyset {
+    /// `limit` (1 to 100, 50 when absent) and `cursor`.
+    pub fn parse(ctx: &Ctx<'_>) -> XrpcResult<Self> {
+        Ok(Keyset {
+            limit: ctx.params.limit(1, 100, 50)?,
+            cursor: ctx.params.cursor()?,
+        })
+    }
+
+    /// `AND (alias.rkey, alias.uri) < (key, uri)` with a cursor; without one,
+    /// a clause that keeps the statement's parameter list the same. `own` is
+    /// the number of the statement's own parameters.
+    pub fn after(&self, alias: &str, own: usize) -> String {
+        let (key, uri) = (own + 2, own + 3);
+        if self.cursor.is_some() {
+            format!("AND ({alias}.rkey, {alias}.uri) < (${key}, ${uri})")
+        } else {
+            format!("AND ${key}::text IS NULL AND ${uri}::text IS NULL")
+        }
+    }
+
+    /// The placeholder of the page size.
+    pub fn limit_param(own: usize) -> String {
+        format!("${}", own + 1)
+    }
+
+    /// The placeholder number of the cursor's key, when there is a cursor
+    /// (for [`account_records`]).
+    pub fn key_param(&self, own: usize) -> Option<usize> {
+        self.cursor.is_some().then_some(own + 2)
+    }
+
+    /// The page clause, the order and the limit of a listing of `alias`
+    /// rows, newest first.
+    pub fn newest_first(&self, alias: &str, own: usize) -> String {
+        format!(
+            "{after} ORDER BY {alias}.rkey DESC, {alias}.uri DESC LIMIT {limit}",
+            after = self.after(alias, own),
+            limit = Self::limit_param(own)
+        )
+    }
+
+    /// The cursor's key and URI as statement parameters (NULLs without one).
+    pub fn cursor_params(&self) -> (Option<String>, Option<String>) {
+        match &self.cursor {
+            Some(c) => (Some(c.key.clone()), Some(c.uri.clone())),
+            None => (None, None),
+        }
+    }
+
+    /// `own` followed by the page size and the cursor's key and URI.
+    fn params<'a>(
+        &'a self,
+        own: &[&'a (dyn ToSql + Sync)],
+        key: &'a Option<String>,
+        uri: &'a Option<String>,
+    ) -> Vec<&'a (dyn ToSql + Sync)> {
+        let mut all = own.to_vec();
+        all.extend([&self.limit as &(dyn ToSql + Sync), key, uri]);
+        all
+    }
+
+    /// Runs `sql` over `own` and the page's parameters. The rows must have
+    /// `rkey` and `uri` columns, for the next cursor.
+    pub async fn fetch(
+        &self,
+        client: &Db,
+        sql: &str,
+        own: &[&(dyn ToSql + Sync)],
+    ) -> XrpcResult<Page> {
+        let (key, uri) = self.cursor_params();
+        let stmt = client.prepare_cached(sql).await?;
+        let rows = client.query(&stmt, &self.params(own, &key, &uri)).await?;
+        Ok(Page {
+            rows,
+            limit: self.limit,
+        })
+    }
+}
+
+/// One page of rows.
+pub(crate) struct Page {
+    pub rows: Vec<Row>,
+    limit: i64,
+}
+
+impl Page {
+    /// The text column `name` of every row, in order.
+    pub fn column(&self, name: &str) -> XrpcResult<Vec<String>> {
+        self.rows.iter().map(|row| row.col(name)).collect()
+    }
+
+    /// The next page's cursor, from the last row's `rkey` and `uri`; only a
+    /// full page can have a next one.
+    pub fn next(&self) -> XrpcResult<Option<String>> {
+        match self.rows.last() {
+            Some(last) if self.rows.len() as i64 >= self.limit => Ok(Some(
+                Cursor::new(last.col::<String>("rkey")?, last.col::<String>("uri")?).encode(),
+            )),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// One account's records of one collection, as a range of the uri primary
+/// key: `at://<did>/<collection>/<rkey>` sorts by rkey within the account
+/// and collection (the database sorts text in byte order; migration 0012),
+/// so `ORDER BY alias.uri DESC` lists them newest first. `did` is an SQL
+/// expression. With a cursor (`$key`, its rkey) the range ends there, so a
+/// page starts at its position instead of reading past the earlier pages;
+/// [`Keyset::after`] still decides ties exactly.
+pub(crate) fn account_records(
+    alias: &str,
+    did: &str,
+    collection: &str,
+    cursor_key: Option<usize>,
+) -> String {
+    let prefix = format!("('at://' || {did} || '/{collection}/')");
+    let end = match cursor_key {
+        Some(key) => format!("{alias}.uri <= ({prefix} || ${key})"),
+        None => format!("{alias}.uri < ('at://' || {did} || '/{collection}0')"),
+    };
+    format!("{alias}.uri > {prefix} AND {end}")
+}
+
+/// Adds `cursor` to a listing's output when there is a next page.
+pub(crate) fn with_cursor(mut out: Value, next: Option<String>) -> Value {
+    if let Some(next) = next {
+        out["cursor"] = json!(next);
+    }
+    out
+}
