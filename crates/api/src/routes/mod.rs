@@ -158,8 +158,10 @@ pub async fn dispatch(
             match state.auth.verify(value, nsid).await {
                 Ok(did) => Some(did),
                 Err(err) => {
-                    metrics::counter!("skyhose_api_auth_failures_total").increment(1);
-                    return Err(XrpcError::auth_required(err.to_string()));
+                    metrics::counter!("skyhose_api_auth_failures_total", "reason" => err.reason())
+                        .increment(1);
+                    tracing::info!(nsid, error = %err, "service-auth token refused");
+                    return Err(XrpcError::auth_required(err.public_message()));
                 }
             }
         }
