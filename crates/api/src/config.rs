@@ -15,6 +15,9 @@ pub struct ApiConfig {
     pub service_did: String,
     /// PLC directory used to resolve a viewer's `did:plc` document.
     pub plc_url: String,
+    /// For tests only: lets viewers' DID documents come from loopback
+    /// (`did:web:127.0.0.1%3A…`, a PLC directory on 127.0.0.1).
+    pub allow_loopback_identity: bool,
     /// Image URL built from a blob: `{preset}` (avatar, banner, feed_thumbnail,
     /// feed_fullsize), `{did}` and `{cid}` are replaced.
     pub image_url_pattern: String,
@@ -62,6 +65,7 @@ impl ApiConfig {
             statement_timeout: Duration::from_secs(5),
             service_did: "did:web:localhost".into(),
             plc_url: "https://plc.directory".into(),
+            allow_loopback_identity: false,
             image_url_pattern: "https://cdn.bsky.app/img/{preset}/plain/{did}/{cid}@jpeg".into(),
             video_playlist_pattern: "https://video.bsky.app/watch/{did}/{cid}/playlist.m3u8".into(),
             video_thumbnail_pattern: "https://video.bsky.app/watch/{did}/{cid}/thumbnail.jpg"

@@ -43,7 +43,9 @@ pub struct AppState {
 impl AppState {
     /// `metrics`: the process's Prometheus handle, rendered at `/metrics`.
     pub fn new(pool: Pool, config: ApiConfig, metrics: Option<PrometheusHandle>) -> Self {
-        let auth = auth::ServiceAuth::new(config.service_did.clone(), config.plc_url.clone());
+        let mut identity = skyhose_identity::IdentityConfig::new(config.plc_url.clone());
+        identity.allow_loopback = config.allow_loopback_identity;
+        let auth = auth::ServiceAuth::new(config.service_did.clone(), identity);
         AppState {
             pool,
             config: Arc::new(config),

@@ -109,3 +109,48 @@ async fn connections_over_the_limit_wait_until_one_closes() {
     assert_eq!(status, 200);
     drop(idle_b);
 }
+
+/// A token whose issuer is a did:web on loopback would make a resolver that
+/// follows it connect there: the API refuses the issuer before any
+/// connection and tells the client only that the token did not verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_issuer_gets_a_generic_401_and_no_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let aud = "did:web:api.skyhose.test";
+    let server = Server::start(|c| c.service_did = aud.into()).await;
+    let sim = skyhose_sim::SimConfig::default();
+    for iss in [
+        format!("did:web:127.0.0.1%3A{port}"),
+        "did:web:10.0.0.1".to_owned(),
+    ] {
+        let now = skyhose_sim::plc::unix_now();
+        let claims = serde_json::json!({
+            "iss": iss, "aud": aud, "lxm": "app.bsky.feed.getTimeline", "exp": now + 60,
+        });
+        let token = skyhose_sim::plc::sign_jwt(&sim, &iss, &claims);
+        let (status, body) = server
+            .get_with("app.bsky.feed.getTimeline", "", Some(&token))
+            .await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "AuthRequired", "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert_eq!(
+            message, "service-auth token could not be verified",
+            "{body}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+}

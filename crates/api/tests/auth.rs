@@ -11,6 +11,7 @@ use data_encoding::BASE64URL_NOPAD;
 use p256::ecdsa::signature::Signer;
 use serde_json::{json, Value};
 use skyhose_api::{AuthOptions, ServiceAuth};
+use skyhose_identity::IdentityConfig;
 use skyhose_sim::plc::{self, PlcConfig};
 use skyhose_sim::SimConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,7 +49,7 @@ async fn sim_plc_tokens_verify_and_bad_ones_fail_clearly() {
     let accounts = plc::initial_accounts(&sim);
     let (did, _) = &accounts[0];
     let (other, _) = &accounts[1];
-    let auth = ServiceAuth::new(AUD.into(), plc.url());
+    let auth = ServiceAuth::new(AUD.into(), IdentityConfig::loopback(plc.url()));
 
     let token = plc::mint_service_auth(&sim, did, AUD, LXM, 60);
     let viewer = auth.verify(&format!("Bearer {token}"), LXM).await.unwrap();
@@ -240,7 +241,7 @@ async fn did_web_keys_are_cached_and_rotation_is_picked_up() {
 
     let eager = ServiceAuth::with_options(
         AUD.into(),
-        "http://127.0.0.1:9".into(),
+        IdentityConfig::loopback("http://127.0.0.1:9"),
         AuthOptions {
             refresh_after: Duration::ZERO,
             ..AuthOptions::default()
@@ -287,7 +288,7 @@ async fn did_web_keys_are_cached_and_rotation_is_picked_up() {
 
     // With the default options a key just fetched is not fetched again on a
     // bad signature, so forged tokens cannot drive traffic to the host.
-    let guarded = ServiceAuth::new(AUD.into(), "http://127.0.0.1:9".into());
+    let guarded = ServiceAuth::new(AUD.into(), IdentityConfig::loopback("http://127.0.0.1:9"));
     assert!(guarded
         .verify(&bearer(es256k(&new, &claims(&did))), LXM)
         .await
@@ -304,7 +305,7 @@ async fn did_web_keys_are_cached_and_rotation_is_picked_up() {
     // ES256 with a P-256 key; the header's algorithm must match the key.
     let p = p256::ecdsa::SigningKey::from_slice(&[0x41; 32]).unwrap();
     host.serve_key(&p256_multibase(&p));
-    let p256_auth = ServiceAuth::new(AUD.into(), "http://127.0.0.1:9".into());
+    let p256_auth = ServiceAuth::new(AUD.into(), IdentityConfig::loopback("http://127.0.0.1:9"));
     assert_eq!(
         p256_auth
             .verify(&bearer(es256(&p, "ES256", &claims(&did))), LXM)
@@ -323,7 +324,7 @@ async fn did_web_keys_are_cached_and_rotation_is_picked_up() {
 
     // A document that is not the DID's own is refused.
     *host.doc.lock().unwrap() = json!({"id": "did:web:someone.else", "verificationMethod": []});
-    let fresh = ServiceAuth::new(AUD.into(), "http://127.0.0.1:9".into());
+    let fresh = ServiceAuth::new(AUD.into(), IdentityConfig::loopback("http://127.0.0.1:9"));
     let err = fresh
         .verify(&bearer(es256(&p, "ES256", &claims(&did))), LXM)
         .await
@@ -347,11 +348,11 @@ async fn a_silent_or_absent_directory_fails_within_the_timeout() {
     let token = plc::mint_service_auth(&sim, &did, AUD, LXM, 60);
     let auth = ServiceAuth::with_options(
         AUD.into(),
-        format!("http://{addr}"),
-        AuthOptions {
-            resolve_timeout: Duration::from_millis(300),
-            ..AuthOptions::default()
+        IdentityConfig {
+            timeout: Duration::from_millis(300),
+            ..IdentityConfig::loopback(format!("http://{addr}"))
         },
+        AuthOptions::default(),
     );
     let started = std::time::Instant::now();
     expect_err(&auth, &token, LXM, "no answer within").await;
@@ -363,6 +364,98 @@ async fn a_silent_or_absent_directory_fails_within_the_timeout() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
     };
-    let auth = ServiceAuth::new(AUD.into(), format!("http://{closed}"));
+    let auth = ServiceAuth::new(
+        AUD.into(),
+        IdentityConfig::loopback(format!("http://{closed}")),
+    );
     expect_err(&auth, &token, LXM, "request failed").await;
+}
+
+/// A TCP listener that counts the connections it accepts.
+async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn issuers_on_loopback_or_private_addresses_are_never_contacted() {
+    let (addr, accepted) = counting_listener().await;
+    let key = k256::ecdsa::SigningKey::from_slice(&[0x51; 32]).unwrap();
+    let public = ServiceAuth::new(AUD.into(), IdentityConfig::new("https://plc.directory"));
+    let tests_only = ServiceAuth::new(AUD.into(), IdentityConfig::loopback("http://127.0.0.1:9"));
+    let port = addr.port();
+    let loopback = [
+        format!("did:web:127.0.0.1%3A{port}"),
+        format!("did:web:localhost%3A{port}"),
+        "did:web:127.0.0.1".to_owned(),
+        "did:web:localhost".to_owned(),
+        "did:web:2130706433".to_owned(),
+    ];
+    let private = [
+        "did:web:10.0.0.1".to_owned(),
+        "did:web:192.168.1.1".to_owned(),
+        "did:web:169.254.169.254".to_owned(),
+        "did:web:100.64.0.1".to_owned(),
+        "did:web:metadata.google.internal".to_owned(),
+        "did:web:printer.local".to_owned(),
+        "did:web:example.com%3A8443".to_owned(),
+    ];
+    for iss in loopback.iter().chain(&private) {
+        let token = format!("Bearer {}", es256k(&key, &claims(iss)));
+        let err = public.verify(&token, LXM).await.unwrap_err();
+        assert_eq!(err.reason(), "issuer_refused", "{iss}: {err}");
+        let told = err.public_message();
+        assert_eq!(told, "service-auth token could not be verified", "{iss}");
+    }
+    // The test-only flag opens loopback, never private ranges.
+    for iss in &private {
+        let token = format!("Bearer {}", es256k(&key, &claims(iss)));
+        let err = tests_only.verify(&token, LXM).await.unwrap_err();
+        assert_eq!(err.reason(), "issuer_refused", "{iss}: {err}");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "no connection was made");
+}
+
+#[tokio::test]
+async fn a_burst_of_tokens_from_one_issuer_makes_one_fetch_and_failures_are_cached() {
+    let host = WebHost::start().await;
+    let did = host.did();
+    let key = k256::ecdsa::SigningKey::from_slice(&[0x61; 32]).unwrap();
+    host.serve_key(&k256_multibase(&key));
+    let auth = Arc::new(ServiceAuth::new(
+        AUD.into(),
+        IdentityConfig::loopback("http://127.0.0.1:9"),
+    ));
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let (auth, token) = (
+                auth.clone(),
+                format!("Bearer {}", es256k(&key, &claims(&did))),
+            );
+            tokio::spawn(async move { auth.verify(&token, LXM).await })
+        })
+        .collect();
+    for task in burst {
+        assert_eq!(task.await.unwrap().unwrap(), did);
+    }
+    assert_eq!(host.fetches(), 1, "one fetch for the whole burst");
+
+    // A failed resolution is remembered: no fetch per token.
+    *host.doc.lock().unwrap() = json!({"id": "did:web:someone.else"});
+    let other = ServiceAuth::new(AUD.into(), IdentityConfig::loopback("http://127.0.0.1:9"));
+    for _ in 0..5 {
+        let token = format!("Bearer {}", es256k(&key, &claims(&did)));
+        assert!(other.verify(&token, LXM).await.is_err());
+    }
+    assert_eq!(host.fetches(), 2, "the failure is cached");
 }

@@ -253,10 +253,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreadable_column_is_a_transient_error_naming_it() {
-        let (client, connection) =
-            tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", tokio_postgres::NoTls)
-                .await
-                .unwrap();
+        let (client, connection) = tokio_postgres::connect(
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
         tokio::spawn(connection);
         let row = client
             .query_one("SELECT NULL::int8 AS followers, 'x'::text AS did", &[])

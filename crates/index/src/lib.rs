@@ -5,6 +5,7 @@ mod apply;
 mod db;
 pub mod entry;
 mod error;
+pub mod identity;
 mod kinds;
 mod migrate;
 pub mod records;
@@ -62,6 +63,9 @@ pub struct IndexConfig {
     /// Compress the WAL of the workers' sessions when the server lets this
     /// user set `wal_compression` (a superuser); otherwise a no-op.
     pub compress_wal: bool,
+    /// Resolve accounts' identities (first sight, every `#identity`) with
+    /// this resolver configuration; `None` keeps the `#identity` hints.
+    pub identity: Option<skyhose_identity::IdentityConfig>,
 }
 
 impl IndexConfig {
@@ -81,6 +85,7 @@ impl IndexConfig {
             exit_when_drained: false,
             log_every: Duration::from_secs(5),
             compress_wal: true,
+            identity: None,
         }
     }
 }

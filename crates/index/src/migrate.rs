@@ -83,6 +83,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rebuilt_records",
         sql: include_str!("../migrations/0014_rebuilt_records.sql"),
     },
+    Migration {
+        version: 16,
+        name: "identity",
+        sql: include_str!("../migrations/0016_identity.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -82,7 +82,7 @@ pub async fn run(
     let pool = wait_for(&shutdown, "preparing the database", || async {
         crate::db::ensure_database(&cfg.database_url).await?;
         let pool =
-            crate::db::connect_worker_pool(&cfg.database_url, cfg.workers + 1, cfg.compress_wal)?;
+            crate::db::connect_worker_pool(&cfg.database_url, cfg.workers + 2, cfg.compress_wal)?;
         crate::migrate::migrate(&pool).await?;
         Ok(pool)
     })
@@ -121,6 +121,14 @@ pub async fn run(
         tasks.spawn(worker.run());
     }
     let statistics = tokio::spawn(refresh_statistics(pool.clone(), stop.clone()));
+    let identity = cfg.identity.clone().map(|identity| {
+        tokio::spawn(crate::identity::run(
+            pool.clone(),
+            Arc::new(skyhose_identity::Resolver::new(identity)),
+            crate::identity::IdentityTaskOptions::default(),
+            stop.clone(),
+        ))
+    });
     let reporter = tokio::spawn(report_progress(
         cfg.clone(),
         redis.clone(),
@@ -141,6 +149,9 @@ pub async fn run(
     stop.cancel();
     let _ = reporter.await;
     let _ = statistics.await;
+    if let Some(identity) = identity {
+        let _ = identity.await;
+    }
     let summary = totals.summary();
     info!(?summary, "index stopped");
     match first_error {

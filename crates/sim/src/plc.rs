@@ -1,6 +1,8 @@
 //! A simulated PLC directory on loopback: `GET /{did}` answers the DID document
 //! of a simulated account, so service-auth tokens minted here verify the way a
-//! real PDS's would.
+//! real PDS's would. It is the accounts' handle host too:
+//! `GET /.well-known/atproto-did` with a handle as `Host` answers its DID, so
+//! a resolver given this URL as its handle resolver verifies handles.
 //!
 //! Every account's secp256k1 signing key is a pure function of the sim seed and
 //! its DID, so the directory, the token minter and any test agree on keys
@@ -61,6 +63,16 @@ struct Directory {
 }
 
 impl Directory {
+    /// The DID whose handle is `handle`, as its `/.well-known/atproto-did`
+    /// would answer.
+    fn did_of(&self, handle: &str) -> Option<String> {
+        let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
+        handles
+            .iter()
+            .find(|(_, h)| h.eq_ignore_ascii_case(handle))
+            .map(|(did, _)| did.clone())
+    }
+
     fn document(&self, did: &str) -> Option<Value> {
         let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
         let handle = handles.get(did)?;
@@ -152,6 +164,30 @@ fn answer(directory: &Directory, req: &Request<Incoming>) -> Response<Full<Bytes
         );
     }
     let path = req.uri().path().trim_start_matches('/');
+    if path == ".well-known/atproto-did" {
+        // Also the accounts' handle host: asked with the handle as Host, as
+        // a PDS answers for the handles it hosts.
+        let host = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let handle = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        return match directory.did_of(handle) {
+            Some(did) => {
+                let mut resp = Response::new(Full::new(Bytes::from(did)));
+                resp.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("text/plain"),
+                );
+                resp
+            }
+            None => json_reply(
+                StatusCode::NOT_FOUND,
+                &json!({"message": format!("no account has the handle {handle}")}),
+            ),
+        };
+    }
     let did = path.replace("%3A", ":").replace("%3a", ":");
     match directory.document(&did) {
         Some(doc) => json_reply(StatusCode::OK, &doc),

@@ -4,23 +4,20 @@
 //!
 //! Checks, in order: the claims (`aud` is our service DID, `exp` not passed,
 //! `iat` not in the future, `lxm` names the called method, `iss` a DID), then
-//! the signature with the issuer's key. Keys are resolved through the PLC
-//! directory (`did:plc`) or the host (`did:web`) and cached; a signature that
-//! fails with a cached key re-resolves once, since the DID may have rotated
-//! its key. Tokens that verified are remembered until they expire, so a client
+//! the signature with the issuer's key. Keys come from `skyhose_identity`,
+//! which caches documents and failures; a signature that fails with a
+//! cached key re-resolves once, since the DID may have rotated its key.
+//! Tokens that verified are remembered until they expire, so a client
 //! reusing its token costs no signature check.
 
-mod cache;
-mod did;
-mod fetch;
 mod jwt;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cache::TtlCache;
-use did::{PublicKey, ResolveError, Resolver};
-use fetch::Fetcher;
 use jwt::Alg;
+use skyhose_identity::{IdentityConfig, ResolveError, Resolver, TtlCache};
+use skyhose_proto::crypto::PublicKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -42,8 +39,10 @@ pub enum AuthError {
     WrongMethod { got: String, expected: String },
     #[error("service-auth token issuer {0:?} is not a DID")]
     Issuer(String),
-    #[error("could not resolve the signing key of {did}: {reason}")]
-    Resolve { did: String, reason: String },
+    #[error("could not resolve the signing key of {did}: {error}")]
+    Resolve { did: String, error: ResolveError },
+    #[error("the DID document of {0} has no #atproto signing key")]
+    NoKey(String),
     #[error("service-auth token is {alg} but the signing key of {did} is {key}")]
     KeyType {
         did: String,
@@ -54,21 +53,52 @@ pub enum AuthError {
     Signature(String),
 }
 
+impl AuthError {
+    /// A short label for `skyhose_api_auth_failures_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::NotBearer | AuthError::Malformed(_) => "malformed",
+            AuthError::Algorithm(_) => "algorithm",
+            AuthError::Audience { .. } => "audience",
+            AuthError::Expired { .. } => "expired",
+            AuthError::IssuedInFuture { .. } => "issued_in_future",
+            AuthError::MissingMethod(_) | AuthError::WrongMethod { .. } => "method",
+            AuthError::Issuer(_) => "issuer",
+            AuthError::Resolve { error, .. } => match error.reason() {
+                "refused" => "issuer_refused",
+                "not_found" => "issuer_not_found",
+                _ => "issuer_unresolved",
+            },
+            AuthError::NoKey(_) | AuthError::KeyType { .. } => "issuer_key",
+            AuthError::Signature(_) => "signature",
+        }
+    }
+
+    /// What the client is told. The token's own faults are named (they say
+    /// nothing the client does not know); how the issuer's identity failed
+    /// to resolve is not, since that would report on hosts and networks
+    /// the client chose to aim the resolver at.
+    pub fn public_message(&self) -> String {
+        match self {
+            AuthError::Resolve { .. }
+            | AuthError::NoKey(_)
+            | AuthError::KeyType { .. }
+            | AuthError::Signature(_) => "service-auth token could not be verified".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Tuning of `ServiceAuth`; the defaults suit a public AppView.
 #[derive(Debug, Clone)]
 pub struct AuthOptions {
-    /// How long a resolved signing key is used before its document is fetched again.
-    pub key_ttl: Duration,
+    /// Longest time a verified token is remembered.
+    pub token_ttl: Duration,
     /// A signature failing with a cached key younger than this does not
     /// trigger a re-resolution, so forged tokens cannot make us hammer the
     /// directory.
     pub refresh_after: Duration,
-    /// How long "DID not found" is remembered.
-    pub not_found_ttl: Duration,
-    pub max_cached_keys: usize,
     pub max_cached_tokens: usize,
-    /// Deadline of one DID document fetch.
-    pub resolve_timeout: Duration,
     /// Tolerated difference between our clock and the issuer's.
     pub clock_skew: Duration,
     /// atproto requires `lxm`; turning this off accepts tokens without it
@@ -79,12 +109,9 @@ pub struct AuthOptions {
 impl Default for AuthOptions {
     fn default() -> Self {
         AuthOptions {
-            key_ttl: Duration::from_secs(600),
+            token_ttl: Duration::from_secs(600),
             refresh_after: Duration::from_secs(30),
-            not_found_ttl: Duration::from_secs(30),
-            max_cached_keys: 100_000,
             max_cached_tokens: 20_000,
-            resolve_timeout: Duration::from_secs(3),
             clock_skew: Duration::from_secs(30),
             require_lxm: true,
         }
@@ -96,25 +123,33 @@ impl Default for AuthOptions {
 pub struct ServiceAuth {
     service_did: String,
     options: AuthOptions,
-    resolver: Resolver,
-    keys: TtlCache<PublicKey>,
-    /// DIDs whose document the directory did not have, with the reason.
-    missing: TtlCache<String>,
+    resolver: Arc<Resolver>,
     /// Verified token → issuer DID.
     tokens: TtlCache<String>,
 }
 
 impl ServiceAuth {
-    pub fn new(service_did: String, plc_url: String) -> Self {
-        Self::with_options(service_did, plc_url, AuthOptions::default())
+    pub fn new(service_did: String, identity: IdentityConfig) -> Self {
+        Self::with_options(service_did, identity, AuthOptions::default())
     }
 
-    pub fn with_options(service_did: String, plc_url: String, options: AuthOptions) -> Self {
+    pub fn with_options(
+        service_did: String,
+        identity: IdentityConfig,
+        options: AuthOptions,
+    ) -> Self {
+        Self::with_resolver(service_did, Arc::new(Resolver::new(identity)), options)
+    }
+
+    /// With a resolver shared with others in the process.
+    pub fn with_resolver(
+        service_did: String,
+        resolver: Arc<Resolver>,
+        options: AuthOptions,
+    ) -> Self {
         ServiceAuth {
             service_did,
-            resolver: Resolver::new(plc_url, Fetcher::new(options.resolve_timeout)),
-            keys: TtlCache::new(options.max_cached_keys),
-            missing: TtlCache::new(options.max_cached_keys / 10),
+            resolver,
             tokens: TtlCache::new(options.max_cached_tokens),
             options,
         }
@@ -144,13 +179,13 @@ impl ServiceAuth {
         let mut checked = check_signature(&did, &key, &parsed);
         if checked.is_err() && age.is_some_and(|age| age >= self.options.refresh_after) {
             // The DID may have rotated its key since we cached it.
-            self.keys.remove(&did);
+            self.resolver.forget(&did);
             let (key, _) = self.key(&did).await?;
             checked = check_signature(&did, &key, &parsed);
         }
         checked?;
         let remaining =
-            (parsed.claims.exp + skew - now).clamp(0.0, self.options.key_ttl.as_secs_f64());
+            (parsed.claims.exp + skew - now).clamp(0.0, self.options.token_ttl.as_secs_f64());
         self.tokens.insert(
             token.to_owned(),
             did.clone(),
@@ -161,43 +196,20 @@ impl ServiceAuth {
 
     /// `did`'s signing key, and its age when it came from the cache.
     async fn key(&self, did: &str) -> Result<(PublicKey, Option<Duration>), AuthError> {
-        if let Some((key, age)) = self.keys.get(did) {
-            return Ok((key, Some(age)));
-        }
-        if let Some((reason, _)) = self.missing.get(did) {
-            return Err(resolve_error(did, reason));
-        }
-        match self.resolver.resolve(did).await {
-            Ok(key) => {
-                metrics::counter!(RESOLUTIONS, "outcome" => "ok").increment(1);
-                self.keys
-                    .insert(did.to_owned(), key.clone(), self.options.key_ttl);
-                Ok((key, None))
-            }
-            Err(e) => {
-                let outcome = match e {
-                    ResolveError::NotFound => "not_found",
-                    ResolveError::Fetch(_) => "unreachable",
-                    _ => "invalid",
-                };
-                metrics::counter!(RESOLUTIONS, "outcome" => outcome).increment(1);
-                tracing::debug!(did, error = %e, "DID resolution failed");
-                if matches!(e, ResolveError::NotFound) {
-                    self.missing
-                        .insert(did.to_owned(), e.to_string(), self.options.not_found_ttl);
-                }
-                Err(resolve_error(did, e.to_string()))
-            }
-        }
-    }
-}
-
-const RESOLUTIONS: &str = "skyhose_api_did_resolutions_total";
-
-fn resolve_error(did: &str, reason: String) -> AuthError {
-    AuthError::Resolve {
-        did: did.to_owned(),
-        reason,
+        let resolved =
+            self.resolver
+                .resolve_did(did)
+                .await
+                .map_err(|error| AuthError::Resolve {
+                    did: did.to_owned(),
+                    error,
+                })?;
+        let key = resolved
+            .document
+            .signing_key
+            .clone()
+            .ok_or_else(|| AuthError::NoKey(did.to_owned()))?;
+        Ok((key, resolved.age))
     }
 }
 

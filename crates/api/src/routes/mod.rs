@@ -159,8 +159,10 @@ pub async fn dispatch(
             match state.auth.verify(value, nsid).await {
                 Ok(did) => Some(did),
                 Err(err) => {
-                    metrics::counter!(crate::error::AUTH_FAILURES).increment(1);
-                    return Err(XrpcError::auth_required(err.to_string()));
+                    metrics::counter!(crate::error::AUTH_FAILURES, "reason" => err.reason())
+                        .increment(1);
+                    tracing::info!(nsid, error = %err, "service-auth token refused");
+                    return Err(XrpcError::auth_required(err.public_message()));
                 }
             }
         }

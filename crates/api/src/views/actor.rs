@@ -194,7 +194,8 @@ pub async fn resolve_actor(client: &Db, actor: &ActorRef) -> XrpcResult<Option<(
             let stmt = client
                 .prepare_cached(
                     "SELECT did, status FROM actors WHERE handle = $1 AND indexed \
-                     ORDER BY handle_seq DESC NULLS LAST LIMIT 1",
+                     AND status <> 'deleted' \
+                     ORDER BY handle_verified DESC NULLS LAST, handle_seq DESC NULLS LAST LIMIT 1",
                 )
                 .await?;
             client.query_opt(&stmt, &[handle]).await?

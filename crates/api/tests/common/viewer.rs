@@ -34,6 +34,7 @@ pub async fn server_with_plc() -> (Server, PlcHandle) {
     let url = plc.url();
     let server = Server::start(move |c| {
         c.plc_url = url;
+        c.allow_loopback_identity = true;
         c.service_did = AUD.into();
     })
     .await;

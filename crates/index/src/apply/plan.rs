@@ -96,9 +96,14 @@ impl<'a> Batch<'a> {
                 }
                 Event::Identity { did, handle, seq } => {
                     let update = actors.entry(did.as_str()).or_default();
-                    if update.handle.is_none_or(|(old, _)| old < *seq) {
-                        update.handle = Some((*seq, handle.as_deref()));
-                    }
+                    // A handle is a hint; an event without one keeps the
+                    // hint an earlier event of the batch gave.
+                    let (last, hint) = update.handle.unwrap_or((i64::MIN, None));
+                    let hint = match handle.as_deref() {
+                        Some(h) if *seq > last || hint.is_none() => Some(h),
+                        _ => hint,
+                    };
+                    update.handle = Some((last.max(*seq), hint));
                 }
                 Event::Account { did, status, seq } => {
                     let update = actors.entry(did.as_str()).or_default();

@@ -700,10 +700,14 @@ static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
            ORDER BY v.did), \
          updated AS ( \
            UPDATE actors a SET \
-             handle = CASE WHEN v.handle_seq IS NOT NULL \
+             handle = CASE WHEN v.handle IS NOT NULL AND a.handle_verified IS NULL \
                             AND (a.handle_seq IS NULL OR a.handle_seq < v.handle_seq) \
                            THEN v.handle ELSE a.handle END, \
              handle_seq = GREATEST(a.handle_seq, v.handle_seq), \
+             identity_due_at = CASE WHEN (v.handle_seq IS NOT NULL \
+                                          AND (a.handle_seq IS NULL OR a.handle_seq < v.handle_seq)) \
+                                         OR (v.author AND NOT a.indexed) \
+                                    THEN now() ELSE a.identity_due_at END, \
              status = CASE WHEN v.status_seq IS NOT NULL \
                             AND (a.status_seq IS NULL OR a.status_seq < v.status_seq) \
                            THEN v.status ELSE a.status END, \
@@ -724,10 +728,11 @@ static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
          inserted AS ( \
            INSERT INTO actors AS a (did, handle, handle_seq, status, status_seq, deleted_seq, last_seq, \
                                     last_rev, indexed, {counters}, {profile_list}, profile_indexed_at, \
-                                    chat_allow_incoming) \
+                                    chat_allow_incoming, identity_due_at) \
            SELECT v.did, v.handle, v.handle_seq, COALESCE(v.status, 'active'), v.status_seq, v.deleted_seq, \
                   v.last_seq, v.last_rev, v.author, {counter_values}, {profile_values}, \
-                  CASE WHEN v.profile_live THEN now() END, v.chat_allow_incoming \
+                  CASE WHEN v.profile_live THEN now() END, v.chat_allow_incoming, \
+                  CASE WHEN v.author THEN now() END \
            FROM missing v ORDER BY v.did \
            ON CONFLICT (did) DO NOTHING \
            RETURNING a.did) \

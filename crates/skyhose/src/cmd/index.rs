@@ -41,6 +41,13 @@ pub struct IndexArgs {
     /// Exit once every entry of the stream is acknowledged.
     #[arg(long)]
     pub exit_when_drained: bool,
+    /// Resolve accounts' identities (at first sight and on every #identity)
+    /// and keep only verified handles; without it the #identity handle is
+    /// stored as sent.
+    #[arg(long, env = "RESOLVE_IDENTITIES")]
+    pub resolve_identities: bool,
+    #[command(flatten)]
+    pub identity: super::serve::IdentityArgs,
 }
 
 /// `30s`, `500ms`, `2m` or a plain number of seconds.
@@ -79,7 +86,7 @@ fn default_consumer() -> String {
 }
 
 impl IndexArgs {
-    pub fn config(&self) -> IndexConfig {
+    pub fn config(&self) -> anyhow::Result<IndexConfig> {
         let mut cfg = IndexConfig::new(&self.redis_url, &self.database_url);
         cfg.stream_key = self.stream_key.clone();
         cfg.dead_letter_key = self.dead_letter_key.clone();
@@ -90,7 +97,10 @@ impl IndexArgs {
         cfg.claim_idle = self.claim_idle;
         cfg.max_deliveries = self.max_deliveries;
         cfg.exit_when_drained = self.exit_when_drained;
-        cfg
+        if self.resolve_identities {
+            cfg.identity = Some(self.identity.config()?);
+        }
+        Ok(cfg)
     }
 }
 
@@ -124,7 +134,7 @@ pub fn cancel_on_signal(token: CancellationToken) {
 pub async fn run(args: IndexArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let summary = skyhose_index::run(args.config(), shutdown)
+    let summary = skyhose_index::run(args.config()?, shutdown)
         .await
         .context("indexing the stream")?;
     tracing::info!(?summary, "index finished");

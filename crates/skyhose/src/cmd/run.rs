@@ -68,6 +68,10 @@ pub struct PipelineArgs {
     /// Index worker tasks.
     #[arg(long, env = "INDEX_WORKERS", default_value_t = 2)]
     pub workers: usize,
+    /// Resolve accounts' identities and keep only verified handles (always
+    /// on with the simulated network, against its own directory).
+    #[arg(long, env = "RESOLVE_IDENTITIES")]
+    pub resolve_identities: bool,
     /// Where private Redis/PostgreSQL instances keep their data (`demo`, or
     /// `run --start-engines`) when none is running at the configured
     /// local address.
@@ -253,6 +257,9 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     index_cfg.consumer = format!("run-{}", super::index::host_name());
     index_cfg.stream_key = args.pipeline.keys.stream_key.clone();
     index_cfg.dead_letter_key = args.pipeline.keys.dead_letter_key.clone();
+    if args.pipeline.resolve_identities {
+        index_cfg.identity = Some(args.pipeline.api.identity.config()?);
+    }
 
     let metrics = skyhose_api::install_metrics_recorder().map_err(anyhow::Error::msg)?;
     let mut api_cfg = args.pipeline.api.config(&args.database_url);
@@ -267,6 +274,12 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
             .context("starting the simulated PLC directory")?;
             tracing::info!(url = %plc.url(), "simulated PLC directory running (viewer tokens: skyhose sim-relay mint-token)");
             api_cfg.plc_url = plc.url();
+            api_cfg.allow_loopback_identity = true;
+            // The directory is also the accounts' handle host, so the
+            // demo's handles are verified both ways on loopback.
+            let mut identity = skyhose_identity::IdentityConfig::loopback(plc.url());
+            identity.handle_resolver = Some(plc.url());
+            index_cfg.identity = Some(identity);
             Some(plc)
         }
         None => None,

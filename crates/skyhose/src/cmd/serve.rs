@@ -16,9 +16,8 @@ pub struct ApiArgs {
     /// Our DID: the audience viewers' service-auth tokens must name.
     #[arg(long, env = "SERVICE_DID", default_value = "did:web:localhost")]
     pub service_did: String,
-    /// PLC directory used to resolve viewers' DID documents.
-    #[arg(long, env = "PLC_URL", default_value = "https://plc.directory")]
-    pub plc_url: String,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// Image URL pattern; `{preset}`, `{did}` and `{cid}` are replaced.
     #[arg(
         long,
@@ -62,7 +61,8 @@ impl ApiArgs {
         let mut config = ApiConfig::new(database_url);
         config.listen = self.listen;
         config.service_did = self.service_did.clone();
-        config.plc_url = self.plc_url.clone();
+        config.plc_url = self.identity.plc_url.clone();
+        config.allow_loopback_identity = self.identity.allow_loopback_identity;
         config.image_url_pattern = self.image_url_pattern.clone();
         config.pool_size = self.api_pool_size;
         config.statement_timeout = self.statement_timeout;
@@ -99,4 +99,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     skyhose_api::serve(AppState::new(pool, config, Some(metrics)), token).await?;
     tracing::info!("API stopped");
     Ok(())
+}
+
+/// Where identities (DID documents, handles) are resolved from: viewers'
+/// tokens in the API, accounts' handles in the index.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IdentityArgs {
+    /// PLC directory for did:plc documents.
+    #[arg(long, env = "PLC_URL", default_value = "https://plc.directory")]
+    pub plc_url: String,
+    /// Ask this base URL's /.well-known/atproto-did, with the handle as
+    /// Host, for every handle instead of DNS and the handle's own host (for
+    /// networks without public DNS).
+    #[arg(long, env = "HANDLE_RESOLVER")]
+    pub handle_resolver: Option<String>,
+    /// For tests only: allow plain-HTTP identity lookups on loopback
+    /// (did:web:127.0.0.1%3APORT, a PLC directory or handle resolver on
+    /// 127.0.0.1). Never in production: it lets any token's issuer aim the
+    /// service at its own loopback ports.
+    #[arg(long, env = "ALLOW_LOOPBACK_IDENTITY")]
+    pub allow_loopback_identity: bool,
+}
+
+impl IdentityArgs {
+    pub fn config(&self) -> anyhow::Result<skyhose_identity::IdentityConfig> {
+        let mut config = skyhose_identity::IdentityConfig::new(self.plc_url.clone());
+        config.handle_resolver = self.handle_resolver.clone();
+        config.allow_loopback = self.allow_loopback_identity;
+        config.check()?;
+        Ok(config)
+    }
 }

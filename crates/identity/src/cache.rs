@@ -1,4 +1,5 @@
-//! A bounded map whose entries expire: signing keys by DID, verified tokens.
+//! A bounded map whose entries expire: DID documents and failures by DID,
+//! and the API's verified tokens.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -65,9 +66,12 @@ impl<V: Clone> TtlCache<V> {
         entries.remove(key);
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
