@@ -82,6 +82,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rebuilt_records",
         sql: include_str!("../migrations/0014_rebuilt_records.sql"),
     },
+    Migration {
+        version: 15,
+        name: "backfill_queue",
+        sql: include_str!("../migrations/0015_backfill_queue.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

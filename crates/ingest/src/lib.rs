@@ -5,7 +5,6 @@
 mod backoff;
 pub mod config;
 pub mod entry;
-mod json;
 mod observe;
 mod run;
 mod sink;

@@ -10,6 +10,7 @@ pub mod datamodel;
 pub mod datetime;
 pub mod decode;
 pub mod frame;
+pub mod json;
 pub mod ops;
 pub mod records;
 pub mod syntax;

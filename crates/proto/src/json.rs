@@ -1,7 +1,9 @@
-//! Writes JSON text straight into a `String`: the stream entry is built once per
-//! event, so going through an intermediate `serde_json::Value` would double the work.
+//! Writes JSON text straight into a `String`: a stream entry or a backfilled
+//! record is written once, so going through an intermediate
+//! `serde_json::Value` would double the work. The one writer of record JSON
+//! for both paths, so a record is stored the same whichever way it came.
 
-use skyhose_proto::cbor::Value;
+use crate::cbor::{decode_prefix, Value};
 
 /// Appends `text` as a JSON string literal.
 pub fn push_str(out: &mut String, text: &str) {
@@ -81,6 +83,23 @@ pub fn push_value(out: &mut String, value: &Value) {
             out.push('}');
         }
     }
+}
+
+/// Appends the JSON form of a record block: one DAG-CBOR map and nothing
+/// after it. On error `out` may hold part of the record; the caller cuts it.
+pub fn push_record(out: &mut String, block: &[u8]) -> Result<(), String> {
+    let (value, used) = decode_prefix(block).map_err(|e| format!("record not DAG-CBOR: {e}"))?;
+    if used != block.len() {
+        return Err(format!(
+            "record block has {} trailing bytes",
+            block.len() - used
+        ));
+    }
+    if !matches!(value, Value::Map(_)) {
+        return Err("record is not a map".to_owned());
+    }
+    push_value(out, &value);
+    Ok(())
 }
 
 #[cfg(test)]
