@@ -1,6 +1,7 @@
 //! skyhose-proto: the AT Protocol wire format. It owns DAG-CBOR, CIDs, CAR v1,
 //! subscribeRepos frames, the data model's JSON form, typed records, identifier
-//! syntax and key verification. It does no I/O and knows nothing of Redis, PostgreSQL or HTTP.
+//! syntax and key verification, and repositories: the MST, signed commits,
+//! repo CARs and the sync 1.1 commit checks. It does no I/O and knows nothing of Redis, PostgreSQL or HTTP.
 
 pub mod car;
 pub mod cbor;
@@ -11,8 +12,10 @@ pub mod datetime;
 pub mod decode;
 pub mod frame;
 pub mod json;
+pub mod mst;
 pub mod ops;
 pub mod records;
+pub mod repo;
 pub mod syntax;
 pub mod tid;
 

@@ -10,7 +10,7 @@ use skyhose_proto::Cid;
 
 fn fixture(name: &str) -> Json {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/atproto-interop/data-model")
+        .join("tests/fixtures/atproto-interop/data-model")
         .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

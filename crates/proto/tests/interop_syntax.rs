@@ -7,7 +7,7 @@ use skyhose_proto::syntax::*;
 
 fn lines(name: &str) -> Vec<String> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/atproto-interop/syntax")
+        .join("tests/fixtures/atproto-interop/syntax")
         .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

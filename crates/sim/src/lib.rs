@@ -3,13 +3,16 @@
 //! and injectable faults. It must not depend on the ingest, index or api crates.
 //!
 //! `plc` serves the simulated accounts' DID documents and mints their service-auth
-//! tokens.
+//! tokens; `hosts` serves their repositories (real MSTs, signed commits) as
+//! PDSes on loopback, with a relay-like `listHosts` front.
 //!
 //! Frames, CAR files and DAG-CBOR come from `skyhose_proto` (re-exported as `wire`).
 
 pub mod capture;
 mod clock;
 mod fasthash;
+pub mod hosts;
+mod http;
 mod network;
 pub mod plc;
 pub mod records;
@@ -19,6 +22,6 @@ mod truth;
 pub mod wire;
 
 pub use clock::{rfc3339, tid};
-pub use network::{generate, Network, SimConfig};
+pub use network::{generate, Network, NetworkFaults, RepoListing, RepoUnavailable, SimConfig};
 pub use rng::SplitMix64;
 pub use truth::{ActorTruth, GroundTruth, PostCounts, RecordLink};

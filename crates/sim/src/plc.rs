@@ -9,7 +9,6 @@
 //! `register`s them.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -19,9 +18,7 @@ use bytes::Bytes;
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use k256::ecdsa::signature::Signer;
 use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde_json::{json, Value};
@@ -31,15 +28,19 @@ use tokio::sync::watch;
 
 use skyhose_proto::crypto::PublicKey;
 
+use crate::http::{json_reply, serve, Handler};
 use crate::network::{Network, SimConfig};
 
-/// Where the simulated accounts' PDS would be; nothing listens there.
+/// Where the simulated accounts' PDS would be when no repo hosts run; nothing listens there.
 const PDS_ENDPOINT: &str = "http://127.0.0.1";
 
 #[derive(Debug, Clone)]
 pub struct PlcConfig {
     pub listen: SocketAddr,
     pub sim: SimConfig,
+    /// Base URLs of the simulated repo hosts; each account's document names
+    /// the one `hosts::host_index` assigns it. Empty: a placeholder address.
+    pub pds_endpoints: Vec<String>,
 }
 
 impl Default for PlcConfig {
@@ -47,6 +48,7 @@ impl Default for PlcConfig {
         PlcConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             sim: SimConfig::default(),
+            pds_endpoints: Vec::new(),
         }
     }
 }
@@ -54,6 +56,7 @@ impl Default for PlcConfig {
 /// DID → handle of every account the directory answers for.
 struct Directory {
     sim: SimConfig,
+    pds_endpoints: Vec<String>,
     handles: RwLock<HashMap<String, String>>,
 }
 
@@ -61,7 +64,14 @@ impl Directory {
     fn document(&self, did: &str) -> Option<Value> {
         let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
         let handle = handles.get(did)?;
-        Some(did_document(&self.sim, did, handle))
+        let pds = match self.pds_endpoints.len() {
+            0 => PDS_ENDPOINT,
+            n => self
+                .pds_endpoints
+                .get(crate::hosts::host_index(did, n))
+                .map_or(PDS_ENDPOINT, String::as_str),
+        };
+        Some(did_document_at(&self.sim, did, handle, pds))
     }
 }
 
@@ -117,10 +127,15 @@ pub async fn start(cfg: PlcConfig) -> std::io::Result<PlcHandle> {
         .map_err(std::io::Error::other)?;
     let directory = Arc::new(Directory {
         sim: cfg.sim,
+        pds_endpoints: cfg.pds_endpoints,
         handles: RwLock::new(accounts.into_iter().collect()),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let acceptor = tokio::spawn(accept_loop(listener, directory.clone(), shutdown_rx));
+    let handler: Handler = {
+        let directory = directory.clone();
+        Arc::new(move |req| answer(&directory, req))
+    };
+    let acceptor = tokio::spawn(serve(listener, handler, shutdown_rx, "plc"));
     Ok(PlcHandle {
         addr,
         directory,
@@ -129,45 +144,9 @@ pub async fn start(cfg: PlcConfig) -> std::io::Result<PlcHandle> {
     })
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    directory: Arc<Directory>,
-    shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "plc: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let directory = directory.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let directory = directory.clone();
-                async move { Ok::<_, Infallible>(answer(&directory, &req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                result = conn => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "plc: connection ended");
-                    }
-                }
-                _ = shutdown.wait_for(|stop| *stop) => {}
-            }
-        });
-    }
-}
-
 fn answer(directory: &Directory, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(
+        return json_reply(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"message": "only GET is served"}),
         );
@@ -175,20 +154,12 @@ fn answer(directory: &Directory, req: &Request<Incoming>) -> Response<Full<Bytes
     let path = req.uri().path().trim_start_matches('/');
     let did = path.replace("%3A", ":").replace("%3a", ":");
     match directory.document(&did) {
-        Some(doc) => reply(StatusCode::OK, &doc),
-        None => reply(
+        Some(doc) => json_reply(StatusCode::OK, &doc),
+        None => json_reply(
             StatusCode::NOT_FOUND,
             &json!({"message": format!("DID not registered: {did}")}),
         ),
     }
-}
-
-fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
 }
 
 /// The account's signing key: sha256(seed || did) as the secret scalar, hashed
@@ -207,14 +178,25 @@ pub fn signing_key(sim: &SimConfig, did: &str) -> SigningKey {
     }
 }
 
+/// The account's signing key as the repository code takes it.
+pub fn proto_signing_key(sim: &SimConfig, did: &str) -> skyhose_proto::crypto::SigningKey {
+    skyhose_proto::crypto::SigningKey::K256(signing_key(sim, did))
+}
+
 /// `z` + base58btc(multicodec `secp256k1-pub` + compressed point), as in a
 /// DID document's `publicKeyMultibase`.
 pub fn public_key_multibase(key: &VerifyingKey) -> String {
     PublicKey::K256(*key).to_multikey()
 }
 
-/// The DID document the directory serves for a simulated account.
+/// The DID document the directory serves for a simulated account when no
+/// repo hosts run.
 pub fn did_document(sim: &SimConfig, did: &str, handle: &str) -> Value {
+    did_document_at(sim, did, handle, PDS_ENDPOINT)
+}
+
+/// The DID document of an account hosted at `pds`.
+pub fn did_document_at(sim: &SimConfig, did: &str, handle: &str, pds: &str) -> Value {
     let key = signing_key(sim, did);
     json!({
         "@context": [
@@ -233,7 +215,7 @@ pub fn did_document(sim: &SimConfig, did: &str, handle: &str) -> Value {
         "service": [{
             "id": "#atproto_pds",
             "type": "AtprotoPersonalDataServer",
-            "serviceEndpoint": PDS_ENDPOINT,
+            "serviceEndpoint": pds,
         }],
     })
 }

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::capture::{CaptureReader, CaptureWriter};
+use crate::hosts::SharedNetwork;
 use crate::network::{Network, SimConfig};
 use crate::rng::SplitMix64;
 use crate::wire::{self, ErrorFrame, Event, Info, Value};
@@ -107,6 +108,7 @@ struct Shared {
 pub struct RelayHandle {
     addr: SocketAddr,
     sim: SimConfig,
+    network: Option<SharedNetwork>,
     shared: Arc<Shared>,
     generator: Option<std::thread::JoinHandle<()>>,
     acceptor: tokio::task::JoinHandle<()>,
@@ -129,6 +131,12 @@ impl RelayHandle {
 
     pub fn head_seq(&self) -> i64 {
         self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// The network being generated, for the repo hosts to serve (`None`
+    /// when replaying a capture).
+    pub fn network(&self) -> Option<SharedNetwork> {
+        self.network.clone()
     }
 
     /// The relay's clock for consumers that measure how far behind it they
@@ -176,7 +184,11 @@ pub async fn start(cfg: RelayConfig) -> std::io::Result<RelayHandle> {
     let addr = listener.local_addr()?;
     let source = match &cfg.replay_file {
         Some(path) => Source::Replay(CaptureReader::open(path).map_err(std::io::Error::other)?),
-        None => Source::Network(Box::new(Network::new(cfg.sim.clone()))),
+        None => Source::Network(Arc::new(Mutex::new(Network::new(cfg.sim.clone())))),
+    };
+    let network = match &source {
+        Source::Network(net) => Some(net.clone()),
+        Source::Replay(_) => None,
     };
     let recorder = match &cfg.record_file {
         Some(path) => Some(CaptureWriter::create(path).map_err(std::io::Error::other)?),
@@ -216,6 +228,7 @@ pub async fn start(cfg: RelayConfig) -> std::io::Result<RelayHandle> {
     Ok(RelayHandle {
         addr,
         sim: cfg.sim.clone(),
+        network,
         shared,
         generator: Some(generator),
         acceptor,
@@ -223,14 +236,16 @@ pub async fn start(cfg: RelayConfig) -> std::io::Result<RelayHandle> {
 }
 
 enum Source {
-    Network(Box<Network>),
+    Network(SharedNetwork),
     Replay(CaptureReader<std::io::BufReader<std::fs::File>>),
 }
 
 impl Source {
     fn next(&mut self, fallback_seq: i64) -> Option<(i64, Vec<u8>)> {
         match self {
-            Source::Network(net) => Some(net.next_frame()),
+            Source::Network(net) => {
+                Some(net.lock().unwrap_or_else(|e| e.into_inner()).next_frame())
+            }
             Source::Replay(reader) => match reader.next_frame() {
                 Ok(Some(frame)) => Some((frame_seq(&frame).unwrap_or(fallback_seq), frame)),
                 Ok(None) => None,

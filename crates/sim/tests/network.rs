@@ -212,7 +212,7 @@ fn frames_for_a_fixed_seed_never_change() {
     assert_eq!(
         (digest.as_str(), truth_digest.as_str()),
         (
-            "b4939cf79408ac1979adfaebd03fa1c2efeda63b9603af4b8dd825f3e45a4460",
+            "e6ba855944b42d998aa14780625ff943422086a887b54f0e08749f17307b327e",
             "8f4ddc570a369f6a1bb03f2ab5b4020241c7d9933ff2387dadc45858c793cdae"
         )
     );

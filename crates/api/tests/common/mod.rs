@@ -271,7 +271,7 @@ pub fn js_dir() -> PathBuf {
 }
 
 pub fn lexicon_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/lexicons")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../lexicons")
 }
 
 /// Installs the npm checkers when they are missing (CI runs `npm ci` first).

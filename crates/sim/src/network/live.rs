@@ -10,6 +10,8 @@ pub(super) struct LiveRecord {
     pub(super) link: RecordLink,
     /// For posts: the thread root, which replies to this post must reference.
     pub(super) root: Option<StrongRef>,
+    /// The record's DAG-CBOR block, for the repo its host serves.
+    pub(super) block: Box<[u8]>,
 }
 
 #[derive(Default)]

@@ -3,6 +3,8 @@
 //! so a config always yields byte-identical frames.
 
 mod content;
+mod history;
+mod hosting;
 mod live;
 mod repo;
 
@@ -10,12 +12,16 @@ use std::collections::VecDeque;
 
 use live::LiveSet;
 
-use crate::clock::{rfc3339, tid};
+use crate::clock::tid;
 use crate::fasthash::{FastMap, FastSet};
 use crate::records::{self, StrongRef};
 use crate::rng::SplitMix64;
 use crate::truth::{self, GroundTruth, RecordLink};
 use crate::wire::{self, Account, Cid, Event, Identity, Value};
+use skyhose_proto::crypto::SigningKey;
+use skyhose_proto::mst::Mst;
+
+pub use hosting::{RepoListing, RepoUnavailable};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
@@ -29,6 +35,25 @@ pub struct SimConfig {
     pub step_micros: i64,
     /// Probability, per event, that a new account joins.
     pub join_probability: f64,
+    /// Commits each initial account makes before the firehose window opens
+    /// (each creates one to three records), so the network holds records no
+    /// firehose event ever showed. 0: every account starts empty.
+    pub history_commits_per_account: usize,
+    /// Faults in the event stream; all off by default.
+    pub faults: NetworkFaults,
+}
+
+/// Ways the network's own events misbehave, each a probability per chance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkFaults {
+    /// Per commit: the frame's commit is signed with a key that is not the
+    /// account's (the repo still changes; its host serves it properly signed).
+    pub bad_signature: f64,
+    /// Per `#sync`: before it, the repo silently loses one record, so it
+    /// differs from what the firehose showed.
+    pub sync_divergence: f64,
+    /// Per handle change: an `#identity` without a handle, the handle unchanged.
+    pub identity_without_handle: f64,
 }
 
 impl SimConfig {
@@ -48,6 +73,8 @@ impl Default for SimConfig {
             start_time_micros: 1_730_419_200_000_000, // 2024-11-01T00:00:00Z
             step_micros: 1000,
             join_probability: 0.001,
+            history_commits_per_account: 0,
+            faults: NetworkFaults::default(),
         }
     }
 }
@@ -81,6 +108,11 @@ struct Actor {
     status: Status,
     rev: Option<String>,
     data: Option<Cid>,
+    /// The signed commit block at `rev`, as the account's host serves it.
+    head: Option<(Cid, Vec<u8>)>,
+    repo: Mst,
+    /// Derived on first use: deriving a public key costs a scalar multiplication.
+    key: Option<SigningKey>,
     live: LiveSet,
     posts: Vec<String>,
     lists: Vec<String>,
@@ -153,6 +185,8 @@ pub struct Network {
     recent_reposts: VecDeque<StrongRef>,
     recent_lists: VecDeque<String>,
     handle_counter: u64,
+    /// Generating history: commits change repos and the truth but make no events.
+    quiet: bool,
 }
 
 impl Network {
@@ -171,10 +205,12 @@ impl Network {
             recent_reposts: VecDeque::new(),
             recent_lists: VecDeque::new(),
             handle_counter: 0,
+            quiet: false,
         };
         for _ in 0..net.cfg.accounts.max(2) {
             net.add_actor();
         }
+        net.make_history();
         net
     }
 
@@ -209,6 +245,9 @@ impl Network {
             status: Status::Active,
             rev: None,
             data: None,
+            head: None,
+            repo: Mst::new(),
+            key: None,
             live: LiveSet::default(),
             posts: Vec::new(),
             lists: Vec::new(),
@@ -232,8 +271,7 @@ impl Network {
     }
 
     pub fn next_event(&mut self) -> Event {
-        self.seq += 1;
-        self.now = rfc3339(self.now_micros());
+        self.tick();
         if self.rng.chance(self.cfg.join_probability) {
             let idx = self.add_actor();
             self.forced.push_back(idx);

@@ -1,26 +1,34 @@
 //! Repository and account events: commits (blocks, CIDs, revs, the truth's
 //! live set), #sync, #identity and #account changes.
 
+use skyhose_proto::mst::Mst;
+use skyhose_proto::repo::Commit as RepoCommit;
+
 use super::live::LiveRecord;
-use super::{push_recent, Network, PendingOp, Status};
+use super::{push_recent, Actor, Network, PendingOp, SimConfig, Status};
 use crate::clock::tid;
+use crate::plc;
 use crate::records::StrongRef;
 use crate::truth::RecordLink;
-use crate::wire::{self, Account, Cid, Commit, Event, Identity, OpAction, RepoOp, Sync, Value};
+use crate::wire::{self, Account, Cid, Commit, Event, Identity, OpAction, RepoOp, Sync};
 
 impl Network {
     pub(super) fn handle_change(&mut self, idx: usize) -> Event {
-        let handle = self.new_handle();
+        let rate = self.cfg.faults.identity_without_handle;
+        let without_handle = rate > 0.0 && self.rng.chance(rate);
+        let handle = (!without_handle).then(|| self.new_handle());
         let (seq, time) = (self.seq, self.created_at());
         let Some(actor) = self.actors.get_mut(idx) else {
             return self.sync_event(0);
         };
-        actor.handle = handle.clone();
+        if let Some(handle) = &handle {
+            actor.handle = handle.clone();
+        }
         Event::Identity(Identity {
             seq,
             did: actor.did.clone(),
             time,
-            handle: Some(handle),
+            handle,
         })
     }
 
@@ -33,6 +41,9 @@ impl Network {
         if status == Status::Deleted {
             // A deleted account's records are gone; it never acts again.
             actor.live.clear();
+            actor.repo = Mst::new();
+            actor.data = None;
+            actor.head = None;
             actor.posts.clear();
             actor.lists.clear();
             self.follows.retain(|(a, _)| *a != idx);
@@ -73,10 +84,23 @@ impl Network {
         self.sync_event(idx)
     }
 
-    /// A `#sync` announcing the repo's current commit (truth is unchanged).
+    /// A `#sync` announcing the repo's current commit (with the
+    /// `sync_divergence` fault, after silently dropping one of its records).
     pub(super) fn sync_event(&mut self, idx: usize) -> Event {
+        let rate = self.cfg.faults.sync_divergence;
+        if rate > 0.0 && self.rng.chance(rate) {
+            let path = self.actors.get(idx).and_then(|a| {
+                a.live
+                    .paths
+                    .get(self.rng.below(a.live.paths.len().max(1)))
+                    .cloned()
+            });
+            if let Some(path) = path {
+                self.forget(idx, &path);
+            }
+        }
         let (seq, time, micros) = (self.seq, self.created_at(), self.now_micros());
-        let sig = self.signature();
+        self.keep_sequence();
         let Some(actor) = self.actors.get_mut(idx) else {
             return Event::Info(wire::Info {
                 name: "Empty".into(),
@@ -84,12 +108,7 @@ impl Network {
             });
         };
         let rev = tid(micros, actor.clock_id);
-        let data = actor
-            .data
-            .unwrap_or_else(|| Cid::for_dag_cbor(&wire::encode(&mst_node(&[]))));
-        let commit = commit_object(&actor.did, data, &rev, sig);
-        let commit_cid = Cid::for_dag_cbor(&commit);
-        actor.rev = Some(rev.clone());
+        let (commit_cid, commit) = actor.sign_head(&self.cfg, rev.clone());
         Event::Sync(Sync {
             seq,
             did: actor.did.clone(),
@@ -99,24 +118,48 @@ impl Network {
         })
     }
 
-    pub(super) fn signature(&mut self) -> Vec<u8> {
-        (0..8)
-            .flat_map(|_| self.rng.next_u64().to_be_bytes())
-            .collect()
+    /// Eight draws per commit, as many as its signature once took from the
+    /// generator, so a seed keeps giving the same accounts and records whatever
+    /// the commit format.
+    fn keep_sequence(&mut self) {
+        for _ in 0..8 {
+            self.rng.next_u64();
+        }
+    }
+
+    /// Removes a record from the repo and the truth, with no event: what a
+    /// delete op does, and what a repo that diverged from its firehose lost.
+    fn forget(&mut self, idx: usize, path: &str) -> Option<LiveRecord> {
+        let actor = self.actors.get_mut(idx)?;
+        let removed = actor.live.remove(path)?;
+        actor.repo.remove(path);
+        match &removed.link {
+            RecordLink::Post { .. } => actor.posts.retain(|p| p != path),
+            RecordLink::Follow { subject } => {
+                if let Some(&target) = self.by_did.get(subject) {
+                    self.follows.remove(&(idx, target));
+                }
+            }
+            _ => {}
+        }
+        if path.starts_with("app.bsky.graph.list/") {
+            actor.lists.retain(|p| p != path);
+        }
+        Some(removed)
     }
 
     /// Applies ops to the repo and the truth, and wraps them in a `#commit` event.
     pub(super) fn commit(&mut self, idx: usize, ops: Vec<PendingOp>) -> Event {
         let (seq, time, micros) = (self.seq, self.created_at(), self.now_micros());
-        let sig = self.signature();
-        let Some(actor) = self.actors.get_mut(idx) else {
-            return self.sync_event(0);
-        };
-        let rev = tid(micros, actor.clock_id);
+        self.keep_sequence();
+        let forge_rate = self.cfg.faults.bad_signature;
+        let forged = !self.quiet && forge_rate > 0.0 && self.rng.chance(forge_rate);
         let mut blocks: Vec<(Cid, Vec<u8>)> = Vec::with_capacity(ops.len() + 2);
         let mut repo_ops = Vec::with_capacity(ops.len());
-        let mut entries = Vec::with_capacity(ops.len());
         for op in ops {
+            let Some(actor) = self.actors.get_mut(idx) else {
+                return self.sync_event(0);
+            };
             let mut path = String::with_capacity(op.collection.len() + 1 + op.rkey.len());
             path.push_str(op.collection);
             path.push('/');
@@ -126,7 +169,9 @@ impl Network {
                 Some((record, link, root)) => {
                     let bytes = wire::encode(&record);
                     let cid = Cid::for_dag_cbor(&bytes);
-                    blocks.push((cid, bytes));
+                    if !self.quiet {
+                        blocks.push((cid, bytes.clone()));
+                    }
                     let action = if prev.is_some() {
                         OpAction::Update
                     } else {
@@ -162,8 +207,16 @@ impl Network {
                         }),
                         _ => None,
                     };
-                    actor.live.put(path.clone(), LiveRecord { cid, link, root });
-                    entries.push((path.clone(), Some(cid)));
+                    actor.repo.insert(path.clone(), cid);
+                    actor.live.put(
+                        path.clone(),
+                        LiveRecord {
+                            cid,
+                            link,
+                            root,
+                            block: bytes.into_boxed_slice(),
+                        },
+                    );
                     repo_ops.push(RepoOp {
                         action,
                         path,
@@ -172,22 +225,9 @@ impl Network {
                     });
                 }
                 None => {
-                    let Some(removed) = actor.live.remove(&path) else {
+                    let Some(removed) = self.forget(idx, &path) else {
                         continue;
                     };
-                    match &removed.link {
-                        RecordLink::Post { .. } => actor.posts.retain(|p| *p != path),
-                        RecordLink::Follow { subject } => {
-                            if let Some(&target) = self.by_did.get(subject) {
-                                self.follows.remove(&(idx, target));
-                            }
-                        }
-                        _ => {}
-                    }
-                    if op.collection == "app.bsky.graph.list" {
-                        actor.lists.retain(|p| *p != path);
-                    }
-                    entries.push((path.clone(), None));
                     repo_ops.push(RepoOp {
                         action: OpAction::Delete,
                         path,
@@ -197,16 +237,35 @@ impl Network {
                 }
             }
         }
-        let node = wire::encode(&mst_node(&entries));
-        let data = Cid::for_dag_cbor(&node);
-        let commit = commit_object(&actor.did, data, &rev, sig);
-        let commit_cid = Cid::for_dag_cbor(&commit);
-        let mut car_blocks = Vec::with_capacity(blocks.len() + 2);
+        let Some(actor) = self.actors.get_mut(idx) else {
+            return self.sync_event(0);
+        };
+        let rev = tid(micros, actor.clock_id);
+        if self.quiet {
+            // History: the head is signed once, when history ends.
+            actor.rev = Some(rev);
+            return Event::Info(wire::Info {
+                name: "History".into(),
+                message: None,
+            });
+        }
+        let prev_data = actor.data;
+        let since = actor.rev.clone();
+        let (mut commit_cid, mut commit) = actor.sign_head(&self.cfg, rev.clone());
+        if forged {
+            let forger = plc::proto_signing_key(&self.cfg, "did:plc:forger");
+            let (cid, bytes, _) =
+                RepoCommit::signed(&actor.did, actor.repo.root(), &rev, None, &forger);
+            (commit_cid, commit) = (cid, bytes);
+        }
+        let mut car_blocks = Vec::with_capacity(blocks.len() + 8);
         car_blocks.push((commit_cid, commit));
-        car_blocks.push((data, node));
+        car_blocks.extend(
+            actor
+                .repo
+                .commit_blocks(repo_ops.iter().map(|op| op.path.as_str())),
+        );
         car_blocks.extend(blocks);
-        let since = actor.rev.replace(rev.clone());
-        let prev_data = actor.data.replace(data);
         Event::Commit(Commit {
             seq,
             repo: actor.did.clone(),
@@ -224,32 +283,17 @@ impl Network {
     }
 }
 
-/// A single MST-shaped node listing the keys this commit touched; the sim does
-/// not maintain a full tree, only a node with the real layout.
-fn mst_node(entries: &[(String, Option<Cid>)]) -> Value {
-    let e = entries
-        .iter()
-        .filter_map(|(path, cid)| {
-            cid.map(|cid| {
-                Value::map([
-                    ("k", Value::Bytes(path.as_bytes().to_vec())),
-                    ("p", Value::Integer(0)),
-                    ("t", Value::Null),
-                    ("v", Value::Link(cid)),
-                ])
-            })
-        })
-        .collect();
-    Value::map([("e", Value::List(e)), ("l", Value::Null)])
-}
-
-fn commit_object(did: &str, data: Cid, rev: &str, sig: Vec<u8>) -> Vec<u8> {
-    wire::encode(&Value::map([
-        ("did", Value::from(did)),
-        ("version", Value::Integer(3)),
-        ("data", Value::Link(data)),
-        ("rev", Value::from(rev)),
-        ("prev", Value::Null),
-        ("sig", Value::Bytes(sig)),
-    ]))
+impl Actor {
+    /// Signs the repo's current state at `rev`, making it the head its host serves.
+    pub(super) fn sign_head(&mut self, cfg: &SimConfig, rev: String) -> (Cid, Vec<u8>) {
+        let data = self.repo.root();
+        let key = self
+            .key
+            .get_or_insert_with(|| plc::proto_signing_key(cfg, &self.did));
+        let (cid, bytes, _) = RepoCommit::signed(&self.did, data, &rev, None, key);
+        self.data = Some(data);
+        self.rev = Some(rev);
+        self.head = Some((cid, bytes.clone()));
+        (cid, bytes)
+    }
 }
