@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use skyhose_sim::hosts::{self, HostFaults, HostsConfig};
 use skyhose_sim::plc::{self, PlcConfig};
 use skyhose_sim::relay::{self, Faults, RelayConfig};
-use skyhose_sim::{Network, SimConfig};
+use skyhose_sim::{Network, NetworkFaults, SimConfig};
 
 /// Options of `skyhose sim-relay`.
 #[derive(Args, Debug)]
@@ -74,6 +75,35 @@ pub struct SimRelayArgs {
     /// Do not serve the PLC directory.
     #[arg(long, env = "SIM_NO_PLC")]
     pub no_plc: bool,
+    /// Commits each initial account makes before the firehose window opens
+    /// (1-3 records each): a firehose-only index of such a network is incomplete.
+    #[arg(long, env = "SIM_HISTORY_COMMITS", default_value_t = 0)]
+    pub history_commits: usize,
+    /// Probability per commit that its frame is signed with a key that is not the account's.
+    #[arg(long, env = "SIM_BAD_SIGNATURE_RATE", default_value_t = 0.0)]
+    pub bad_signature_rate: f64,
+    /// Probability per #sync that the repo silently lost a record before it.
+    #[arg(long, env = "SIM_SYNC_DIVERGENCE_RATE", default_value_t = 0.0)]
+    pub sync_divergence_rate: f64,
+    /// Probability per handle change that the #identity carries no handle.
+    #[arg(long, env = "SIM_IDENTITY_WITHOUT_HANDLE_RATE", default_value_t = 0.0)]
+    pub identity_without_handle_rate: f64,
+    /// Simulated repo hosts (PDSes) serving listRepos, getRepo and
+    /// getLatestCommit, each on its own port from --hosts-base-port + 1; the
+    /// relay-like front serving listHosts is on --hosts-base-port. 0: none.
+    #[arg(long, env = "SIM_HOSTS", default_value_t = 2)]
+    pub hosts: usize,
+    #[arg(long, env = "SIM_HOSTS_BASE_PORT", default_value_t = 2590)]
+    pub hosts_base_port: u16,
+    /// The first host answers this many requests with 429 and ratelimit-* headers.
+    #[arg(long, env = "SIM_HOST_RATE_LIMITED_REQUESTS", default_value_t = 0)]
+    pub host_rate_limited_requests: u64,
+    /// One repo in N (chosen by DID) is served as a truncated CAR.
+    #[arg(long, env = "SIM_HOST_TRUNCATED_CAR_EVERY")]
+    pub host_truncated_car_every: Option<u64>,
+    /// One repo in N (chosen by DID) is served with a commit signed by another key.
+    #[arg(long, env = "SIM_HOST_BAD_SIGNATURE_EVERY")]
+    pub host_bad_signature_every: Option<u64>,
     #[command(subcommand)]
     pub action: Option<SimRelayAction>,
 }
@@ -105,6 +135,12 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
     let sim = SimConfig {
         seed: args.seed,
         accounts: args.accounts,
+        history_commits_per_account: args.history_commits,
+        faults: NetworkFaults {
+            bad_signature: args.bad_signature_rate,
+            sync_divergence: args.sync_divergence_rate,
+            identity_without_handle: args.identity_without_handle_rate,
+        },
         ..SimConfig::default()
     };
     if let Some(SimRelayAction::MintToken(mint)) = &args.action {
@@ -139,12 +175,36 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the relay on {}", args.listen))?;
     tracing::info!(url = %relay.subscribe_url(), "simulated relay listening");
+    let hosts = match relay.network() {
+        Some(network) if args.hosts > 0 => {
+            let ip = args.listen.ip();
+            let port = |i: usize| args.hosts_base_port.saturating_add(i as u16);
+            let cfg = HostsConfig {
+                listen: (1..=args.hosts)
+                    .map(|i| SocketAddr::new(ip, port(i)))
+                    .collect(),
+                front: SocketAddr::new(ip, port(0)),
+                faults: HostFaults {
+                    rate_limited_requests: args.host_rate_limited_requests,
+                    truncated_car_every: args.host_truncated_car_every,
+                    bad_signature_every: args.host_bad_signature_every,
+                },
+            };
+            let hosts = hosts::start(cfg, network, sim_config.clone())
+                .await
+                .context("starting the simulated repo hosts")?;
+            tracing::info!(hosts = ?hosts.urls(), front = %hosts.front_url(), "simulated repo hosts listening");
+            Some(hosts)
+        }
+        _ => None,
+    };
     let plc = if args.no_plc {
         None
     } else {
         let plc = plc::start(PlcConfig {
             listen: args.plc_listen,
             sim: sim_config,
+            pds_endpoints: hosts.as_ref().map(|h| h.urls()).unwrap_or_default(),
         })
         .await
         .with_context(|| format!("starting the PLC directory on {}", args.plc_listen))?;
@@ -173,6 +233,9 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
                 tracing::info!("shutting down");
                 if let Some(plc) = plc {
                     plc.shutdown().await;
+                }
+                if let Some(hosts) = hosts {
+                    hosts.shutdown().await;
                 }
                 relay.shutdown().await;
                 return Ok(());
