@@ -32,7 +32,9 @@ fn repo_states(entries: &[Entry], all: &[Entry]) -> Vec<RepoState> {
             }
         }
     }
-    let mut repos: BTreeMap<String, (String, BTreeMap<String, (String, String)>)> = BTreeMap::new();
+    // did -> (rev, path -> (cid, record JSON))
+    type Repos = BTreeMap<String, (String, BTreeMap<String, (String, String)>)>;
+    let mut repos: Repos = BTreeMap::new();
     for entry in entries {
         if field(entry, "type") != "commit" {
             continue;
