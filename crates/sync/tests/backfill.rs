@@ -370,6 +370,30 @@ async fn backfills_a_network_and_records_what_it_refuses() {
         .unwrap();
     assert_eq!(reloaded.repos_done, 1);
     assert_eq!(skyhose_index::snapshot(&pool).await.unwrap(), snapshot);
+
+    // A process that died holding claims: its repos stay `running` until the
+    // claims are older than the reclaim time, then load again, equal.
+    let client = pool.get().await.unwrap();
+    let held = client
+        .execute(
+            "UPDATE backfill_repos SET state = 'running', claimed_at = now() - interval '1 hour' \
+             WHERE state = 'done'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(held, 6);
+    drop(client);
+    let resumed = skyhose_sync::run(config.clone(), None, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(resumed.repos_done, 6);
+    let status = skyhose_sync::Queue::new(pool.clone())
+        .status(10)
+        .await
+        .unwrap();
+    assert_eq!((status.done, status.failed, status.running), (6, 3, 0));
+    assert_eq!(skyhose_index::snapshot(&pool).await.unwrap(), snapshot);
     drop(pool);
     skyhose_index::drop_database(&database_url).await.unwrap();
 }
