@@ -397,3 +397,79 @@ async fn backfills_a_network_and_records_what_it_refuses() {
     drop(pool);
     skyhose_index::drop_database(&database_url).await.unwrap();
 }
+
+/// A rough rate on this machine (`cargo test --release -- --ignored
+/// throughput --nocapture`): N repos of likes, fetched over loopback,
+/// verified and loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    let repos = 40;
+    let per_repo = 500;
+    let mut net = build(repos, &[]);
+    for (i, account) in net.accounts.iter_mut().enumerate() {
+        let mut mst = Mst::new();
+        let mut blocks = Vec::new();
+        account.records.clear();
+        for r in 0..per_repo {
+            let subject = format!(
+                "at://did:plc:acct{:020}/app.bsky.feed.post/3kpost{r:08}",
+                (i + 1) % repos
+            );
+            let bytes = record(
+                "app.bsky.feed.like",
+                vec![(
+                    "subject",
+                    Value::map([
+                        ("uri", Value::from(subject)),
+                        ("cid", Value::from("bafyreia")),
+                    ]),
+                )],
+            );
+            let cid = Cid::for_dag_cbor(&bytes);
+            let path = format!("app.bsky.feed.like/3klike{r:08}");
+            mst.insert(path.clone(), cid);
+            account
+                .records
+                .insert(format!("at://{}/{path}", account.did), cid.to_string());
+            blocks.push((cid, bytes));
+        }
+        let root = mst.root();
+        let (commit_cid, commit_block, _) =
+            Commit::signed(&account.did, root, "3kaaaaaaaaaa2", None, &account.key);
+        account.car = write_repo_car(
+            commit_cid,
+            &commit_block,
+            &mut mst,
+            blocks.iter().map(|(c, b)| (*c, b.as_slice())),
+        );
+    }
+    let bytes: usize = net.accounts.iter().map(|a| a.car.len()).sum();
+    let net = Arc::new(net);
+    let url = format!("http://{}", serve(net.clone()).await);
+    let database_url = database_url();
+    let mut config = BackfillConfig::new(&database_url, &url);
+    config.sources = vec![url];
+    config.concurrency = 4;
+    // The schema first, outside the timing.
+    skyhose_index::ensure_database(&database_url).await.unwrap();
+    let pool = skyhose_index::connect_pool(&database_url, 1).unwrap();
+    skyhose_index::migrate(&pool).await.unwrap();
+    let started = Instant::now();
+    let summary = skyhose_sync::run(config, None, CancellationToken::new())
+        .await
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(summary.records, (repos * per_repo) as u64);
+    println!(
+        "{} repos, {} records, {:.1} MB in {secs:.2}s: {:.0} records/s, {:.1} repos/s, {:.2} MB/s",
+        repos,
+        summary.records,
+        bytes as f64 / 1e6,
+        summary.records as f64 / secs,
+        repos as f64 / secs,
+        bytes as f64 / 1e6 / secs
+    );
+    drop(pool);
+    skyhose_index::drop_database(&database_url).await.unwrap();
+}
