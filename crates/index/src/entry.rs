@@ -275,6 +275,50 @@ fn plain_op(repo: &str, op: &PlainOp<'_>) -> Option<Op> {
     Some(op_of(repo, &op.path, collection, rkey, write))
 }
 
+/// The create of one record read from a repo (backfill): the same write the
+/// stream path builds for an op carrying this record's JSON text, so a
+/// backfilled record is stored exactly as its live create would be. A record
+/// that the stream path would reject is rejected with the same reason.
+pub fn record_op(
+    repo: &str,
+    collection: &str,
+    rkey: &str,
+    cid: &str,
+    json: String,
+) -> Result<Op, String> {
+    if !is_nsid(collection) || !is_record_key(rkey) {
+        return Err(format!(
+            "path {collection}/{rkey} is not a valid collection/rkey"
+        ));
+    }
+    if !is_cid_text(cid) {
+        return Err(format!(
+            "record {collection}/{rkey} has an invalid cid {cid:?}"
+        ));
+    }
+    let path = format!("{collection}/{rkey}");
+    let write = match plain_record_write(collection, repo, cid, &json) {
+        Some(write) => write,
+        None => {
+            let record: Value = serde_json::from_str(&json)
+                .map_err(|e| format!("record of {path} is not valid JSON: {e}"))?;
+            new_write(collection, repo, &path, cid, &record, json)?
+        }
+    };
+    Ok(op_of(repo, &path, collection, rkey, Some(write)))
+}
+
+/// The delete of the record at `collection/rkey` of `repo`.
+pub fn delete_op(repo: &str, collection: &str, rkey: &str) -> Op {
+    op_of(
+        repo,
+        &format!("{collection}/{rkey}"),
+        collection,
+        rkey,
+        None,
+    )
+}
+
 fn op_of(repo: &str, path: &str, collection: &str, rkey: &str, write: Option<Write>) -> Op {
     Op {
         uri: format!("at://{repo}/{path}"),

@@ -84,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0014_rebuilt_records.sql"),
     },
     Migration {
+        version: 15,
+        name: "backfill_queue",
+        sql: include_str!("../migrations/0015_backfill_queue.sql"),
+    },
+    Migration {
         version: 16,
         name: "identity",
         sql: include_str!("../migrations/0016_identity.sql"),

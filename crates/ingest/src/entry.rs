@@ -5,11 +5,10 @@
 //! why. Dropping it would silently lose the fact that the record changed; the
 //! index can still apply a delete-or-skip decision from the path and cid.
 
-use skyhose_proto::cbor::{decode_prefix, Value};
 use skyhose_proto::frame::{Account, Commit, Event, Identity, Info, OpAction, Sync};
 use skyhose_proto::{car, Cid};
 
-use skyhose_proto::datamodel::{write_json, write_json_key, write_json_str};
+use skyhose_proto::datamodel::{write_json_key, write_json_str, write_record_json};
 
 /// The `type` field of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,18 +134,7 @@ fn record_json(car: &[u8], cid: &Cid, verify: bool, out: &mut String) -> Result<
     if verify && Cid::for_dag_cbor(bytes) != *cid {
         return Err("record block does not hash to its CID".to_owned());
     }
-    let (value, used) = decode_prefix(bytes).map_err(|e| format!("record not DAG-CBOR: {e}"))?;
-    if used != bytes.len() {
-        return Err(format!(
-            "record block has {} trailing bytes",
-            bytes.len() - used
-        ));
-    }
-    if !matches!(value, Value::Map(_)) {
-        return Err("record is not a map".to_owned());
-    }
-    write_json(&value, out);
-    Ok(())
+    write_record_json(bytes, out)
 }
 
 fn commit_entry(c: &Commit, opts: ConvertOptions) -> Result<StreamEntry, ConvertError> {
@@ -314,6 +302,7 @@ mod tests {
     use super::*;
     use skyhose_proto::car::write_car;
     use skyhose_proto::cbor::encode;
+    use skyhose_proto::cbor::Value;
     use skyhose_proto::frame::RepoOp;
 
     fn commit_with(record: &Value, include_block: bool) -> (Commit, Cid) {

@@ -207,6 +207,25 @@ pub fn write_json(value: &Value, out: &mut String) {
     }
 }
 
+/// Appends a record block (DAG-CBOR bytes) as its data-model JSON, after
+/// checking it is exactly one map: ingest (an op's record) and the backfill
+/// (a repo's records) store the same text for the same record.
+pub fn write_record_json(block: &[u8], out: &mut String) -> Result<(), String> {
+    let (value, used) =
+        crate::cbor::decode_prefix(block).map_err(|e| format!("record not DAG-CBOR: {e}"))?;
+    if used != block.len() {
+        return Err(format!(
+            "record block has {} trailing bytes",
+            block.len() - used
+        ));
+    }
+    if !matches!(value, Value::Map(_)) {
+        return Err("record is not a map".to_owned());
+    }
+    write_json(&value, out);
+    Ok(())
+}
+
 /// Appends `text` as a JSON string literal. Only `"`, `\` and control
 /// characters need escaping, so runs of other bytes are copied whole.
 pub fn write_json_str(out: &mut String, text: &str) {

@@ -52,6 +52,9 @@ enum Command {
     Ingest(cmd::ingest::IngestArgs),
     /// Serve the index as an XRPC API (app.bsky.* read endpoints, health, metrics).
     Serve(cmd::serve::ServeArgs),
+    /// Fill the index from repos: list them on relays or PDSes, fetch,
+    /// verify and load each, through a durable queue (`backfill status`).
+    Backfill(cmd::backfill::BackfillArgs),
     /// Throughput probes that print figures.
     Bench(cmd::bench::BenchArgs),
     /// Ingest and index in one process, with one shutdown sequence; starts private
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             Command::Index(args) => cmd::index::run(args).await,
             Command::Ingest(args) => cmd::ingest::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Backfill(args) => cmd::backfill::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Run(args) => cmd::run::run(args).await,
             Command::Demo(args) => cmd::run::demo(args).await,

@@ -31,6 +31,7 @@ mod plan;
 mod write;
 
 pub use known::{KnownActors, DEFAULT_KNOWN_ACTORS};
+pub(crate) use write::LIVE_RECORDS_OF;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};

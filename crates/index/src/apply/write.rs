@@ -100,7 +100,7 @@ const FOUND_BY_PROJECTION: [&str; 4] = [POST, LIKE, REPOST, FOLLOW];
 /// Live records of the accounts in `$1`: `uri, did, collection, rkey, seq`.
 /// The first branch repeats the predicate of migration 0007's partial
 /// index, so that the planner can use it.
-static LIVE_RECORDS_OF: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static LIVE_RECORDS_OF: LazyLock<String> = LazyLock::new(|| {
     let quoted: Vec<String> = FOUND_BY_PROJECTION
         .iter()
         .map(|collection| format!("'{collection}'"))

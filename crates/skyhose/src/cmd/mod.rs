@@ -1,5 +1,6 @@
 //! One module per subcommand: each holds its clap `Args` and an async `run`.
 
+pub mod backfill;
 pub mod bench;
 pub mod bench_api;
 pub mod bench_index;

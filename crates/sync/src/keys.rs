@@ -1,0 +1,56 @@
+//! The account key a repo's commit must be signed with: the `#atproto` key
+//! of its DID document, from `skyhose_identity`'s resolver; [`KeySource`]
+//! lets tests put fixed keys in its place.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use skyhose_proto::crypto::PublicKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The DID has no document (or none that names a key): the repo cannot
+    /// be verified, now or on a retry.
+    #[error("DID {did}: {problem}")]
+    Unresolvable { did: String, problem: String },
+    /// The directory did not answer properly; worth trying again.
+    #[error("DID {did}: resolving failed: {problem}")]
+    Transient { did: String, problem: String },
+}
+
+pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<PublicKey, KeyError>> + Send + 'a>>;
+
+/// Where account keys come from.
+pub trait KeySource: Send + Sync {
+    fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a>;
+}
+
+/// Keys from the DID documents, through the one identity resolver (its
+/// cache, its single fetch per DID, and its guard against private hosts).
+impl KeySource for skyhose_identity::Resolver {
+    fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a> {
+        Box::pin(async move {
+            let resolved = self.resolve_did(did).await.map_err(|e| {
+                if e.is_transient() {
+                    KeyError::Transient {
+                        did: did.to_owned(),
+                        problem: e.to_string(),
+                    }
+                } else {
+                    KeyError::Unresolvable {
+                        did: did.to_owned(),
+                        problem: e.to_string(),
+                    }
+                }
+            })?;
+            resolved
+                .document
+                .signing_key
+                .clone()
+                .ok_or_else(|| KeyError::Unresolvable {
+                    did: did.to_owned(),
+                    problem: "DID document has no #atproto key".into(),
+                })
+        })
+    }
+}
