@@ -296,6 +296,8 @@ async fn answers_match_the_official_appview() {
     let server = Server::start_on(&database_url, move |c| {
         c.plc_url = plc_url;
         c.service_did = AUD.into();
+        // The recording AppView's image host (dev-env's public URL + /img).
+        c.image_url_pattern = "https://bsky.public.url/img/{preset}/plain/{did}/{cid}@jpeg".into();
     })
     .await;
 
