@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 use skyhose_api::{ApiConfig, AppState};
 use skyhose_index::{CancellationToken, IndexConfig};
-use skyhose_ingest::{event_to_entry, Compat};
+use skyhose_ingest::{event_to_entry, Compat, StreamEntry};
 use skyhose_sim::{GroundTruth, Network, SimConfig};
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -58,20 +58,45 @@ async fn build_fixture() -> Fixture {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let id = format!(
+    let id = unique_id();
+    let database_url = format!("postgres://postgres@127.0.0.1:5432/skyhose_apitest_{id}");
+    drop_stale_databases().await;
+
+    let sim = sim_config();
+    let mut network = Network::new(sim.clone());
+    let entries = (0..EVENTS).filter_map(|_| {
+        event_to_entry(&network.next_event(), Compat::Full).expect("simulated event converts")
+    });
+    index_entries(&database_url, &format!("apitest:{id}"), entries).await;
+    Fixture {
+        database_url,
+        sim,
+        truth: network.truth(),
+    }
+}
+
+/// A unique suffix for this process's databases and keys; the process id
+/// first, so `drop_stale_databases` can tell whose they are.
+pub fn unique_id() -> String {
+    format!(
         "{}_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() % 1_000_000_000)
             .unwrap_or(0)
-    );
-    let database_url = format!("postgres://postgres@127.0.0.1:5432/skyhose_apitest_{id}");
-    let stream_key = format!("test:apitest:{id}:events");
-    drop_stale_databases().await;
+    )
+}
 
-    let sim = sim_config();
-    let mut network = Network::new(sim.clone());
+/// Indexes `entries` into `database_url` through the real stream and index
+/// workers: XADD to a stream of this test's own, then run the index until
+/// it has drained it.
+pub async fn index_entries(
+    database_url: &str,
+    key_prefix: &str,
+    entries: impl Iterator<Item = StreamEntry>,
+) {
+    let stream_key = format!("test:{key_prefix}:events");
     let client = redis::Client::open(REDIS_URL).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()
@@ -79,12 +104,7 @@ async fn build_fixture() -> Fixture {
         .expect("redis connection");
     let mut pipe = redis::pipe();
     let mut queued = 0;
-    for _ in 0..EVENTS {
-        let event = network.next_event();
-        let Some(entry) = event_to_entry(&event, Compat::Full).expect("simulated event converts")
-        else {
-            continue;
-        };
+    for entry in entries {
         pipe.cmd("XADD")
             .arg(&stream_key)
             .arg("*")
@@ -106,9 +126,9 @@ async fn build_fixture() -> Fixture {
         let _: () = pipe.query_async(&mut conn).await.expect("XADD");
     }
 
-    let mut cfg = IndexConfig::new(REDIS_URL, &database_url);
+    let mut cfg = IndexConfig::new(REDIS_URL, database_url);
     cfg.stream_key = stream_key.clone();
-    cfg.dead_letter_key = format!("test:apitest:{id}:dead");
+    cfg.dead_letter_key = format!("test:{key_prefix}:dead");
     cfg.group = "apitest".into();
     cfg.workers = 2;
     cfg.batch_size = 500;
@@ -116,20 +136,15 @@ async fn build_fixture() -> Fixture {
     cfg.exit_when_drained = true;
     skyhose_index::run(cfg, CancellationToken::new())
         .await
-        .expect("index the fixture");
+        .expect("index the entries");
     let _: Result<(), _> = redis::cmd("DEL")
         .arg(&stream_key)
         .query_async(&mut conn)
         .await;
-    Fixture {
-        database_url,
-        sim,
-        truth: network.truth(),
-    }
 }
 
 /// Fixture databases of test processes that no longer run.
-async fn drop_stale_databases() {
+pub async fn drop_stale_databases() {
     let Ok((client, conn)) = tokio_postgres::connect(
         "postgres://postgres@127.0.0.1:5432/postgres",
         tokio_postgres::NoTls,

@@ -1,0 +1,317 @@
+// Records what skyhose's parity test replays: runs PLC, the reference PDS and
+// the official `bsky` AppView (@atproto/dev-env) on loopback, drives activity
+// through the PDS, then writes
+//   frames.cap       the PDS's subscribeRepos frames from cursor 0 (docs/capture-format.md)
+//   dids.json        the PLC's DID documents of every account
+//   fixtures/*.json  per method: each request (parameters, viewer) and the
+//                    official AppView's status and body
+// into the directory given as the first argument. Answers are stored as
+// received; the test normalises both sides with one rule set.
+import { mkdir, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { TestNetwork } from '@atproto/dev-env'
+
+const out = process.argv[2]
+if (!out) throw new Error('usage: record.mjs OUTPUT_DIR')
+
+const network = await TestNetwork.create({
+  dbPostgresUrl: process.env.DB_POSTGRES_URL,
+  dbPostgresSchema: process.env.DB_POSTGRES_SCHEMA,
+})
+try {
+  await record(network)
+} finally {
+  await network.close()
+}
+
+async function record(network) {
+  const sc = network.getSeedClient()
+  const agent = sc.agent
+  const names = ['alice', 'bob', 'carol', 'dan', 'eve', 'fred']
+  const did = {}
+  for (const name of names) {
+    const acct = await sc.createAccount(name, {
+      handle: `${name}.test`,
+      email: `${name}@test.com`,
+      password: `${name}-pass`,
+    })
+    did[name] = acct.did
+  }
+  const { alice, bob, carol, dan, eve, fred } = did
+  const put = (by, collection, record, rkey) =>
+    agent.com.atproto.repo
+      .createRecord(
+        { repo: by, collection, rkey, record },
+        { headers: sc.getHeaders(by), encoding: 'application/json' },
+      )
+      .then((r) => r.data)
+  const now = () => new Date().toISOString()
+
+  await sc.createProfile(alice, 'Alice', 'first account')
+  await sc.createProfile(bob, 'Bob', '')
+  await sc.createProfile(carol, 'Carol', 'self-labelled profile', ['!no-unauthenticated'])
+  // dan and eve have no profile record.
+
+  for (const [from, to] of [
+    [alice, bob], [alice, carol], [bob, alice], [bob, carol], [carol, alice],
+    [carol, bob], [dan, alice], [dan, bob], [eve, alice], [fred, alice],
+  ]) {
+    await sc.follow(from, to)
+  }
+
+  const p1 = await sc.post(alice, 'hello world')
+  const p2 = await sc.post(alice, 'a gated post, only followed accounts may reply')
+  await put(alice, 'app.bsky.feed.threadgate', {
+    post: p2.ref.uriStr,
+    allow: [{ $type: 'app.bsky.feed.threadgate#followingRule' }],
+    createdAt: now(),
+  }, p2.ref.uri.rkey)
+  const p3 = await sc.post(bob, 'bob says hi')
+  const labelled = await sc.post(carol, 'self-labelled post', undefined, undefined, undefined, {
+    labels: { $type: 'com.atproto.label.defs#selfLabels', values: [{ val: 'graphic-media' }] },
+  })
+  const doomed = await sc.post(carol, 'this post will be deleted')
+  const q1 = await sc.post(bob, 'quoting alice', undefined, undefined, p1.ref)
+  const qDeleted = await sc.post(dan, 'quoting a post that gets deleted', undefined, undefined, doomed.ref)
+  const qDetached = await sc.post(eve, 'quote that alice detaches', undefined, undefined, p1.ref)
+  await put(alice, 'app.bsky.feed.postgate', {
+    post: p1.ref.uriStr,
+    detachedEmbeddingUris: [qDetached.ref.uriStr],
+    embeddingRules: [],
+    createdAt: now(),
+  }, p1.ref.uri.rkey)
+  await sc.deletePost(carol, doomed.ref.uri)
+
+  const r1 = await sc.reply(bob, p1.ref, p1.ref, 'reply from bob')
+  const r2 = await sc.reply(carol, p1.ref, r1.ref, 'reply to bob')
+  const r3 = await sc.reply(alice, p1.ref, r2.ref, 'alice answers')
+  const r4 = await sc.reply(dan, p1.ref, p1.ref, 'dan replies too')
+  const gatedReply = await sc.reply(bob, p2.ref, p2.ref, 'bob may reply (alice follows bob)')
+  const gatedOut = await sc.reply(dan, p2.ref, p2.ref, 'dan may not reply')
+  // Posts with equal timestamps: their order is the tie-break rule.
+  const tie = now()
+  const ties = []
+  for (const text of ['tie one', 'tie two', 'tie three']) {
+    ties.push(await sc.post(eve, text, undefined, undefined, undefined, { createdAt: tie }))
+  }
+  const fredPost = await sc.post(fred, 'fred was here')
+
+  for (const [by, subject] of [
+    [bob, p1], [carol, p1], [dan, p1], [eve, p1], [alice, p3], [carol, q1], [alice, r1],
+    [bob, labelled], [alice, ties[0]], [fred, p1],
+  ]) {
+    await sc.like(by, subject.ref)
+  }
+  for (const [by, subject] of [[bob, p1], [carol, p1], [dan, p3], [alice, q1]]) {
+    await sc.repost(by, subject.ref)
+  }
+
+  await sc.block(eve, dan)
+  await sc.block(carol, eve)
+  await sc.mute(alice, eve)
+
+  const friends = await sc.createList(alice, 'friends', 'curate')
+  await sc.addToList(alice, bob, friends)
+  await sc.addToList(alice, carol, friends)
+  const modlist = await sc.createList(alice, 'spammers', 'mod')
+  await sc.addToList(alice, eve, modlist)
+  await put(bob, 'app.bsky.graph.listblock', { subject: modlist.uriStr, createdAt: now() })
+  // The generator names an account's DID: resolving it stays on the local PLC.
+  const feed = await sc.createFeedGen(alice, alice, 'alice feed')
+  const pack = await sc.createStarterPack(alice, 'alice pack', [bob, carol], [feed.uriStr])
+
+  await network.processAll()
+  await agent.com.atproto.admin.deleteAccount(
+    { did: fred },
+    { headers: network.pds.adminAuthHeaders(), encoding: 'application/json' },
+  )
+  await network.processAll()
+  await new Promise((r) => setTimeout(r, 1000))
+  await network.processAll()
+
+  await mkdir(path.join(out, 'fixtures'), { recursive: true })
+  await captureFrames(network, path.join(out, 'frames.cap'))
+
+  const docs = {}
+  for (const name of names) {
+    const res = await fetch(`${network.plc.url}/${did[name]}`)
+    docs[name] = { did: did[name], status: res.status, document: await res.json() }
+  }
+  await writeFile(path.join(out, 'dids.json'), JSON.stringify(docs, null, 1) + '\n')
+
+  // ---- requests ----
+  const fixtures = new Map()
+  const ask = async (method, id, params, viewer, cursorFrom) => {
+    const qs = new URLSearchParams()
+    for (const [k, v] of params) qs.append(k, v)
+    let cursor
+    if (cursorFrom) {
+      cursor = answers.get(cursorFrom)?.cursor
+      if (cursor) qs.append('cursor', cursor)
+    }
+    const headers = viewer ? await network.serviceHeaders(viewer, method) : {}
+    const res = await fetch(`${network.bsky.url}/xrpc/${method}?${qs}`, { headers })
+    const text = await res.text()
+    let body
+    try {
+      body = JSON.parse(text)
+    } catch {
+      body = { nonJsonBody: text }
+    }
+    answers.set(id, body)
+    if (!fixtures.has(method)) fixtures.set(method, [])
+    fixtures.get(method).push({
+      id,
+      params,
+      viewer: viewer ?? null,
+      cursorFrom: cursorFrom ?? null,
+      status: res.status,
+      body,
+    })
+    return body
+  }
+  const answers = new Map()
+  const everyone = [alice, bob, carol, dan, eve, fred]
+  const allPosts = [p1, p2, p3, labelled, q1, qDeleted, qDetached, r1, r2, r3, r4,
+    gatedReply, gatedOut, ...ties, fredPost].map((p) => p.ref.uriStr)
+  const views = [['anon', undefined], ['alice', alice], ['dan', dan]]
+
+  // A listing paged through 2 at a time, as `viewer`.
+  const paged = async (method, id, params, viewer, pages = 3) => {
+    let prev
+    for (let i = 0; i < pages; i++) {
+      const pid = `${id} page ${i}`
+      const body = await ask(method, pid, [...params, ['limit', '2']], viewer, prev)
+      if (!body.cursor) break
+      prev = pid
+    }
+  }
+
+  const A = 'app.bsky.actor.'
+  const F = 'app.bsky.feed.'
+  const G = 'app.bsky.graph.'
+  for (const [vn, v] of views) {
+    for (const name of names) await ask(A + 'getProfile', `${name} as ${vn}`, [['actor', did[name]]], v)
+    await ask(A + 'getProfiles', `everyone as ${vn}`, everyone.map((d) => ['actors', d]), v)
+    await ask(F + 'getPosts', `all posts as ${vn}`, allPosts.map((u) => ['uris', u]), v)
+    await ask(F + 'getPosts', `deleted post as ${vn}`, [['uris', doomed.ref.uriStr]], v)
+    for (const name of names) await ask(F + 'getAuthorFeed', `${name} as ${vn}`, [['actor', did[name]]], v)
+    for (const filter of ['posts_with_replies', 'posts_no_replies', 'posts_with_media', 'posts_and_author_threads']) {
+      await ask(F + 'getAuthorFeed', `alice ${filter} as ${vn}`, [['actor', alice], ['filter', filter]], v)
+    }
+    await paged(F + 'getAuthorFeed', `alice paged as ${vn}`, [['actor', alice]], v)
+    for (const [pn, p] of [['p1', p1], ['p2', p2], ['r2', r2], ['qDeleted', qDeleted], ['qDetached', qDetached], ['labelled', labelled]]) {
+      await ask(F + 'getPostThread', `${pn} as ${vn}`, [['uri', p.ref.uriStr]], v)
+    }
+    await ask(F + 'getPostThread', `r3 shallow as ${vn}`, [['uri', r3.ref.uriStr], ['depth', '0'], ['parentHeight', '1']], v)
+    await ask(F + 'getPostThread', `deleted as ${vn}`, [['uri', doomed.ref.uriStr]], v)
+    await ask(F + 'getLikes', `p1 as ${vn}`, [['uri', p1.ref.uriStr]], v)
+    await paged(F + 'getLikes', `p1 paged as ${vn}`, [['uri', p1.ref.uriStr]], v)
+    await ask(F + 'getRepostedBy', `p1 as ${vn}`, [['uri', p1.ref.uriStr]], v)
+    await ask(F + 'getQuotes', `p1 as ${vn}`, [['uri', p1.ref.uriStr]], v)
+    await ask(F + 'getQuotes', `deleted as ${vn}`, [['uri', doomed.ref.uriStr]], v)
+    await ask(F + 'searchPosts', `hello as ${vn}`, [['q', 'hello']], v)
+    await ask(F + 'searchPosts', `tie as ${vn}`, [['q', 'tie']], v)
+    await ask(A + 'searchActors', `al as ${vn}`, [['q', 'alice']], v)
+    await ask(A + 'searchActorsTypeahead', `a as ${vn}`, [['q', 'a']], v)
+    await ask(F + 'getFeedGenerator', `feed as ${vn}`, [['feed', feed.uriStr]], v)
+    await ask(F + 'getFeedGenerators', `feeds as ${vn}`, [['feeds', feed.uriStr]], v)
+    await ask(F + 'getActorFeeds', `alice as ${vn}`, [['actor', alice]], v)
+    await ask(F + 'getListFeed', `friends as ${vn}`, [['list', friends.uriStr]], v)
+    for (const name of names) {
+      await ask(G + 'getFollowers', `${name} as ${vn}`, [['actor', did[name]]], v)
+      await ask(G + 'getFollows', `${name} as ${vn}`, [['actor', did[name]]], v)
+    }
+    await paged(G + 'getFollowers', `alice paged as ${vn}`, [['actor', alice]], v)
+    await ask(G + 'getRelationships', `alice as ${vn}`, [['actor', alice], ...everyone.map((d) => ['others', d])], v)
+    await ask(G + 'getRelationships', `eve as ${vn}`, [['actor', eve], ...everyone.map((d) => ['others', d])], v)
+    await ask(G + 'getLists', `alice as ${vn}`, [['actor', alice]], v)
+    await ask(G + 'getList', `friends as ${vn}`, [['list', friends.uriStr]], v)
+    await ask(G + 'getList', `modlist as ${vn}`, [['list', modlist.uriStr]], v)
+    await ask(G + 'getStarterPack', `pack as ${vn}`, [['starterPack', pack.uriStr]], v)
+    await ask(G + 'getStarterPacks', `pack as ${vn}`, [['uris', pack.uriStr]], v)
+    await ask(G + 'getActorStarterPacks', `alice as ${vn}`, [['actor', alice]], v)
+    await ask('app.bsky.labeler.getServices', `alice as ${vn}`, [['dids', alice]], v)
+    await ask('app.bsky.labeler.getServices', `alice detailed as ${vn}`, [['dids', alice], ['detailed', 'true']], v)
+    await ask('com.atproto.identity.resolveHandle', `alice as ${vn}`, [['handle', 'alice.test']], v)
+    await ask('com.atproto.identity.resolveHandle', `unknown as ${vn}`, [['handle', 'nobody.test']], v)
+    await ask('com.atproto.repo.getRecord', `p1 as ${vn}`, [['repo', alice], ['collection', 'app.bsky.feed.post'], ['rkey', p1.ref.uri.rkey]], v)
+    await ask('com.atproto.repo.getRecord', `profile by handle as ${vn}`, [['repo', 'alice.test'], ['collection', 'app.bsky.actor.profile'], ['rkey', 'self']], v)
+    await ask('com.atproto.repo.getRecord', `deleted as ${vn}`, [['repo', carol], ['collection', 'app.bsky.feed.post'], ['rkey', doomed.ref.uri.rkey]], v)
+  }
+
+  // Viewer-only methods, as several viewers.
+  for (const [vn, v] of views) {
+    await ask(F + 'getActorLikes', `alice as ${vn}`, [['actor', alice]], v)
+    await ask(F + 'getTimeline', `as ${vn}`, [], v)
+    await ask('app.bsky.notification.listNotifications', `as ${vn}`, [], v)
+    await ask('app.bsky.notification.getUnreadCount', `as ${vn}`, [], v)
+    await ask(G + 'getKnownFollowers', `bob as ${vn}`, [['actor', bob]], v)
+    await ask(G + 'getBlocks', `as ${vn}`, [], v)
+    await ask(G + 'getListBlocks', `as ${vn}`, [], v)
+  }
+  for (const [vn, v] of [['bob', bob], ['eve', eve]]) {
+    await ask(F + 'getActorLikes', `self as ${vn}`, [['actor', v]], v)
+    await ask(F + 'getTimeline', `as ${vn}`, [], v)
+    await ask('app.bsky.notification.listNotifications', `as ${vn}`, [], v)
+    await ask('app.bsky.notification.getUnreadCount', `as ${vn}`, [], v)
+    await ask(G + 'getBlocks', `as ${vn}`, [], v)
+    await ask(G + 'getListBlocks', `as ${vn}`, [], v)
+  }
+  await paged(F + 'getTimeline', 'alice paged', [], alice)
+  await paged('app.bsky.notification.listNotifications', 'alice paged', [], alice)
+
+  // Bad input: missing and malformed parameters.
+  await ask(A + 'getProfile', 'no actor', [], undefined)
+  await ask(A + 'getProfile', 'bad actor', [['actor', 'not a did']], undefined)
+  await ask(F + 'getPosts', 'bad uri', [['uris', 'nonsense']], undefined)
+  await ask(F + 'getAuthorFeed', 'bad filter', [['actor', alice], ['filter', 'nope']], undefined)
+  await ask(F + 'getAuthorFeed', 'limit too large', [['actor', alice], ['limit', '1000']], undefined)
+  await ask(F + 'getPostThread', 'not a post', [['uri', `at://${alice}/app.bsky.feed.post/nope`]], undefined)
+  await ask(G + 'getFollowers', 'unknown actor', [['actor', 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa']], undefined)
+  await ask(G + 'getList', 'unknown list', [['list', `at://${alice}/app.bsky.graph.list/nope`]], undefined)
+
+  for (const [method, requests] of fixtures) {
+    await writeFile(
+      path.join(out, 'fixtures', `${method}.json`),
+      JSON.stringify({ method, requests }, null, 1) + '\n',
+    )
+  }
+  console.log(`recorded ${[...fixtures.values()].reduce((n, r) => n + r.length, 0)} requests to ${fixtures.size} methods`)
+}
+
+// Every frame from cursor 0 until the PDS has been quiet for a second,
+// written in skyhose's capture format: "SKYHCAP1", then per frame a 32-bit
+// big-endian length and the frame's bytes as sent.
+async function captureFrames(network, file) {
+  const frames = []
+  await new Promise((resolve, reject) => {
+    const ws = new WebSocket(
+      `ws://127.0.0.1:${network.pds.port}/xrpc/com.atproto.sync.subscribeRepos?cursor=0`,
+    )
+    ws.binaryType = 'arraybuffer'
+    let timer
+    const quiet = () => {
+      clearTimeout(timer)
+      timer = setTimeout(() => {
+        ws.close()
+        resolve()
+      }, 1000)
+    }
+    ws.onopen = quiet
+    ws.onmessage = (ev) => {
+      frames.push(Buffer.from(ev.data))
+      quiet()
+    }
+    ws.onerror = (ev) => reject(new Error(`subscribeRepos: ${ev.message ?? 'error'}`))
+  })
+  const parts = [Buffer.from('SKYHCAP1')]
+  for (const f of frames) {
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(f.length)
+    parts.push(len, f)
+  }
+  await writeFile(file, Buffer.concat(parts))
+  console.log(`captured ${frames.length} frames`)
+}
+
