@@ -210,10 +210,16 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if s[0] & 0xe000 != 0x2000 {
         return false;
     }
-    !((s[0] == 0x2001 && s[1] < 0x0200)       // TEREDO, benchmarking, ORCHID...
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || s[0] == 0x2002                     // 6to4: embeds any IPv4 address
-        || (s[0] == 0x3fff && s[1] < 0x1000)) // documentation (2024)
+    let special = match s[0] {
+        // TEREDO, benchmarking, ORCHID... and documentation
+        0x2001 => s[1] < 0x0200 || s[1] == 0x0db8,
+        // 6to4: embeds any IPv4 address
+        0x2002 => true,
+        // documentation (2024)
+        0x3fff => s[1] < 0x1000,
+        _ => false,
+    };
+    !special
 }
 
 #[cfg(test)]

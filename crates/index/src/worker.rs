@@ -79,6 +79,7 @@ pub async fn run(
             "workers and batch size must be at least 1".into(),
         ));
     }
+    describe_metrics();
     let pool = wait_for(&shutdown, "preparing the database", || async {
         crate::db::ensure_database(&cfg.database_url).await?;
         let pool =
@@ -158,6 +159,24 @@ pub async fn run(
         Some(err) => Err(err),
         None => Ok(summary),
     }
+}
+
+/// The index's counters at zero, so that each series is exported from the
+/// start, before the first event of its kind (a dead letter, a retry).
+fn describe_metrics() {
+    for name in [
+        "skyhose_index_batches_total",
+        "skyhose_index_claimed_total",
+        "skyhose_index_dead_letters_total",
+        "skyhose_index_events_total",
+        "skyhose_index_retries_total",
+        "skyhose_index_row_errors_total",
+        "skyhose_index_unreadable_ops_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::counter!("skyhose_index_redos_total", "cause" => "actor_created_concurrently")
+        .increment(0);
 }
 
 async fn connect(client: &redis::Client) -> Result<MultiplexedConnection, IndexError> {
