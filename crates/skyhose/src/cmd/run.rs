@@ -68,8 +68,8 @@ pub struct PipelineArgs {
     /// Index worker tasks.
     #[arg(long, env = "INDEX_WORKERS", default_value_t = 2)]
     pub workers: usize,
-    /// Resolve accounts' identities and keep only verified handles (always
-    /// on with the simulated network, against its own directory).
+    /// Resolve accounts' identities and keep only verified handles (with the
+    /// simulated network, against its own directory).
     #[arg(long, env = "RESOLVE_IDENTITIES")]
     pub resolve_identities: bool,
     /// Where private Redis/PostgreSQL instances keep their data (`demo`, or
@@ -275,11 +275,16 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
             tracing::info!(url = %plc.url(), "simulated PLC directory running (viewer tokens: skyhose sim-relay mint-token)");
             api_cfg.plc_url = plc.url();
             api_cfg.allow_loopback_identity = true;
-            // The directory is also the accounts' handle host, so the
-            // demo's handles are verified both ways on loopback.
-            let mut identity = skyhose_identity::IdentityConfig::loopback(plc.url());
-            identity.handle_resolver = Some(plc.url());
-            index_cfg.identity = Some(identity);
+            // The directory is also the accounts' handle host, so with
+            // --resolve-identities the demo's handles are verified both ways
+            // on loopback. It is off by default: the directory knows each
+            // account's first handle only, and the demo's ground-truth checks
+            // take handles from the events.
+            if args.pipeline.resolve_identities {
+                let mut identity = skyhose_identity::IdentityConfig::loopback(plc.url());
+                identity.handle_resolver = Some(plc.url());
+                index_cfg.identity = Some(identity);
+            }
             Some(plc)
         }
         None => None,
