@@ -769,8 +769,8 @@ mod tests {
             .expect("posts keep their own state");
         assert_eq!(
             posts.stored_sql(state),
-            "SELECT uri, did, live, rev, seq, reply_parent_uri, embed_record_uri::text \
-             FROM post_rows WHERE uri = ANY($1)"
+            "SELECT uri, did, live, rev, seq, reply_parent_uri AS subject, \
+             embed_record_uri::text AS quote_subject FROM post_rows WHERE uri = ANY($1)"
         );
         assert!(kind_table("app.bsky.graph.block")
             .expect("blocks")

@@ -54,6 +54,15 @@ struct Network {
     log: Mutex<Log>,
 }
 
+/// A valid did:plc (24 base32 characters) for account `i`.
+fn did(i: usize) -> String {
+    let digits: String = format!("{i:020}")
+        .bytes()
+        .map(|d| char::from(b'a' + (d - b'0')))
+        .collect();
+    format!("did:plc:acct{digits}")
+}
+
 fn signing_key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(Curve::K256, &[seed; 32]).unwrap()
 }
@@ -68,7 +77,7 @@ fn record(kind: &str, fields: Vec<(&str, Value)>) -> Vec<u8> {
 }
 
 fn build(n: usize, faults: &[(usize, Fault)]) -> Network {
-    let dids: Vec<String> = (0..n).map(|i| format!("did:plc:acct{i:020}")).collect();
+    let dids: Vec<String> = (0..n).map(did).collect();
     let mut accounts = Vec::new();
     for (i, did) in dids.iter().enumerate() {
         let fault = faults
@@ -416,8 +425,8 @@ async fn throughput() {
         account.records.clear();
         for r in 0..per_repo {
             let subject = format!(
-                "at://did:plc:acct{:020}/app.bsky.feed.post/3kpost{r:08}",
-                (i + 1) % repos
+                "at://{}/app.bsky.feed.post/3kpost{r:08}",
+                did((i + 1) % repos)
             );
             let bytes = record(
                 "app.bsky.feed.like",
