@@ -205,8 +205,8 @@ fn refusal(err: &(dyn std::error::Error + 'static)) -> Option<Refused> {
 }
 
 /// hyper's top-level error says little ("client error (Connect)"); the cause
-/// says what happened.
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// says what happened. Every HTTP client of the project reports errors this way.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

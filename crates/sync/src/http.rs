@@ -12,6 +12,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use skyhose_identity::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -120,17 +121,4 @@ impl HttpClient {
                 timeout: self.timeout,
             })?
     }
-}
-
-/// hyper's top-level error says little ("client error (Connect)"); the cause
-/// says what happened.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
