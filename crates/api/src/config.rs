@@ -13,6 +13,9 @@ pub struct ApiConfig {
     pub statement_timeout: Duration,
     /// Our DID: the `aud` a viewer's service-auth token must carry.
     pub service_did: String,
+    /// The key and public URL our DID document names; `None`: no document
+    /// is published (`/.well-known/did.json` answers 404).
+    pub service_identity: Option<crate::ServiceIdentity>,
     /// PLC directory used to resolve a viewer's `did:plc` document.
     pub plc_url: String,
     /// For tests only: lets viewers' DID documents come from loopback
@@ -64,6 +67,7 @@ impl ApiConfig {
             pool_size: default_pool_size(),
             statement_timeout: Duration::from_secs(5),
             service_did: "did:web:localhost".into(),
+            service_identity: None,
             plc_url: "https://plc.directory".into(),
             allow_loopback_identity: false,
             image_url_pattern: "https://cdn.bsky.app/img/{preset}/plain/{did}/{cid}@jpeg".into(),

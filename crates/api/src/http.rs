@@ -54,6 +54,7 @@ pub fn api_routes() -> Router<AppState> {
         .route("/", get(dashboard::page))
         .route("/stats.json", get(dashboard::stats))
         .route("/xrpc/_health", get(health))
+        .route("/.well-known/did.json", get(did_document))
         .route("/xrpc/{nsid}", get(xrpc))
         .route("/metrics", get(render_metrics))
 }
@@ -185,6 +186,24 @@ async fn health(State(state): State<AppState>) -> Response {
             ),
         )
             .into_response(),
+    }
+}
+
+/// Our DID document, for PDSes resolving a `did:web` service DID.
+async fn did_document(State(state): State<AppState>) -> Response {
+    match state
+        .config
+        .service_identity
+        .as_ref()
+        .and_then(|identity| identity.did_document())
+    {
+        Some(document) => Json(document).into_response(),
+        None => XrpcError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "this AppView publishes no DID document (it needs a did:web --service-did and a --service-key)",
+        )
+        .into_response(),
     }
 }
 

@@ -13,6 +13,7 @@ mod http;
 mod listener;
 mod params;
 mod routes;
+mod service;
 mod views;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use http::{
 pub use listener::Limits;
 pub use params::exercise_query;
 pub use routes::METHODS;
+pub use service::ServiceIdentity;
 
 /// Shared by every request.
 #[derive(Clone)]

@@ -2,6 +2,8 @@
 //! a did:web host on loopback whose document the test changes (key rotation,
 //! P-256 keys, a host that never answers).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -458,4 +460,41 @@ async fn a_burst_of_tokens_from_one_issuer_makes_one_fetch_and_failures_are_cach
         assert!(other.verify(&token, LXM).await.is_err());
     }
     assert_eq!(host.fetches(), 2, "the failure is cached");
+}
+
+#[tokio::test]
+async fn the_service_did_document_is_served_and_resolves() {
+    let signing = skyhose_proto::crypto::SigningKey::from_bytes(
+        skyhose_proto::crypto::Curve::K256,
+        &[0x33; 32],
+    )
+    .unwrap();
+    let mut did = String::new();
+    let server = common::Server::start(|api| {
+        did = format!("did:web:127.0.0.1%3A{}", api.listen.port());
+        api.service_did = did.clone();
+        api.service_identity = Some(skyhose_api::ServiceIdentity {
+            did: did.clone(),
+            key: signing.public_key(),
+            endpoint: format!("http://{}", api.listen),
+        });
+    })
+    .await;
+    // The same resolver a PDS-facing service uses; loopback allowed for the test.
+    let resolver = skyhose_identity::Resolver::new(IdentityConfig::loopback("http://127.0.0.1:1"));
+    let resolved = resolver.resolve_did(&did).await.expect("document resolves");
+    let doc = &resolved.document;
+    assert_eq!(doc.signing_key.as_ref(), Some(&signing.public_key()));
+    let appview = doc.services.get("bsky_appview").expect("#bsky_appview");
+    assert_eq!(appview.kind, "BskyAppView");
+    assert_eq!(appview.endpoint, server.url());
+    assert_eq!(
+        doc.services.get("bsky_notif").map(|s| s.kind.as_str()),
+        Some("BskyNotificationService")
+    );
+
+    // Without a key nothing is published.
+    let bare = common::Server::start(|_| {}).await;
+    let (status, body) = common::http_get(bare.addr, "/.well-known/did.json", None).await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
 }

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod config;
+mod service_key;
 mod services;
 
 use std::path::PathBuf;

@@ -124,6 +124,10 @@ fn malformed(reason: String) -> AuthError {
     AuthError::Malformed(reason)
 }
 
+/// The fragments of the services our DID document lists
+/// (`crate::service::did_document`): a token for one of them is for us.
+pub const SERVICE_IDS: [&str; 2] = ["bsky_appview", "bsky_notif"];
+
 /// What the claims must satisfy, besides the signature.
 pub struct Rules<'a> {
     pub service_did: &'a str,
@@ -136,9 +140,14 @@ pub struct Rules<'a> {
 /// Checks audience, lifetime, method and issuer; returns the issuer's DID
 /// (any `#service` fragment removed).
 pub fn check_claims(claims: &Claims, rules: &Rules<'_>) -> Result<String, AuthError> {
-    // `did#service_id` names one of our services: still us.
-    let aud_did = claims.aud.split('#').next().unwrap_or_default();
-    if aud_did != rules.service_did {
+    // `did#service_id` names one of the services our DID document lists:
+    // still us. Any other fragment is a service we do not run.
+    let (aud_did, service) = match claims.aud.split_once('#') {
+        Some((did, service)) => (did, Some(service)),
+        None => (claims.aud.as_str(), None),
+    };
+    let ours = service.is_none_or(|s| SERVICE_IDS.contains(&s));
+    if aud_did != rules.service_did || !ours {
         return Err(AuthError::Audience {
             got: claims.aud.chars().take(256).collect(),
             expected: rules.service_did.to_owned(),
@@ -252,6 +261,12 @@ mod tests {
         let aud_fragment =
             claims(&CLAIMS.replace("did:web:api.test", "did:web:api.test#bsky_appview"));
         assert!(check_claims(&aud_fragment, &rules(1500.0)).is_ok());
+        let notif = claims(&CLAIMS.replace("did:web:api.test", "did:web:api.test#bsky_notif"));
+        assert!(check_claims(&notif, &rules(1500.0)).is_ok());
+        let other_service =
+            claims(&CLAIMS.replace("did:web:api.test", "did:web:api.test#atproto_labeler"));
+        let err = check_claims(&other_service, &rules(1500.0)).unwrap_err();
+        assert_eq!(err.reason(), "audience");
 
         let mut r = rules(1500.0);
         r.lxm = "app.bsky.feed.getTimeline";

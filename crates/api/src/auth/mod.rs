@@ -12,6 +12,8 @@
 
 mod jwt;
 
+pub use jwt::SERVICE_IDS;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -262,7 +262,7 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     }
 
     let metrics = skyhose_api::install_metrics_recorder().map_err(anyhow::Error::msg)?;
-    let mut api_cfg = args.pipeline.api.config(&args.database_url);
+    let mut api_cfg = args.pipeline.api.config(&args.database_url)?;
     // The simulated network's viewers resolve through its own PLC directory.
     let sim_plc = match &sim_relay {
         Some(_) => {

@@ -13,9 +13,21 @@ pub struct ApiArgs {
     /// Address the XRPC API listens on; loopback unless you mean otherwise.
     #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
-    /// Our DID: the audience viewers' service-auth tokens must name.
+    /// Our DID: the audience viewers' service-auth tokens must name (bare,
+    /// or with `#bsky_appview` / `#bsky_notif`), and the DID PDSes are
+    /// configured with (`PDS_BSKY_APP_VIEW_DID`) to route their users to us.
     #[arg(long, env = "SERVICE_DID", default_value = "did:web:localhost")]
     pub service_did: String,
+    /// File with our signing key (hex secp256k1 secret, mode 0600), created
+    /// on first start. With a did:web --service-did, the DID document at
+    /// /.well-known/did.json names its public half; without this flag no
+    /// document is published.
+    #[arg(long, env = "SERVICE_KEY_FILE", value_name = "FILE")]
+    pub service_key: Option<std::path::PathBuf>,
+    /// URL PDSes reach this API at, named in our DID document (default:
+    /// https://<host> of a did:web --service-did).
+    #[arg(long, env = "PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub identity: IdentityArgs,
     /// Image URL pattern; `{preset}`, `{did}` and `{cid}` are replaced.
@@ -57,10 +69,12 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
-    pub fn config(&self, database_url: &str) -> ApiConfig {
+    /// The API's configuration; reads (or creates) the service key.
+    pub fn config(&self, database_url: &str) -> anyhow::Result<ApiConfig> {
         let mut config = ApiConfig::new(database_url);
         config.listen = self.listen;
         config.service_did = self.service_did.clone();
+        config.service_identity = self.service_identity()?;
         config.plc_url = self.identity.plc_url.clone();
         config.allow_loopback_identity = self.identity.allow_loopback_identity;
         config.image_url_pattern = self.image_url_pattern.clone();
@@ -72,7 +86,36 @@ impl ApiArgs {
         config.max_requests_per_address = self.max_requests_per_address;
         config.header_read_timeout = self.header_read_timeout;
         config.request_timeout = self.request_timeout;
-        config
+        Ok(config)
+    }
+
+    fn service_identity(&self) -> anyhow::Result<Option<skyhose_api::ServiceIdentity>> {
+        let Some(path) = &self.service_key else {
+            return Ok(None);
+        };
+        let endpoint = match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => crate::service_key::default_endpoint(&self.service_did).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--service-key needs --public-url: the service DID {} does not name a host",
+                    self.service_did
+                )
+            })?,
+        };
+        let (key, created) = crate::service_key::load_or_create(path)?;
+        let public = key.public_key();
+        if created {
+            tracing::info!(
+                path = %path.display(),
+                public_key = %public.to_did_key(),
+                "created a new service key"
+            );
+        }
+        Ok(Some(skyhose_api::ServiceIdentity {
+            did: self.service_did.clone(),
+            key: public,
+            endpoint,
+        }))
     }
 }
 
@@ -92,7 +135,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     skyhose_index::migrate(&migrate_pool).await?;
     drop(migrate_pool);
     let metrics = skyhose_api::install_metrics_recorder().map_err(anyhow::Error::msg)?;
-    let config = args.api.config(&args.database_url);
+    let config = args.api.config(&args.database_url)?;
     let pool = skyhose_api::connect_pool(&config)?;
     let token = CancellationToken::new();
     cancel_on_signal(token.clone());
