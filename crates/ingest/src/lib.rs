@@ -11,8 +11,8 @@ mod sink;
 
 pub use config::{IngestConfig, RelayClock};
 pub use entry::{
-    event_to_entry, event_to_entry_with, Compat, ConvertError, ConvertOptions, EntryKind,
-    StreamEntry,
+    event_to_entry, event_to_entry_with, resync_entry, Compat, ConvertError, ConvertOptions,
+    EntryKind, StreamEntry,
 };
 pub use run::{run, IngestError, IngestSummary};
 pub use tokio_util::sync::CancellationToken;

@@ -116,11 +116,26 @@ fn expected(seed: u64, total: u64) -> BTreeMap<i64, (String, serde_json::Value)>
                     Some(Value::Link(c)) => serde_json::json!(c.to_string()),
                     _ => serde_json::Value::Null,
                 };
-                (
-                    "commit",
-                    serde_json::json!({"repo": s("repo"), "ops": ops, "rev": s("rev"),
-                    "since": s("since"), "time": s("time"), "commit": commit}),
-                )
+                let prev_data = match body.get("prevData") {
+                    Some(Value::Link(c)) => serde_json::json!(c.to_string()),
+                    _ => serde_json::Value::Null,
+                };
+                let data_root = match body.get("commit") {
+                    Some(Value::Link(cid)) => blocks
+                        .iter()
+                        .find(|(c, _)| c == cid)
+                        .and_then(|(_, block)| skyhose_proto::repo::Commit::decode(block).ok())
+                        .map(|c| serde_json::json!(c.data.to_string()))
+                        .unwrap_or_default(),
+                    _ => serde_json::Value::Null,
+                };
+                let mut data = serde_json::json!({"repo": s("repo"), "ops": ops, "rev": s("rev"),
+                    "since": s("since"), "time": s("time"), "commit": commit,
+                    "prevData": prev_data, "data": data_root});
+                if body.get("tooBig") == Some(&Value::Bool(true)) {
+                    data["tooBig"] = serde_json::json!(true);
+                }
+                ("commit", data)
             }
             "#identity" => (
                 "identity",
