@@ -1,0 +1,343 @@
+//! Commit checks in the ingest loop, against the simulated relay, its PLC
+//! directory and the real Redis: commits that do not verify become resync
+//! requests, rotated keys are fetched again once, and relay order is kept
+//! while keys resolve concurrently.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use skyhose_identity::{IdentityConfig, KeyError, KeyFuture, KeySource, Resolver};
+use skyhose_ingest::{run, CancellationToken, IngestConfig, IngestSummary, VerifyConfig};
+use skyhose_proto::decode::{decode, Decoded};
+use skyhose_proto::frame::Event;
+use skyhose_proto::repo::verify_commit_event;
+use skyhose_sim::plc::{self, PlcConfig};
+use skyhose_sim::relay::{self, RelayConfig, RelayHandle};
+use skyhose_sim::{Network, NetworkFaults, SimConfig};
+
+use common::{redis, unique_prefix};
+
+fn sim(seed: u64, bad_signature: f64) -> SimConfig {
+    SimConfig {
+        seed,
+        accounts: 200,
+        // The directory knows the accounts of the network's start only.
+        join_probability: 0.0,
+        faults: NetworkFaults {
+            bad_signature,
+            ..NetworkFaults::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+async fn start_relay(sim: SimConfig, total: u64) -> RelayHandle {
+    let handle = relay::start(RelayConfig {
+        sim,
+        total: Some(total),
+        window: total as usize + 10,
+        ..RelayConfig::default()
+    })
+    .await
+    .expect("relay starts");
+    handle.wait_for_head(total as i64).await;
+    handle
+}
+
+async fn cleanup(prefix: &str) {
+    let mut conn = redis().await;
+    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap_or_default();
+    for key in keys {
+        let _: Result<(), _> = conn.del(&key).await;
+    }
+}
+
+/// Every entry: its seq, type and data.
+async fn read_all(stream: &str) -> Vec<(i64, String, serde_json::Value)> {
+    let mut conn = redis().await;
+    let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("xrange");
+    raw.into_iter()
+        .map(|(_, fields)| {
+            let field = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            (
+                field("seq").parse().expect("seq"),
+                field("type"),
+                serde_json::from_str(&field("data")).expect("data is JSON"),
+            )
+        })
+        .collect()
+}
+
+/// The sim's commits by seq: whether each verifies with its account's key,
+/// and its `prevData`.
+fn commits(sim: &SimConfig, total: u64) -> BTreeMap<i64, (String, bool, Option<String>)> {
+    let mut net = Network::new(sim.clone());
+    let mut out = BTreeMap::new();
+    for _ in 0..total {
+        let (seq, frame) = net.next_frame();
+        if let Ok(Decoded::Event(Event::Commit(c))) = decode(&frame) {
+            let key = plc::proto_signing_key(sim, &c.repo).public_key();
+            let good = verify_commit_event(&c, &key).is_ok();
+            out.insert(
+                seq,
+                (c.repo.clone(), good, c.prev_data.map(|p| p.to_string())),
+            );
+        }
+    }
+    out
+}
+
+fn config(prefix: &str, relay: &RelayHandle, keys: Arc<dyn KeySource>, total: u64) -> IngestConfig {
+    let mut verify = VerifyConfig::new(keys);
+    verify.max_in_flight = 64;
+    verify.key_retry_for = Duration::from_millis(400);
+    verify.key_retry_base = Duration::from_millis(20);
+    IngestConfig {
+        stop_after: Some(total),
+        verify: Some(verify),
+        ..common::config(prefix, relay.url())
+    }
+}
+
+async fn ingest(cfg: IngestConfig) -> IngestSummary {
+    tokio::time::timeout(Duration::from_secs(120), run(cfg, CancellationToken::new()))
+        .await
+        .expect("ingest finishes in time")
+        .expect("ingest succeeds")
+}
+
+fn assert_in_relay_order(entries: &[(i64, String, serde_json::Value)], total: u64) {
+    let seqs: Vec<i64> = entries.iter().map(|(seq, _, _)| *seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=total as i64).collect::<Vec<_>>(),
+        "one entry per event, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_commits_become_resync_requests() {
+    const N: u64 = 1500;
+    let sim = sim(21, 0.05);
+    let relay = start_relay(sim.clone(), N).await;
+    let directory = plc::start(PlcConfig {
+        sim: sim.clone(),
+        ..PlcConfig::default()
+    })
+    .await
+    .expect("directory starts");
+    let keys = Arc::new(Resolver::new(IdentityConfig::loopback(directory.url())));
+    let prefix = unique_prefix("verify-forged");
+    let cfg = config(&prefix, &relay, keys, N);
+    let summary = ingest(cfg.clone()).await;
+
+    let expected = commits(&sim, N);
+    let forged = expected.values().filter(|(_, good, _)| !good).count() as u64;
+    assert!(forged > 10, "the sim forged {forged} commits");
+    let entries = read_all(&cfg.stream_key).await;
+    assert_in_relay_order(&entries, N);
+    let mut resyncs = 0;
+    for (seq, kind, data) in &entries {
+        let Some((repo, good, prev_data)) = expected.get(seq) else {
+            assert_ne!(kind, "commit", "seq {seq} was not a commit");
+            assert!(data.get("reason").is_none(), "seq {seq}: {data}");
+            continue;
+        };
+        if *good {
+            assert_eq!(kind, "commit", "seq {seq}: {data}");
+            assert_eq!(data["prevData"].as_str(), prev_data.as_deref(), "seq {seq}");
+            assert!(data["data"].is_string(), "seq {seq}: {data}");
+        } else {
+            resyncs += 1;
+            assert_eq!(kind, "sync", "seq {seq}: {data}");
+            assert_eq!(data["reason"], "bad_signature", "seq {seq}");
+            assert_eq!(data["did"].as_str(), Some(repo.as_str()));
+            assert!(data["commit"].is_null());
+        }
+    }
+    assert_eq!(resyncs, forged);
+    assert_eq!(summary.commits_rejected, forged);
+    assert_eq!(
+        summary.commits_verified,
+        expected.len() as u64 - forged,
+        "every honest commit verified"
+    );
+    assert_eq!(summary.events_written, N);
+    relay.shutdown().await;
+    directory.shutdown().await;
+    cleanup(&prefix).await;
+}
+
+/// Keys of the sim's accounts; a DID not yet forgotten gets a stale key
+/// first, as a resolver would after the account rotated its key. With
+/// `rotates` false the stale key is all there is.
+struct StaleKeys {
+    sim: SimConfig,
+    rotates: bool,
+    forgotten: Mutex<HashSet<String>>,
+    lookups: AtomicU64,
+    forgets: AtomicU64,
+}
+
+impl StaleKeys {
+    fn new(sim: &SimConfig, rotates: bool) -> Self {
+        StaleKeys {
+            sim: sim.clone(),
+            rotates,
+            forgotten: Mutex::new(HashSet::new()),
+            lookups: AtomicU64::new(0),
+            forgets: AtomicU64::new(0),
+        }
+    }
+}
+
+impl KeySource for StaleKeys {
+    fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let fresh = self.rotates && self.forgotten.lock().unwrap().contains(did);
+        let sim = if fresh {
+            self.sim.clone()
+        } else {
+            SimConfig {
+                seed: self.sim.seed + 1000,
+                ..self.sim.clone()
+            }
+        };
+        let key = plc::proto_signing_key(&sim, did).public_key();
+        Box::pin(std::future::ready(Ok(key)))
+    }
+
+    fn forget(&self, did: &str) {
+        self.forgets.fetch_add(1, Ordering::Relaxed);
+        self.forgotten.lock().unwrap().insert(did.to_owned());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_signature_is_checked_again_once_with_a_fresh_key() {
+    const N: u64 = 600;
+    let sim = sim(22, 0.0);
+    let relay = start_relay(sim.clone(), N).await;
+    let commit_count = commits(&sim, N).len() as u64;
+
+    // The account rotated its key: the fresh one verifies.
+    let rotated = Arc::new(StaleKeys::new(&sim, true));
+    let prefix = unique_prefix("verify-rotated");
+    let summary = ingest(config(&prefix, &relay, rotated.clone(), N)).await;
+    assert_eq!(summary.commits_rejected, 0);
+    assert_eq!(summary.commits_verified, commit_count);
+    let forgets = rotated.forgets.load(Ordering::Relaxed);
+    assert!(
+        forgets > 0 && forgets <= commit_count,
+        "{forgets} keys forgotten"
+    );
+    cleanup(&prefix).await;
+
+    // The key never verifies: each commit asks twice, then is rejected.
+    let stale = Arc::new(StaleKeys::new(&sim, false));
+    let prefix = unique_prefix("verify-stale");
+    let cfg = config(&prefix, &relay, stale.clone(), N);
+    let summary = ingest(cfg.clone()).await;
+    assert_eq!(summary.commits_rejected, commit_count);
+    assert_eq!(stale.lookups.load(Ordering::Relaxed), 2 * commit_count);
+    assert_eq!(stale.forgets.load(Ordering::Relaxed), commit_count);
+    let entries = read_all(&cfg.stream_key).await;
+    assert!(entries.iter().all(|(_, kind, _)| kind != "commit"));
+    relay.shutdown().await;
+    cleanup(&prefix).await;
+}
+
+/// The sim's keys, each answered after a delay that differs by DID and
+/// lookup, and never for `unavailable` DIDs (a directory that keeps failing).
+struct SlowKeys {
+    sim: SimConfig,
+    unavailable: HashSet<String>,
+    lookups: AtomicU64,
+}
+
+impl KeySource for SlowKeys {
+    fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a> {
+        let n = self.lookups.fetch_add(1, Ordering::Relaxed);
+        let spread = did
+            .bytes()
+            .fold(n, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(spread % 15)).await;
+            if self.unavailable.contains(did) {
+                return Err(KeyError::Transient {
+                    did: did.to_owned(),
+                    problem: "directory answered 503".into(),
+                });
+            }
+            Ok(plc::proto_signing_key(&self.sim, did).public_key())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_order_is_kept_while_keys_resolve_concurrently() {
+    const N: u64 = 1200;
+    let sim = sim(23, 0.0);
+    let relay = start_relay(sim.clone(), N).await;
+    let expected = commits(&sim, N);
+    // Two accounts whose keys cannot be had: their commits become resync
+    // requests after the bounded retry, and the rest flows meanwhile.
+    let mut repos: Vec<&String> = expected.values().map(|(repo, _, _)| repo).collect();
+    repos.sort();
+    repos.dedup();
+    let unavailable: HashSet<String> = repos.iter().take(2).map(|r| (*r).clone()).collect();
+    let keys = Arc::new(SlowKeys {
+        sim: sim.clone(),
+        unavailable: unavailable.clone(),
+        lookups: AtomicU64::new(0),
+    });
+    let prefix = unique_prefix("verify-order");
+    let cfg = config(&prefix, &relay, keys, N);
+    let started = Instant::now();
+    let summary = ingest(cfg.clone()).await;
+    let elapsed = started.elapsed();
+
+    let entries = read_all(&cfg.stream_key).await;
+    assert_in_relay_order(&entries, N);
+    let mut unavailable_commits = 0;
+    for (seq, kind, data) in &entries {
+        let Some((repo, _, _)) = expected.get(seq) else {
+            continue;
+        };
+        if unavailable.contains(repo) {
+            unavailable_commits += 1;
+            assert_eq!(kind, "sync", "seq {seq}: {data}");
+            assert_eq!(data["reason"], "key_unavailable");
+        } else {
+            assert_eq!(kind, "commit", "seq {seq}: {data}");
+        }
+    }
+    assert!(unavailable_commits > 0);
+    assert_eq!(summary.commits_rejected, unavailable_commits);
+    assert_eq!(
+        summary.commits_verified,
+        expected.len() as u64 - unavailable_commits
+    );
+    // Each unavailable account held the relay back once, for its retry
+    // period, not once per commit.
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+    relay.shutdown().await;
+    cleanup(&prefix).await;
+}
