@@ -12,7 +12,7 @@ use skyhose_proto::frame::decode_frame_parts;
 use skyhose_sim::relay::{self, Faults, RelayConfig, RelayHandle};
 use skyhose_sim::{Network, SimConfig};
 
-use common::{redis, unique_prefix};
+use common::{cleanup, read_all, redis, unique_prefix, Entry};
 
 fn sim(seed: u64) -> SimConfig {
     SimConfig {
@@ -38,28 +38,6 @@ async fn start_relay(seed: u64, total: u64, faults: Faults) -> RelayHandle {
 
 fn config(prefix: &str, relay: &RelayHandle) -> IngestConfig {
     common::config(prefix, relay.url())
-}
-
-async fn cleanup(prefix: &str) {
-    let mut conn = redis().await;
-    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap_or_default();
-    for key in keys {
-        let _: Result<(), _> = conn.del(&key).await;
-    }
-}
-
-type Entry = (String, Vec<(String, String)>);
-
-async fn read_all(stream: &str) -> Vec<Entry> {
-    let mut conn = redis().await;
-    let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .expect("xrange");
-    raw
 }
 
 /// The data model value as JSON, written independently of the crate's writer.

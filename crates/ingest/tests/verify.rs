@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands;
 use skyhose_identity::{IdentityConfig, KeyError, KeyFuture, KeySource, Resolver};
 use skyhose_ingest::{run, CancellationToken, IngestConfig, IngestSummary, VerifyConfig};
 use skyhose_proto::decode::{decode, Decoded};
@@ -20,7 +19,7 @@ use skyhose_sim::plc::{self, PlcConfig};
 use skyhose_sim::relay::{self, RelayConfig, RelayHandle};
 use skyhose_sim::{Network, NetworkFaults, SimConfig};
 
-use common::{redis, unique_prefix};
+use common::{cleanup, read_all, unique_prefix};
 
 fn sim(seed: u64, bad_signature: f64) -> SimConfig {
     SimConfig {
@@ -49,25 +48,11 @@ async fn start_relay(sim: SimConfig, total: u64) -> RelayHandle {
     handle
 }
 
-async fn cleanup(prefix: &str) {
-    let mut conn = redis().await;
-    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap_or_default();
-    for key in keys {
-        let _: Result<(), _> = conn.del(&key).await;
-    }
-}
-
 /// Every entry: its seq, type and data.
-async fn read_all(stream: &str) -> Vec<(i64, String, serde_json::Value)> {
-    let mut conn = redis().await;
-    let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
+async fn entries(stream: &str) -> Vec<(i64, String, serde_json::Value)> {
+    read_all(stream)
         .await
-        .expect("xrange");
-    raw.into_iter()
+        .into_iter()
         .map(|(_, fields)| {
             let field = |name: &str| {
                 fields
@@ -151,7 +136,7 @@ async fn forged_commits_become_resync_requests() {
     let expected = commits(&sim, N);
     let forged = expected.values().filter(|(_, good, _)| !good).count() as u64;
     assert!(forged > 10, "the sim forged {forged} commits");
-    let entries = read_all(&cfg.stream_key).await;
+    let entries = entries(&cfg.stream_key).await;
     assert_in_relay_order(&entries, N);
     let mut resyncs = 0;
     for (seq, kind, data) in &entries {
@@ -258,7 +243,7 @@ async fn a_failing_signature_is_checked_again_once_with_a_fresh_key() {
     assert_eq!(summary.commits_rejected, commit_count);
     assert_eq!(stale.lookups.load(Ordering::Relaxed), 2 * commit_count);
     assert_eq!(stale.forgets.load(Ordering::Relaxed), commit_count);
-    let entries = read_all(&cfg.stream_key).await;
+    let entries = entries(&cfg.stream_key).await;
     assert!(entries.iter().all(|(_, kind, _)| kind != "commit"));
     relay.shutdown().await;
     cleanup(&prefix).await;
@@ -314,7 +299,7 @@ async fn relay_order_is_kept_while_keys_resolve_concurrently() {
     let summary = ingest(cfg.clone()).await;
     let elapsed = started.elapsed();
 
-    let entries = read_all(&cfg.stream_key).await;
+    let entries = entries(&cfg.stream_key).await;
     assert_in_relay_order(&entries, N);
     let mut unavailable_commits = 0;
     for (seq, kind, data) in &entries {
@@ -340,4 +325,51 @@ async fn relay_order_is_kept_while_keys_resolve_concurrently() {
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
     relay.shutdown().await;
     cleanup(&prefix).await;
+}
+
+/// Prints ingest's events/s over the simulated relay with the checks off and
+/// on (keys from the simulated directory through the resolver). Run with
+/// `--ignored --nocapture`; `VERIFY_BENCH_EVENTS` sets the event count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_with_and_without_checks() {
+    let total: u64 = std::env::var("VERIFY_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let sim = SimConfig {
+        accounts: 2000,
+        ..sim(24, 0.0)
+    };
+    let relay = start_relay(sim.clone(), total).await;
+    let directory = plc::start(PlcConfig {
+        sim: sim.clone(),
+        ..PlcConfig::default()
+    })
+    .await
+    .expect("directory starts");
+    for checked in [false, true, false, true] {
+        let prefix = unique_prefix("verify-bench");
+        let keys = Arc::new(Resolver::new(IdentityConfig::loopback(directory.url())));
+        let mut cfg = config(&prefix, &relay, keys, total);
+        cfg.batch_max = 1000;
+        cfg.max_stream_len = total * 2;
+        match &mut cfg.verify {
+            Some(verify) if checked => verify.max_in_flight = 512,
+            _ => cfg.verify = None,
+        }
+        let started = Instant::now();
+        let summary = ingest(cfg).await;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "checks {}: {} events in {secs:.2}s = {:.0} events/s ({} commits verified)",
+            if checked { "on " } else { "off" },
+            summary.events_written,
+            summary.events_written as f64 / secs,
+            summary.commits_verified
+        );
+        cleanup(&prefix).await;
+    }
+    relay.shutdown().await;
+    directory.shutdown().await;
 }
