@@ -348,6 +348,39 @@ async fn throughput_with_and_without_checks() {
     })
     .await
     .expect("directory starts");
+    // What one commit's checks cost on this build, without the loop.
+    let mut net = Network::new(sim.clone());
+    let sample: Vec<_> = (0..2000)
+        .filter_map(|_| match decode(&net.next_frame().1) {
+            Ok(Decoded::Event(Event::Commit(c))) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let keys: Vec<_> = sample
+        .iter()
+        .map(|c| plc::proto_signing_key(&sim, &c.repo).public_key())
+        .collect();
+    // CPU time, not wall time: the machine may be busy with other work.
+    let started = process_cpu_secs();
+    for (c, key) in sample.iter().zip(&keys) {
+        assert!(verify_commit_event(c, key).is_ok());
+    }
+    let full = (process_cpu_secs() - started) / sample.len() as f64;
+    let started = process_cpu_secs();
+    for (c, key) in sample.iter().zip(&keys) {
+        let block = skyhose_proto::car::find_block(&c.blocks, &c.commit)
+            .ok()
+            .flatten()
+            .expect("commit block");
+        let commit = skyhose_proto::repo::Commit::decode(block).expect("commit");
+        assert!(commit.verify(key));
+    }
+    let signature = (process_cpu_secs() - started) / sample.len() as f64;
+    println!(
+        "per commit (cpu): all checks {:.0} us, of which the signature {:.0} us",
+        full * 1e6,
+        signature * 1e6
+    );
     for checked in [false, true, false, true] {
         let prefix = unique_prefix("verify-bench");
         let keys = Arc::new(Resolver::new(IdentityConfig::loopback(directory.url())));
@@ -358,18 +391,33 @@ async fn throughput_with_and_without_checks() {
             Some(verify) if checked => verify.max_in_flight = 512,
             _ => cfg.verify = None,
         }
-        let started = Instant::now();
+        let (started, cpu_before) = (Instant::now(), process_cpu_secs());
         let summary = ingest(cfg).await;
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "checks {}: {} events in {secs:.2}s = {:.0} events/s ({} commits verified)",
+            "checks {}: {} events in {secs:.2}s = {:.0} events/s, {:.1} cpu-s in this process ({} commits verified)",
             if checked { "on " } else { "off" },
             summary.events_written,
             summary.events_written as f64 / secs,
+            process_cpu_secs() - cpu_before,
             summary.commits_verified
         );
         cleanup(&prefix).await;
     }
     relay.shutdown().await;
     directory.shutdown().await;
+}
+
+/// CPU time this process has used (user and system), from /proc.
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
