@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use skyhose_identity::{IdentityConfig, KeyError, KeyFuture, KeySource, Resolver};
-use skyhose_ingest::{run, CancellationToken, IngestConfig, IngestSummary, VerifyConfig};
+use skyhose_ingest::{run, CancellationToken, Compat, IngestConfig, IngestSummary, VerifyConfig};
 use skyhose_proto::decode::{decode, Decoded};
 use skyhose_proto::frame::Event;
 use skyhose_proto::repo::verify_commit_event;
@@ -136,10 +136,10 @@ async fn forged_commits_become_resync_requests() {
     let expected = commits(&sim, N);
     let forged = expected.values().filter(|(_, good, _)| !good).count() as u64;
     assert!(forged > 10, "the sim forged {forged} commits");
-    let entries = entries(&cfg.stream_key).await;
-    assert_in_relay_order(&entries, N);
+    let stream = entries(&cfg.stream_key).await;
+    assert_in_relay_order(&stream, N);
     let mut resyncs = 0;
-    for (seq, kind, data) in &entries {
+    for (seq, kind, data) in &stream {
         let Some((repo, good, prev_data)) = expected.get(seq) else {
             assert_ne!(kind, "commit", "seq {seq} was not a commit");
             assert!(data.get("reason").is_none(), "seq {seq}: {data}");
@@ -165,6 +165,37 @@ async fn forged_commits_become_resync_requests() {
         "every honest commit verified"
     );
     assert_eq!(summary.events_written, N);
+    cleanup(&prefix).await;
+
+    // For the seed system's readers, a rejected commit is only counted.
+    let prefix = unique_prefix("verify-forged-seed");
+    let keys = Arc::new(Resolver::new(IdentityConfig::loopback(directory.url())));
+    // Seed entries leave out `#sync` events and, here, the forged commits.
+    let mut net = Network::new(sim.clone());
+    let syncs = (0..N)
+        .filter(|_| {
+            matches!(
+                decode(&net.next_frame().1),
+                Ok(Decoded::Event(Event::Sync(_)))
+            )
+        })
+        .count() as u64;
+    let mut cfg = config(&prefix, &relay, keys, N - syncs - forged);
+    cfg.compat = Compat::Seed;
+    let summary = ingest(cfg.clone()).await;
+    let written = entries(&cfg.stream_key).await;
+    let last = written.last().map_or(0, |(seq, _, _)| *seq);
+    let forged_before_last = expected
+        .range(..=last)
+        .filter(|(_, (_, good, _))| !good)
+        .count() as u64;
+    assert_eq!(summary.commits_rejected, forged_before_last);
+    assert!(written.iter().all(|(_, kind, _)| kind != "sync"));
+    let commits_written = written
+        .iter()
+        .filter(|(_, kind, _)| kind == "commit")
+        .count();
+    assert_eq!(commits_written as u64, expected.len() as u64 - forged);
     relay.shutdown().await;
     directory.shutdown().await;
     cleanup(&prefix).await;
@@ -243,8 +274,8 @@ async fn a_failing_signature_is_checked_again_once_with_a_fresh_key() {
     assert_eq!(summary.commits_rejected, commit_count);
     assert_eq!(stale.lookups.load(Ordering::Relaxed), 2 * commit_count);
     assert_eq!(stale.forgets.load(Ordering::Relaxed), commit_count);
-    let entries = entries(&cfg.stream_key).await;
-    assert!(entries.iter().all(|(_, kind, _)| kind != "commit"));
+    let stream = entries(&cfg.stream_key).await;
+    assert!(stream.iter().all(|(_, kind, _)| kind != "commit"));
     relay.shutdown().await;
     cleanup(&prefix).await;
 }
@@ -299,10 +330,10 @@ async fn relay_order_is_kept_while_keys_resolve_concurrently() {
     let summary = ingest(cfg.clone()).await;
     let elapsed = started.elapsed();
 
-    let entries = entries(&cfg.stream_key).await;
-    assert_in_relay_order(&entries, N);
+    let stream = entries(&cfg.stream_key).await;
+    assert_in_relay_order(&stream, N);
     let mut unavailable_commits = 0;
-    for (seq, kind, data) in &entries {
+    for (seq, kind, data) in &stream {
         let Some((repo, _, _)) = expected.get(seq) else {
             continue;
         };
