@@ -417,7 +417,7 @@ fn commit_checks(args: &RunArgs, sim: bool) -> anyhow::Result<Option<VerifyConfi
         return Ok(None);
     }
     let keys: Arc<dyn KeySource> = match sim {
-        true => Arc::new(super::sim::SimKeys(sim_config(args))),
+        true => Arc::new(super::sim::SimKeys::new(sim_config(args))),
         false => Arc::new(skyhose_identity::Resolver::new(
             pipeline.api.identity.config()?,
         )),
