@@ -276,3 +276,32 @@ fn mint_token(sim: &SimConfig, args: &MintTokenArgs) -> anyhow::Result<()> {
     tracing::info!(did, aud = %args.aud, lxm = %args.lxm, "service-auth token minted");
     Ok(())
 }
+
+/// The simulated network's account keys, derived from its seed and each DID
+/// as its directory derives them. Unlike the directory, this also knows the
+/// accounts that join while the network runs, so `run --relay sim` checks
+/// every commit. Each key is derived once (a scalar multiplication).
+pub struct SimKeys {
+    sim: SimConfig,
+    derived: std::sync::Mutex<std::collections::HashMap<String, skyhose_proto::crypto::PublicKey>>,
+}
+
+impl SimKeys {
+    pub fn new(sim: SimConfig) -> Self {
+        SimKeys {
+            sim,
+            derived: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl skyhose_identity::KeySource for SimKeys {
+    fn key<'a>(&'a self, did: &'a str) -> skyhose_identity::KeyFuture<'a> {
+        let mut derived = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        let key = derived
+            .entry(did.to_owned())
+            .or_insert_with(|| plc::proto_signing_key(&self.sim, did).public_key())
+            .clone();
+        Box::pin(std::future::ready(Ok(key)))
+    }
+}

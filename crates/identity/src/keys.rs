@@ -1,6 +1,7 @@
-//! The account key a repo's commit must be signed with: the `#atproto` key
-//! of its DID document, from `skyhose_identity`'s resolver; [`KeySource`]
-//! lets tests put fixed keys in its place.
+//! The account key a repo's commits must be signed with: the `#atproto` key
+//! of its DID document, from the resolver. Backfill and the firehose's
+//! commit checks both take keys through [`KeySource`], which lets tests put
+//! fixed keys in its place.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,11 +24,15 @@ pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<PublicKey, KeyError>
 /// Where account keys come from.
 pub trait KeySource: Send + Sync {
     fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a>;
+
+    /// Drops what is remembered of `did`, so its next key is fetched again
+    /// (a signature that fails may mean the account rotated its key).
+    fn forget(&self, _did: &str) {}
 }
 
 /// Keys from the DID documents, through the one identity resolver (its
 /// cache, its single fetch per DID, and its guard against private hosts).
-impl KeySource for skyhose_identity::Resolver {
+impl KeySource for crate::Resolver {
     fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a> {
         Box::pin(async move {
             let resolved = self.resolve_did(did).await.map_err(|e| {
@@ -52,5 +57,9 @@ impl KeySource for skyhose_identity::Resolver {
                     problem: "DID document has no #atproto key".into(),
                 })
         })
+    }
+
+    fn forget(&self, did: &str) {
+        crate::Resolver::forget(self, did);
     }
 }
