@@ -66,6 +66,9 @@ pub struct Backfill {
     keys: Arc<dyn KeySource>,
     batcher: Batcher,
     load_clock: Arc<LoadClock>,
+    /// Verifications running at once: one per core. More only adds
+    /// threads, each with its own allocator heap, and no speed.
+    verifying: tokio::sync::Semaphore,
     limits: RepoLimits,
     counters: Counters,
     listing_done: AtomicBool,
@@ -113,6 +116,9 @@ impl Backfill {
             keys,
             batcher,
             load_clock,
+            verifying: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
             limits,
             counters: Counters::default(),
             listing_done: AtomicBool::new(false),
@@ -385,6 +391,12 @@ impl Backfill {
         let did = claim.did.clone();
         let limits = self.limits.clone();
         // Hashing and signature checks are CPU work: off the runtime's threads.
+        let permit = self.verifying.acquire().await.map_err(|e| {
+            Outcome::Failure(Failure::Transient {
+                reason: "verify_task",
+                error: e.to_string(),
+            })
+        })?;
         let (state, clock) =
             tokio::task::spawn_blocking(move || verified_state(&car, &did, &key, &limits))
                 .await
@@ -400,6 +412,7 @@ impl Backfill {
         self.counters
             .json_nanos
             .fetch_add(clock.json.as_nanos() as u64, Ordering::Relaxed);
+        drop(permit);
         let records = state.records.len() as u64;
         let rev = state.rev.clone();
         let report = self.batcher.load(state).await.map_err(Outcome::Database)?;
