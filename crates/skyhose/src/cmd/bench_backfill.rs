@@ -409,6 +409,6 @@ async fn disk(pool: &skyhose_index::Pool) -> anyhow::Result<Disk> {
         disk.tables
             .push((row.col("name", "a table's name")?, heap + toast + indexes));
     }
-    disk.tables.sort_by(|a, b| b.1.cmp(&a.1));
+    disk.tables.sort_by_key(|t| std::cmp::Reverse(t.1));
     Ok(disk)
 }
