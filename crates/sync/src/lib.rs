@@ -6,6 +6,7 @@
 //! HTTP, read the firehose, or write index rows itself: rows are written
 //! by `skyhose_index::RepoLoader`, with the index's own rules.
 
+mod batch;
 mod fetch;
 mod hosts;
 mod http;
@@ -14,8 +15,9 @@ mod run;
 
 use std::time::Duration;
 
+pub use batch::BatchConfig;
 pub use queue::{Queue, Status};
-pub use run::{run, Backfill, BackfillSummary};
+pub use run::{run, Backfill, BackfillSummary, Timings};
 pub use skyhose_identity::{KeyError, KeySource};
 pub use tokio_util::sync::CancellationToken;
 
@@ -33,6 +35,8 @@ pub enum SyncError {
     Index(#[from] skyhose_index::IndexError),
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    #[error("loading a batch of repos: {0}")]
+    Load(String),
     #[error("invalid configuration: {0}")]
     Config(String),
 }
@@ -63,6 +67,8 @@ pub struct BackfillConfig {
     pub concurrency: usize,
     /// Requests in flight to one host.
     pub per_host: usize,
+    /// How verified repos are gathered into load transactions.
+    pub batch: BatchConfig,
     pub request_timeout: Duration,
     /// Largest repo CAR accepted.
     pub max_repo_bytes: usize,
@@ -89,6 +95,7 @@ impl BackfillConfig {
             identity,
             concurrency: 8,
             per_host: 4,
+            batch: BatchConfig::default(),
             request_timeout: Duration::from_secs(120),
             // The largest repos of the network are a few hundred MB.
             max_repo_bytes: 1 << 30,

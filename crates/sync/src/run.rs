@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
 use skyhose_identity::{KeyError, KeySource};
 use skyhose_index::{RepoLoader, RepoRecord, RepoState};
 use skyhose_proto::repo::{read_repo, RepoLimits};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::batch::{Batcher, LoadClock};
 use crate::fetch::{self, Failure};
 use crate::hosts::Hosts;
 use crate::http::HttpClient;
@@ -26,6 +26,24 @@ pub struct BackfillSummary {
     pub repos_failed: u64,
     pub records: u64,
     pub bytes: u64,
+    /// Where the time went, summed over the tasks.
+    pub timings: Timings,
+}
+
+/// Time spent in each step, summed over the tasks that ran it at once (so
+/// the sum can exceed the run's wall time).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Timings {
+    /// Waiting for `getRepo` answers, bodies included.
+    pub fetch: Duration,
+    /// `read_repo`: the CAR, the MST, record CIDs and the signature.
+    pub verify: Duration,
+    /// Record blocks written as data-model JSON.
+    pub json: Duration,
+    /// Load transactions, from taking a connection to the commit.
+    pub load: Duration,
+    /// Load transactions run.
+    pub batches: u64,
 }
 
 #[derive(Default)]
@@ -34,6 +52,9 @@ struct Counters {
     failed: AtomicU64,
     records: AtomicU64,
     bytes: AtomicU64,
+    fetch_nanos: AtomicU64,
+    verify_nanos: AtomicU64,
+    json_nanos: AtomicU64,
 }
 
 /// A running backfill: shared by its tasks, and by a live index that
@@ -41,10 +62,13 @@ struct Counters {
 pub struct Backfill {
     config: BackfillConfig,
     queue: Queue,
-    pool: Pool,
     hosts: Arc<Hosts>,
     keys: Arc<dyn KeySource>,
-    loader: RepoLoader,
+    batcher: Batcher,
+    load_clock: Arc<LoadClock>,
+    /// Verifications running at once: one per core. More only adds
+    /// threads, each with its own allocator heap, and no speed.
+    verifying: tokio::sync::Semaphore,
     limits: RepoLimits,
     counters: Counters,
     listing_done: AtomicBool,
@@ -66,7 +90,10 @@ impl Backfill {
             ));
         }
         skyhose_index::ensure_database(&config.database_url).await?;
-        let pool = skyhose_index::connect_pool(&config.database_url, config.concurrency + 2)?;
+        let pool = skyhose_index::connect_pool(
+            &config.database_url,
+            config.concurrency + config.batch.loaders + 2,
+        )?;
         skyhose_index::migrate(&pool).await?;
         let http = HttpClient::new(config.request_timeout, config.max_repo_bytes)?;
         let hosts = Arc::new(Hosts::new(http, config.per_host));
@@ -76,12 +103,22 @@ impl Backfill {
             max_car_bytes: config.max_repo_bytes,
             ..RepoLimits::default()
         };
+        let load_clock = Arc::new(LoadClock::default());
+        let batcher = Batcher::start(
+            config.batch,
+            pool.clone(),
+            Arc::new(RepoLoader::default()),
+            load_clock.clone(),
+        );
         Ok(Arc::new(Backfill {
             queue: Queue::new(pool.clone()),
-            pool,
             hosts,
             keys,
-            loader: RepoLoader::default(),
+            batcher,
+            load_clock,
+            verifying: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
             limits,
             counters: Counters::default(),
             listing_done: AtomicBool::new(false),
@@ -173,6 +210,13 @@ impl Backfill {
             repos_failed: self.counters.failed.load(Ordering::Relaxed),
             records: self.counters.records.load(Ordering::Relaxed),
             bytes: self.counters.bytes.load(Ordering::Relaxed),
+            timings: Timings {
+                fetch: nanos(&self.counters.fetch_nanos),
+                verify: nanos(&self.counters.verify_nanos),
+                json: nanos(&self.counters.json_nanos),
+                load: nanos(&self.load_clock.nanos),
+                batches: self.load_clock.batches.load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -338,37 +382,42 @@ impl Backfill {
                 }))
             }
         };
+        let fetching = Instant::now();
         let car = fetch::get_repo(&self.hosts, &claim.host, &claim.did)
             .await
             .map_err(Outcome::Failure)?;
+        add_nanos(&self.counters.fetch_nanos, fetching);
         let bytes = car.len() as u64;
         let did = claim.did.clone();
         let limits = self.limits.clone();
         // Hashing and signature checks are CPU work: off the runtime's threads.
-        let state = tokio::task::spawn_blocking(move || verified_state(&car, &did, &key, &limits))
-            .await
-            .map_err(|e| {
-                Outcome::Failure(Failure::Transient {
-                    reason: "verify_task",
-                    error: e.to_string(),
-                })
-            })??;
+        let permit = self.verifying.acquire().await.map_err(|e| {
+            Outcome::Failure(Failure::Transient {
+                reason: "verify_task",
+                error: e.to_string(),
+            })
+        })?;
+        let (state, clock) =
+            tokio::task::spawn_blocking(move || verified_state(&car, &did, &key, &limits))
+                .await
+                .map_err(|e| {
+                    Outcome::Failure(Failure::Transient {
+                        reason: "verify_task",
+                        error: e.to_string(),
+                    })
+                })??;
+        self.counters
+            .verify_nanos
+            .fetch_add(clock.verify.as_nanos() as u64, Ordering::Relaxed);
+        self.counters
+            .json_nanos
+            .fetch_add(clock.json.as_nanos() as u64, Ordering::Relaxed);
+        drop(permit);
         let records = state.records.len() as u64;
         let rev = state.rev.clone();
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| Outcome::Database(SyncError::Pool(e.to_string())))?;
-        let loaded = self
-            .loader
-            .load(&mut client, std::slice::from_ref(&state))
-            .await
-            .map_err(|e| Outcome::Database(e.into()))?;
-        for report in &loaded {
-            for (path, problem) in &report.rejected {
-                warn!(did = report.did, path, problem, "record not indexed");
-            }
+        let report = self.batcher.load(state).await.map_err(Outcome::Database)?;
+        for (path, problem) in &report.rejected {
+            warn!(did = report.did, path, problem, "record not indexed");
         }
         Ok(Loaded {
             rev,
@@ -426,17 +475,33 @@ impl From<Failure> for Outcome {
     }
 }
 
+/// How long one repo's verification and JSON writing took.
+struct VerifyClock {
+    verify: Duration,
+    json: Duration,
+}
+
+fn nanos(counter: &AtomicU64) -> Duration {
+    Duration::from_nanos(counter.load(Ordering::Relaxed))
+}
+
+fn add_nanos(counter: &AtomicU64, since: Instant) {
+    counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+}
+
 /// The repo verified and its records written as the index stores them.
 fn verified_state(
     car: &[u8],
     did: &str,
     key: &skyhose_proto::crypto::PublicKey,
     limits: &RepoLimits,
-) -> Result<RepoState, Failure> {
+) -> Result<(RepoState, VerifyClock), Failure> {
+    let started = Instant::now();
     let repo = read_repo(car, did, Some(key), limits).map_err(|err| Failure::Permanent {
         reason: err.reason(),
         error: err.to_string(),
     })?;
+    let verified = Instant::now();
     let mut records = Vec::with_capacity(repo.records.len());
     for record in repo.records {
         let mut json = String::with_capacity(record.block.len() * 2);
@@ -459,11 +524,18 @@ fn verified_state(
             }
         }
     }
-    Ok(RepoState {
-        did: did.to_owned(),
-        rev: repo.commit.rev,
-        records,
-    })
+    let clock = VerifyClock {
+        verify: verified.duration_since(started),
+        json: verified.elapsed(),
+    };
+    Ok((
+        RepoState {
+            did: did.to_owned(),
+            rev: repo.commit.rev,
+            records,
+        },
+        clock,
+    ))
 }
 
 /// Delay before attempt `attempts + 1`: 2, 4, 8 ... seconds, at most 5 minutes.

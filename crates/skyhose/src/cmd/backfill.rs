@@ -68,6 +68,20 @@ pub struct BackfillRunArgs {
     /// How often the progress line is printed.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub log_every: Duration,
+    /// Verified repos are loaded together, one transaction per batch; a
+    /// batch is loaded once it holds this many records.
+    #[arg(long, default_value_t = skyhose_sync::BatchConfig::default().max_records)]
+    pub batch_records: usize,
+    /// A batch is loaded at most this long after its first repo was verified.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    pub batch_linger: Duration,
+    /// Batches loaded at once, each on its own connection.
+    #[arg(long, default_value_t = skyhose_sync::BatchConfig::default().loaders)]
+    pub load_tasks: usize,
+    /// Print the run's summary (counts and where the time went) as one
+    /// JSON line on stdout when it ends.
+    #[arg(long)]
+    pub summary_json: bool,
 }
 
 impl BackfillRunArgs {
@@ -83,6 +97,11 @@ impl BackfillRunArgs {
         cfg.max_attempts = self.max_attempts;
         cfg.reclaim_after = self.reclaim_after;
         cfg.log_every = self.log_every;
+        cfg.batch = skyhose_sync::BatchConfig {
+            max_records: self.batch_records.max(1),
+            linger: self.batch_linger,
+            loaders: self.load_tasks.max(1),
+        };
         cfg.exit_when_drained = true;
         Ok(cfg)
     }
@@ -105,6 +124,23 @@ async fn backfill(args: BackfillRunArgs) -> anyhow::Result<()> {
         .await
         .context("backfilling")?;
     tracing::info!(?summary, "backfill finished");
+    if args.summary_json {
+        let t = &summary.timings;
+        println!(
+            "{}",
+            serde_json::json!({
+                "repos_done": summary.repos_done,
+                "repos_failed": summary.repos_failed,
+                "records": summary.records,
+                "bytes": summary.bytes,
+                "fetch_secs": t.fetch.as_secs_f64(),
+                "verify_secs": t.verify.as_secs_f64(),
+                "json_secs": t.json.as_secs_f64(),
+                "load_secs": t.load.as_secs_f64(),
+                "batches": t.batches,
+            })
+        );
+    }
     Ok(())
 }
 

@@ -27,6 +27,10 @@ pub enum BenchStage {
     /// Build (or reuse) an index of simulated events, serve it in this process
     /// and load getProfile, getAuthorFeed, getPostThread and searchPosts.
     Api(super::bench_api::BenchApiArgs),
+    /// Serve a simulated network with history from simulated repo hosts and
+    /// time `skyhose backfill` (a child process) loading it into a fresh
+    /// database, fully verified.
+    Backfill(super::bench_backfill::BenchBackfillArgs),
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +68,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchStage::Ingest(args) => ingest(args).await,
         BenchStage::Index(args) => super::bench_index::index(args).await,
         BenchStage::Api(args) => super::bench_api::api(args).await,
+        BenchStage::Backfill(args) => super::bench_backfill::backfill(args).await,
     }
 }
 

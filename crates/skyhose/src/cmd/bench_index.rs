@@ -346,22 +346,25 @@ async fn run_child(args: &BenchIndexArgs, run: Run<'_>) -> anyhow::Result<Outcom
 /// The CPU time of the PostgreSQL backends connected to one database, read
 /// from /proc while they live (a backend's time is gone once it exits, so
 /// the last reading of each is kept).
-struct Backends {
+pub(super) struct Backends {
     pool: Option<skyhose_index::Pool>,
     latest: HashMap<i32, Duration>,
+    /// The largest peak resident set of one backend, in kB.
+    peak_rss_kb: u64,
     unreadable: bool,
 }
 
 impl Backends {
-    fn watch(database_url: &str) -> Self {
+    pub(super) fn watch(database_url: &str) -> Self {
         Backends {
             pool: skyhose_index::connect_pool(database_url, 1).ok(),
             latest: HashMap::new(),
+            peak_rss_kb: 0,
             unreadable: false,
         }
     }
 
-    async fn sample(&mut self) {
+    pub(super) async fn sample(&mut self) {
         let Some(pool) = &self.pool else { return };
         let Ok(client) = pool.get().await else { return };
         let Ok(rows) = client
@@ -382,13 +385,18 @@ impl Backends {
             match u32::try_from(pid).ok().and_then(sample) {
                 Some(s) => {
                     self.latest.insert(pid, s.cpu);
+                    self.peak_rss_kb = self.peak_rss_kb.max(s.peak_rss_kb);
                 }
                 None => self.unreadable = true,
             }
         }
     }
 
-    fn total(&self) -> Option<Duration> {
+    pub(super) fn total(&self) -> Option<Duration> {
         (!self.unreadable && !self.latest.is_empty()).then(|| self.latest.values().sum())
+    }
+
+    pub(super) fn peak_rss_kb(&self) -> Option<u64> {
+        (!self.unreadable && self.peak_rss_kb > 0).then_some(self.peak_rss_kb)
     }
 }

@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod bench;
 pub mod bench_api;
+pub mod bench_backfill;
 pub mod bench_index;
 pub mod config;
 pub mod faults;
