@@ -21,12 +21,18 @@ pub enum KeyError {
 
 pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<PublicKey, KeyError>> + Send + 'a>>;
 
+/// A key fetched less than this long ago is not fetched again when a
+/// signature fails with it: a rotation is picked up within this delay.
+pub const KEY_REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where account keys come from.
 pub trait KeySource: Send + Sync {
     fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a>;
 
     /// Drops what is remembered of `did`, so its next key is fetched again
-    /// (a signature that fails may mean the account rotated its key).
+    /// (a signature that fails may mean the account rotated its key). A
+    /// source may keep a key it fetched moments ago, so that forged
+    /// signatures cannot drive fetches.
     fn forget(&self, _did: &str) {}
 }
 
@@ -60,6 +66,6 @@ impl KeySource for crate::Resolver {
     }
 
     fn forget(&self, did: &str) {
-        crate::Resolver::forget(self, did);
+        self.refresh_if_older(did, KEY_REFRESH_AFTER);
     }
 }

@@ -245,6 +245,17 @@ impl Resolver {
         self.documents.remove(did);
     }
 
+    /// Drops `did`'s cached document only if it was fetched at least
+    /// `min_age` ago (a cached failure always goes). A signature that fails
+    /// may mean a rotated key, but forged signatures must not make us fetch
+    /// the same document again and again.
+    pub fn refresh_if_older(&self, did: &str, min_age: Duration) {
+        match self.documents.get(did) {
+            Some((Ok(_), age)) if age < min_age => {}
+            _ => self.documents.remove(did),
+        }
+    }
+
     async fn fetch_document(&self, did: &str) -> Cached {
         let result: Cached = async {
             let url = document::document_url(did, &self.config.plc_url, &self.fetcher.policy())?;
