@@ -5,11 +5,17 @@
 //   dids.json        the PLC's DID documents of every account
 //   fixtures/*.json  per method: each request (parameters, viewer) and the
 //                    official AppView's status and body
+//   pds/             what the PDS serves a backfill at the end: listRepos
+//                    pages, each account's getRepo CAR (repos/<did>.car, or
+//                    the error in repos.json) and each handle's
+//                    /.well-known/atproto-did answer
 // into the directory given as the first argument. Answers are stored as
 // received; the test normalises both sides with one rule set.
 import { mkdir, writeFile } from 'node:fs/promises'
+import http from 'node:http'
 import path from 'node:path'
 import { TestNetwork } from '@atproto/dev-env'
+import sharp from 'sharp'
 
 const out = process.argv[2]
 if (!out) throw new Error('usage: record.mjs OUTPUT_DIR')
@@ -47,10 +53,41 @@ async function record(network) {
       .then((r) => r.data)
   const now = () => new Date().toISOString()
 
-  await sc.createProfile(alice, 'Alice', 'first account')
-  await sc.createProfile(bob, 'Bob', '')
-  await sc.createProfile(carol, 'Carol', 'self-labelled profile', ['!no-unauthenticated'])
-  // dan and eve have no profile record.
+  const del = (by, uri) =>
+    agent.com.atproto.repo.deleteRecord(
+      { repo: by, collection: uri.collection, rkey: uri.rkey },
+      { headers: sc.getHeaders(by), encoding: 'application/json' },
+    )
+  // A small JPEG made here: dev-env's seed avatar is not in its npm package.
+  const image = async (by, colour) => {
+    const bytes = await sharp({
+      create: { width: 8, height: 8, channels: 3, background: colour },
+    }).jpeg().toBuffer()
+    const res = await agent.com.atproto.repo.uploadBlob(bytes, {
+      headers: sc.getHeaders(by),
+      encoding: 'image/jpeg',
+    })
+    return res.data.blob
+  }
+  const profile = async (by, displayName, description, selfLabels, avatar) =>
+    sc.updateProfile(by, {
+      $type: 'app.bsky.actor.profile',
+      displayName,
+      description,
+      avatar,
+      labels: selfLabels && {
+        $type: 'com.atproto.label.defs#selfLabels',
+        values: selfLabels.map((val) => ({ val })),
+      },
+      createdAt: now(),
+    })
+
+  await profile(alice, 'Alice', 'first account', undefined, await image(alice, '#c03'))
+  await profile(bob, 'Bob', '')
+  await profile(carol, 'Carol', 'self-labelled profile', ['!no-unauthenticated'])
+  // dan's profile is deleted again; eve never has one.
+  await profile(dan, 'Dan', 'short-lived profile')
+  await del(dan, { collection: 'app.bsky.actor.profile', rkey: 'self' })
 
   for (const [from, to] of [
     [alice, bob], [alice, carol], [bob, alice], [bob, carol], [carol, alice],
@@ -95,6 +132,9 @@ async function record(network) {
     ties.push(await sc.post(eve, text, undefined, undefined, undefined, { createdAt: tie }))
   }
   const fredPost = await sc.post(fred, 'fred was here')
+  const withImage = await sc.post(alice, 'a picture', undefined, [
+    { image: await image(alice, '#0a6'), alt: 'a green square' },
+  ])
 
   for (const [by, subject] of [
     [bob, p1], [carol, p1], [dan, p1], [eve, p1], [alice, p3], [carol, q1], [alice, r1],
@@ -120,6 +160,33 @@ async function record(network) {
   const feed = await sc.createFeedGen(alice, alice, 'alice feed')
   const pack = await sc.createStarterPack(alice, 'alice pack', [bob, carol], [feed.uriStr])
 
+  // A record of each kind that is deleted again.
+  const goneFollow = await sc.follow(eve, bob)
+  await sc.unfollow(eve, bob)
+  const goneLike = await sc.like(dan, q1.ref)
+  await del(dan, goneLike)
+  const goneRepost = await sc.repost(carol, p3.ref)
+  await del(carol, goneRepost.uri)
+  await sc.block(dan, carol)
+  await sc.unblock(dan, carol)
+  await sc.addToList(alice, dan, friends)
+  await sc.rmFromList(alice, dan, friends)
+  const goneList = await sc.createList(alice, 'short-lived', 'curate')
+  await del(alice, goneList.uri)
+  const goneFeed = await sc.createFeedGen(bob, bob, 'bob feed')
+  await del(bob, goneFeed.uri)
+  const gonePack = await sc.createStarterPack(bob, 'bob pack', [alice], [])
+  await del(bob, gonePack.uri)
+  await put(bob, 'app.bsky.feed.threadgate', { post: p3.ref.uriStr, allow: [], createdAt: now() }, p3.ref.uri.rkey)
+  await del(bob, { collection: 'app.bsky.feed.threadgate', rkey: p3.ref.uri.rkey })
+  void goneFollow
+
+  // A profile edit, a handle change, and an #identity without a handle
+  // (what the PDS's publish-identity script and PLC operations send).
+  await profile(alice, 'Alice A.', 'first account, edited', undefined, sc.profiles[alice].avatar)
+  await sc.updateHandle(eve, 'eve2.test')
+  await network.pds.ctx.sequencer.sequenceIdentity(dan)
+
   await network.processAll()
   await agent.com.atproto.admin.deleteAccount(
     { did: fred },
@@ -137,7 +204,16 @@ async function record(network) {
     const res = await fetch(`${network.plc.url}/${did[name]}`)
     docs[name] = { did: did[name], status: res.status, document: await res.json() }
   }
+  // The PDS's other accounts (dev-env's service accounts), by DID.
+  const listed = await agent.com.atproto.sync.listRepos({ limit: 100 })
+  for (const { did: other } of listed.data.repos) {
+    if (Object.values(did).includes(other)) continue
+    const res = await fetch(`${network.plc.url}/${other}`)
+    docs[other] = { did: other, status: res.status, document: await res.json() }
+  }
   await writeFile(path.join(out, 'dids.json'), JSON.stringify(docs, null, 1) + '\n')
+  await recordPds(network, path.join(out, 'pds'), [fred],
+    [...names.map((n) => `${n}.test`), 'eve2.test', 'nobody.test'])
 
   // ---- requests ----
   const fixtures = new Map()
@@ -173,8 +249,10 @@ async function record(network) {
   const answers = new Map()
   const everyone = [alice, bob, carol, dan, eve, fred]
   const allPosts = [p1, p2, p3, labelled, q1, qDeleted, qDetached, r1, r2, r3, r4,
-    gatedReply, gatedOut, ...ties, fredPost].map((p) => p.ref.uriStr)
-  const views = [['anon', undefined], ['alice', alice], ['dan', dan]]
+    gatedReply, gatedOut, ...ties, fredPost, withImage].map((p) => p.ref.uriStr)
+  // Every read as nobody and as alice; dan (blocked by eve, outside alice's
+  // threadgate) for the answers a viewer changes, to keep fixtures small.
+  const views = [['anon', undefined], ['alice', alice]]
 
   // A listing paged through 2 at a time, as `viewer`.
   const paged = async (method, id, params, viewer, pages = 3) => {
@@ -235,13 +313,30 @@ async function record(network) {
     await ask('app.bsky.labeler.getServices', `alice detailed as ${vn}`, [['dids', alice], ['detailed', 'true']], v)
     await ask('com.atproto.identity.resolveHandle', `alice as ${vn}`, [['handle', 'alice.test']], v)
     await ask('com.atproto.identity.resolveHandle', `unknown as ${vn}`, [['handle', 'nobody.test']], v)
+    for (const handle of ['dan.test', 'eve.test', 'eve2.test', 'fred.test']) {
+      await ask('com.atproto.identity.resolveHandle', `${handle} as ${vn}`, [['handle', handle]], v)
+    }
     await ask('com.atproto.repo.getRecord', `p1 as ${vn}`, [['repo', alice], ['collection', 'app.bsky.feed.post'], ['rkey', p1.ref.uri.rkey]], v)
     await ask('com.atproto.repo.getRecord', `profile by handle as ${vn}`, [['repo', 'alice.test'], ['collection', 'app.bsky.actor.profile'], ['rkey', 'self']], v)
     await ask('com.atproto.repo.getRecord', `deleted as ${vn}`, [['repo', carol], ['collection', 'app.bsky.feed.post'], ['rkey', doomed.ref.uri.rkey]], v)
   }
 
+  {
+    const [vn, v] = ['dan', dan]
+    for (const name of ['alice', 'carol', 'eve']) await ask(A + 'getProfile', `${name} as ${vn}`, [['actor', did[name]]], v)
+    await ask(A + 'getProfiles', `everyone as ${vn}`, everyone.map((d) => ['actors', d]), v)
+    await ask(F + 'getPosts', `all posts as ${vn}`, allPosts.map((u) => ['uris', u]), v)
+    for (const name of ['alice', 'eve']) await ask(F + 'getAuthorFeed', `${name} as ${vn}`, [['actor', did[name]]], v)
+    for (const [pn, p] of [['p1', p1], ['p2', p2], ['qDeleted', qDeleted]]) {
+      await ask(F + 'getPostThread', `${pn} as ${vn}`, [['uri', p.ref.uriStr]], v)
+    }
+    await ask(G + 'getRelationships', `eve as ${vn}`, [['actor', eve], ...everyone.map((d) => ['others', d])], v)
+    await ask(G + 'getFollowers', `alice as ${vn}`, [['actor', alice]], v)
+    await ask(G + 'getList', `modlist as ${vn}`, [['list', modlist.uriStr]], v)
+  }
+
   // Viewer-only methods, as several viewers.
-  for (const [vn, v] of views) {
+  for (const [vn, v] of [...views, ['dan', dan]]) {
     await ask(F + 'getActorLikes', `alice as ${vn}`, [['actor', alice]], v)
     await ask(F + 'getTimeline', `as ${vn}`, [], v)
     await ask('app.bsky.notification.listNotifications', `as ${vn}`, [], v)
@@ -272,9 +367,11 @@ async function record(network) {
   await ask(G + 'getList', 'unknown list', [['list', `at://${alice}/app.bsky.graph.list/nope`]], undefined)
 
   for (const [method, requests] of fixtures) {
+    // One request a line: compact, and still diffs request by request.
+    const lines = requests.map((r) => JSON.stringify(r)).join(',\n')
     await writeFile(
       path.join(out, 'fixtures', `${method}.json`),
-      JSON.stringify({ method, requests }, null, 1) + '\n',
+      `{"method":${JSON.stringify(method)},"requests":[\n${lines}\n]}\n`,
     )
   }
   console.log(`recorded ${[...fixtures.values()].reduce((n, r) => n + r.length, 0)} requests to ${fixtures.size} methods`)
@@ -315,3 +412,57 @@ async function captureFrames(network, file) {
   console.log(`captured ${frames.length} frames`)
 }
 
+
+// What a backfill of this PDS reads: listRepos two at a time, each repo's
+// CAR, and the handles' /.well-known/atproto-did answers (the PDS answers by
+// the request's Host, which fetch does not let a caller set).
+async function recordPds(network, dir, gone, handles) {
+  await mkdir(path.join(dir, 'repos'), { recursive: true })
+  const base = network.pds.url
+  const pages = []
+  let cursor
+  for (;;) {
+    const qs = new URLSearchParams({ limit: '2' })
+    if (cursor) qs.set('cursor', cursor)
+    const res = await fetch(`${base}/xrpc/com.atproto.sync.listRepos?${qs}`)
+    const body = await res.json()
+    pages.push({ cursor: cursor ?? null, status: res.status, body })
+    cursor = body.cursor
+    if (!cursor || !body.repos?.length) break
+  }
+  await writeFile(path.join(dir, 'listRepos.json'), JSON.stringify(pages, null, 1) + '\n')
+
+  // Every listed repo, and the deleted accounts' answers.
+  const dids = [...pages.flatMap((p) => p.body.repos ?? []).map((r) => r.did), ...gone]
+  const repos = {}
+  for (const did of dids) {
+    const res = await fetch(`${base}/xrpc/com.atproto.sync.getRepo?did=${did}`)
+    if (res.ok) {
+      const file = `repos/${did.replaceAll(':', '_')}.car`
+      await writeFile(path.join(dir, file), Buffer.from(await res.arrayBuffer()))
+      repos[did] = { status: res.status, car: file }
+    } else {
+      repos[did] = { status: res.status, body: await res.json() }
+    }
+  }
+  await writeFile(path.join(dir, 'repos.json'), JSON.stringify(repos, null, 1) + '\n')
+
+  const port = new URL(base).port
+  const wellKnown = {}
+  for (const handle of handles) {
+    wellKnown[handle] = await new Promise((resolve, reject) => {
+      const req = http.get(
+        { host: '127.0.0.1', port, path: '/.well-known/atproto-did', headers: { host: handle } },
+        (res) => {
+          let text = ''
+          res.setEncoding('utf8')
+          res.on('data', (c) => (text += c))
+          res.on('end', () => resolve({ status: res.statusCode, body: text }))
+        },
+      )
+      req.on('error', reject)
+    })
+  }
+  await writeFile(path.join(dir, 'wellKnown.json'), JSON.stringify(wellKnown, null, 1) + '\n')
+  console.log(`recorded ${pages.length} listRepos pages, ${dids.length} repos, ${handles.length} handles`)
+}

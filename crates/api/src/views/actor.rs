@@ -3,6 +3,7 @@
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 use crate::views::Db;
 use serde_json::value::RawValue;
@@ -28,7 +29,9 @@ pub struct ActorInfo {
     pub pinned_post_uri: Option<String>,
     pub pinned_post_cid: Option<String>,
     pub created_at: Option<String>,
-    pub indexed_at: String,
+    /// When the profile record was indexed; none without one, and then the
+    /// views leave `indexedAt` out, as the reference AppView does.
+    pub indexed_at: Option<String>,
     pub followers: i64,
     pub follows: i64,
     pub posts: i64,
@@ -49,6 +52,12 @@ impl ActorInfo {
 
     pub fn handle_or_invalid(&self) -> &str {
         self.handle.as_deref().unwrap_or("handle.invalid")
+    }
+
+    /// The profile's description; an empty one is left out, as the
+    /// reference AppView does.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref().filter(|d| !d.is_empty())
     }
 }
 
@@ -79,7 +88,7 @@ a.display_name AS actor_display_name, a.description AS actor_description, \
 a.avatar_cid AS actor_avatar_cid, a.banner_cid AS actor_banner_cid, \
 a.pinned_post_uri AS actor_pinned_post_uri, a.pinned_post_cid AS actor_pinned_post_cid, \
 a.profile_created_at AS actor_created_at, \
-COALESCE(a.profile_indexed_at, a.first_seen) AS actor_indexed_at, \
+a.profile_indexed_at AS actor_indexed_at, \
 a.followers AS actor_followers, a.follows AS actor_follows, a.posts AS actor_posts, \
 a.lists AS actor_lists, a.feedgens AS actor_feedgens, a.starter_packs AS actor_starter_packs, \
 a.labelers > 0 AS actor_labeler, a.chat_allow_incoming AS actor_chat_allow_incoming";
@@ -129,7 +138,9 @@ pub fn actor_info(row: &Row) -> XrpcResult<ActorInfo> {
         pinned_post_uri: row.col("actor_pinned_post_uri")?,
         pinned_post_cid: row.col("actor_pinned_post_cid")?,
         created_at: row.col("actor_created_at")?,
-        indexed_at: datetime_millis(row.col("actor_indexed_at")?),
+        indexed_at: row
+            .col::<Option<SystemTime>>("actor_indexed_at")?
+            .map(datetime_millis),
         followers: row.col("actor_followers")?,
         follows: row.col("actor_follows")?,
         posts: row.col("actor_posts")?,
@@ -213,7 +224,30 @@ pub struct ActorRenderer<'a> {
 }
 
 impl ActorRenderer<'_> {
-    fn common(&self, a: &ActorInfo) -> Map<String, Value> {
+    /// `#profileAssociated`, as the reference AppView fills it: the counts
+    /// (zeros included) and whether the account is a labeler only in the
+    /// detailed view; who may subscribe to the account's activity in every
+    /// view (followers, the default while no declaration record is
+    /// indexed); the chat declaration when there is one.
+    fn associated(&self, a: &ActorInfo, detailed: bool) -> Map<String, Value> {
+        let mut assoc = Map::new();
+        if detailed {
+            assoc.insert("lists".into(), json!(a.lists));
+            assoc.insert("feedgens".into(), json!(a.feedgens));
+            assoc.insert("starterPacks".into(), json!(a.starter_packs));
+            assoc.insert("labeler".into(), json!(a.labeler));
+        }
+        if let Some(allow) = &a.chat_allow_incoming {
+            assoc.insert("chat".into(), json!({ "allowIncoming": allow }));
+        }
+        assoc.insert(
+            "activitySubscription".into(),
+            json!({ "allowSubscriptions": "followers" }),
+        );
+        assoc
+    }
+
+    fn common(&self, a: &ActorInfo, detailed: bool) -> Map<String, Value> {
         let mut m = Map::new();
         put(&mut m, "did", &a.did);
         put(&mut m, "handle", a.handle_or_invalid());
@@ -225,25 +259,10 @@ impl ActorRenderer<'_> {
                 self.config.image_url("avatar", &a.did, cid),
             );
         }
-        let mut assoc = Map::new();
-        if a.lists > 0 {
-            assoc.insert("lists".into(), json!(a.lists));
-        }
-        if a.feedgens > 0 {
-            assoc.insert("feedgens".into(), json!(a.feedgens));
-        }
-        if a.starter_packs > 0 {
-            assoc.insert("starterPacks".into(), json!(a.starter_packs));
-        }
-        if a.labeler {
-            assoc.insert("labeler".into(), json!(true));
-        }
-        if let Some(allow) = &a.chat_allow_incoming {
-            assoc.insert("chat".into(), json!({ "allowIncoming": allow }));
-        }
-        if !assoc.is_empty() {
-            m.insert("associated".into(), Value::Object(assoc));
-        }
+        m.insert(
+            "associated".into(),
+            Value::Object(self.associated(a, detailed)),
+        );
         if let Some(viewer) = self.viewer_json(&a.did) {
             m.insert("viewer".into(), viewer);
         }
@@ -258,11 +277,20 @@ impl ActorRenderer<'_> {
     pub fn viewer_json(&self, did: &str) -> Option<Value> {
         let viewer = self.viewer?;
         if viewer == did {
-            return Some(json!({"muted": false, "blockedBy": false}));
+            return Some(json!({
+                "muted": false,
+                "mutedOnlyReposts": false,
+                "mutedOnlyQuoteposts": false,
+                "blockedBy": false
+            }));
         }
         let state = self.viewer_state.get(did).cloned().unwrap_or_default();
         let mut m = Map::new();
+        // Mutes live in the reference AppView's private store, never in
+        // the firehose: none is known here.
         m.insert("muted".into(), json!(false));
+        m.insert("mutedOnlyReposts".into(), json!(false));
+        m.insert("mutedOnlyQuoteposts".into(), json!(false));
         m.insert("blockedBy".into(), json!(state.blocked_by));
         put_opt(&mut m, "blocking", state.blocking.as_deref());
         // Blocks hide follow state either way, as the reference AppView does.
@@ -274,19 +302,19 @@ impl ActorRenderer<'_> {
     }
 
     pub fn basic(&self, a: &ActorInfo) -> Value {
-        Value::Object(self.common(a))
+        Value::Object(self.common(a, false))
     }
 
     pub fn view(&self, a: &ActorInfo) -> Value {
-        let mut m = self.common(a);
-        put_opt(&mut m, "description", a.description.as_deref());
-        put(&mut m, "indexedAt", &a.indexed_at);
+        let mut m = self.common(a, false);
+        put_opt(&mut m, "description", a.description());
+        put_opt(&mut m, "indexedAt", a.indexed_at.as_deref());
         Value::Object(m)
     }
 
     pub fn detailed(&self, a: &ActorInfo) -> Value {
-        let mut m = self.common(a);
-        put_opt(&mut m, "description", a.description.as_deref());
+        let mut m = self.common(a, true);
+        put_opt(&mut m, "description", a.description());
         if let Some(cid) = &a.banner_cid {
             put(
                 &mut m,
@@ -297,7 +325,7 @@ impl ActorRenderer<'_> {
         m.insert("followersCount".into(), json!(a.followers));
         m.insert("followsCount".into(), json!(a.follows));
         m.insert("postsCount".into(), json!(a.posts));
-        put(&mut m, "indexedAt", &a.indexed_at);
+        put_opt(&mut m, "indexedAt", a.indexed_at.as_deref());
         if let (Some(uri), Some(cid)) = (&a.pinned_post_uri, &a.pinned_post_cid) {
             m.insert("pinnedPost".into(), json!({"uri": uri, "cid": cid}));
         }

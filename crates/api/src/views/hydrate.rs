@@ -18,7 +18,7 @@ use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer};
 use crate::views::embed::{self, RECORD, RECORD_WITH_MEDIA};
 use crate::views::feed_view::{
     record_value, FeedPage, FeedViewPost, PostOrPlaceholder, PostView, PostViewerState, ReasonView,
-    ReplyRef,
+    ReplyRef, Zero,
 };
 use crate::views::feedgen::{self, GeneratorInfo};
 use crate::views::labeler::{self, LabelerInfo};
@@ -380,6 +380,7 @@ impl Hydrated<'_> {
         let viewer = self.viewer.map(|_| {
             let state = self.post_viewer.get(uri);
             PostViewerState {
+                bookmarked: false,
                 embedding_disabled: p.embedding_disabled,
                 like: state.and_then(|s| s.like.as_deref()),
                 repost: state.and_then(|s| s.repost.as_deref()),
@@ -395,6 +396,7 @@ impl Hydrated<'_> {
         Some(PostView {
             type_: None,
             author,
+            bookmark_count: Zero,
             cid: &p.cid,
             embed: p.embed.as_ref().and_then(|e| self.embed_view(p, e, 0)),
             indexed_at: &p.indexed_at,
@@ -555,9 +557,15 @@ impl Hydrated<'_> {
         m.insert("repostCount".into(), json!(q.reposts));
         m.insert("likeCount".into(), json!(q.likes));
         m.insert("quoteCount".into(), json!(q.quotes));
-        if let Some(embed) = q.embed.as_ref().and_then(|e| self.embed_view(q, e, 1)) {
-            m.insert("embeds".into(), json!([embed]));
-        }
+        // Always a list, empty when the quoted post embeds nothing, as the
+        // reference AppView answers.
+        let embeds: Vec<Value> = q
+            .embed
+            .as_ref()
+            .and_then(|e| self.embed_view(q, e, 1))
+            .into_iter()
+            .collect();
+        m.insert("embeds".into(), Value::Array(embeds));
         put(&mut m, "indexedAt", &q.indexed_at);
         Value::Object(m)
     }

@@ -86,6 +86,8 @@ fn common(h: &Hydrated<'_>, l: &ListInfo) -> Option<Map<String, Value>> {
     m.insert("labels".into(), json!([]));
     if h.viewer.is_some() {
         let mut viewer = Map::new();
+        // List mutes are private to the account, never in the firehose.
+        viewer.insert("muted".into(), Value::Bool(false));
         put_opt(&mut viewer, "blocked", l.viewer_block.as_deref());
         m.insert("viewer".into(), Value::Object(viewer));
     }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod parity;
 pub mod viewer;
 
 use std::net::SocketAddr;

@@ -1,0 +1,383 @@
+//! The parity harness shared by the tests that compare skyhose's answers
+//! with the official AppView's recorded ones (`scripts/parity/record.sh`):
+//! the recorded fixtures, the one normalisation of both sides, the field by
+//! field comparison, and the replay of recorded requests against a server
+//! (as the same viewers, with tokens from a loopback PLC stand-in).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use skyhose_sim::plc::{self, PlcConfig, PlcHandle};
+use skyhose_sim::SimConfig;
+
+use super::viewer::enc;
+use super::Server;
+
+pub const AUD: &str = "did:web:api.skyhose.test";
+
+pub fn parity_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity")
+}
+
+#[derive(Deserialize)]
+pub struct MethodFixture {
+    pub method: String,
+    pub requests: Vec<Recorded>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recorded {
+    pub id: String,
+    /// Query parameters in order; a repeated name is an array parameter.
+    pub params: Vec<(String, String)>,
+    pub viewer: Option<String>,
+    /// Page on from the cursor of this earlier request's answer.
+    pub cursor_from: Option<String>,
+    pub status: u16,
+    pub body: Value,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct Known {
+    pub reason: String,
+    pub differences: Vec<String>,
+}
+
+/// The one rule set applied to both answers before comparing them.
+/// - `indexedAt` anywhere: each service stamps the time it indexed the record.
+/// - the top-level `cursor`: opaque and each service's own; only whether
+///   there is one is compared (the next page is asked with each side's own).
+/// - an error's `message`: free text; the error name and status are compared.
+pub fn normalise(body: &Value) -> Value {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (k, v) in map {
+                    let v = if k == "indexedAt" && v.is_string() {
+                        Value::String("<indexedAt>".into())
+                    } else {
+                        walk(v)
+                    };
+                    out.insert(k.clone(), v);
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(walk).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut out = walk(body);
+    if let Value::Object(map) = &mut out {
+        if map.get("cursor").is_some_and(Value::is_string) {
+            map.insert("cursor".into(), Value::String("<cursor>".into()));
+        }
+        if map.contains_key("error") && map.contains_key("message") {
+            map.insert("message".into(), Value::String("<message>".into()));
+        }
+    }
+    out
+}
+
+/// What identifies an item of a list, so lists can be compared item by item
+/// and their order told apart from their content.
+fn identity(item: &Value) -> Option<String> {
+    let s = |v: &Value| v.as_str().map(str::to_owned);
+    if let Some(uri) = item.get("uri").and_then(s) {
+        return Some(uri);
+    }
+    if let Some(did) = item.get("did").and_then(s) {
+        return Some(did);
+    }
+    if let Some(post) = item.get("post").and_then(|p| p.get("uri")).and_then(s) {
+        let by = item
+            .get("reason")
+            .and_then(|r| r.get("by"))
+            .and_then(|b| b.get("did"))
+            .and_then(s);
+        return Some(match by {
+            Some(by) => format!("{post} reposted by {by}"),
+            None => post,
+        });
+    }
+    if let Some(actor) = item.get("actor").and_then(|a| a.get("did")).and_then(s) {
+        return Some(actor);
+    }
+    if let Some(subject) = item.get("subject").and_then(|a| a.get("did")).and_then(s) {
+        return Some(subject);
+    }
+    None
+}
+
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    if text.len() > 120 {
+        format!("{}…", &text[..text.floor_char_boundary(117)])
+    } else {
+        text
+    }
+}
+
+/// Compares `ours` with `official`, appending a readable line per difference
+/// and counting the official answer's leaf fields compared.
+fn diff(path: &str, official: &Value, ours: &Value, out: &mut Vec<String>, fields: &mut usize) {
+    match (official, ours) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, av) in a {
+                let p = format!("{path}.{k}");
+                match b.get(k) {
+                    Some(bv) => diff(&p, av, bv, out, fields),
+                    None => {
+                        *fields += leaves(av);
+                        out.push(format!("missing {p} (official: {})", short(av)));
+                    }
+                }
+            }
+            for (k, bv) in b {
+                if !a.contains_key(k) {
+                    out.push(format!("extra {path}.{k} (ours: {})", short(bv)));
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            let ids_a: Option<Vec<String>> = a.iter().map(identity).collect();
+            let ids_b: Option<Vec<String>> = b.iter().map(identity).collect();
+            match (ids_a, ids_b) {
+                (Some(ia), Some(ib)) if !a.is_empty() || !b.is_empty() => {
+                    let by_id: HashMap<&str, &Value> =
+                        ib.iter().map(String::as_str).zip(b.iter()).collect();
+                    let set_a: BTreeSet<&str> = ia.iter().map(String::as_str).collect();
+                    let set_b: BTreeSet<&str> = ib.iter().map(String::as_str).collect();
+                    for (id, av) in ia.iter().zip(a) {
+                        let p = format!("{path}[{id}]");
+                        match by_id.get(id.as_str()) {
+                            Some(bv) => diff(&p, av, bv, out, fields),
+                            None => {
+                                *fields += leaves(av);
+                                out.push(format!("missing item {p}"));
+                            }
+                        }
+                    }
+                    for id in set_b.difference(&set_a) {
+                        out.push(format!("extra item {path}[{id}]"));
+                    }
+                    let common_a: Vec<&str> = ia
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|i| set_b.contains(i))
+                        .collect();
+                    let common_b: Vec<&str> = ib
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|i| set_a.contains(i))
+                        .collect();
+                    if common_a != common_b {
+                        out.push(format!(
+                            "order {path}: official {common_a:?}, ours {common_b:?}"
+                        ));
+                    }
+                }
+                _ => {
+                    if a.len() != b.len() {
+                        out.push(format!(
+                            "length {path}: official {}, ours {}",
+                            a.len(),
+                            b.len()
+                        ));
+                    }
+                    for (i, (av, bv)) in a.iter().zip(b).enumerate() {
+                        diff(&format!("{path}[{i}]"), av, bv, out, fields);
+                    }
+                    for av in a.iter().skip(b.len()) {
+                        *fields += leaves(av);
+                    }
+                }
+            }
+        }
+        (a, b) => {
+            *fields += 1;
+            if a != b {
+                out.push(format!(
+                    "value {path}: official {}, ours {}",
+                    short(a),
+                    short(b)
+                ));
+            }
+        }
+    }
+}
+
+fn leaves(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => m.values().map(leaves).sum(),
+        Value::Array(a) => a.iter().map(leaves).sum(),
+        _ => 1,
+    }
+}
+
+pub fn load_fixtures(dir: &Path) -> Vec<MethodFixture> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.join("fixtures"))
+        .expect("parity fixtures directory")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            serde_json::from_slice(&std::fs::read(p).expect("read fixture"))
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
+/// The requests that differ from their recording, keyed `"<method> <id>"`.
+pub type Differences = BTreeMap<String, Vec<String>>;
+
+#[derive(Default, Debug)]
+pub struct Tally {
+    pub methods: usize,
+    pub requests: usize,
+    pub fields: usize,
+    pub matching: usize,
+}
+
+/// An API server over `database_url` set up as the recording AppView was,
+/// and the PLC stand-in its viewers' tokens verify against.
+pub struct Replayer {
+    pub server: Server,
+    plc: PlcHandle,
+    sim: SimConfig,
+}
+
+impl Replayer {
+    pub async fn start(database_url: &str) -> Replayer {
+        let sim = SimConfig {
+            seed: 25,
+            accounts: 1,
+            ..SimConfig::default()
+        };
+        let plc = plc::start(PlcConfig {
+            sim: sim.clone(),
+            ..PlcConfig::default()
+        })
+        .await
+        .expect("plc stand-in");
+        let plc_url = plc.url();
+        let server = Server::start_on(database_url, move |c| {
+            c.plc_url = plc_url;
+            c.allow_loopback_identity = true;
+            c.service_did = AUD.into();
+            // The recording AppView's image host (dev-env's public URL + /img,
+            // which names no format).
+            c.image_url_pattern = "https://bsky.public.url/img/{preset}/plain/{did}/{cid}".into();
+        })
+        .await;
+        Replayer { server, plc, sim }
+    }
+
+    /// Asks every recorded request of `fixtures` (as its viewer, paging on
+    /// from this server's own cursors) and compares the answers.
+    pub async fn replay(&self, fixtures: &[MethodFixture]) -> (Tally, Differences) {
+        let mut tally = Tally::default();
+        let mut found = Differences::new();
+        let mut cursors: HashMap<String, Option<String>> = HashMap::new();
+        for fixture in fixtures {
+            tally.methods += 1;
+            for req in &fixture.requests {
+                tally.requests += 1;
+                let key = format!("{} {}", fixture.method, req.id);
+                let mut query: Vec<String> = req
+                    .params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", enc(v)))
+                    .collect();
+                if let Some(from) = &req.cursor_from {
+                    match cursors.get(&format!("{} {from}", fixture.method)) {
+                        Some(Some(c)) => query.push(format!("cursor={}", enc(c))),
+                        Some(None) => {}
+                        None => panic!("{key}: cursorFrom {from} was not asked before it"),
+                    }
+                }
+                let bearer = req.viewer.as_deref().map(|did| {
+                    self.plc.register(did, "handle.invalid");
+                    plc::mint_service_auth(&self.sim, did, AUD, &fixture.method, 300)
+                });
+                let (status, body) = self
+                    .server
+                    .get_with(&fixture.method, &query.join("&"), bearer.as_deref())
+                    .await;
+                cursors.insert(
+                    key.clone(),
+                    body.get("cursor")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                );
+                let mut lines = Vec::new();
+                tally.fields += 1;
+                if status != req.status {
+                    lines.push(format!("status: official {}, ours {status}", req.status));
+                }
+                diff(
+                    "",
+                    &normalise(&req.body),
+                    &normalise(&body),
+                    &mut lines,
+                    &mut tally.fields,
+                );
+                if lines.is_empty() {
+                    tally.matching += 1;
+                } else {
+                    found.insert(key, lines);
+                }
+            }
+        }
+        (tally, found)
+    }
+
+    pub async fn shutdown(self) {
+        drop(self.server);
+        self.plc.shutdown().await;
+    }
+}
+
+pub fn known_path() -> PathBuf {
+    parity_dir().join("known_differences.json")
+}
+
+/// The differences listed with their reasons, keyed `"<method> <id>"`.
+pub fn load_known() -> BTreeMap<String, Known> {
+    std::fs::read(known_path())
+        .ok()
+        .map(|b| serde_json::from_slice(&b).expect("known_differences.json"))
+        .unwrap_or_default()
+}
+
+/// What in `found` is not listed exactly in `known`; with `all`, also what
+/// is listed but no longer differs.
+pub fn problems(found: &Differences, known: &BTreeMap<String, Known>, all: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (id, lines) in found {
+        match known.get(id) {
+            Some(k) if &k.differences == lines => {}
+            Some(_) => problems.push(format!(
+                "{id}: differs otherwise than listed:\n  {}",
+                lines.join("\n  ")
+            )),
+            None => problems.push(format!("{id}: new difference:\n  {}", lines.join("\n  "))),
+        }
+    }
+    if all {
+        for id in known.keys() {
+            if !found.contains_key(id) {
+                problems.push(format!(
+                    "{id}: listed as differing but now matches: remove it"
+                ));
+            }
+        }
+    }
+    problems
+}
