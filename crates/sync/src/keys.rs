@@ -1,6 +1,7 @@
-//! The account key a repo's commit must be signed with: the `#atproto` key
-//! of its DID document, from `skyhose_identity`'s resolver; [`KeySource`]
-//! lets tests put fixed keys in its place.
+//! The account key a repo's commit must be signed with, and the host that
+//! serves the repo: the `#atproto` key and `#atproto_pds` service of its DID
+//! document, from `skyhose_identity`'s resolver; [`KeySource`] lets tests
+//! put fixed keys in its place.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,10 +20,16 @@ pub enum KeyError {
 }
 
 pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<PublicKey, KeyError>> + Send + 'a>>;
+pub type PdsFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
 
 /// Where account keys come from.
 pub trait KeySource: Send + Sync {
     fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a>;
+
+    /// The base URL of the account's PDS, when its DID document names one.
+    fn pds<'a>(&'a self, _did: &'a str) -> PdsFuture<'a> {
+        Box::pin(async { None })
+    }
 }
 
 /// Keys from the DID documents, through the one identity resolver (its
@@ -51,6 +58,13 @@ impl KeySource for skyhose_identity::Resolver {
                     did: did.to_owned(),
                     problem: "DID document has no #atproto key".into(),
                 })
+        })
+    }
+
+    fn pds<'a>(&'a self, did: &'a str) -> PdsFuture<'a> {
+        Box::pin(async move {
+            let resolved = self.resolve_did(did).await.ok()?;
+            resolved.document.pds.clone()
         })
     }
 }

@@ -81,7 +81,7 @@ impl Backfill {
             pool,
             hosts,
             keys,
-            loader: RepoLoader::default(),
+            loader: RepoLoader::new(config.repo_sync),
             limits,
             counters: Counters::default(),
             listing_done: AtomicBool::new(false),
@@ -93,13 +93,11 @@ impl Backfill {
         &self.queue
     }
 
-    /// Queues `dids` to be loaded from the first source (accounts a live
-    /// index meets for the first time); repos already queued are left alone.
+    /// Queues `dids` to be loaded from the PDS each DID document names
+    /// (the first source when it names none); repos already queued are left
+    /// alone.
     pub async fn enqueue(&self, dids: &[String]) -> Result<u64, SyncError> {
-        match self.config.sources.first() {
-            Some(source) => self.queue.enqueue(source, dids).await,
-            None => Ok(0),
-        }
+        self.queue.enqueue(None, dids, "requested").await
     }
 
     /// Runs until drained (when `exit_when_drained`) or cancelled.
@@ -338,7 +336,22 @@ impl Backfill {
                 }))
             }
         };
-        let car = fetch::get_repo(&self.hosts, &claim.host, &claim.did)
+        let host = match &claim.host {
+            Some(host) => host.clone(),
+            None => match self.keys.pds(&claim.did).await {
+                Some(pds) => pds,
+                None => self.config.sources.first().cloned().ok_or_else(|| {
+                    Outcome::Failure(Failure::Permanent {
+                        reason: "no_host",
+                        error: format!(
+                            "the DID document of {} names no PDS and no source is configured",
+                            claim.did
+                        ),
+                    })
+                })?,
+            },
+        };
+        let car = fetch::get_repo(&self.hosts, &host, &claim.did)
             .await
             .map_err(Outcome::Failure)?;
         let bytes = car.len() as u64;
@@ -433,9 +446,19 @@ fn verified_state(
     key: &skyhose_proto::crypto::PublicKey,
     limits: &RepoLimits,
 ) -> Result<RepoState, Failure> {
-    let repo = read_repo(car, did, Some(key), limits).map_err(|err| Failure::Permanent {
-        reason: err.reason(),
-        error: err.to_string(),
+    let repo = read_repo(car, did, Some(key), limits).map_err(|err| {
+        if ends_early(&err) {
+            // A cut transfer, not a bad repo: worth fetching again.
+            Failure::Transient {
+                reason: "truncated_car",
+                error: err.to_string(),
+            }
+        } else {
+            Failure::Permanent {
+                reason: err.reason(),
+                error: err.to_string(),
+            }
+        }
     })?;
     let mut records = Vec::with_capacity(repo.records.len());
     for record in repo.records {
@@ -462,8 +485,23 @@ fn verified_state(
     Ok(RepoState {
         did: did.to_owned(),
         rev: repo.commit.rev,
+        data: Some(repo.commit.data.to_string()),
         records,
     })
+}
+
+/// Whether the CAR stops inside its header, a block or a length prefix.
+fn ends_early(err: &skyhose_proto::repo::RepoError) -> bool {
+    use skyhose_proto::WireError;
+    matches!(
+        err,
+        skyhose_proto::repo::RepoError::BadCar(
+            WireError::Truncated(_)
+                | WireError::BadCar(
+                    "block truncated" | "header truncated" | "varint runs past the end"
+                )
+        )
+    )
 }
 
 /// Delay before attempt `attempts + 1`: 2, 4, 8 ... seconds, at most 5 minutes.
