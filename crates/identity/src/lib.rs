@@ -1,6 +1,6 @@
 //! Identity resolution, the one place that turns DIDs into documents and
-//! handles into DIDs: the API's token checks and the index's identity task
-//! both use it.
+//! handles into DIDs: the API's token checks, the index's identity task,
+//! backfill and the firehose's commit checks (through [`KeySource`]) use it.
 //!
 //! Owns: fetching and parsing DID documents (`did:plc` from the PLC
 //! directory, `did:web` over HTTPS), the handle check both ways, caching
@@ -17,6 +17,7 @@ mod cache;
 mod document;
 mod fetch;
 pub mod guard;
+mod keys;
 mod resolver;
 
 pub use cache::TtlCache;
@@ -24,6 +25,7 @@ pub use document::{
     document_url, parse as parse_document, verification_key, DidDocument, DocumentError, Service,
 };
 pub use fetch::{error_chain, FetchError};
+pub use keys::{KeyError, KeyFuture, KeySource, PdsFuture};
 pub use resolver::{
     did_from_txt, ConfigError, Identity, IdentityConfig, ResolveError, Resolved, Resolver,
     HANDLE_CHECKS, RESOLUTIONS,

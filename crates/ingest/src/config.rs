@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::entry::Compat;
+use crate::verify::VerifyConfig;
 
 pub const DEFAULT_STREAM_KEY: &str = "firehose:events";
 pub const DEFAULT_CURSOR_KEY: &str = "firehose:cursor";
@@ -57,6 +58,9 @@ pub struct IngestConfig {
     /// is the time between the relay's newest event and the last one
     /// written. `None` for a live relay, whose newest event is now.
     pub relay_clock: Option<RelayClock>,
+    /// Check each commit's signature and `prevData` against the account's
+    /// key; a commit that fails becomes a resync request. `None`: off.
+    pub verify: Option<VerifyConfig>,
 }
 
 /// Seconds since the Unix epoch of a relay's newest event (see
@@ -106,6 +110,7 @@ impl Default for IngestConfig {
             max_frame_bytes: 16 << 20,
             stop_after: None,
             relay_clock: None,
+            verify: None,
         }
     }
 }

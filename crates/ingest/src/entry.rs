@@ -6,7 +6,7 @@
 //! index can still apply a delete-or-skip decision from the path and cid.
 
 use skyhose_proto::frame::{Account, Commit, Event, Identity, Info, OpAction, Sync};
-use skyhose_proto::{car, Cid};
+use skyhose_proto::{car, repo, Cid};
 
 use skyhose_proto::datamodel::{write_json_key, write_json_str, write_record_json};
 
@@ -115,6 +115,20 @@ fn push_cid(out: &mut String, cid: &Cid) {
     out.push('"');
 }
 
+fn push_optional_cid(out: &mut String, cid: Option<&Cid>) {
+    match cid {
+        Some(cid) => push_cid(out, cid),
+        None => out.push_str("null"),
+    }
+}
+
+/// The MST root the commit block names, when the block is in the CAR and
+/// reads as a commit. Whether it is signed properly is not checked here.
+fn commit_data_root(c: &Commit) -> Option<Cid> {
+    let block = car::find_block(&c.blocks, &c.commit).ok()??;
+    repo::Commit::decode(block).ok().map(|commit| commit.data)
+}
+
 /// Largest record block taken into the stream. A frame may be megabytes,
 /// but records are small (a post is well under 10 KiB); a larger one is kept
 /// as an op with its `error` instead of travelling through Redis and
@@ -196,6 +210,18 @@ fn commit_entry(c: &Commit, opts: ConvertOptions) -> Result<StreamEntry, Convert
         out.push(',');
         write_json_key(&mut out, "commit");
         push_cid(&mut out, &c.commit);
+        // The index compares `prevData` with the data root it holds for the
+        // repo, and keeps `data` as the root after this commit: a gap between
+        // them means commits were missed and the repo must be fetched again.
+        out.push(',');
+        write_json_key(&mut out, "prevData");
+        push_optional_cid(&mut out, c.prev_data.as_ref());
+        out.push(',');
+        write_json_key(&mut out, "data");
+        push_optional_cid(&mut out, commit_data_root(c).as_ref());
+        if c.too_big {
+            out.push_str(",\"tooBig\":true");
+        }
     }
     out.push('}');
     Ok(StreamEntry {
@@ -269,6 +295,34 @@ fn sync_entry(s: &Sync) -> Result<StreamEntry, ConvertError> {
     out.push(',');
     write_json_key(&mut out, "time");
     write_json_str(&mut out, &s.time);
+    out.push('}');
+    Ok(simple(EntryKind::Sync, out, seq))
+}
+
+/// A `sync` entry asking the index to fetch `did`'s repo again, in place of
+/// a commit that could not be accepted; `reason` says why (a
+/// `RepoError::reason` label or `key_unavailable`).
+pub fn resync_entry(
+    did: &str,
+    rev: &str,
+    time: &str,
+    seq: i64,
+    reason: &str,
+) -> Result<StreamEntry, ConvertError> {
+    let seq = checked_seq(EntryKind::Sync, seq)?;
+    let mut out = String::with_capacity(160);
+    out.push('{');
+    write_json_key(&mut out, "did");
+    write_json_str(&mut out, did);
+    out.push(',');
+    write_json_key(&mut out, "rev");
+    write_json_str(&mut out, rev);
+    out.push_str(",\"commit\":null,");
+    write_json_key(&mut out, "time");
+    write_json_str(&mut out, time);
+    out.push(',');
+    write_json_key(&mut out, "reason");
+    write_json_str(&mut out, reason);
     out.push('}');
     Ok(simple(EntryKind::Sync, out, seq))
 }
@@ -382,8 +436,59 @@ mod tests {
             ],
             "rev": "3laaaaaaaaaa2", "since": null, "time": "2024-01-01T00:00:00.000Z",
             "commit": Cid::for_dag_cbor(b"commit").to_string(),
+            "prevData": null, "data": null,
         });
         assert_eq!(data, expected);
+    }
+
+    #[test]
+    fn commit_names_its_data_roots_and_too_big() {
+        let (mut commit, _) = commit_with(&post(), true);
+        let key = skyhose_proto::crypto::SigningKey::from_bytes(
+            skyhose_proto::crypto::Curve::K256,
+            &[7; 32],
+        )
+        .unwrap_or_else(|| panic!("key"));
+        let data_root = Cid::for_dag_cbor(b"mst root");
+        let (commit_cid, block, _) =
+            repo::Commit::signed(&commit.repo, data_root, &commit.rev, None, &key);
+        let prev_data = Cid::for_dag_cbor(b"previous root");
+        commit.commit = commit_cid;
+        commit.blocks = write_car(&[commit_cid], &[(commit_cid, block)]);
+        commit.prev_data = Some(prev_data);
+        commit.too_big = true;
+        let entry = event_to_entry(&Event::Commit(commit.clone()), Compat::Full)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no entry"));
+        let data = parse(&entry);
+        assert_eq!(data["prevData"], prev_data.to_string());
+        assert_eq!(data["data"], data_root.to_string());
+        assert_eq!(data["tooBig"], true);
+        let seed = event_to_entry(&Event::Commit(commit), Compat::Seed)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no entry"));
+        assert!(parse(&seed).get("prevData").is_none());
+    }
+
+    #[test]
+    fn resync_request_is_a_sync_entry_with_its_reason() {
+        let (commit, _) = commit_with(&post(), true);
+        let entry = resync_entry(
+            &commit.repo,
+            &commit.rev,
+            &commit.time,
+            commit.seq,
+            "bad_signature",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((entry.kind, entry.seq), (EntryKind::Sync, 42));
+        assert_eq!(
+            parse(&entry),
+            serde_json::json!({"did": "did:plc:abc", "rev": "3laaaaaaaaaa2", "commit": null,
+                               "time": "2024-01-01T00:00:00.000Z", "reason": "bad_signature"})
+        );
     }
 
     #[test]

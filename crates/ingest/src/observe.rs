@@ -23,6 +23,14 @@ pub const GROUP_LAG: &str = "skyhose_ingest_group_lag";
 pub const CURSOR: &str = "skyhose_ingest_cursor";
 pub const BACKPRESSURE: &str = "skyhose_ingest_backpressure_pauses_total";
 pub const PAUSED: &str = "skyhose_ingest_paused";
+pub const COMMITS_VERIFIED: &str = "skyhose_ingest_commits_verified_total";
+pub const COMMITS_REJECTED: &str = "skyhose_ingest_commits_rejected_total";
+/// Account key lookups by `result` (`ok`, `transient`, `unresolvable`);
+/// most are answered by the resolver's cache.
+pub const KEY_LOOKUPS: &str = "skyhose_ingest_key_lookups_total";
+pub const KEY_SECONDS: &str = "skyhose_ingest_key_lookup_seconds";
+/// Keys fetched again because a signature failed with the remembered one.
+pub const KEY_REFETCHES: &str = "skyhose_ingest_key_refetches_total";
 
 /// Every counter and gauge at zero, so that each series is exported from the
 /// start: a process that has not yet seen an event of some kind (the relay's
@@ -39,12 +47,14 @@ pub fn describe_metrics(kinds: impl IntoIterator<Item = &'static str>) {
         DUPLICATES,
         REDIS_ERRORS,
         BACKPRESSURE,
+        COMMITS_VERIFIED,
     ] {
         metrics::counter!(name).increment(0);
     }
     for reason in RECONNECT_REASONS {
         metrics::counter!(RECONNECTS, "reason" => *reason).increment(0);
     }
+    metrics::counter!(COMMITS_REJECTED, "reason" => "bad_signature").increment(0);
     metrics::gauge!(PAUSED).set(0.0);
 }
 

@@ -4,18 +4,24 @@
 //! script as the entries it covers, so after a crash the stream and the
 //! cursor agree and resuming from the cursor neither skips nor repeats.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{subscribe_url, IngestConfig, RelayClock};
-use crate::entry::{event_to_entry_with, ConvertOptions, EntryKind, StreamEntry};
+use crate::entry::{
+    event_to_entry_with, resync_entry, Compat, ConvertOptions, EntryKind, StreamEntry,
+};
 use crate::observe::{self, now_unix, rfc3339_now, rfc3339_unix};
 use crate::sink::Sink;
+use crate::verify::{Verdict, Verifier};
 use skyhose_proto::decode::{best_effort_seq_repo, decode, Decoded};
 use skyhose_proto::frame::Event;
 
@@ -31,6 +37,11 @@ pub struct IngestSummary {
     pub reconnects: u64,
     pub redis_errors: u64,
     pub backpressure_pauses: u64,
+    /// Commits whose signature (and `prevData`) checked out.
+    pub commits_verified: u64,
+    /// Commits not written because a check failed (each became a resync
+    /// request in full compatibility).
+    pub commits_rejected: u64,
     /// The cursor key's value at the end.
     pub cursor: Option<i64>,
 }
@@ -183,6 +194,67 @@ struct Ingest {
     /// When the relay last sent anything; a pause for backpressure restarts
     /// it, since silence we caused ourselves is not a stall.
     last_frame: Instant,
+    /// The commit checks, when on.
+    verifier: Option<Arc<Verifier>>,
+}
+
+/// A frame decoded and, for a commit when checks are on, what they found.
+struct Checked {
+    decoded: Result<Decoded, FrameFailure>,
+    verdict: Option<Verdict>,
+}
+
+/// A frame that did not decode: what could still be read of it.
+struct FrameFailure {
+    seq: Option<i64>,
+    repo: Option<String>,
+    problem: String,
+}
+
+impl Checked {
+    fn decode(frame: &[u8]) -> Checked {
+        let decoded = decode(frame).map_err(|e| {
+            let (seq, repo) = best_effort_seq_repo(frame);
+            FrameFailure {
+                seq,
+                repo,
+                problem: e.to_string(),
+            }
+        });
+        Checked {
+            decoded,
+            verdict: None,
+        }
+    }
+}
+
+/// Decodes `frame` and, if it is a commit, checks it in a task of its own,
+/// so that checks (key lookups, signatures) overlap with each other and
+/// with reading; the caller takes the results back in relay order.
+fn check_frame(verifier: &Arc<Verifier>, frame: &[u8]) -> BoxFuture<'static, Checked> {
+    let checked = Checked::decode(frame);
+    let Ok(Decoded::Event(Event::Commit(_))) = &checked.decoded else {
+        return futures_util::future::ready(checked).boxed();
+    };
+    let verifier = Arc::clone(verifier);
+    let task = tokio::spawn(async move {
+        let verdict = match &checked.decoded {
+            Ok(Decoded::Event(Event::Commit(commit))) => Some(verifier.check(commit).await),
+            _ => None,
+        };
+        Checked { verdict, ..checked }
+    });
+    async move {
+        task.await.unwrap_or_else(|e| Checked {
+            decoded: Err(FrameFailure {
+                seq: None,
+                repo: None,
+                problem: format!("commit check failed: {e}"),
+            }),
+            verdict: None,
+        })
+    }
+    .boxed()
 }
 
 /// Counts kept locally and handed to the metrics recorder once per batch:
@@ -191,6 +263,7 @@ struct Ingest {
 struct Tallies {
     by_kind: [u64; 5],
     bytes: u64,
+    verified: u64,
 }
 
 fn kind_index(kind: EntryKind) -> usize {
@@ -249,6 +322,10 @@ pub async fn run(
     // event yet (the relay's backlog was taken by its predecessor) still
     // has the series, and rates over a restart start from zero.
     observe::describe_metrics(KINDS.iter().map(|kind| kind.as_str()));
+    let cfg_verifier = cfg
+        .verify
+        .clone()
+        .map(|verify| Arc::new(Verifier::new(verify)));
     let ingest = Ingest {
         batch: Vec::with_capacity(cfg.batch_max),
         cfg,
@@ -266,6 +343,7 @@ pub async fn run(
         in_flight_events: 0,
         batch_events: 0,
         last_frame: Instant::now(),
+        verifier: cfg_verifier,
     };
     ingest.main_loop().await
 }
@@ -346,6 +424,8 @@ impl Ingest {
         let mut last_ping = Instant::now();
         let mut last_report = Instant::now();
         let mut events_at_report = self.summary.events_written;
+        let mut checking: FuturesOrdered<BoxFuture<'static, Checked>> = FuturesOrdered::new();
+        let max_checking = self.verifier.as_ref().map_or(1, |v| v.max_in_flight());
         loop {
             let linger = self
                 .batch_opened
@@ -358,6 +438,10 @@ impl Ingest {
                     self.flush().await?;
                 }
                 _ = housekeeping.tick() => {
+                    // Not reading while the checks catch up is our own pause.
+                    if checking.len() >= max_checking {
+                        self.last_frame = Instant::now();
+                    }
                     if self.last_frame.elapsed() >= self.cfg.stall_timeout {
                         tracing::warn!(silent_secs = self.last_frame.elapsed().as_secs(), "relay stalled");
                         return Ok(Disconnect::Stalled);
@@ -382,19 +466,34 @@ impl Ingest {
                         events_at_report = self.summary.events_written;
                     }
                 }
-                message = ws.next() => {
+                Some(checked) = checking.next(), if !checking.is_empty() => {
+                    if let Some(end) = self.handle_checked(checked).await? {
+                        return Ok(end);
+                    }
+                }
+                message = ws.next(), if checking.len() < max_checking => {
                     // Any frame, a pong included, shows the relay is alive.
                     self.last_frame = Instant::now();
                     let bytes = match message {
                         Some(Ok(Message::Binary(bytes))) => bytes,
-                        Some(Ok(Message::Close(_))) | None => return Ok(Disconnect::Closed),
+                        Some(Ok(Message::Close(_))) | None => {
+                            return self.drain(&mut checking, Disconnect::Closed).await;
+                        }
                         Some(Ok(_)) => continue,
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "relay connection error");
-                            return Ok(Disconnect::Closed);
+                            return self.drain(&mut checking, Disconnect::Closed).await;
                         }
                     };
-                    if let Some(end) = self.handle_frame(&bytes).await? {
+                    self.tallies.bytes += bytes.len() as u64;
+                    let end = match &self.verifier {
+                        Some(verifier) => {
+                            checking.push_back(check_frame(verifier, &bytes));
+                            None
+                        }
+                        None => self.handle_checked(Checked::decode(&bytes)).await?,
+                    };
+                    if let Some(end) = end {
                         return Ok(end);
                     }
                 }
@@ -402,10 +501,28 @@ impl Ingest {
         }
     }
 
-    /// Decodes and queues one frame; `Some` ends the connection.
-    async fn handle_frame(&mut self, frame: &[u8]) -> Result<Option<Disconnect>, IngestError> {
-        self.tallies.bytes += frame.len() as u64;
-        let event = match decode(frame) {
+    /// Takes in the frames read before the relay closed, whose checks are
+    /// still running, so they are not asked for again.
+    async fn drain(
+        &mut self,
+        checking: &mut FuturesOrdered<BoxFuture<'static, Checked>>,
+        end: Disconnect,
+    ) -> Result<Disconnect, IngestError> {
+        while let Some(checked) = checking.next().await {
+            if let Some(end) = self.handle_checked(checked).await? {
+                return Ok(end);
+            }
+        }
+        Ok(end)
+    }
+
+    /// Queues one decoded frame, in relay order; `Some` ends the connection.
+    async fn handle_checked(
+        &mut self,
+        checked: Checked,
+    ) -> Result<Option<Disconnect>, IngestError> {
+        let Checked { decoded, verdict } = checked;
+        let event = match decoded {
             Ok(Decoded::Event(event)) => event,
             Ok(Decoded::Unknown(t)) => {
                 tracing::debug!(
@@ -414,9 +531,8 @@ impl Ingest {
                 );
                 return Ok(None);
             }
-            Err(e) => {
-                let (seq, repo) = best_effort_seq_repo(frame);
-                self.decode_error(seq, repo.as_deref(), &e.to_string());
+            Err(failure) => {
+                self.decode_error(failure.seq, failure.repo.as_deref(), &failure.problem);
                 return Ok(None);
             }
         };
@@ -457,7 +573,32 @@ impl Ingest {
             compat: self.cfg.compat,
             verify_cids: self.cfg.verify_cids,
         };
-        let mut entry = match event_to_entry_with(&event, options) {
+        let converted = match (&event, verdict) {
+            (Event::Commit(c), Some(Verdict::Rejected { reason, detail })) => {
+                self.summary.commits_rejected += 1;
+                metrics::counter!(observe::COMMITS_REJECTED, "reason" => reason).increment(1);
+                tracing::warn!(
+                    did = c.repo,
+                    seq = c.seq,
+                    rev = c.rev,
+                    reason,
+                    detail,
+                    "commit rejected; the repo is to be fetched again"
+                );
+                match self.cfg.compat {
+                    Compat::Full => resync_entry(&c.repo, &c.rev, &c.time, c.seq, reason).map(Some),
+                    Compat::Seed => Ok(None),
+                }
+            }
+            (_, verdict) => {
+                if verdict == Some(Verdict::Verified) {
+                    self.summary.commits_verified += 1;
+                    self.tallies.verified += 1;
+                }
+                event_to_entry_with(&event, options)
+            }
+        };
+        let mut entry = match converted {
             Ok(Some(entry)) => entry,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -581,6 +722,7 @@ impl Ingest {
             }
         }
         metrics::counter!(observe::BYTES).increment(tallies.bytes);
+        metrics::counter!(observe::COMMITS_VERIFIED).increment(tallies.verified);
     }
 
     /// Trims what every group has read; returns false if Redis could not answer.
@@ -659,6 +801,7 @@ impl Ingest {
             lag_secs = lag_secs.map(|l| format!("{l:.1}")),
             stream_len = self.stream_len_estimate,
             decode_errors = self.summary.decode_errors,
+            commits_rejected = self.summary.commits_rejected,
             "ingest progress"
         );
         self.publish_status(rate).await;

@@ -12,7 +12,7 @@ use skyhose_proto::frame::decode_frame_parts;
 use skyhose_sim::relay::{self, Faults, RelayConfig, RelayHandle};
 use skyhose_sim::{Network, SimConfig};
 
-use common::{redis, unique_prefix};
+use common::{cleanup, read_all, redis, unique_prefix, Entry};
 
 fn sim(seed: u64) -> SimConfig {
     SimConfig {
@@ -38,28 +38,6 @@ async fn start_relay(seed: u64, total: u64, faults: Faults) -> RelayHandle {
 
 fn config(prefix: &str, relay: &RelayHandle) -> IngestConfig {
     common::config(prefix, relay.url())
-}
-
-async fn cleanup(prefix: &str) {
-    let mut conn = redis().await;
-    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap_or_default();
-    for key in keys {
-        let _: Result<(), _> = conn.del(&key).await;
-    }
-}
-
-type Entry = (String, Vec<(String, String)>);
-
-async fn read_all(stream: &str) -> Vec<Entry> {
-    let mut conn = redis().await;
-    let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .expect("xrange");
-    raw
 }
 
 /// The data model value as JSON, written independently of the crate's writer.
@@ -116,11 +94,26 @@ fn expected(seed: u64, total: u64) -> BTreeMap<i64, (String, serde_json::Value)>
                     Some(Value::Link(c)) => serde_json::json!(c.to_string()),
                     _ => serde_json::Value::Null,
                 };
-                (
-                    "commit",
-                    serde_json::json!({"repo": s("repo"), "ops": ops, "rev": s("rev"),
-                    "since": s("since"), "time": s("time"), "commit": commit}),
-                )
+                let prev_data = match body.get("prevData") {
+                    Some(Value::Link(c)) => serde_json::json!(c.to_string()),
+                    _ => serde_json::Value::Null,
+                };
+                let data_root = match body.get("commit") {
+                    Some(Value::Link(cid)) => blocks
+                        .iter()
+                        .find(|(c, _)| c == cid)
+                        .and_then(|(_, block)| skyhose_proto::repo::Commit::decode(block).ok())
+                        .map(|c| serde_json::json!(c.data.to_string()))
+                        .unwrap_or_default(),
+                    _ => serde_json::Value::Null,
+                };
+                let mut data = serde_json::json!({"repo": s("repo"), "ops": ops, "rev": s("rev"),
+                    "since": s("since"), "time": s("time"), "commit": commit,
+                    "prevData": prev_data, "data": data_root});
+                if body.get("tooBig") == Some(&Value::Bool(true)) {
+                    data["tooBig"] = serde_json::json!(true);
+                }
+                ("commit", data)
             }
             "#identity" => (
                 "identity",

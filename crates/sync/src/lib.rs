@@ -9,15 +9,14 @@
 mod fetch;
 mod hosts;
 mod http;
-pub mod keys;
 pub mod queue;
 mod run;
 
 use std::time::Duration;
 
-pub use keys::{KeyError, KeySource};
 pub use queue::{Queue, Status};
 pub use run::{run, Backfill, BackfillSummary};
+pub use skyhose_identity::{KeyError, KeySource};
 pub use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
+use skyhose_identity::{KeyError, KeySource};
 use skyhose_index::{RepoLoader, RepoRecord, RepoState};
 use skyhose_proto::repo::{read_repo, RepoLimits};
 use tokio_util::sync::CancellationToken;
@@ -15,7 +16,6 @@ use tracing::{info, warn};
 use crate::fetch::{self, Failure};
 use crate::hosts::Hosts;
 use crate::http::HttpClient;
-use crate::keys::{KeyError, KeySource};
 use crate::queue::{Claim, Queue};
 use crate::{BackfillConfig, SyncError};
 

@@ -44,3 +44,28 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
         .await
         .expect("redis connects")
 }
+
+/// Deletes every key under `prefix`.
+pub async fn cleanup(prefix: &str) {
+    use redis::AsyncCommands;
+    let mut conn = redis().await;
+    let keys: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap_or_default();
+    for key in keys {
+        let _: Result<(), _> = conn.del(&key).await;
+    }
+}
+
+/// A stream entry: its id and its fields in order.
+pub type Entry = (String, Vec<(String, String)>);
+
+/// Every entry of `stream`, oldest first.
+pub async fn read_all(stream: &str) -> Vec<Entry> {
+    let mut conn = redis().await;
+    redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("xrange")
+}

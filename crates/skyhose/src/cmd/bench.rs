@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use skyhose_sim::plc::{self, PlcConfig};
 use skyhose_sim::relay::{self, RelayConfig};
 use skyhose_sim::{Network, SimConfig};
 
@@ -50,6 +51,12 @@ pub struct BenchIngestArgs {
     /// Keep the benchmark's Redis keys afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Serve the accounts' DID documents from a simulated PLC directory and
+    /// have ingest check every commit against them (the network then has
+    /// no accounts joining, which the directory would not know; compare
+    /// with `--ingest-arg=--no-verify-commits` on the same network).
+    #[arg(long)]
+    pub verify_commits: bool,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -128,11 +135,14 @@ impl MachineCpu {
 
 async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let sim = SimConfig {
+    let mut sim = SimConfig {
         seed: args.seed,
         accounts: args.accounts,
         ..SimConfig::default()
     };
+    if args.verify_commits {
+        sim.join_probability = 0.0;
+    }
     // The same seed gives the same frames, so their size is known before the relay serves them.
     let started = Instant::now();
     let mut net = Network::new(sim.clone());
@@ -141,7 +151,7 @@ async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         .sum();
     drop(net);
     let relay = relay::start(RelayConfig {
-        sim,
+        sim: sim.clone(),
         total: Some(args.events),
         window: args.events as usize + 16,
         ..RelayConfig::default()
@@ -149,6 +159,17 @@ async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     .await
     .context("starting the simulated relay")?;
     relay.wait_for_head(args.events as i64).await;
+    let directory = match args.verify_commits {
+        true => Some(
+            plc::start(PlcConfig {
+                sim: sim.clone(),
+                ..PlcConfig::default()
+            })
+            .await
+            .context("starting the simulated PLC directory")?,
+        ),
+        false => None,
+    };
     eprintln!(
         "generated {} events ({:.1} MB of frames) in {:.1}s",
         args.events,
@@ -167,6 +188,13 @@ async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         .args(["--status-key", &format!("{prefix}:status")])
         .args(["--max-stream-len", &(args.events * 2).to_string()])
         .args(["--cursor", "0", "--stop-after", &args.events.to_string()])
+        .args(directory.iter().flat_map(|d| {
+            [
+                "--plc-url".to_owned(),
+                d.url(),
+                "--allow-loopback-identity".to_owned(),
+            ]
+        }))
         .args(&args.ingest_args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -186,6 +214,9 @@ async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     };
     let wall = started.elapsed().as_secs_f64();
     relay.shutdown().await;
+    if let Some(directory) = directory {
+        directory.shutdown().await;
+    }
     if !args.keep {
         let mut conn = skyhose_connect::redis_client(&args.redis_url)?
             .get_multiplexed_async_connection()

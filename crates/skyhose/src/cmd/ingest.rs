@@ -1,13 +1,17 @@
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use skyhose_identity::KeySource;
 use skyhose_ingest::config::{
     DEFAULT_CURSOR_KEY, DEFAULT_GROUP, DEFAULT_MAX_STREAM_LEN, DEFAULT_STATUS_KEY,
     DEFAULT_STREAM_KEY,
 };
-use skyhose_ingest::{CancellationToken, Compat, IngestConfig, IngestError, IngestSummary};
+use skyhose_ingest::{
+    CancellationToken, Compat, IngestConfig, IngestError, IngestSummary, VerifyConfig,
+};
 
 use super::index::{cancel_on_signal, parse_duration};
 
@@ -101,6 +105,77 @@ pub struct IngestArgs {
     /// Exit after writing this many events (benchmarks).
     #[arg(long)]
     pub stop_after: Option<u64>,
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+}
+
+/// Whether ingest checks commits (see docs/stream-format.md). `ingest` and
+/// `run` share these flags, each with its own default.
+#[derive(Args, Debug)]
+pub struct CommitChecks {
+    /// Check each commit's signature (and its ops against `prevData`) with
+    /// the account's key from its DID document; a commit that fails is not
+    /// written and becomes a resync request (a `sync` entry with a
+    /// `reason`). On by default in `ingest` when --plc-url is given and in
+    /// `run --relay sim`.
+    #[arg(
+        long,
+        env = "INGEST_VERIFY_COMMITS",
+        conflicts_with = "no_verify_commits"
+    )]
+    pub verify_commits: bool,
+    /// Write commits unchecked, whatever the default.
+    #[arg(long, env = "INGEST_NO_VERIFY_COMMITS")]
+    pub no_verify_commits: bool,
+}
+
+impl CommitChecks {
+    pub fn wanted(&self, by_default: bool) -> bool {
+        !self.no_verify_commits && (self.verify_commits || by_default)
+    }
+}
+
+/// The commit checks of `ingest`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub checks: CommitChecks,
+    /// PLC directory the account keys of did:plc accounts come from
+    /// (default with --verify-commits: https://plc.directory).
+    #[arg(long, env = "PLC_URL")]
+    pub plc_url: Option<String>,
+    /// Frames read ahead of the oldest commit still being checked.
+    #[arg(long, env = "INGEST_VERIFY_IN_FLIGHT", default_value_t = 512)]
+    pub verify_in_flight: usize,
+    /// How long an account's key is retried after transient failures before
+    /// its commits become resync requests (`key_unavailable`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub key_retry_for: Duration,
+    /// For tests only: allow a PLC directory on 127.0.0.1 over plain HTTP.
+    #[arg(long, env = "ALLOW_LOOPBACK_IDENTITY")]
+    pub allow_loopback_identity: bool,
+}
+
+impl VerifyArgs {
+    /// The checks' settings, or `None` when they are off.
+    pub fn config(&self) -> anyhow::Result<Option<VerifyConfig>> {
+        if !self.checks.wanted(self.plc_url.is_some()) {
+            return Ok(None);
+        }
+        let plc_url = self
+            .plc_url
+            .clone()
+            .unwrap_or_else(|| "https://plc.directory".to_owned());
+        let mut identity = skyhose_identity::IdentityConfig::new(plc_url);
+        identity.allow_loopback = self.allow_loopback_identity;
+        identity.check().context("--plc-url")?;
+        let keys: Arc<dyn KeySource> = Arc::new(skyhose_identity::Resolver::new(identity));
+        Ok(Some(VerifyConfig {
+            max_in_flight: self.verify_in_flight.max(1),
+            key_retry_for: self.key_retry_for,
+            ..VerifyConfig::new(keys)
+        }))
+    }
 }
 
 impl IngestArgs {
@@ -215,6 +290,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let mut config = args.config();
+    config.verify = args.verify.config()?;
+    if config.verify.is_some() {
+        tracing::info!("checking each commit against its account's key");
+    }
     if let (None, Some(url)) = (config.fallback_cursor, &args.database_url) {
         config.fallback_cursor = index_watermark(url).await;
     }

@@ -2,12 +2,14 @@
 //! process, with one `/metrics` and one shutdown sequence.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use skyhose_identity::KeySource;
 use skyhose_index::{CancellationToken, IndexConfig};
-use skyhose_ingest::{IngestConfig, RelayClock};
+use skyhose_ingest::{IngestConfig, RelayClock, VerifyConfig};
 use skyhose_sim::relay::{self, RelayConfig, RelayHandle};
 use skyhose_sim::SimConfig;
 
@@ -72,6 +74,10 @@ pub struct PipelineArgs {
     /// simulated network, against its own directory).
     #[arg(long, env = "RESOLVE_IDENTITIES")]
     pub resolve_identities: bool,
+    // On a real relay the checks use --plc-url and are off unless asked
+    // for, since that flag always has a default here.
+    #[command(flatten)]
+    pub commit_checks: super::ingest::CommitChecks,
     /// Where private Redis/PostgreSQL instances keep their data (`demo`, or
     /// `run --start-engines`) when none is running at the configured
     /// local address.
@@ -262,6 +268,7 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
         relay_clock: sim_relay
             .as_ref()
             .map(|relay| RelayClock::new(relay.head_clock())),
+        verify: commit_checks(args, sim_relay.is_some())?,
         ..IngestConfig::default()
     };
     let mut index_cfg = IndexConfig::new(&args.pipeline.redis_url, &args.database_url);
@@ -463,6 +470,23 @@ async fn drain_index(mut cfg: IndexConfig) {
         Ok(Err(e)) => tracing::error!(error = %e, "draining the stream failed"),
         Err(e) => tracing::error!(error = %e, "draining task failed"),
     }
+}
+
+/// The commit checks of ingest: on with the simulated relay (its accounts'
+/// keys derived as its directory derives them), else only when asked for,
+/// with keys from the DID documents.
+fn commit_checks(args: &RunArgs, sim: bool) -> anyhow::Result<Option<VerifyConfig>> {
+    let pipeline = &args.pipeline;
+    if !pipeline.commit_checks.wanted(sim) {
+        return Ok(None);
+    }
+    let keys: Arc<dyn KeySource> = match sim {
+        true => Arc::new(super::sim::SimKeys(sim_config(args))),
+        false => Arc::new(skyhose_identity::Resolver::new(
+            pipeline.api.identity.config()?,
+        )),
+    };
+    Ok(Some(VerifyConfig::new(keys)))
 }
 
 /// The simulated relay restarts from seq 1 with each process; it generates up to the

@@ -277,3 +277,16 @@ fn mint_token(sim: &SimConfig, args: &MintTokenArgs) -> anyhow::Result<()> {
     tracing::info!(did, aud = %args.aud, lxm = %args.lxm, "service-auth token minted");
     Ok(())
 }
+
+/// The simulated network's account keys, derived from its seed and each DID
+/// as its directory derives them. Unlike the directory, this also knows the
+/// accounts that join while the network runs, so `run --relay sim` checks
+/// every commit.
+pub struct SimKeys(pub SimConfig);
+
+impl skyhose_identity::KeySource for SimKeys {
+    fn key<'a>(&'a self, did: &'a str) -> skyhose_identity::KeyFuture<'a> {
+        let key = plc::proto_signing_key(&self.0, did).public_key();
+        Box::pin(std::future::ready(Ok(key)))
+    }
+}

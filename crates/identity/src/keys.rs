@@ -1,7 +1,8 @@
-//! The account key a repo's commit must be signed with, and the host that
+//! The account key a repo's commits must be signed with, and the host that
 //! serves the repo: the `#atproto` key and `#atproto_pds` service of its DID
-//! document, from `skyhose_identity`'s resolver; [`KeySource`] lets tests
-//! put fixed keys in its place.
+//! document, from the resolver. Backfill and the firehose's commit checks
+//! both take keys through [`KeySource`], which lets tests put fixed keys in
+//! its place.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,11 +31,15 @@ pub trait KeySource: Send + Sync {
     fn pds<'a>(&'a self, _did: &'a str) -> PdsFuture<'a> {
         Box::pin(async { None })
     }
+
+    /// Drops what is remembered of `did`, so its next key is fetched again
+    /// (a signature that fails may mean the account rotated its key).
+    fn forget(&self, _did: &str) {}
 }
 
 /// Keys from the DID documents, through the one identity resolver (its
 /// cache, its single fetch per DID, and its guard against private hosts).
-impl KeySource for skyhose_identity::Resolver {
+impl KeySource for crate::Resolver {
     fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a> {
         Box::pin(async move {
             let resolved = self.resolve_did(did).await.map_err(|e| {
@@ -66,5 +71,9 @@ impl KeySource for skyhose_identity::Resolver {
             let resolved = self.resolve_did(did).await.ok()?;
             resolved.document.pds.clone()
         })
+    }
+
+    fn forget(&self, did: &str) {
+        crate::Resolver::forget(self, did);
     }
 }
