@@ -2,7 +2,8 @@
 //! network with history (records no firehose event shows), several repo
 //! hosts (one answering 429 first, some repos served truncated once), a
 //! PLC directory naming each account's host, and firehose faults (#sync
-//! after the repo silently lost a record, #identity without a handle).
+//! after the repo silently lost a record, #identity without a handle,
+//! commits signed with another key, which ingest refuses).
 //!
 //! Phase 1 indexes the first part of the firehose alone and must be
 //! incomplete. Phase 2 runs ingest, the index and a backfill beside it at
@@ -48,8 +49,11 @@ impl Keys {
         }
     }
 
-    fn ingest(&self, relay_url: &str, stop_after: u64) -> IngestConfig {
+    fn ingest(&self, relay_url: &str, plc_url: &str, stop_after: u64) -> IngestConfig {
+        let keys =
+            skyhose_identity::Resolver::new(skyhose_identity::IdentityConfig::loopback(plc_url));
         IngestConfig {
+            verify: Some(skyhose_ingest::VerifyConfig::new(std::sync::Arc::new(keys))),
             relay_url: relay_url.to_owned(),
             redis_url: REDIS_URL.into(),
             stream_key: format!("{}:events", self.prefix),
@@ -148,13 +152,13 @@ async fn live_and_backfill_together_end_equal_to_the_whole_network() {
         // A seed whose accounts are all active (or deleted) at the end: a
         // host serves no repo of a deactivated or taken-down account, so
         // their history is out of any index's reach.
-        seed: 5,
+        seed: 14,
         accounts: 40,
         history_commits_per_account: 3,
         faults: NetworkFaults {
             sync_divergence: 1.0,
             identity_without_handle: 0.5,
-            ..NetworkFaults::default()
+            bad_signature: 0.02,
         },
         ..SimConfig::default()
     };
@@ -205,7 +209,7 @@ async fn live_and_backfill_together_end_equal_to_the_whole_network() {
 
     // Phase 1: the firehose alone, with nothing loading the queue.
     skyhose_ingest::run(
-        keys.ingest(&relay.subscribe_url(), FIRST),
+        keys.ingest(&relay.subscribe_url(), &directory.url(), FIRST),
         CancellationToken::new(),
     )
     .await
@@ -235,7 +239,7 @@ async fn live_and_backfill_together_end_equal_to_the_whole_network() {
     // Phase 2: the rest of the firehose, the index and the backfill at once.
     let stop = CancellationToken::new();
     let ingest = tokio::spawn(skyhose_ingest::run(
-        keys.ingest(&relay.subscribe_url(), TOTAL - FIRST),
+        keys.ingest(&relay.subscribe_url(), &directory.url(), TOTAL - FIRST),
         stop.clone(),
     ));
     let index = tokio::spawn(skyhose_index::run(
@@ -318,6 +322,14 @@ async fn live_and_backfill_together_end_equal_to_the_whole_network() {
         "{states:?}"
     );
     assert!(states.contains_key("done resync:sync"), "{states:?}");
+    // Commits signed with another key were refused by ingest: sync entries
+    // with a reason, which the index counts as #sync.
+    let refused = scalar(
+        &pool,
+        "SELECT count(*) FROM backfill_repos WHERE reason = 'resync:sync'",
+    )
+    .await;
+    assert!(refused > 0);
     let retried = scalar(
         &pool,
         "SELECT count(*) FROM backfill_repos WHERE attempts > 1",
