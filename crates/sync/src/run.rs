@@ -216,11 +216,11 @@ impl Backfill {
                         None => return Ok(()),
                     }
                 }
-                Err(Failure::RateLimited { wait }) => tokio::time::sleep(wait).await,
+                Err(Failure::RateLimited { wait }) => pause(wait, cancel).await,
                 Err(Failure::Transient { error, .. }) if failures < 5 => {
                     failures += 1;
                     warn!(base, error, "listing repos failed; trying again");
-                    tokio::time::sleep(backoff(failures as i32)).await;
+                    pause(backoff(failures as i32), cancel).await;
                 }
                 Err(failure) => {
                     warn!(
@@ -488,6 +488,15 @@ fn verified_state(
         data: Some(repo.commit.data.to_string()),
         records,
     })
+}
+
+/// Waits `wait`, or less when cancelled: a process beside a live index
+/// stops with it, not after its listing's backoff.
+async fn pause(wait: Duration, cancel: &CancellationToken) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(wait) => {}
+    }
 }
 
 /// Whether the CAR stops inside its header, a block or a length prefix.
