@@ -1,7 +1,8 @@
-//! The account key a repo's commits must be signed with: the `#atproto` key
-//! of its DID document, from the resolver. Backfill and the firehose's
-//! commit checks both take keys through [`KeySource`], which lets tests put
-//! fixed keys in its place.
+//! The account key a repo's commits must be signed with, and the host that
+//! serves the repo: the `#atproto` key and `#atproto_pds` service of its DID
+//! document, from the resolver. Backfill and the firehose's commit checks
+//! both take keys through [`KeySource`], which lets tests put fixed keys in
+//! its place.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ pub enum KeyError {
 }
 
 pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<PublicKey, KeyError>> + Send + 'a>>;
+pub type PdsFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
 
 /// A key fetched less than this long ago is not fetched again when a
 /// signature fails with it: a rotation is picked up within this delay.
@@ -28,6 +30,11 @@ pub const KEY_REFRESH_AFTER: std::time::Duration = std::time::Duration::from_sec
 /// Where account keys come from.
 pub trait KeySource: Send + Sync {
     fn key<'a>(&'a self, did: &'a str) -> KeyFuture<'a>;
+
+    /// The base URL of the account's PDS, when its DID document names one.
+    fn pds<'a>(&'a self, _did: &'a str) -> PdsFuture<'a> {
+        Box::pin(async { None })
+    }
 
     /// Drops what is remembered of `did`, so its next key is fetched again
     /// (a signature that fails may mean the account rotated its key). A
@@ -62,6 +69,13 @@ impl KeySource for crate::Resolver {
                     did: did.to_owned(),
                     problem: "DID document has no #atproto key".into(),
                 })
+        })
+    }
+
+    fn pds<'a>(&'a self, did: &'a str) -> PdsFuture<'a> {
+        Box::pin(async move {
+            let resolved = self.resolve_did(did).await.ok()?;
+            resolved.document.pds.clone()
         })
     }
 

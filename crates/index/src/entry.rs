@@ -80,8 +80,15 @@ pub enum Event {
         status: String,
         seq: i64,
     },
-    /// `sync`, `info` and types this version does not know: acknowledged,
-    /// nothing to index.
+    /// A `#sync`: the repo's state was declared anew (any reason), so
+    /// what the index holds of it may be stale and the repo is loaded again.
+    Sync {
+        did: String,
+        rev: Option<String>,
+        seq: i64,
+    },
+    /// `info` and types this version does not know: acknowledged, nothing
+    /// to index.
     Ignored {
         seq: Option<i64>,
     },
@@ -91,7 +98,9 @@ impl Event {
     pub fn seq(&self) -> Option<i64> {
         match self {
             Event::Commit(commit) => Some(commit.seq),
-            Event::Identity { seq, .. } | Event::Account { seq, .. } => Some(*seq),
+            Event::Identity { seq, .. } | Event::Account { seq, .. } | Event::Sync { seq, .. } => {
+                Some(*seq)
+            }
             Event::Ignored { seq } => *seq,
         }
     }
@@ -103,6 +112,26 @@ pub struct Commit {
     pub rev: Option<String>,
     pub seq: i64,
     pub ops: Vec<Op>,
+    /// The repo's MST root before (`prevData`) and after (`data`) the
+    /// commit, when the entry carries them.
+    pub prev_data: Option<String>,
+    pub data: Option<String>,
+    /// Why the commit leaves the repo's content partly unknown (`too_big`,
+    /// `unreadable_op`), so the repo is loaded again.
+    pub resync: Option<&'static str>,
+}
+
+/// A commit entry's `prevData` and `data` as CIDs, or what is wrong with them.
+fn roots(
+    prev_data: Option<&str>,
+    data: Option<&str>,
+) -> Result<(Option<String>, Option<String>), String> {
+    let check = |name: &str, value: Option<&str>| match value {
+        None => Ok(None),
+        Some(cid) if is_cid_text(cid) => Ok(Some(cid.to_owned())),
+        Some(other) => Err(format!("commit {name} {other:?} is not a CID")),
+    };
+    Ok((check("prevData", prev_data)?, check("data", data)?))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +166,11 @@ impl Write {
 }
 
 pub const ACCOUNT_DELETED: &str = "deleted";
+/// The account status a relay gives a repo whose commits no longer chain.
+pub const ACCOUNT_DESYNCHRONIZED: &str = "desynchronized";
+/// Resync causes a commit carries (`Commit::resync`).
+pub const TOO_BIG: &str = "too_big";
+pub const UNREADABLE_OP: &str = "unreadable_op";
 
 pub fn parse_entry(entry: &RawEntry) -> Result<Event, EntryError> {
     let fail = |problem: String| EntryError {
@@ -155,7 +189,7 @@ pub fn parse_entry(entry: &RawEntry) -> Result<Event, EntryError> {
     let data_text = entry
         .field("data")
         .ok_or_else(|| fail("missing field `data`".into()))?;
-    if !matches!(kind, "commit" | "identity" | "account") {
+    if !matches!(kind, "commit" | "identity" | "account" | "sync") {
         return Ok(Event::Ignored { seq: Some(seq) });
     }
     if kind == "commit" {
@@ -179,6 +213,15 @@ pub fn parse_entry(entry: &RawEntry) -> Result<Event, EntryError> {
                 }
             };
             Ok(Event::Identity { did, handle, seq })
+        }
+        "sync" => {
+            let did = did_of(&data).map_err(fail)?;
+            let rev = match data.get("rev") {
+                Some(Value::String(rev)) if is_record_key(rev) => Some(rev.clone()),
+                None | Some(Value::Null) => None,
+                Some(other) => return Err(fail(format!("sync rev {other} is not a TID"))),
+            };
+            Ok(Event::Sync { did, rev, seq })
         }
         _ => {
             let did = did_of(&data).map_err(fail)?;
@@ -215,6 +258,12 @@ struct PlainCommit<'a> {
     rev: Option<Cow<'a, str>>,
     #[serde(borrow)]
     ops: Vec<PlainOp<'a>>,
+    #[serde(rename = "prevData", borrow, default)]
+    prev_data: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<Cow<'a, str>>,
+    #[serde(rename = "tooBig", default)]
+    too_big: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -246,11 +295,15 @@ fn parse_plain_commit(data: &str, seq: i64) -> Option<Commit> {
         .iter()
         .map(|op| plain_op(repo, op))
         .collect::<Option<Vec<_>>>()?;
+    let (prev_data, data) = roots(plain.prev_data.as_deref(), plain.data.as_deref()).ok()?;
     Some(Commit {
         repo: repo.to_owned(),
         rev: plain.rev.map(Cow::into_owned),
         seq,
         ops,
+        prev_data,
+        data,
+        resync: plain.too_big.unwrap_or(false).then_some(TOO_BIG),
     })
 }
 
@@ -466,17 +519,41 @@ fn parse_commit(data: &Value, seq: i64) -> Result<Commit, String> {
         .get("ops")
         .and_then(Value::as_array)
         .ok_or_else(|| "commit without an `ops` array".to_owned())?;
+    let mut unreadable = false;
     let ops = ops
         .iter()
         .enumerate()
-        .filter(|(_, op)| !is_flagged_without_record(repo, seq, op))
+        .filter(|(_, op)| {
+            let flagged = is_flagged_without_record(repo, seq, op);
+            unreadable |= flagged;
+            !flagged
+        })
         .map(|(index, op)| parse_op(repo, op).map_err(|problem| format!("op {index}: {problem}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let text_of = |name: &str| match data.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.as_str())),
+        Some(other) => Err(format!("commit {name} {other} is not a CID")),
+    };
+    let (prev_data, root) = roots(text_of("prevData")?, text_of("data")?)?;
+    let too_big = match data.get("tooBig") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(too_big)) => *too_big,
+        Some(other) => return Err(format!("commit tooBig {other} is not a boolean")),
+    };
+    let resync = if too_big {
+        Some(TOO_BIG)
+    } else {
+        unreadable.then_some(UNREADABLE_OP)
+    };
     Ok(Commit {
         repo: repo.to_owned(),
         rev,
         seq,
         ops,
+        prev_data,
+        data: root,
+        resync,
     })
 }
 

@@ -68,6 +68,10 @@ pub struct IndexConfig {
     /// Resolve accounts' identities (first sight, every `#identity`) with
     /// this resolver configuration; `None` keeps the `#identity` hints.
     pub identity: Option<skyhose_identity::IdentityConfig>,
+    /// A backfill runs beside the index: batches keep each repo's root and
+    /// queue the repos it must load (accounts seen for the first time,
+    /// repos that diverged), see `apply::sync`.
+    pub repo_sync: bool,
 }
 
 impl IndexConfig {
@@ -88,6 +92,7 @@ impl IndexConfig {
             log_every: Duration::from_secs(5),
             compress_wal: true,
             identity: None,
+            repo_sync: false,
         }
     }
 }

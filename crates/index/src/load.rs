@@ -41,6 +41,9 @@ pub struct RepoRecord {
 pub struct RepoState {
     pub did: String,
     pub rev: String,
+    /// The MST root of the commit, kept as the repo's root at `rev` when
+    /// repo sync is on, so later live commits are checked against it.
+    pub data: Option<String>,
     pub records: Vec<RepoRecord>,
 }
 
@@ -65,13 +68,19 @@ pub struct RepoLoader {
 
 impl Default for RepoLoader {
     fn default() -> Self {
-        RepoLoader {
-            known: KnownActors::new(DEFAULT_KNOWN_ACTORS),
-        }
+        RepoLoader::new(false)
     }
 }
 
 impl RepoLoader {
+    /// `repo_sync`: loads keep the repos' roots and queue the accounts the
+    /// loaded records point at, as live batches do beside a backfill.
+    pub fn new(repo_sync: bool) -> Self {
+        RepoLoader {
+            known: KnownActors::new(DEFAULT_KNOWN_ACTORS).with_repo_sync(repo_sync),
+        }
+    }
+
     /// Writes `repos` in one batch (one transaction, as the stream path's
     /// batches); the records each changed are counted in the result.
     pub async fn load(
@@ -125,6 +134,9 @@ impl RepoLoader {
                 rev: Some(repo.rev.clone()),
                 seq: BACKFILL_SEQ,
                 ops,
+                prev_data: None,
+                data: repo.data.clone(),
+                resync: None,
             }));
             loaded.push(report);
         }

@@ -93,6 +93,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "identity",
         sql: include_str!("../migrations/0016_identity.sql"),
     },
+    Migration {
+        version: 17,
+        name: "repo_sync",
+        sql: include_str!("../migrations/0017_repo_sync.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -46,7 +46,9 @@ impl Shards {
     pub fn owner(&self, event: &Event) -> Option<usize> {
         let did = match event {
             Event::Commit(commit) => &commit.repo,
-            Event::Identity { did, .. } | Event::Account { did, .. } => did,
+            Event::Identity { did, .. } | Event::Account { did, .. } | Event::Sync { did, .. } => {
+                did
+            }
             Event::Ignored { .. } => return None,
         };
         let mut hasher = DefaultHasher::new();

@@ -105,7 +105,7 @@ pub async fn run(
     let stop = shutdown.child_token();
     let mut tasks = tokio::task::JoinSet::new();
     let shards = Arc::new(Shards::new(cfg.workers));
-    let known = Arc::new(KnownActors::new(DEFAULT_KNOWN_ACTORS));
+    let known = Arc::new(KnownActors::new(DEFAULT_KNOWN_ACTORS).with_repo_sync(cfg.repo_sync));
     for index in 0..cfg.workers {
         let worker = Worker {
             index,

@@ -60,6 +60,7 @@ fn repo_states(entries: &[Entry], all: &[Entry]) -> Vec<RepoState> {
         .map(|(did, (rev, records))| RepoState {
             did,
             rev,
+            data: None,
             records: records
                 .into_iter()
                 .map(|(path, (cid, json))| {

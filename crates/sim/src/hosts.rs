@@ -5,6 +5,7 @@
 //! answering 429 for a while, truncated CARs and commits with bad signatures
 //! for some repos.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,9 @@ pub struct HostFaults {
     pub rate_limited_requests: u64,
     /// One repo in this many (chosen by DID) is served as a truncated CAR.
     pub truncated_car_every: Option<u64>,
+    /// A truncated repo is served whole after this many truncated answers,
+    /// as a cut transfer would be; `None`: always truncated.
+    pub truncated_car_repeats: Option<u64>,
     /// One repo in this many (chosen by DID, never one of the truncated) is
     /// served with its commit signed by a key that is not the account's.
     pub bad_signature_every: Option<u64>,
@@ -134,6 +138,8 @@ struct Host {
     faults: HostFaults,
     sim: crate::SimConfig,
     requests: AtomicU64,
+    /// Truncated answers given per DID.
+    truncations: Mutex<HashMap<String, u64>>,
 }
 
 pub async fn start(
@@ -155,6 +161,7 @@ pub async fn start(
             faults: cfg.faults.clone(),
             sim: sim.clone(),
             requests: AtomicU64::new(0),
+            truncations: Mutex::new(HashMap::new()),
         });
         let handler: Handler = Arc::new(move |req| host.answer(req));
         tasks.push(tokio::spawn(serve(
@@ -279,6 +286,17 @@ impl Host {
         }
     }
 
+    /// Whether this answer for `did`, a truncated repo, is truncated too.
+    fn truncate_again(&self, did: &str) -> bool {
+        let Some(repeats) = self.faults.truncated_car_repeats else {
+            return true;
+        };
+        let mut served = self.truncations.lock().unwrap_or_else(|e| e.into_inner());
+        let count = served.entry(did.to_owned()).or_insert(0);
+        *count += 1;
+        *count <= repeats
+    }
+
     fn hosted_did<'p>(
         &self,
         params: &'p [(String, String)],
@@ -339,7 +357,7 @@ impl Host {
         let car = lock(&self.network).repo_car(did, forger.as_ref());
         match car {
             Ok(mut car) => {
-                if truncated(&self.faults, did) {
+                if truncated(&self.faults, did) && self.truncate_again(did) {
                     car.truncate(car.len() / 2);
                 }
                 let mut resp = Response::new(Full::new(Bytes::from(car)));

@@ -187,6 +187,7 @@ async fn hosts_serve_verified_repos_with_faults() {
     let faults = HostFaults {
         rate_limited_requests: 2,
         truncated_car_every: Some(7),
+        truncated_car_repeats: None,
         bad_signature_every: Some(5),
     };
     let hosts = hosts::start(

@@ -80,6 +80,9 @@ pub struct BackfillConfig {
     /// Stop when the queue is drained and every source listed; otherwise
     /// wait for more (the live index enqueues accounts it meets).
     pub exit_when_drained: bool,
+    /// Loads keep each repo's root and queue the accounts their records
+    /// point at, as the live index does (on beside a live index).
+    pub repo_sync: bool,
 }
 
 impl BackfillConfig {
@@ -103,6 +106,7 @@ impl BackfillConfig {
             reclaim_after: Duration::from_secs(600),
             log_every: Duration::from_secs(5),
             exit_when_drained: true,
+            repo_sync: false,
         }
     }
 }

@@ -14,7 +14,8 @@ use crate::SyncError;
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub did: String,
-    pub host: String,
+    /// `None`: the PDS its DID document names.
+    pub host: Option<String>,
     /// Attempts so far, this one included.
     pub attempts: i32,
 }
@@ -59,29 +60,36 @@ impl Queue {
             .map_err(|e| SyncError::Pool(e.to_string()))
     }
 
-    /// Adds repos found at `host`; repos already queued keep their row.
-    pub async fn enqueue(&self, host: &str, dids: &[String]) -> Result<u64, SyncError> {
+    /// Adds repos to load from `host` (`None`: the PDS each DID document
+    /// names), queued for `reason`; repos already queued keep their row.
+    pub async fn enqueue(
+        &self,
+        host: Option<&str>,
+        dids: &[String],
+        reason: &str,
+    ) -> Result<u64, SyncError> {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO backfill_repos (did, host) SELECT d, $2 FROM unnest($1::text[]) AS d \
+                "INSERT INTO backfill_repos (did, host, reason) \
+                 SELECT d, $2, $3 FROM unnest($1::text[]) AS d \
                  ON CONFLICT (did) DO NOTHING",
-                &[&dids, &host],
+                &[&dids, &host, &reason],
             )
             .await
             .map_err(|e| SyncError::db("queueing repos", e))
     }
 
     /// Queues repos to be fetched again from `host`, whatever their state,
-    /// unless a worker holds them now (`--did`, and accounts the live index
-    /// meets for the first time).
+    /// unless a worker holds them now (`--did`).
     pub async fn requeue(&self, host: &str, dids: &[String]) -> Result<u64, SyncError> {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO backfill_repos (did, host) SELECT d, $2 FROM unnest($1::text[]) AS d \
+                "INSERT INTO backfill_repos (did, host, reason) \
+                 SELECT d, $2, 'requested' FROM unnest($1::text[]) AS d \
                  ON CONFLICT (did) DO UPDATE SET state = 'pending', host = EXCLUDED.host, \
-                   attempts = 0, not_before = now(), updated_at = now() \
+                   reason = EXCLUDED.reason, attempts = 0, not_before = now(), updated_at = now() \
                  WHERE backfill_repos.state <> 'running'",
                 &[&dids, &host],
             )
@@ -135,7 +143,8 @@ impl Queue {
         self.client()
             .await?
             .execute(
-                "UPDATE backfill_repos SET state = 'done', rev = $2, records = $3, bytes = $4, \
+                "UPDATE backfill_repos SET state = CASE WHEN again THEN 'pending' ELSE 'done' END, \
+                   again = false, not_before = now(), rev = $2, records = $3, bytes = $4, \
                    error = NULL, error_reason = NULL, claimed_at = NULL, updated_at = now() \
                  WHERE did = $1",
                 &[&did, &rev, &records, &bytes],
@@ -145,13 +154,16 @@ impl Queue {
         Ok(())
     }
 
-    /// A failure that will not change on a retry.
+    /// A failure that will not change on a retry (unless a resync was
+    /// asked for meanwhile: then the repo is tried again).
     pub async fn fail(&self, did: &str, reason: &str, error: &str) -> Result<(), SyncError> {
         self.client()
             .await?
             .execute(
-                "UPDATE backfill_repos SET state = 'failed', error_reason = $2, error = $3, \
-                   claimed_at = NULL, updated_at = now() WHERE did = $1",
+                "UPDATE backfill_repos SET state = CASE WHEN again THEN 'pending' ELSE 'failed' END, \
+                   attempts = CASE WHEN again THEN 0 ELSE attempts END, again = false, \
+                   error_reason = $2, error = $3, claimed_at = NULL, updated_at = now() \
+                 WHERE did = $1",
                 &[&did, &reason, &error],
             )
             .await
@@ -176,7 +188,7 @@ impl Queue {
             .execute(
                 "UPDATE backfill_repos SET state = 'pending', error_reason = $2, error = $3, \
                    not_before = now() + make_interval(secs => $4), attempts = attempts - $5, \
-                   claimed_at = NULL, updated_at = now() WHERE did = $1",
+                   again = false, claimed_at = NULL, updated_at = now() WHERE did = $1",
                 &[&did, &reason, &error, &delay, &give_back],
             )
             .await

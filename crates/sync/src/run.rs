@@ -107,7 +107,7 @@ impl Backfill {
         let batcher = Batcher::start(
             config.batch,
             pool.clone(),
-            Arc::new(RepoLoader::default()),
+            Arc::new(RepoLoader::new(config.repo_sync)),
             load_clock.clone(),
         );
         Ok(Arc::new(Backfill {
@@ -130,13 +130,11 @@ impl Backfill {
         &self.queue
     }
 
-    /// Queues `dids` to be loaded from the first source (accounts a live
-    /// index meets for the first time); repos already queued are left alone.
+    /// Queues `dids` to be loaded from the PDS each DID document names
+    /// (the first source when it names none); repos already queued are left
+    /// alone.
     pub async fn enqueue(&self, dids: &[String]) -> Result<u64, SyncError> {
-        match self.config.sources.first() {
-            Some(source) => self.queue.enqueue(source, dids).await,
-            None => Ok(0),
-        }
+        self.queue.enqueue(None, dids, "requested").await
     }
 
     /// Runs until drained (when `exit_when_drained`) or cancelled.
@@ -262,11 +260,11 @@ impl Backfill {
                         None => return Ok(()),
                     }
                 }
-                Err(Failure::RateLimited { wait }) => tokio::time::sleep(wait).await,
+                Err(Failure::RateLimited { wait }) => pause(wait, cancel).await,
                 Err(Failure::Transient { error, .. }) if failures < 5 => {
                     failures += 1;
                     warn!(base, error, "listing repos failed; trying again");
-                    tokio::time::sleep(backoff(failures as i32)).await;
+                    pause(backoff(failures as i32), cancel).await;
                 }
                 Err(failure) => {
                     warn!(
@@ -382,8 +380,23 @@ impl Backfill {
                 }))
             }
         };
+        let host = match &claim.host {
+            Some(host) => host.clone(),
+            None => match self.keys.pds(&claim.did).await {
+                Some(pds) => pds,
+                None => self.config.sources.first().cloned().ok_or_else(|| {
+                    Outcome::Failure(Failure::Permanent {
+                        reason: "no_host",
+                        error: format!(
+                            "the DID document of {} names no PDS and no source is configured",
+                            claim.did
+                        ),
+                    })
+                })?,
+            },
+        };
         let fetching = Instant::now();
-        let car = fetch::get_repo(&self.hosts, &claim.host, &claim.did)
+        let car = fetch::get_repo(&self.hosts, &host, &claim.did)
             .await
             .map_err(Outcome::Failure)?;
         add_nanos(&self.counters.fetch_nanos, fetching);
@@ -497,9 +510,19 @@ fn verified_state(
     limits: &RepoLimits,
 ) -> Result<(RepoState, VerifyClock), Failure> {
     let started = Instant::now();
-    let repo = read_repo(car, did, Some(key), limits).map_err(|err| Failure::Permanent {
-        reason: err.reason(),
-        error: err.to_string(),
+    let repo = read_repo(car, did, Some(key), limits).map_err(|err| {
+        if ends_early(&err) {
+            // A cut transfer, not a bad repo: worth fetching again.
+            Failure::Transient {
+                reason: "truncated_car",
+                error: err.to_string(),
+            }
+        } else {
+            Failure::Permanent {
+                reason: err.reason(),
+                error: err.to_string(),
+            }
+        }
     })?;
     let verified = Instant::now();
     let mut records = Vec::with_capacity(repo.records.len());
@@ -532,10 +555,34 @@ fn verified_state(
         RepoState {
             did: did.to_owned(),
             rev: repo.commit.rev,
+            data: Some(repo.commit.data.to_string()),
             records,
         },
         clock,
     ))
+}
+
+/// Waits `wait`, or less when cancelled: a process beside a live index
+/// stops with it, not after its listing's backoff.
+async fn pause(wait: Duration, cancel: &CancellationToken) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(wait) => {}
+    }
+}
+
+/// Whether the CAR stops inside its header, a block or a length prefix.
+fn ends_early(err: &skyhose_proto::repo::RepoError) -> bool {
+    use skyhose_proto::WireError;
+    matches!(
+        err,
+        skyhose_proto::repo::RepoError::BadCar(
+            WireError::Truncated(_)
+                | WireError::BadCar(
+                    "block truncated" | "header truncated" | "varint runs past the end"
+                )
+        )
+    )
 }
 
 /// Delay before attempt `attempts + 1`: 2, 4, 8 ... seconds, at most 5 minutes.

@@ -9,9 +9,14 @@ use std::sync::Mutex;
 /// database: an actor missing from it costs its row a probe, never a wrong
 /// result. When full it starts over, which is cheaper to keep than an
 /// order of use, and refills within a few batches.
+///
+/// With repo sync on, an actor is known only once its batch also queued
+/// its repo, so an unknown author is one the backfill queue may not have
+/// (`apply::sync`).
 pub struct KnownActors {
     dids: Mutex<HashSet<Box<str>>>,
     capacity: usize,
+    repo_sync: bool,
 }
 
 /// About 8 MB of DIDs: most of the repos active in an hour of the network.
@@ -22,7 +27,19 @@ impl KnownActors {
         KnownActors {
             dids: Mutex::new(HashSet::new()),
             capacity,
+            repo_sync: false,
         }
+    }
+
+    /// Batches also keep repo roots and queue repos for the backfill
+    /// (`apply::sync`): on when a backfill runs beside the index.
+    pub fn with_repo_sync(mut self, on: bool) -> Self {
+        self.repo_sync = on;
+        self
+    }
+
+    pub(super) fn repo_sync(&self) -> bool {
+        self.repo_sync
     }
 
     /// Those of `dids` not known to be visible.
@@ -56,6 +73,7 @@ impl std::fmt::Debug for KnownActors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KnownActors")
             .field("capacity", &self.capacity)
+            .field("repo_sync", &self.repo_sync)
             .finish_non_exhaustive()
     }
 }

@@ -28,6 +28,7 @@
 
 mod known;
 mod plan;
+mod sync;
 mod write;
 
 pub use known::{KnownActors, DEFAULT_KNOWN_ACTORS};
@@ -193,16 +194,22 @@ async fn apply_transaction(
     if batch.actors.is_empty() {
         return Ok(0);
     }
+    let marks = if known.repo_sync() {
+        sync::Marks::collect(events, known)
+    } else {
+        sync::Marks::default()
+    };
     for _ in 0..MAX_REDOS {
         let tx = client
             .transaction()
             .await
             .map_err(IndexError::pg("starting a batch transaction"))?;
-        match apply_in(&tx, &batch, known).await? {
-            Some(changed) => {
+        match apply_in(&tx, &batch, &marks, known).await? {
+            Some((changed, diverged)) => {
                 tx.commit()
                     .await
                     .map_err(IndexError::pg("committing a batch"))?;
+                marks.count(&diverged);
                 // Every actor of the batch is an author: all their rows are
                 // visible now.
                 known.insert_all(batch.actors.keys().copied());
@@ -221,14 +228,15 @@ async fn apply_transaction(
     )))
 }
 
-/// Runs the batch in `tx`: the records it changed, or `None` when a
-/// concurrent batch created one of its actor rows first and it must be
-/// rolled back and redone.
+/// Runs the batch in `tx`: the records it changed and the repos found
+/// diverged from their roots, or `None` when a concurrent batch created one
+/// of its actor rows first and it must be rolled back and redone.
 async fn apply_in<'a>(
     tx: &Transaction<'_>,
     batch: &Batch<'a>,
+    marks: &sync::Marks<'_>,
     known: &KnownActors,
-) -> Result<Option<u64>, IndexError> {
+) -> Result<Option<(u64, Vec<String>)>, IndexError> {
     let dids: Vec<&str> = batch.actors.keys().copied().collect();
     // Before the deletions are read: see the module's doc.
     write::take_transaction_id(tx).await?;
@@ -278,5 +286,6 @@ async fn apply_in<'a>(
             .increment(1);
         return Ok(None);
     }
-    Ok(Some(changed))
+    let diverged = sync::write(tx, marks).await?;
+    Ok(Some((changed, diverged)))
 }

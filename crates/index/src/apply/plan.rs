@@ -115,6 +115,10 @@ impl<'a> Batch<'a> {
                             Some(update.deleted_seq.map_or(*seq, |old| old.max(*seq)));
                     }
                 }
+                // An event of the account, changing nothing on its row.
+                Event::Sync { did, .. } => {
+                    actors.entry(did.as_str()).or_default();
+                }
                 Event::Ignored { .. } => {}
             }
         }
@@ -522,6 +526,9 @@ mod tests {
             rev: None,
             seq,
             ops: Vec::new(),
+            prev_data: None,
+            data: None,
+            resync: None,
         })
     }
 
@@ -536,6 +543,9 @@ mod tests {
                 rkey: "3k".into(),
                 write: None,
             }],
+            prev_data: None,
+            data: None,
+            resync: None,
         })
     }
 

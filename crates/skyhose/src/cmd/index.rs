@@ -48,6 +48,83 @@ pub struct IndexArgs {
     pub resolve_identities: bool,
     #[command(flatten)]
     pub identity: super::serve::IdentityArgs,
+    #[command(flatten)]
+    pub backfill: LiveBackfillArgs,
+}
+
+/// A backfill beside the live index (`index`, `run`).
+#[derive(Args, Debug, Clone)]
+pub struct LiveBackfillArgs {
+    /// Load repos beside the live index: list this relay's hosts (or this
+    /// PDS) and load every repo, then keep loading the accounts the stream
+    /// shows for the first time and the repos it shows diverging (#sync,
+    /// desynchronized, tooBig, unreadable ops, prevData not the root held),
+    /// each from the PDS its DID document names (--plc-url), else from the
+    /// first --backfill-source. Repeat for several sources; none: no backfill.
+    #[arg(
+        long = "backfill-source",
+        env = "BACKFILL_SOURCES",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub sources: Vec<String>,
+    /// Repos fetched, verified and loaded at once beside the index.
+    #[arg(
+        long = "backfill-concurrency",
+        env = "BACKFILL_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub concurrency: usize,
+}
+
+impl LiveBackfillArgs {
+    /// The backfill to run beside the index, if any source is given.
+    pub fn config(
+        &self,
+        database_url: &str,
+        identity: skyhose_identity::IdentityConfig,
+    ) -> Option<skyhose_sync::BackfillConfig> {
+        if self.sources.is_empty() {
+            return None;
+        }
+        let mut cfg = skyhose_sync::BackfillConfig::new(database_url, identity);
+        cfg.sources = self.sources.clone();
+        cfg.concurrency = self.concurrency.max(1);
+        cfg.exit_when_drained = false;
+        cfg.repo_sync = true;
+        Some(cfg)
+    }
+}
+
+/// Starts `cfg`'s backfill, which runs until `stop`.
+pub fn spawn_backfill(
+    cfg: skyhose_sync::BackfillConfig,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let summary = skyhose_sync::run(cfg, None, stop)
+            .await
+            .context("backfilling beside the index")?;
+        tracing::info!(?summary, "backfill stopped");
+        Ok(())
+    })
+}
+
+/// Stops a backfill started by [`spawn_backfill`] and reports how it ended.
+pub async fn stop_backfill(
+    backfill: Option<(
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+        CancellationToken,
+    )>,
+) {
+    if let Some((task, stop)) = backfill {
+        stop.cancel();
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "backfill failed"),
+            Err(e) => tracing::error!(error = %e, "backfill task failed"),
+        }
+    }
 }
 
 /// `30s`, `500ms`, `2m` or a plain number of seconds.
@@ -100,6 +177,7 @@ impl IndexArgs {
         if self.resolve_identities {
             cfg.identity = Some(self.identity.config()?);
         }
+        cfg.repo_sync = !self.backfill.sources.is_empty();
         Ok(cfg)
     }
 }
@@ -134,9 +212,19 @@ pub fn cancel_on_signal(token: CancellationToken) {
 pub async fn run(args: IndexArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let summary = skyhose_index::run(args.config()?, shutdown)
-        .await
-        .context("indexing the stream")?;
+    let backfill = match args
+        .backfill
+        .config(&args.database_url, args.identity.config()?)
+    {
+        Some(cfg) => {
+            let stop = CancellationToken::new();
+            Some((spawn_backfill(cfg, stop.clone()), stop))
+        }
+        None => None,
+    };
+    let outcome = skyhose_index::run(args.config()?, shutdown).await;
+    stop_backfill(backfill).await;
+    let summary = outcome.context("indexing the stream")?;
     tracing::info!(?summary, "index finished");
     Ok(())
 }

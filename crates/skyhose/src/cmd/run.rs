@@ -89,6 +89,8 @@ pub struct PipelineArgs {
     pub api: ApiArgs,
     #[command(flatten)]
     pub sim: SimArgs,
+    #[command(flatten)]
+    pub backfill: super::index::LiveBackfillArgs,
 }
 
 /// Redis keys shared by ingest and index.
@@ -124,6 +126,19 @@ pub struct SimArgs {
     /// Seed of the simulated network.
     #[arg(long = "sim-seed", env = "SIM_SEED", default_value_t = 1)]
     pub seed: u64,
+    /// Simulated repo hosts (PDSes) serving the network's repos on loopback;
+    /// with any, a backfill beside the index loads every repo from them, so
+    /// the index ends equal to the whole network. 0: none.
+    #[arg(long = "sim-hosts", env = "SIM_HOSTS", default_value_t = 0)]
+    pub hosts: usize,
+    /// Commits each initial account makes before the firehose starts, which
+    /// only a backfill from the hosts can index.
+    #[arg(
+        long = "sim-history-commits",
+        env = "SIM_HISTORY_COMMITS",
+        default_value_t = 0
+    )]
+    pub history_commits: usize,
 }
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
@@ -270,15 +285,54 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
 
     let metrics = skyhose_api::install_metrics_recorder().map_err(anyhow::Error::msg)?;
     let mut api_cfg = args.pipeline.api.config(&args.database_url)?;
+    let sim_hosts = match sim_relay.as_ref().and_then(RelayHandle::network) {
+        Some(network) if args.pipeline.sim.hosts > 0 => {
+            let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let hosts = skyhose_sim::hosts::start(
+                skyhose_sim::hosts::HostsConfig {
+                    listen: vec![any; args.pipeline.sim.hosts],
+                    front: any,
+                    faults: Default::default(),
+                },
+                network,
+                sim_config(args),
+            )
+            .await
+            .context("starting the simulated repo hosts")?;
+            tracing::info!(hosts = ?hosts.urls(), front = %hosts.front_url(), "simulated repo hosts running");
+            Some(hosts)
+        }
+        _ => None,
+    };
+    let mut backfill_cfg = args
+        .pipeline
+        .backfill
+        .config(&args.database_url, args.pipeline.api.identity.config()?);
     // The simulated network's viewers resolve through its own PLC directory.
     let sim_plc = match &sim_relay {
         Some(_) => {
             let plc = skyhose_sim::plc::start(skyhose_sim::plc::PlcConfig {
                 sim: sim_config(args),
+                pds_endpoints: sim_hosts.as_ref().map(|h| h.urls()).unwrap_or_default(),
                 ..Default::default()
             })
             .await
             .context("starting the simulated PLC directory")?;
+            if let Some(hosts) = &sim_hosts {
+                // Repos come from the simulated hosts, keys and hosts from
+                // the simulated directory.
+                let mut backfill = super::index::LiveBackfillArgs {
+                    sources: vec![hosts.front_url()],
+                    concurrency: args.pipeline.backfill.concurrency,
+                };
+                if !args.pipeline.backfill.sources.is_empty() {
+                    backfill.sources = args.pipeline.backfill.sources.clone();
+                }
+                backfill_cfg = backfill.config(
+                    &args.database_url,
+                    skyhose_identity::IdentityConfig::loopback(plc.url()),
+                );
+            }
             tracing::info!(url = %plc.url(), "simulated PLC directory running (viewer tokens: skyhose sim-relay mint-token)");
             api_cfg.plc_url = plc.url();
             api_cfg.allow_loopback_identity = true;
@@ -303,6 +357,7 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {} (--listen)", api_cfg.listen))?;
 
+    index_cfg.repo_sync = backfill_cfg.is_some();
     let stop = CancellationToken::new();
     cancel_on_signal(stop.clone());
     let ingest_stop = CancellationToken::new();
@@ -314,6 +369,10 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
         ingest_stop.clone(),
     ));
     let mut index = tokio::spawn(skyhose_index::run(index_cfg.clone(), index_stop.clone()));
+    let backfill = backfill_cfg.map(|cfg| {
+        let stop = CancellationToken::new();
+        (super::index::spawn_backfill(cfg, stop.clone()), stop)
+    });
     let api = tokio::spawn(skyhose_api::serve_on(
         listener,
         skyhose_api::AppState::new(api_pool, api_cfg, Some(metrics)),
@@ -364,6 +423,8 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "index task failed"),
         }
     }
+    tracing::info!("stopping the backfill: repos being loaded finish first");
+    super::index::stop_backfill(backfill).await;
     if failure.is_none() {
         drain_index(index_cfg).await;
     }
@@ -380,6 +441,9 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     }
     if let Some(plc) = sim_plc {
         plc.shutdown().await;
+    }
+    if let Some(hosts) = sim_hosts {
+        hosts.shutdown().await;
     }
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
@@ -463,6 +527,7 @@ fn sim_config(args: &RunArgs) -> SimConfig {
     SimConfig {
         seed: args.pipeline.sim.seed,
         accounts: args.pipeline.sim.accounts,
+        history_commits_per_account: args.pipeline.sim.history_commits,
         ..SimConfig::default()
     }
 }

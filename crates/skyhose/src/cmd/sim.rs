@@ -187,6 +187,7 @@ pub async fn run(args: SimRelayArgs) -> anyhow::Result<()> {
                 faults: HostFaults {
                     rate_limited_requests: args.host_rate_limited_requests,
                     truncated_car_every: args.host_truncated_car_every,
+                    truncated_car_repeats: None,
                     bad_signature_every: args.host_bad_signature_every,
                 },
             };
