@@ -59,23 +59,38 @@ impl Default for PlcConfig {
 struct Directory {
     sim: SimConfig,
     pds_endpoints: Vec<String>,
-    handles: RwLock<HashMap<String, String>>,
+    handles: RwLock<Names>,
+}
+
+/// Each DID's handle, and who a handle resolves to: the first DID that
+/// claimed it, so a later document claiming someone else's handle does not
+/// take it over.
+#[derive(Default)]
+struct Names {
+    by_did: HashMap<String, String>,
+    owner: HashMap<String, String>,
+}
+
+impl Names {
+    fn claim(&mut self, did: &str, handle: &str) {
+        self.by_did.insert(did.to_owned(), handle.to_owned());
+        self.owner
+            .entry(handle.to_ascii_lowercase())
+            .or_insert_with(|| did.to_owned());
+    }
 }
 
 impl Directory {
     /// The DID whose handle is `handle`, as its `/.well-known/atproto-did`
     /// would answer.
     fn did_of(&self, handle: &str) -> Option<String> {
-        let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
-        handles
-            .iter()
-            .find(|(_, h)| h.eq_ignore_ascii_case(handle))
-            .map(|(did, _)| did.clone())
+        let names = self.handles.read().unwrap_or_else(|e| e.into_inner());
+        names.owner.get(&handle.to_ascii_lowercase()).cloned()
     }
 
     fn document(&self, did: &str) -> Option<Value> {
-        let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
-        let handle = handles.get(did)?;
+        let names = self.handles.read().unwrap_or_else(|e| e.into_inner());
+        let handle = names.by_did.get(did)?;
         let pds = match self.pds_endpoints.len() {
             0 => PDS_ENDPOINT,
             n => self
@@ -106,12 +121,11 @@ impl PlcHandle {
 
     /// Makes the directory answer for `did` too (an account that joined later).
     pub fn register(&self, did: &str, handle: &str) {
-        let mut handles = self
-            .directory
+        self.directory
             .handles
             .write()
-            .unwrap_or_else(|e| e.into_inner());
-        handles.insert(did.to_owned(), handle.to_owned());
+            .unwrap_or_else(|e| e.into_inner())
+            .claim(did, handle);
     }
 
     /// Stops accepting and closes open connections.
@@ -140,7 +154,13 @@ pub async fn start(cfg: PlcConfig) -> std::io::Result<PlcHandle> {
     let directory = Arc::new(Directory {
         sim: cfg.sim,
         pds_endpoints: cfg.pds_endpoints,
-        handles: RwLock::new(accounts.into_iter().collect()),
+        handles: RwLock::new({
+            let mut names = Names::default();
+            for (did, handle) in &accounts {
+                names.claim(did, handle);
+            }
+            names
+        }),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let handler: Handler = {

@@ -14,6 +14,7 @@ use crate::config::ApiConfig;
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::params::ActorRef;
+use crate::views::labels::{self, Label};
 use crate::views::{datetime_millis, is_datetime, put, put_opt};
 
 /// Everything the profile views show of one actor.
@@ -40,6 +41,8 @@ pub struct ActorInfo {
     pub starter_packs: i64,
     pub labeler: bool,
     pub chat_allow_incoming: Option<String>,
+    /// The profile record's self-labels.
+    pub labels: Vec<Label>,
     /// `profileViewBasic` as JSON text, once rendered.
     pub basic_view: OnceCell<Box<RawValue>>,
 }
@@ -91,7 +94,8 @@ a.profile_created_at AS actor_created_at, \
 a.profile_indexed_at AS actor_indexed_at, \
 a.followers AS actor_followers, a.follows AS actor_follows, a.posts AS actor_posts, \
 a.lists AS actor_lists, a.feedgens AS actor_feedgens, a.starter_packs AS actor_starter_packs, \
-a.labelers > 0 AS actor_labeler, a.chat_allow_incoming AS actor_chat_allow_incoming";
+a.labelers > 0 AS actor_labeler, a.chat_allow_incoming AS actor_chat_allow_incoming, \
+apr.cid AS actor_profile_cid, apr.record->'labels' AS actor_profile_labels";
 
 /// [`ACTOR_COLUMNS`] as NULLs of their types and with their names, for the
 /// rows of a statement that also returns other things (the first of a
@@ -104,9 +108,14 @@ NULL::text AS actor_pinned_post_uri, NULL::text AS actor_pinned_post_cid, \
 NULL::text AS actor_created_at, NULL::timestamptz AS actor_indexed_at, \
 NULL::bigint AS actor_followers, NULL::bigint AS actor_follows, NULL::bigint AS actor_posts, \
 NULL::bigint AS actor_lists, NULL::bigint AS actor_feedgens, NULL::bigint AS actor_starter_packs, \
-NULL::bool AS actor_labeler, NULL::text AS actor_chat_allow_incoming";
+NULL::bool AS actor_labeler, NULL::text AS actor_chat_allow_incoming, \
+NULL::text AS actor_profile_cid, NULL::jsonb AS actor_profile_labels";
 
-pub const ACTOR_JOINS: &str = "JOIN actors a ON a.did = d.did AND a.indexed";
+/// The profile record is joined only when it carries labels (its other
+/// fields are in the actor row); the probe is one primary-key lookup.
+pub const ACTOR_JOINS: &str = "JOIN actors a ON a.did = d.did AND a.indexed \
+LEFT JOIN records apr ON apr.uri = 'at://' || a.did || '/app.bsky.actor.profile/self' \
+AND apr.live AND apr.record ? 'labels'";
 
 static ACTOR_QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT {ACTOR_COLUMNS} FROM unnest($1::text[]) AS d(did) {ACTOR_JOINS}")
@@ -127,8 +136,20 @@ pub async fn load_actors(client: &Db, dids: &[String]) -> XrpcResult<HashMap<Str
 
 /// The [`ACTOR_COLUMNS`] of `row`.
 pub fn actor_info(row: &Row) -> XrpcResult<ActorInfo> {
+    let did: String = row.col("actor_did")?;
+    let created_at: Option<String> = row.col("actor_created_at")?;
+    let labels = match row.col::<Option<String>>("actor_profile_cid")? {
+        Some(cid) => labels::from_parts(
+            &format!("at://{did}/app.bsky.actor.profile/self"),
+            &cid,
+            row.col::<Option<Value>>("actor_profile_labels")?.as_ref(),
+            created_at.clone().map(Value::String).as_ref(),
+        ),
+        None => Vec::new(),
+    };
     Ok(ActorInfo {
-        did: row.col("actor_did")?,
+        labels,
+        did,
         handle: row.col("actor_handle")?,
         status: row.col("actor_status")?,
         display_name: row.col("actor_display_name")?,
@@ -137,7 +158,7 @@ pub fn actor_info(row: &Row) -> XrpcResult<ActorInfo> {
         banner_cid: row.col("actor_banner_cid")?,
         pinned_post_uri: row.col("actor_pinned_post_uri")?,
         pinned_post_cid: row.col("actor_pinned_post_cid")?,
-        created_at: row.col("actor_created_at")?,
+        created_at,
         indexed_at: row
             .col::<Option<SystemTime>>("actor_indexed_at")?
             .map(datetime_millis),
@@ -266,7 +287,7 @@ impl ActorRenderer<'_> {
         if let Some(viewer) = self.viewer_json(&a.did) {
             m.insert("viewer".into(), viewer);
         }
-        m.insert("labels".into(), json!([]));
+        m.insert("labels".into(), labels::to_value(&a.labels));
         if let Some(created) = a.created_at.as_deref().filter(|c| is_datetime(c)) {
             put(&mut m, "createdAt", created);
         }

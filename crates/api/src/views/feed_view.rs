@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::views::labels::Label;
+
 /// `app.bsky.feed.defs#postView`, borrowing from the hydrated rows. The
 /// fields are declared in the order of their keys' bytes, which is the order
 /// in which every other view (a map) writes its keys; the record comes last,
@@ -26,7 +28,7 @@ pub struct PostView<'a> {
     pub embed: Option<Value>,
     #[serde(rename = "indexedAt")]
     pub indexed_at: &'a str,
-    pub labels: [(); 0],
+    pub labels: &'a [Label],
     #[serde(rename = "likeCount")]
     pub like_count: i64,
     #[serde(rename = "quoteCount")]

@@ -22,6 +22,7 @@ use crate::views::feed_view::{
 };
 use crate::views::feedgen::{self, GeneratorInfo};
 use crate::views::labeler::{self, LabelerInfo};
+use crate::views::labels;
 use crate::views::list::{self, ListInfo};
 use crate::views::post::{self, PostInfo, PostViewer};
 use crate::views::starter_pack::{self, StarterPackInfo};
@@ -400,7 +401,7 @@ impl Hydrated<'_> {
             cid: &p.cid,
             embed: p.embed.as_ref().and_then(|e| self.embed_view(p, e, 0)),
             indexed_at: &p.indexed_at,
-            labels: [],
+            labels: &p.labels,
             like_count: p.likes,
             quote_count: p.quotes,
             reply_count: p.replies,
@@ -552,7 +553,7 @@ impl Hydrated<'_> {
         put(&mut m, "cid", &q.cid);
         m.insert("author".into(), author);
         m.insert("value".into(), record_value(&q.record));
-        m.insert("labels".into(), json!([]));
+        m.insert("labels".into(), labels::to_value(&q.labels));
         m.insert("replyCount".into(), json!(q.replies));
         m.insert("repostCount".into(), json!(q.reposts));
         m.insert("likeCount".into(), json!(q.likes));

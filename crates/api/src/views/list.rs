@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::embed::blob_cid;
+use crate::views::labels;
 use crate::views::{put, put_opt, Db, Hydrated};
 
 #[derive(Debug, Clone)]
@@ -83,7 +84,10 @@ fn common(h: &Hydrated<'_>, l: &ListInfo) -> Option<Map<String, Value>> {
         put(&mut m, "avatar", h.config.image_url("avatar", &l.did, cid));
     }
     m.insert("listItemCount".into(), json!(l.item_count.max(0)));
-    m.insert("labels".into(), json!([]));
+    m.insert(
+        "labels".into(),
+        labels::to_value(&labels::self_labels(&l.uri, &l.cid, &l.record)),
+    );
     if h.viewer.is_some() {
         let mut viewer = Map::new();
         // List mutes are private to the account, never in the firehose.

@@ -8,6 +8,7 @@ pub mod feed_view;
 pub mod feedgen;
 pub mod hydrate;
 pub mod labeler;
+pub mod labels;
 pub mod list;
 pub mod post;
 pub mod starter_pack;

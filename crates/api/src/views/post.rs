@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::actor::{ACTOR_COLUMNS, ACTOR_JOINS, NO_ACTOR_COLUMNS};
+use crate::views::labels::{self_labels_in_text, Label};
 use crate::views::{datetime_millis, Db};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -22,6 +23,8 @@ pub struct PostInfo {
     pub record: Box<RawValue>,
     /// The record's `embed`, the one part of it that views read.
     pub embed: Option<Value>,
+    /// The record's self-labels.
+    pub labels: Vec<Label>,
     pub indexed_at: String,
     pub likes: i64,
     pub reposts: i64,
@@ -217,9 +220,12 @@ pub fn post_info(row: &Row) -> XrpcResult<PostInfo> {
         None => None,
     };
     let record = raw_json(row.col("record")?);
+    let uri: String = row.col("uri")?;
+    let cid: String = row.col("cid")?;
     Ok(PostInfo {
-        uri: row.col("uri")?,
-        cid: row.col("cid")?,
+        labels: self_labels_in_text(&uri, &cid, record.get()),
+        uri,
+        cid,
         did: row.col("did")?,
         embed: record_embed(&record),
         record,
