@@ -28,6 +28,7 @@
 
 mod known;
 mod plan;
+pub(crate) mod unnest;
 mod write;
 
 pub use known::{KnownActors, DEFAULT_KNOWN_ACTORS};
