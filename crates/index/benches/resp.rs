@@ -7,10 +7,11 @@
 //! socket is left out, as it is the same for both.
 //! `cargo bench -p skyhose-index --bench resp`
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use skyhose_index::entry::RawEntry;
 use skyhose_index::{entries_of_reply, entries_of_reply_with_redis, DEFAULT_BATCH_SIZE};
-use skyhose_ingest::{event_to_entry, Compat};
-use skyhose_sim::{Network, SimConfig};
 
 fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
@@ -18,42 +19,28 @@ fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The bytes of an `XREADGROUP` reply with `n` entries of one stream.
-fn reply(n: usize) -> Vec<u8> {
-    let mut network = Network::new(SimConfig {
-        seed: 7,
-        accounts: 5_000,
-        ..SimConfig::default()
-    });
-    let mut entries = Vec::with_capacity(n);
-    while entries.len() < n {
-        let event = network.next_event();
-        if let Ok(Some(entry)) = event_to_entry(&event, Compat::Full) {
-            entries.push(entry);
-        }
-    }
+/// The bytes of an `XREADGROUP` reply that delivers `entries` of one stream.
+fn reply(entries: &[RawEntry]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(b"*1\r\n*2\r\n");
     bulk(&mut out, b"firehose:events");
-    out.extend_from_slice(format!("*{n}\r\n").as_bytes());
-    for (i, entry) in entries.iter().enumerate() {
+    out.extend_from_slice(format!("*{}\r\n", entries.len()).as_bytes());
+    for entry in entries {
         out.extend_from_slice(b"*2\r\n");
-        bulk(&mut out, format!("1733300000000-{i}").as_bytes());
-        out.extend_from_slice(b"*6\r\n");
-        bulk(&mut out, b"type");
-        bulk(&mut out, entry.kind.as_str().as_bytes());
-        bulk(&mut out, b"data");
-        bulk(&mut out, entry.data.as_bytes());
-        bulk(&mut out, b"seq");
-        bulk(&mut out, entry.seq.to_string().as_bytes());
+        bulk(&mut out, entry.id.as_bytes());
+        out.extend_from_slice(format!("*{}\r\n", entry.fields.len() * 2).as_bytes());
+        for (name, value) in &entry.fields {
+            bulk(&mut out, name.as_bytes());
+            bulk(&mut out, value.as_bytes());
+        }
     }
     out
 }
 
 fn read(c: &mut Criterion) {
-    let reply = reply(DEFAULT_BATCH_SIZE);
-    let expected = entries_of_reply(&reply).expect("a valid reply");
-    assert_eq!(expected.len(), DEFAULT_BATCH_SIZE);
+    let expected = common::simulated_entries(DEFAULT_BATCH_SIZE);
+    let reply = reply(&expected);
+    assert_eq!(entries_of_reply(&reply), Ok(expected.clone()));
     assert_eq!(
         entries_of_reply_with_redis(&reply).expect("a valid reply"),
         expected,

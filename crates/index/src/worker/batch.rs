@@ -12,7 +12,7 @@ use tracing::warn;
 
 use super::resweep::Resweep;
 use super::schedule::{next_backoff, MIN_BACKOFF};
-use super::Worker;
+use super::{Held, Worker};
 use crate::apply::{apply_batch, is_account_deletion};
 use crate::entry::{parse_entry, Event, RawEntry};
 use crate::error::IndexError;
@@ -59,21 +59,21 @@ pub(super) struct Isolated {
 
 impl Worker {
     /// Acknowledges a committed batch; its deletions still waiting for their
-    /// second sweep join `resweeps`. When Redis fails, the batch is kept in
-    /// `unfinished`, to be acknowledged first once Redis is back.
+    /// second sweep join `held.resweeps`. When Redis fails, the batch is
+    /// kept in `held.unfinished`, to be acknowledged first once Redis is
+    /// back.
     pub(super) async fn acknowledge(
         &self,
         stream: &Stream<'_>,
         redis: &mut MultiplexedConnection,
         mut prepared: Prepared,
-        unfinished: &mut Option<Prepared>,
-        resweeps: &mut Vec<Resweep>,
+        held: &mut Held,
     ) -> Result<(), IndexError> {
         if let Err(err) = self.finish(stream, redis, &prepared).await {
-            *unfinished = Some(prepared);
+            held.unfinished = Some(prepared);
             return Err(err);
         }
-        resweeps.append(&mut prepared.waiting);
+        held.resweeps.append(&mut prepared.waiting);
         Ok(())
     }
 

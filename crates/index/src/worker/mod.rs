@@ -239,6 +239,12 @@ struct Session<'w> {
     machine: Machine,
     conn: Option<MultiplexedConnection>,
     reader: Option<EntryReader>,
+    held: Held,
+}
+
+/// What a worker holds between rounds besides its connections.
+#[derive(Default)]
+struct Held {
     /// A committed batch whose acknowledgement failed (Redis went away):
     /// acknowledged first once Redis is back, before reading anything new.
     unfinished: Option<Prepared>,
@@ -270,8 +276,7 @@ impl Worker {
             machine: Machine::new(settings, Instant::now()),
             conn: None,
             reader: None,
-            unfinished: None,
-            resweeps: Vec::new(),
+            held: Held::default(),
         };
         while !self.stop.is_cancelled() {
             let err = match session.round().await {
@@ -296,17 +301,15 @@ impl Worker {
                 }
                 Recovery::RecreateGroup => {
                     warn!(worker = %self.name, error = %err, "consumer group missing; recreating it");
-                    session.unfinished = None;
+                    session.held.unfinished = None;
                 }
                 Recovery::Stop => return Err(err),
             }
         }
         let Session {
-            stream,
-            conn,
-            resweeps,
-            ..
+            stream, conn, held, ..
         } = session;
+        let resweeps = held.resweeps;
         if !resweeps.is_empty() {
             self.resweep_at_stop(&stream, conn, resweeps).await;
         }
@@ -357,15 +360,9 @@ impl Session<'_> {
             stream.ensure_group(redis).await?;
             self.machine.group_recreated();
         }
-        if let Some(prepared) = self.unfinished.take() {
+        if let Some(prepared) = self.held.unfinished.take() {
             worker
-                .acknowledge(
-                    stream,
-                    redis,
-                    prepared,
-                    &mut self.unfinished,
-                    &mut self.resweeps,
-                )
+                .acknowledge(stream, redis, prepared, &mut self.held)
                 .await?;
             self.machine.acknowledged_alone();
         }
@@ -382,7 +379,7 @@ impl Session<'_> {
                                 .await?
                         }
                         Source::Stale => {
-                            let held = held_ids(&self.resweeps);
+                            let held = held_ids(&self.held.resweeps);
                             let claim_idle_ms = cfg.claim_idle.as_millis() as u64;
                             worker
                                 .claim_stale(stream, redis, claim_idle_ms, &held)
@@ -408,17 +405,12 @@ impl Session<'_> {
                     return Ok(Round::Continue);
                 }
                 Step::Apply => {
-                    let Some(prepared) = worker.process(batch, &mut self.resweeps).await? else {
+                    let Some(prepared) = worker.process(batch, &mut self.held.resweeps).await?
+                    else {
                         return Ok(Round::Done);
                     };
                     worker
-                        .acknowledge(
-                            stream,
-                            redis,
-                            prepared,
-                            &mut self.unfinished,
-                            &mut self.resweeps,
-                        )
+                        .acknowledge(stream, redis, prepared, &mut self.held)
                         .await?;
                     if self.machine.watermark_due_after_batch(Instant::now()) {
                         worker.update_watermark(stream, redis).await?;
@@ -427,15 +419,9 @@ impl Session<'_> {
                     return Ok(Round::Continue);
                 }
                 Step::Idle => {
-                    if let Some(prepared) = worker.resweep_alone(&mut self.resweeps).await? {
+                    if let Some(prepared) = worker.resweep_alone(&mut self.held.resweeps).await? {
                         worker
-                            .acknowledge(
-                                stream,
-                                redis,
-                                prepared,
-                                &mut self.unfinished,
-                                &mut self.resweeps,
-                            )
+                            .acknowledge(stream, redis, prepared, &mut self.held)
                             .await?;
                         // The deletions' entries held the watermark below
                         // them; nothing else may come to raise it.
