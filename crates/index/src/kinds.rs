@@ -481,27 +481,23 @@ impl KindTable {
             .collect()
     }
 
-    /// Inserts rows given as one text array per column: `$1..$4` are
-    /// `uri, did, rkey, cid`, then one per entry of `columns`. Only rows
-    /// whose record just became live are inserted, so there is no conflict
-    /// to handle: a live record's row was deleted first when it changed.
-    pub fn insert_sql(&self) -> String {
+    /// Inserts the rows `rows` (an `Unnest` clause of `uri, did, rkey,
+    /// cid`, then the text array of each entry of `columns` named by
+    /// [`projected_name`]). Only rows whose record just became live are
+    /// inserted, so there is no conflict to handle: a live record's row was
+    /// deleted first when it changed.
+    pub fn insert_sql(&self, rows: &str) -> String {
         let mut names = vec!["uri", "did", "rkey", "cid"];
         let mut exprs: Vec<String> = names.iter().map(|name| format!("v.{name}")).collect();
-        let mut aliases: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
         for (index, column) in self.columns.iter().enumerate() {
             names.push(column.name);
-            exprs.push(format!("v.c{index}{}", column.ty.cast()));
-            aliases.push(format!("c{index}"));
+            exprs.push(format!("v.{}{}", projected_name(index), column.ty.cast()));
         }
-        let arrays: Vec<String> = (1..=names.len()).map(|n| format!("${n}::text[]")).collect();
         format!(
-            "INSERT INTO {table} ({names}) SELECT {exprs} FROM unnest({arrays}) AS v({aliases})",
+            "INSERT INTO {table} ({names}) SELECT {exprs} FROM {rows}",
             table = self.table,
             names = names.join(", "),
             exprs = exprs.join(", "),
-            arrays = arrays.join(", "),
-            aliases = aliases.join(", "),
         )
     }
 
@@ -509,53 +505,43 @@ impl KindTable {
         format!("DELETE FROM {} WHERE uri = ANY($1)", self.table)
     }
 
-    /// The projected columns as `v.cN` with their casts, from parameter
-    /// `$first` on, and their names.
-    fn projected(&self, first: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
-        let names = self.columns.iter().map(|c| c.name.to_owned()).collect();
+    /// The projected columns' names and their values as `v.cN` with
+    /// their casts.
+    fn projected(&self) -> (Vec<&'static str>, Vec<String>) {
+        let names = self.columns.iter().map(|c| c.name).collect();
         let exprs = self
             .columns
             .iter()
             .enumerate()
-            .map(|(index, column)| format!("v.c{index}{}", column.ty.cast()))
+            .map(|(index, column)| format!("v.{}{}", projected_name(index), column.ty.cast()))
             .collect();
-        let arrays = (0..self.columns.len())
-            .map(|index| format!("${}::text[]", first + index))
-            .collect();
-        (names, exprs, arrays)
+        (names, exprs)
     }
 
     /// For an [`OwnState`] table: inserts the rows of records it has never
     /// seen with their final state and locks the rows that exist, in uri
-    /// order, returning the uris inserted. `$1..$8` are `uri, did, rkey,
-    /// cid, rev, seq, live, record`, then one array per projected column.
-    pub fn lock_sql(&self) -> String {
-        let (names, exprs, arrays) = self.projected(9);
-        let aliases: Vec<String> = (0..names.len()).map(|i| format!("c{i}")).collect();
-        let with_names = |fixed: &str, rest: &[String]| {
-            std::iter::once(fixed.to_owned())
-                .chain(rest.iter().cloned())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+    /// order, returning the uris inserted. `rows` (an `Unnest` clause) has
+    /// `uri, did, rkey, cid, rev, seq, live, record`, then the projected
+    /// columns.
+    pub fn lock_sql(&self, rows: &str) -> String {
+        let (projected, projected_exprs) = self.projected();
+        let mut names = vec!["uri", "did", "rkey", "cid", "rev", "seq", "live", "record"];
+        let mut exprs: Vec<String> = names.iter().map(|name| format!("v.{name}")).collect();
+        if let Some(record) = exprs.last_mut() {
+            record.push_str("::json");
+        }
+        names.extend(projected);
+        exprs.extend(projected_exprs);
         format!(
-            "INSERT INTO {table} AS t ({columns}) \
-             SELECT {values} \
-             FROM unnest({arrays}) AS v({aliases}) \
+            "INSERT INTO {table} AS t ({names}) \
+             SELECT {exprs} \
+             FROM {rows} \
              ORDER BY v.uri \
              ON CONFLICT (uri) DO UPDATE SET live = t.live WHERE false \
              RETURNING uri",
             table = self.table,
-            columns = with_names("uri, did, rkey, cid, rev, seq, live, record", &names),
-            values = with_names(
-                "v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::json",
-                &exprs
-            ),
-            arrays = with_names(
-                "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[]",
-                &arrays
-            ),
-            aliases = with_names("uri, did, rkey, cid, rev, seq, live, record", &aliases),
+            names = names.join(", "),
+            exprs = exprs.join(", "),
         )
     }
 
@@ -572,11 +558,10 @@ impl KindTable {
     }
 
     /// For an [`OwnState`] table: gives existing rows new live content.
-    /// `$1..$5` are `uri, cid, rev, seq, record`, then one array per
-    /// projected column.
-    pub fn revive_sql(&self) -> String {
-        let (names, exprs, arrays) = self.projected(6);
-        let aliases: Vec<String> = (0..names.len()).map(|i| format!("c{i}")).collect();
+    /// `rows` (an `Unnest` clause) has `uri, cid, rev, seq, record`, then
+    /// the projected columns.
+    pub fn revive_sql(&self, rows: &str) -> String {
+        let (names, exprs) = self.projected();
         let set: Vec<String> = names
             .iter()
             .zip(&exprs)
@@ -585,32 +570,38 @@ impl KindTable {
         format!(
             "UPDATE {table} AS t SET cid = v.cid, rev = v.rev, seq = v.seq, live = true, \
              record = v.record::json, {set}, indexed_at = now() \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], {arrays}) \
-               AS v(uri, cid, rev, seq, record, {aliases}) \
+             FROM {rows} \
              WHERE t.uri = v.uri",
             table = self.table,
             set = set.join(", "),
-            arrays = arrays.join(", "),
-            aliases = aliases.join(", "),
         )
     }
 
     /// For an [`OwnState`] table: turns existing rows into tombstones with
-    /// the given `rev, seq`. The projected columns are left as they were, so
-    /// that no index changes and the new row version can stay on its page.
-    pub fn tombstone_sql(&self) -> String {
+    /// the `rev, seq` of `rows` (an `Unnest` clause of `uri, rev, seq`). The
+    /// projected columns are left as they were, so that no index changes
+    /// and the new row version can stay on its page.
+    pub fn tombstone_sql(&self, rows: &str) -> String {
         format!(
             "UPDATE {table} AS t SET rev = v.rev, seq = v.seq, live = false, cid = NULL, record = NULL \
-             FROM unnest($1::text[], $2::text[], $3::int8[]) AS v(uri, rev, seq) \
+             FROM {rows} \
              WHERE t.uri = v.uri",
             table = self.table,
         )
     }
 }
 
+/// The name of the projected column at `index` among a statement's
+/// columns: projected columns are numbered rather than named, so that none
+/// can clash with the state columns beside them.
+pub fn projected_name(index: usize) -> String {
+    format!("c{index}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::unnest::Unnest;
     use serde_json::json;
 
     /// Only a record that is exactly the rebuilt text may be stored as NULL.
@@ -730,38 +721,51 @@ mod tests {
         assert_eq!(column(posts, "facets", &record), None);
     }
 
+    /// The `unnest` clause of a statement with `fixed` columns, then the
+    /// projected columns of `kind`, all text for the test's purpose.
+    fn rows(kind: &KindTable, fixed: &[&'static str]) -> String {
+        let mut rows = Unnest::new();
+        for name in fixed {
+            rows.column(*name, Vec::<&str>::new());
+        }
+        for index in 0..kind.columns.len() {
+            rows.column(projected_name(index), Vec::<&str>::new());
+        }
+        rows.rows()
+    }
+
     #[test]
     fn insert_statement_casts_each_column() {
         let blocks = kind_table("app.bsky.graph.block").expect("blocks");
         assert_eq!(
-            blocks.insert_sql(),
+            blocks.insert_sql(&rows(blocks, &["uri", "did", "rkey", "cid"])),
             "INSERT INTO blocks (uri, did, rkey, cid, subject_did, created_at) \
              SELECT v.uri, v.did, v.rkey, v.cid, v.c0, v.c1 \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
              AS v(uri, did, rkey, cid, c0, c1)"
         );
         let statuses = kind_table("app.bsky.actor.status").expect("statuses");
-        assert!(statuses.insert_sql().contains("v.c1::jsonb, v.c2::int8"));
+        assert!(statuses
+            .insert_sql(&rows(statuses, &["uri", "did", "rkey", "cid"]))
+            .contains("v.c1::jsonb, v.c2::int8"));
     }
 
     #[test]
-    fn own_state_statements_number_their_parameters_after_the_state() {
+    fn own_state_statements_take_the_state_then_the_projected_columns() {
         let likes = kind_table("app.bsky.feed.like").expect("likes");
         assert!(likes.own_state.is_some());
-        let lock = likes.lock_sql();
+        let lock = likes.lock_sql("unnest($1::text[]) AS v(uri)");
         assert!(lock.starts_with(
             "INSERT INTO like_rows AS t (uri, did, rkey, cid, rev, seq, live, record, subject_uri, \
-             subject_cid, via_uri, via_cid, created_at)"
-        ));
-        assert!(lock.contains(
-            "$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])"
+             subject_cid, via_uri, via_cid, created_at) \
+             SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::json, v.c0, v.c1, \
+             v.c2, v.c3, v.c4 FROM unnest($1::text[]) AS v(uri) ORDER BY v.uri"
         ));
         assert!(lock
             .ends_with("ON CONFLICT (uri) DO UPDATE SET live = t.live WHERE false RETURNING uri"));
-        let revive = likes.revive_sql();
+        let revive = likes.revive_sql("unnest($1::text[]) AS v(uri)");
         assert!(revive.contains("subject_uri = v.c0, subject_cid = v.c1"));
-        assert!(revive.contains("$5::text[], $6::text[]"));
-        assert!(revive.contains("$10::text[])"));
+        assert!(revive.contains("FROM unnest($1::text[]) AS v(uri) WHERE t.uri = v.uri"));
         let posts = kind_table("app.bsky.feed.post").expect("posts");
         let state = posts
             .own_state

@@ -25,6 +25,11 @@ pub use migrate::{migrate, MigrationReport};
 pub use snapshot::{resume_seq, snapshot, ActorSnapshot, PostSnapshot, Snapshot};
 pub use worker::{run, IndexSummary};
 
+/// The two readers of an `XREADGROUP` reply, for the A/B benchmark
+/// (`benches/resp.rs`); not an interface for other crates.
+#[doc(hidden)]
+pub use stream::{entries_of_reply, entries_of_reply_with_redis};
+
 pub use deadpool_postgres::Pool;
 pub use tokio_util::sync::CancellationToken;
 

@@ -10,7 +10,7 @@ use crate::entry::RawEntry;
 use crate::error::IndexError;
 
 mod reader;
-pub use reader::EntryReader;
+pub use reader::{entries_of_reply, EntryReader};
 
 fn text(value: &Value) -> Option<String> {
     match value {
@@ -81,6 +81,31 @@ fn parse_entry_list(value: &Value, context: &str) -> Result<Vec<RawEntry>, Index
         Value::Nil => Ok(Vec::new()),
         other => Err(bad_reply(context, other)),
     }
+}
+
+/// A whole `XREADGROUP` reply read through the `redis` crate, as the
+/// worker's reads were before `reader`: the crate's reply values, then
+/// entries. Kept for the A/B benchmark (`benches/resp.rs`).
+pub fn entries_of_reply_with_redis(reply: &[u8]) -> Result<Vec<RawEntry>, IndexError> {
+    const CONTEXT: &str = "XREADGROUP";
+    let value = redis::parse_redis_value(reply).map_err(IndexError::redis(CONTEXT))?;
+    let streams = match &value {
+        Value::Array(streams) => streams,
+        Value::Nil => return Ok(Vec::new()),
+        other => return Err(bad_reply(CONTEXT, other)),
+    };
+    let mut entries = Vec::new();
+    for stream in streams {
+        match stream {
+            Value::Array(parts) if parts.len() == 2 => {
+                if let Some(list) = parts.get(1) {
+                    entries.extend(parse_entry_list(list, CONTEXT)?);
+                }
+            }
+            other => return Err(bad_reply(CONTEXT, other)),
+        }
+    }
+    Ok(entries)
 }
 
 /// Stream ids compare as (milliseconds, sequence) pairs.
@@ -392,5 +417,21 @@ mod tests {
         assert_eq!(compare_ids("10-0", "9-5"), Ordering::Greater);
         assert_eq!(compare_ids("5-10", "5-9"), Ordering::Greater);
         assert_eq!(compare_ids("5-1", "5-1"), Ordering::Equal);
+    }
+
+    #[test]
+    fn both_readers_of_a_reply_agree() {
+        let reply = b"*1\r\n*2\r\n$6\r\nevents\r\n*3\r\n\
+            *2\r\n$3\r\n1-1\r\n*4\r\n$4\r\ntype\r\n$6\r\ncommit\r\n$4\r\ndata\r\n$7\r\n{\"a\":1}\r\n\
+            *2\r\n$3\r\n1-2\r\n*-1\r\n\
+            *2\r\n$3\r\n1-3\r\n*2\r\n$3\r\nseq\r\n$2\r\n42\r\n";
+        let hand_written = entries_of_reply(reply).expect("valid reply");
+        let through_redis = entries_of_reply_with_redis(reply).expect("valid reply");
+        assert_eq!(hand_written.len(), 2);
+        assert_eq!(hand_written, through_redis);
+        assert_eq!(entries_of_reply(b"*-1\r\n"), Ok(Vec::new()));
+        assert!(entries_of_reply_with_redis(b"*-1\r\n")
+            .expect("nil")
+            .is_empty());
     }
 }

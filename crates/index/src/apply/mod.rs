@@ -29,6 +29,7 @@
 mod known;
 mod plan;
 mod sync;
+pub(crate) mod unnest;
 mod write;
 
 pub use known::{KnownActors, DEFAULT_KNOWN_ACTORS};

@@ -14,13 +14,12 @@ use super::plan::{
     ActorDelta, ActorUpdate, Candidate, Changes, MirroredRecords, NotificationRows, RecordUpdate,
     Stored, Touched, LIKES, QUOTES, REPLIES, REPOSTS,
 };
+use super::unnest::{Param, Unnest};
 use crate::db::RowExt;
 use crate::entry::Write;
 use crate::error::IndexError;
-use crate::kinds::{kind_table, KindTable, OwnState};
+use crate::kinds::{kind_table, projected_name, KindTable, OwnState};
 use crate::records::{CHAT_DECLARATION, FOLLOW, LIKE, POST, PROFILE, REPOST};
-
-type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
 /// One statement waiting to be sent.
 struct Pending<'a> {
@@ -246,22 +245,23 @@ fn lock_in_records<'a>(
         subjects.push(write.and_then(|w| w.facts.subject.as_deref()));
         quotes.push(write.and_then(|w| w.facts.quote_subject.as_deref()));
     }
-    let mut params = state.into_params(uris);
-    params.push(Box::new(collections));
-    params.push(Box::new(subjects));
-    params.push(Box::new(quotes));
+    let mut rows = state.into_rows(uris);
+    rows.column("collection", collections)
+        .column("subject", subjects)
+        .column("quote_subject", quotes);
     Pending::new(
-        "INSERT INTO records AS r (uri, did, rkey, cid, rev, seq, live, record, collection, subject, quote_subject) \
-         SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::jsonb, v.collection, v.subject, \
-                v.quote_subject \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::bool[], \
-                     $8::text[], $9::text[], $10::text[], $11::text[]) \
-           AS v(uri, did, rkey, cid, rev, seq, live, record, collection, subject, quote_subject) \
-         ORDER BY v.uri \
-         ON CONFLICT (uri) DO UPDATE SET live = r.live WHERE false \
-         RETURNING uri",
+        format!(
+            "INSERT INTO records AS r (uri, did, rkey, cid, rev, seq, live, record, collection, subject, quote_subject) \
+             SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::jsonb, v.collection, v.subject, \
+                    v.quote_subject \
+             FROM {} \
+             ORDER BY v.uri \
+             ON CONFLICT (uri) DO UPDATE SET live = r.live WHERE false \
+             RETURNING uri",
+            rows.rows()
+        ),
         "inserting and locking records",
-        params,
+        rows.into_params(),
     )
 }
 
@@ -282,12 +282,12 @@ fn lock_own_state<'a>(
         let write = state.push(did, rkey, candidates.get(uri));
         push_columns(&mut columns, write);
     }
-    let mut params = state.into_params(uris);
-    params.extend(columns.into_iter().map(|c| Box::new(c) as Param<'a>));
+    let mut rows = state.into_rows(uris);
+    push_projected(&mut rows, columns);
     Pending::new(
-        kind.lock_sql(),
+        kind.lock_sql(&rows.rows()),
         format!("inserting and locking {}", kind.table),
-        params,
+        rows.into_params(),
     )
 }
 
@@ -317,19 +317,18 @@ impl<'a> NewRowState<'a> {
         }
     }
 
-    /// The parameters `$1..$8` of a lock statement: `uris`, then `did, rkey,
-    /// cid, rev, seq, live, record`.
-    fn into_params(self, uris: &[&'a str]) -> Vec<Param<'a>> {
-        vec![
-            Box::new(uris.to_vec()),
-            Box::new(self.dids),
-            Box::new(self.rkeys),
-            Box::new(self.cids),
-            Box::new(self.revs),
-            Box::new(self.seqs),
-            Box::new(self.lives),
-            Box::new(self.records),
-        ]
+    /// The first columns of a lock statement: `uri`, then the state.
+    fn into_rows(self, uris: &[&'a str]) -> Unnest<'a> {
+        let mut rows = Unnest::new();
+        rows.column("uri", uris.to_vec())
+            .column("did", self.dids)
+            .column("rkey", self.rkeys)
+            .column("cid", self.cids)
+            .column("rev", self.revs)
+            .column("seq", self.seqs)
+            .column("live", self.lives)
+            .column("record", self.records);
+        rows
     }
 
     /// Appends one record's row; returns its new content, if it is live.
@@ -348,6 +347,13 @@ impl<'a> NewRowState<'a> {
         self.lives.push(write.is_some());
         self.records.push(write.and_then(Write::stored_json));
         write
+    }
+}
+
+/// Adds a kind's projected columns, one text array each, after the others.
+fn push_projected<'a>(rows: &mut Unnest<'a>, columns: Vec<Vec<Option<&'a str>>>) {
+    for (index, values) in columns.into_iter().enumerate() {
+        rows.column(projected_name(index), values);
     }
 }
 
@@ -414,20 +420,17 @@ pub(super) async fn write_changes<'a>(
             vec![Box::new(uris)],
         ));
     }
-    for (table, rows) in changes.kind_inserts {
-        let mut params: Vec<Param<'a>> = vec![
-            Box::new(rows.uris),
-            Box::new(rows.dids),
-            Box::new(rows.rkeys),
-            Box::new(rows.cids),
-        ];
-        for column in rows.columns {
-            params.push(Box::new(column));
-        }
+    for (table, inserts) in changes.kind_inserts {
+        let mut rows = Unnest::new();
+        rows.column("uri", inserts.uris)
+            .column("did", inserts.dids)
+            .column("rkey", inserts.rkeys)
+            .column("cid", inserts.cids);
+        push_projected(&mut rows, inserts.columns);
         pending.push(Pending::new(
-            rows.kind.insert_sql(),
+            inserts.kind.insert_sql(&rows.rows()),
             format!("writing {table}"),
-            params,
+            rows.into_params(),
         ));
     }
     notifications(
@@ -460,31 +463,28 @@ fn records<'a>(changes: &Changes<'a>, pending: &mut Vec<Pending<'a>>) {
     if updates.is_empty() {
         return;
     }
-    let uris: Vec<&str> = updates.iter().map(|u| u.uri).collect();
-    let cids: Vec<Option<&str>> = updates.iter().map(|u| u.cid).collect();
-    let revs: Vec<Option<&str>> = updates.iter().map(|u| u.rev).collect();
-    let seqs: Vec<Option<i64>> = updates.iter().map(|u| u.seq).collect();
-    let lives: Vec<bool> = updates.iter().map(|u| u.live).collect();
-    let subjects: Vec<Option<&str>> = updates.iter().map(|u| u.subject).collect();
-    let quotes: Vec<Option<&str>> = updates.iter().map(|u| u.quote_subject).collect();
-    let records: Vec<Option<&str>> = updates.iter().map(|u| u.record).collect();
+    let column = |value: fn(&RecordUpdate<'a>) -> Option<&'a str>| {
+        updates.iter().map(value).collect::<Vec<_>>()
+    };
+    let mut rows = Unnest::new();
+    rows.column("uri", updates.iter().map(|u| u.uri).collect::<Vec<_>>())
+        .column("cid", column(|u| u.cid))
+        .column("rev", column(|u| u.rev))
+        .column("seq", updates.iter().map(|u| u.seq).collect::<Vec<_>>())
+        .column("live", updates.iter().map(|u| u.live).collect::<Vec<_>>())
+        .column("subject", column(|u| u.subject))
+        .column("quote_subject", column(|u| u.quote_subject))
+        .column("record", column(|u| u.record));
     pending.push(Pending::new(
-        "UPDATE records r SET cid = v.cid, rev = v.rev, seq = v.seq, live = v.live, subject = v.subject, \
-           quote_subject = v.quote_subject, record = v.record::jsonb, indexed_at = now() \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bool[], $6::text[], $7::text[], $8::text[]) \
-           AS v(uri, cid, rev, seq, live, subject, quote_subject, record) \
-         WHERE r.uri = v.uri",
+        format!(
+            "UPDATE records r SET cid = v.cid, rev = v.rev, seq = v.seq, live = v.live, subject = v.subject, \
+               quote_subject = v.quote_subject, record = v.record::jsonb, indexed_at = now() \
+             FROM {} \
+             WHERE r.uri = v.uri",
+            rows.rows()
+        ),
         "writing records",
-        vec![
-            Box::new(uris),
-            Box::new(cids),
-            Box::new(revs),
-            Box::new(seqs),
-            Box::new(lives),
-            Box::new(subjects),
-            Box::new(quotes),
-            Box::new(records),
-        ],
+        rows.into_params(),
     ));
 }
 
@@ -504,29 +504,28 @@ fn own_state_rows<'a>(
         for update in &live {
             push_columns(&mut columns, update.write);
         }
-        let mut params: Vec<Param<'a>> = vec![
-            Box::new(live.iter().map(|u| u.uri).collect::<Vec<_>>()),
-            Box::new(live.iter().map(|u| u.cid).collect::<Vec<_>>()),
-            Box::new(live.iter().map(|u| u.rev).collect::<Vec<_>>()),
-            Box::new(live.iter().map(|u| u.seq).collect::<Vec<_>>()),
-            Box::new(live.iter().map(|u| u.record).collect::<Vec<_>>()),
-        ];
-        params.extend(columns.into_iter().map(|c| Box::new(c) as Param<'a>));
+        let mut rows = Unnest::new();
+        rows.column("uri", live.iter().map(|u| u.uri).collect::<Vec<_>>())
+            .column("cid", live.iter().map(|u| u.cid).collect::<Vec<_>>())
+            .column("rev", live.iter().map(|u| u.rev).collect::<Vec<_>>())
+            .column("seq", live.iter().map(|u| u.seq).collect::<Vec<_>>())
+            .column("record", live.iter().map(|u| u.record).collect::<Vec<_>>());
+        push_projected(&mut rows, columns);
         pending.push(Pending::new(
-            kind.revive_sql(),
+            kind.revive_sql(&rows.rows()),
             format!("writing {}", kind.table),
-            params,
+            rows.into_params(),
         ));
     }
     if !dead.is_empty() {
+        let mut rows = Unnest::new();
+        rows.column("uri", dead.iter().map(|u| u.uri).collect::<Vec<_>>())
+            .column("rev", dead.iter().map(|u| u.rev).collect::<Vec<_>>())
+            .column("seq", dead.iter().map(|u| u.seq).collect::<Vec<_>>());
         pending.push(Pending::new(
-            kind.tombstone_sql(),
+            kind.tombstone_sql(&rows.rows()),
             format!("writing tombstones of {}", kind.table),
-            vec![
-                Box::new(dead.iter().map(|u| u.uri).collect::<Vec<_>>()),
-                Box::new(dead.iter().map(|u| u.rev).collect::<Vec<_>>()),
-                Box::new(dead.iter().map(|u| u.seq).collect::<Vec<_>>()),
-            ],
+            rows.into_params(),
         ));
     }
 }
@@ -539,43 +538,39 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
         .filter(|(_, d)| d.0 != [0; 4])
         .collect();
     if !posts.is_empty() {
-        let uris: Vec<String> = posts.iter().map(|(uri, _)| (*uri).clone()).collect();
         let column = |field: usize| posts.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
+        let mut rows = Unnest::new();
+        rows.column(
+            "uri",
+            posts
+                .iter()
+                .map(|(uri, _)| (*uri).clone())
+                .collect::<Vec<String>>(),
+        )
+        .column("likes", column(LIKES))
+        .column("reposts", column(REPOSTS))
+        .column("replies", column(REPLIES))
+        .column("quotes", column(QUOTES));
         pending.push(Pending::new(
-            POST_COUNTS_SQL.as_str(),
+            add_deltas_sql("post_counts", &rows),
             "updating post counts",
-            vec![
-                Box::new(uris),
-                Box::new(column(LIKES)),
-                Box::new(column(REPOSTS)),
-                Box::new(column(REPLIES)),
-                Box::new(column(QUOTES)),
-            ],
+            rows.into_params(),
         ));
     }
     pending
 }
-
-/// The post counter statement, built once: parameters are the uris, then
-/// one array of deltas per counter in the order of the `PostDelta` fields.
-static POST_COUNTS_SQL: LazyLock<String> = LazyLock::new(|| {
-    add_deltas_sql(
-        "post_counts",
-        "uri",
-        &["likes", "reposts", "replies", "quotes"],
-    )
-});
 
 /// Adds per-key deltas to the counters of `table`. Rows that exist are
 /// updated in place; only missing keys go through an upsert, because
 /// `ON CONFLICT DO UPDATE` pays an extra index probe and a row lock (with its
 /// WAL record) for every row, and nearly every counter row exists. Keys are
 /// taken in sorted order both times, so concurrent batches lock shared rows
-/// in the same order.
-fn add_deltas_sql(table: &str, key: &str, counters: &[&str]) -> String {
-    let arrays: Vec<String> = std::iter::once("$1::text[]".to_owned())
-        .chain((2..=counters.len() + 1).map(|n| format!("${n}::int8[]")))
-        .collect();
+/// in the same order. The first column of `rows` is the key, the others
+/// the counters' deltas.
+fn add_deltas_sql(table: &str, rows: &Unnest<'_>) -> String {
+    let mut names = rows.names();
+    let key = names.next().unwrap_or("uri");
+    let counters: Vec<&str> = names.collect();
     let add = |source: &str| {
         counters
             .iter()
@@ -584,12 +579,12 @@ fn add_deltas_sql(table: &str, key: &str, counters: &[&str]) -> String {
             .join(", ")
     };
     format!(
-        "WITH v AS (SELECT * FROM unnest({arrays}) AS v({key}, {columns}) ORDER BY 1), \
+        "WITH v AS (SELECT * FROM {rows} ORDER BY 1), \
          updated AS (UPDATE {table} t SET {from_v} FROM v WHERE t.{key} = v.{key} RETURNING t.{key}) \
          INSERT INTO {table} AS t ({key}, {columns}) \
          SELECT * FROM v WHERE v.{key} NOT IN (SELECT {key} FROM updated) ORDER BY 1 \
          ON CONFLICT ({key}) DO UPDATE SET {from_excluded}",
-        arrays = arrays.join(", "),
+        rows = rows.rows(),
         columns = counters.join(", "),
         from_v = add("v"),
         from_excluded = add("excluded"),
@@ -609,19 +604,24 @@ fn notifications<'a>(
         ));
     }
     if !rows.recipients.is_empty() {
+        let mut columns = Unnest::new();
+        columns
+            .column("recipient_did", rows.recipients)
+            .column("author_did", rows.authors)
+            .column("reason", rows.reasons)
+            .column("reason_subject", rows.reason_subjects)
+            .column("record_uri", rows.record_uris)
+            .column("record_cid", rows.record_cids)
+            .column("seq", rows.seqs);
+        let names: Vec<&str> = columns.names().collect();
         pending.push(Pending::new(
-            "INSERT INTO notifications (recipient_did, author_did, reason, reason_subject, record_uri, record_cid, seq) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[])",
+            format!(
+                "INSERT INTO notifications ({}) SELECT * FROM {}",
+                names.join(", "),
+                columns.arrays()
+            ),
             "inserting notifications",
-            vec![
-                Box::new(rows.recipients),
-                Box::new(rows.authors),
-                Box::new(rows.reasons),
-                Box::new(rows.reason_subjects),
-                Box::new(rows.record_uris),
-                Box::new(rows.record_cids),
-                Box::new(rows.seqs),
-            ],
+            columns.into_params(),
         ));
     }
 }
@@ -657,16 +657,8 @@ const ACTOR_COUNTERS: [&str; 7] = [
 /// visible, if its row is not yet. Existing rows (nearly all) are updated in
 /// place; only rows missing at the start are inserted. The one value
 /// returned counts those a concurrent batch created meanwhile, which makes
-/// the caller redo the batch.
-static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
-    let profile_params = (0..PROFILE_FIELDS.len())
-        .map(|i| format!("${}::text[]", 19 + i))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let counter_params = (0..ACTOR_COUNTERS.len())
-        .map(|i| format!("${}::int8[]", 10 + i))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// the caller redo the batch. `rows` are [`ActorRows::into_rows`].
+fn actor_sql(rows: &Unnest<'_>) -> String {
     let profile_columns: Vec<&str> = PROFILE_FIELDS.iter().map(|(column, _)| *column).collect();
     let counters = ACTOR_COUNTERS.join(", ");
     let add_counters = ACTOR_COUNTERS
@@ -691,12 +683,7 @@ static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
         .join(", ");
     format!(
         "WITH v AS ( \
-           SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::int8[], \
-                                $7::int8[], $8::text[], $9::bool[], {counter_params}, $17::bool[], $18::bool[], \
-                                {profile_params}, $26::bool[], $27::text[], $28::bool[]) \
-             AS v(did, handle_seq, handle, status_seq, status, deleted_seq, last_seq, last_rev, author, \
-                  {counters}, profile_set, profile_live, {profile_list}, chat_set, chat_allow_incoming, \
-                  changed) \
+           SELECT * FROM {rows} \
            ORDER BY v.did), \
          updated AS ( \
            UPDATE actors a SET \
@@ -737,11 +724,12 @@ static ACTOR_SQL: LazyLock<String> = LazyLock::new(|| {
            ON CONFLICT (did) DO NOTHING \
            RETURNING a.did) \
          SELECT (SELECT count(*) FROM missing) - (SELECT count(*) FROM inserted) AS lost",
+        rows = rows.rows(),
         profile_list = profile_columns.join(", "),
     )
-});
+}
 
-/// One actor row's changes, as the parameters of [`ACTOR_SQL`] take them.
+/// One actor row's changes, a vector per column of [`actor_sql`].
 #[derive(Default)]
 struct ActorRows<'a> {
     dids: Vec<&'a str>,
@@ -832,41 +820,37 @@ fn actor_update<'a>(
                 .and_then(|write| column(CHAT_DECLARATION, write, "allow_incoming")),
         );
     }
-    let ActorRows {
-        dids,
-        handle_seqs,
-        handles,
-        status_seqs,
-        statuses,
-        deleted_seqs,
-        progress_seqs,
-        progress_revs,
-        authors,
-        counters,
-        profile_set,
-        profile_live,
-        profile,
-        chat_set,
-        chat_allow_incoming,
-        changed,
-    } = rows;
-    let mut params: Vec<Param<'a>> = vec![
-        Box::new(dids),
-        Box::new(handle_seqs),
-        Box::new(handles),
-        Box::new(status_seqs),
-        Box::new(statuses),
-        Box::new(deleted_seqs),
-        Box::new(progress_seqs),
-        Box::new(progress_revs),
-        Box::new(authors),
-    ];
-    params.extend(counters.into_iter().map(|c| Box::new(c) as Param<'a>));
-    params.push(Box::new(profile_set));
-    params.push(Box::new(profile_live));
-    params.extend(profile.into_iter().map(|c| Box::new(c) as Param<'a>));
-    params.push(Box::new(chat_set));
-    params.push(Box::new(chat_allow_incoming));
-    params.push(Box::new(changed));
-    Some(Pending::new(ACTOR_SQL.as_str(), "updating actors", params))
+    let rows = rows.into_rows();
+    Some(Pending::new(
+        actor_sql(&rows),
+        "updating actors",
+        rows.into_params(),
+    ))
+}
+
+impl<'a> ActorRows<'a> {
+    fn into_rows(self) -> Unnest<'a> {
+        let mut rows = Unnest::new();
+        rows.column("did", self.dids)
+            .column("handle_seq", self.handle_seqs)
+            .column("handle", self.handles)
+            .column("status_seq", self.status_seqs)
+            .column("status", self.statuses)
+            .column("deleted_seq", self.deleted_seqs)
+            .column("last_seq", self.progress_seqs)
+            .column("last_rev", self.progress_revs)
+            .column("author", self.authors);
+        for (name, values) in ACTOR_COUNTERS.into_iter().zip(self.counters) {
+            rows.column(name, values);
+        }
+        rows.column("profile_set", self.profile_set)
+            .column("profile_live", self.profile_live);
+        for ((name, _), values) in PROFILE_FIELDS.into_iter().zip(self.profile) {
+            rows.column(name, values);
+        }
+        rows.column("chat_set", self.chat_set)
+            .column("chat_allow_incoming", self.chat_allow_incoming)
+            .column("changed", self.changed);
+        rows
+    }
 }

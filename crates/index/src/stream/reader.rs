@@ -357,6 +357,17 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// A whole `XREADGROUP` reply read as a worker reads it, without the
+/// socket: walked by its length prefixes, then turned into entries. Public
+/// for the A/B benchmark against the `redis` crate (`benches/resp.rs`).
+pub fn entries_of_reply(reply: &[u8]) -> Result<Vec<RawEntry>, String> {
+    let mut scan = ReplyScan::default();
+    if !scan.advance(reply)? {
+        return Err("the reply ends early".into());
+    }
+    entries_of(reply)
+}
+
 /// The entries of an `XREADGROUP` reply: `[[key, [[id, [field, value, ...]],
 /// ...]], ...]`, nil when nothing came. An entry that was deleted after its
 /// delivery (`[id, nil]`, in a consumer's history) is left out.

@@ -19,7 +19,8 @@ pub struct BenchArgs {
 #[derive(Subcommand, Debug)]
 pub enum BenchStage {
     /// Pre-generate simulated frames, then time `skyhose ingest` (a child
-    /// process) writing them all into Redis on loopback.
+    /// process, production settings: record CIDs verified, full entries)
+    /// writing them all into Redis on loopback.
     Ingest(BenchIngestArgs),
     /// Pre-fill a stream with simulated events, then time `skyhose index` (a
     /// child process) with 1, 2 and 4 workers and a one-event-per-transaction baseline.
@@ -201,6 +202,10 @@ async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             ]
         }))
         .args(&args.ingest_args)
+        // Production settings unless an --ingest-arg says otherwise: an
+        // environment that turns CID checks off would make the figure one
+        // of a path production does not take.
+        .env_remove("INGEST_NO_VERIFY_CIDS")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true);
@@ -238,6 +243,14 @@ async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     }
     let (peak_kb, cpu) = last.map_or((0, 0.0), |s| (s.peak_rss_kb, s.cpu.as_secs_f64()));
     println!("cores: {cores}");
+    println!(
+        "settings: {}",
+        if args.ingest_args.is_empty() {
+            "production (record CIDs verified, full entries)".to_owned()
+        } else {
+            format!("production with {}", args.ingest_args.join(" "))
+        }
+    );
     println!("events: {}", args.events);
     println!("wall: {wall:.2}s");
     println!("events/s: {:.0}", args.events as f64 / wall);
