@@ -84,7 +84,7 @@ impl PostView<'_> {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum PostOrPlaceholder<'a> {
-    Post(PostView<'a>),
+    Post(Box<PostView<'a>>),
     Placeholder(Value),
 }
 

@@ -423,7 +423,7 @@ impl Hydrated<'_> {
         match self.post_view_raw(uri) {
             Some(mut view) => {
                 view.type_ = Some("app.bsky.feed.defs#postView");
-                PostOrPlaceholder::Post(view)
+                PostOrPlaceholder::Post(Box::new(view))
             }
             None => PostOrPlaceholder::Placeholder(not_found_post(uri)),
         }

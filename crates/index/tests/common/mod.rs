@@ -56,7 +56,9 @@ impl TestEnv {
         cfg.workers = workers;
         cfg.batch_size = 200;
         cfg.block = Duration::from_millis(100);
-        cfg.claim_idle = Duration::from_millis(300);
+        // Long enough that a batch still being applied on a loaded machine
+        // is not taken for a dead consumer's (five takeovers dead-letter it).
+        cfg.claim_idle = Duration::from_secs(2);
         cfg.exit_when_drained = true;
         cfg
     }
