@@ -1,7 +1,8 @@
 // Records what skyhose's parity test replays: runs PLC, the reference PDS and
 // the official `bsky` AppView (@atproto/dev-env) on loopback, drives activity
 // through the PDS, then writes
-//   frames.cap       the PDS's subscribeRepos frames from cursor 0 (docs/capture-format.md)
+//   frames.cap       the PDS's subscribeRepos frames, read live from before the
+//                    activity until after it (docs/capture-format.md)
 //   dids.json        the PLC's DID documents of every account
 //   fixtures/*.json  per method: each request (parameters, viewer) and the
 //                    official AppView's status and body
@@ -44,6 +45,10 @@ async function record(network) {
     did[name] = acct.did
   }
   const { alice, bob, carol, dan, eve, fred } = did
+  // Subscribed before the activity: a replay afterwards would miss what
+  // the PDS purges when an account is deleted (fred's earlier records).
+  const frames = captureFrames(network)
+  await frames.started
   const put = (by, collection, record, rkey) =>
     agent.com.atproto.repo
       .createRecord(
@@ -197,7 +202,7 @@ async function record(network) {
   await network.processAll()
 
   await mkdir(path.join(out, 'fixtures'), { recursive: true })
-  await captureFrames(network, path.join(out, 'frames.cap'))
+  await frames.stop(path.join(out, 'frames.cap'))
 
   const docs = {}
   for (const name of names) {
@@ -377,41 +382,51 @@ async function record(network) {
   console.log(`recorded ${[...fixtures.values()].reduce((n, r) => n + r.length, 0)} requests to ${fixtures.size} methods`)
 }
 
-// Every frame from cursor 0 until the PDS has been quiet for a second,
-// written in skyhose's capture format: "SKYHCAP1", then per frame a 32-bit
-// big-endian length and the frame's bytes as sent.
-async function captureFrames(network, file) {
+// Every frame from cursor 0 (the accounts dev-env made before the activity,
+// then the activity as it happens) until `stop` and a quiet second after
+// it, written in skyhose's capture format: "SKYHCAP1", then per frame a
+// 32-bit big-endian length and the frame's bytes as sent.
+function captureFrames(network) {
   const frames = []
-  await new Promise((resolve, reject) => {
-    const ws = new WebSocket(
-      `ws://127.0.0.1:${network.pds.port}/xrpc/com.atproto.sync.subscribeRepos?cursor=0`,
-    )
-    ws.binaryType = 'arraybuffer'
-    let timer
-    const quiet = () => {
-      clearTimeout(timer)
-      timer = setTimeout(() => {
-        ws.close()
-        resolve()
-      }, 1000)
+  const ws = new WebSocket(
+    `ws://127.0.0.1:${network.pds.port}/xrpc/com.atproto.sync.subscribeRepos?cursor=0`,
+  )
+  ws.binaryType = 'arraybuffer'
+  let failed
+  let quietNow = () => {}
+  const started = new Promise((resolve, reject) => {
+    ws.onopen = resolve
+    ws.onerror = (ev) => {
+      failed = new Error(`subscribeRepos: ${ev.message ?? 'error'}`)
+      reject(failed)
     }
-    ws.onopen = quiet
-    ws.onmessage = (ev) => {
-      frames.push(Buffer.from(ev.data))
-      quiet()
-    }
-    ws.onerror = (ev) => reject(new Error(`subscribeRepos: ${ev.message ?? 'error'}`))
   })
-  const parts = [Buffer.from('SKYHCAP1')]
-  for (const f of frames) {
-    const len = Buffer.alloc(4)
-    len.writeUInt32BE(f.length)
-    parts.push(len, f)
+  ws.onmessage = (ev) => {
+    frames.push(Buffer.from(ev.data))
+    quietNow()
   }
-  await writeFile(file, Buffer.concat(parts))
-  console.log(`captured ${frames.length} frames`)
+  const stop = async (file) => {
+    await new Promise((resolve) => {
+      let timer
+      quietNow = () => {
+        clearTimeout(timer)
+        timer = setTimeout(resolve, 1000)
+      }
+      quietNow()
+    })
+    ws.close()
+    if (failed) throw failed
+    const parts = [Buffer.from('SKYHCAP1')]
+    for (const f of frames) {
+      const len = Buffer.alloc(4)
+      len.writeUInt32BE(f.length)
+      parts.push(len, f)
+    }
+    await writeFile(file, Buffer.concat(parts))
+    console.log(`captured ${frames.length} frames`)
+  }
+  return { started, stop }
 }
-
 
 // What a backfill of this PDS reads: listRepos two at a time, each repo's
 // CAR, and the handles' /.well-known/atproto-did answers (the PDS answers by

@@ -38,8 +38,41 @@ impl XrpcError {
         Self::new(StatusCode::BAD_REQUEST, name, message)
     }
 
-    pub fn auth_required(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "AuthRequired", message)
+    /// A method that needs a viewer was called without a token.
+    pub fn auth_missing(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AuthMissing", message)
+    }
+
+    /// A token (or Authorization header) that was refused; `name` is the
+    /// official AppView's name for the refusal (`AuthError::name`).
+    pub fn auth_refused(name: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, name, message)
+    }
+
+    /// A handle no served account holds; the official AppView answers it
+    /// as a bad request, not with an error name of its own.
+    pub fn handle_not_found(handle: &str) -> Self {
+        Self::invalid_request(format!(
+            "handle: {handle} does not resolve to an indexed account"
+        ))
+    }
+
+    /// An actor whose content the viewer may not see: the viewer blocks
+    /// it, or it blocks the viewer (directly or by a list).
+    pub fn blocked_actor(did: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "BlockedActor",
+            format!("the viewer blocks actor {did}"),
+        )
+    }
+
+    pub fn blocked_by_actor(did: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "BlockedByActor",
+            format!("actor {did} blocks the viewer"),
+        )
     }
 
     pub fn method_not_implemented(nsid: &str) -> Self {

@@ -14,6 +14,9 @@ const MAX_VALUE_LEN: usize = 3000;
 /// 25 or fewer; a generous global cap stops absurd query strings.
 const MAX_VALUES: usize = 200;
 
+/// Values of open-set parameters this service does not know, by parameter.
+pub(crate) const UNKNOWN_VALUES: &str = "skyhose_api_unknown_param_values_total";
+
 #[derive(Debug, Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
@@ -165,6 +168,24 @@ impl Params {
                         name,
                         format!("{value:?} is not one of {}", allowed.join(", ")),
                     )
+                }),
+        }
+    }
+
+    /// A parameter whose lexicon lists `knownValues`, an open set: a value
+    /// this service does not know means `default`, as the official AppView
+    /// reads it, rather than a refusal. The value is still counted, so a
+    /// client sending one is seen.
+    pub fn known_value<'a>(&self, name: &str, known: &[&'a str], default: &'a str) -> &'a str {
+        match self.get(name) {
+            None | Some("") => default,
+            Some(value) => known
+                .iter()
+                .copied()
+                .find(|k| *k == value)
+                .unwrap_or_else(|| {
+                    metrics::counter!(UNKNOWN_VALUES, "param" => name.to_owned()).increment(1);
+                    default
                 }),
         }
     }
@@ -327,6 +348,22 @@ mod tests {
         assert!(err.message.contains("\"actor\""), "{}", err.message);
         let err = p.actor("missing").unwrap_err();
         assert!(err.message.contains("required"));
+    }
+
+    #[test]
+    fn unknown_values_of_an_open_set_read_as_the_default() {
+        let p = Params::parse(Some("a=posts_no_replies&b=nope&c=")).unwrap();
+        let known = ["posts_with_replies", "posts_no_replies"];
+        assert_eq!(
+            p.known_value("a", &known, "posts_with_replies"),
+            "posts_no_replies"
+        );
+        for name in ["b", "c", "missing"] {
+            assert_eq!(
+                p.known_value(name, &known, "posts_with_replies"),
+                "posts_with_replies"
+            );
+        }
     }
 
     #[test]

@@ -392,7 +392,7 @@ async fn the_timeline_is_what_the_viewer_follows() {
 
     let (status, body) = server.get(nsid, "").await;
     assert_eq!(status, 401, "{body}");
-    assert_eq!(body["error"], "AuthRequired");
+    assert_eq!(body["error"], "AuthMissing");
     // A token for another method does not open this one.
     let wrong = plc::mint_service_auth(
         &fixture().sim,
@@ -470,8 +470,12 @@ async fn actor_likes_are_the_viewers_own() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap_or("").contains("actor"));
-    let (status, _) = server.get(nsid, &format!("actor={}", enc(&viewer))).await;
-    assert_eq!(status, 401);
+    // Without a token too: anyone but the actor is told the same.
+    let (status, body) = server.get(nsid, &format!("actor={}", enc(&viewer))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("InvalidRequest"))
+    );
     let (status, body) = server
         .get_with(nsid, "actor=not_a_handle!", Some(&token))
         .await;

@@ -252,7 +252,7 @@ async fn blocks_relationships_and_known_followers_match_the_index() {
     ] {
         let (status, body) = server.get(nsid, "actor=did%3Aplc%3Ax").await;
         assert_eq!(status, 401, "{nsid}: {body}");
-        assert_eq!(body["error"], "AuthRequired");
+        assert_eq!(body["error"], "AuthMissing");
     }
 
     // The served account with the most blocks.

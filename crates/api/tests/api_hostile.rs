@@ -144,7 +144,7 @@ async fn a_loopback_issuer_gets_a_generic_401_and_no_connection() {
             .get_with("app.bsky.feed.getTimeline", "", Some(&token))
             .await;
         assert_eq!(status, 401, "{body}");
-        assert_eq!(body["error"], "AuthRequired", "{body}");
+        assert_eq!(body["error"], "AuthenticationRequired", "{body}");
         let message = body["message"].as_str().unwrap_or_default();
         assert_eq!(
             message, "service-auth token could not be verified",

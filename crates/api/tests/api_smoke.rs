@@ -218,7 +218,7 @@ async fn resolve_handle_and_get_record() {
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (400, Some("HandleNotFound"))
+        (400, Some("InvalidRequest"))
     );
 
     // Every sampled live record reads back with the CID the truth has.

@@ -76,6 +76,24 @@ impl AuthError {
         }
     }
 
+    /// The error name the official AppView gives the same refusal, so
+    /// clients written against it recognise ours.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthError::NotBearer | AuthError::Resolve { .. } | AuthError::NoKey(_) => {
+                "AuthenticationRequired"
+            }
+            AuthError::Malformed(_)
+            | AuthError::Algorithm(_)
+            | AuthError::IssuedInFuture { .. } => "BadJwt",
+            AuthError::Audience { .. } => "BadJwtAudience",
+            AuthError::Expired { .. } => "JwtExpired",
+            AuthError::MissingMethod(_) | AuthError::WrongMethod { .. } => "BadJwtLexiconMethod",
+            AuthError::Issuer(_) => "BadJwtIss",
+            AuthError::KeyType { .. } | AuthError::Signature(_) => "BadJwtSignature",
+        }
+    }
+
     /// What the client is told. The token's own faults are named (they say
     /// nothing the client does not know); how the issuer's identity failed
     /// to resolve is not, since that would report on hosts and networks

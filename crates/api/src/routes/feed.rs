@@ -23,8 +23,16 @@ pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&uris, &[])
         .await?;
+    // As the official AppView: a post whose author and the viewer block
+    // each other is left out rather than shown as blocked.
     let posts = uris
         .iter()
+        .filter(|u| {
+            hydrated
+                .posts
+                .get(*u)
+                .is_none_or(|p| !hydrated.blocked(&p.did))
+        })
         .filter_map(|u| hydrated.post_view_raw(u))
         .collect();
     json(&PostsPage {
@@ -57,7 +65,7 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let page = Keyset::parse(ctx)?;
     let filter = ctx
         .params
-        .one_of("filter", AUTHOR_FEED_FILTERS, "posts_with_replies")?;
+        .known_value("filter", AUTHOR_FEED_FILTERS, "posts_with_replies");
     let include_pins = ctx.params.bool("includePins", false)?;
     let client = ctx.db().await?;
     // A DID is checked against the actor row the page's statement returns;
@@ -177,6 +185,14 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let hydrated = hydrator
         .complete(loaded, std::slice::from_ref(&did))
         .await?;
+    if let Some(relation) = hydrated.actor_viewer.get(&did) {
+        if relation.blocking.is_some() || relation.blocking_by_list.is_some() {
+            return Err(XrpcError::blocked_actor(&did));
+        }
+        if relation.blocked_by {
+            return Err(XrpcError::blocked_by_actor(&did));
+        }
+    }
     json(&hydrated.feed_page(&items, next))
 }
 

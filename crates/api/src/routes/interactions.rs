@@ -125,14 +125,15 @@ pub async fn get_quotes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     json(&page.output("posts", posts, rows.next()?))
 }
 
-/// The viewer's own likes only, as the reference AppView serves them.
+/// The viewer's own likes only, as the reference AppView serves them: to
+/// anyone else, the viewer without a token included, the actor's likes
+/// are as absent as an unknown actor's.
 pub async fn get_actor_likes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let actor = ctx.params.actor("actor")?;
     let page = Keyset::parse(ctx)?;
-    let viewer = ctx.require_viewer()?;
     let client = ctx.db().await?;
     let did = served_actor(&client, "actor", &actor).await?;
-    if did != viewer {
+    if ctx.viewer() != Some(did.as_str()) {
         return Err(XrpcError::invalid_request(
             "actor: profile not found (only the viewer's own likes are listed)",
         ));

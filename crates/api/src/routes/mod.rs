@@ -46,7 +46,7 @@ impl Ctx<'_> {
 
     pub fn require_viewer(&self) -> XrpcResult<&str> {
         self.viewer.as_deref().ok_or_else(|| {
-            XrpcError::auth_required(format!(
+            XrpcError::auth_missing(format!(
                 "{} needs a viewer: send a service-auth token in the Authorization header",
                 self.nsid
             ))
@@ -153,16 +153,19 @@ pub async fn dispatch(
     let viewer = match headers.get(axum::http::header::AUTHORIZATION) {
         None => None,
         Some(value) => {
-            let value = value
-                .to_str()
-                .map_err(|_| XrpcError::auth_required("the Authorization header is not text"))?;
+            let value = value.to_str().map_err(|_| {
+                XrpcError::auth_refused(
+                    "AuthenticationRequired",
+                    "the Authorization header is not text",
+                )
+            })?;
             match state.auth.verify(value, nsid).await {
                 Ok(did) => Some(did),
                 Err(err) => {
                     metrics::counter!(crate::error::AUTH_FAILURES, "reason" => err.reason())
                         .increment(1);
                     tracing::info!(nsid, error = %err, "service-auth token refused");
-                    return Err(XrpcError::auth_required(err.public_message()));
+                    return Err(XrpcError::auth_refused(err.name(), err.public_message()));
                 }
             }
         }

@@ -18,10 +18,7 @@ pub async fn resolve_handle(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let actor = ActorRef::Handle(handle.to_ascii_lowercase());
     match resolve_actor(&client, &actor).await? {
         Some((did, _)) => json(&json!({ "did": did })),
-        None => Err(XrpcError::not_found(
-            "HandleNotFound",
-            format!("handle: {handle} does not resolve to an indexed account"),
-        )),
+        None => Err(XrpcError::handle_not_found(handle)),
     }
 }
 
