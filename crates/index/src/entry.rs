@@ -166,6 +166,7 @@ impl Write {
 }
 
 pub const ACCOUNT_DELETED: &str = "deleted";
+pub const ACCOUNT_ACTIVE: &str = "active";
 /// The account status a relay gives a repo whose commits no longer chain.
 pub const ACCOUNT_DESYNCHRONIZED: &str = "desynchronized";
 /// Resync causes a commit carries (`Commit::resync`).
@@ -230,7 +231,7 @@ pub fn parse_entry(entry: &RawEntry) -> Result<Event, EntryError> {
                 .and_then(Value::as_bool)
                 .ok_or_else(|| fail("account event without a boolean `active`".into()))?;
             let status = if active {
-                "active".to_owned()
+                ACCOUNT_ACTIVE.to_owned()
             } else {
                 match data.get("status") {
                     Some(Value::String(status)) if !status.is_empty() && !status.contains('\0') => {

@@ -2,7 +2,8 @@
 //! event never erases one), marks accounts due, and the identity task
 //! resolves them against the simulated directory (also the handle host):
 //! a handle claimed and resolving back is kept, anything else is NULL
-//! (`handle.invalid`); deleted accounts are not resolved.
+//! (`handle.invalid`); deleted and taken-down accounts are not resolved,
+//! and a taken-down account active again is resolved again.
 
 mod common;
 
@@ -128,13 +129,46 @@ async fn handles_are_hints_until_verified_both_ways() {
         (Some(alice_handle.clone()), Some(true), false)
     );
 
+    // A taken-down account is not resolved; when it is active again, it
+    // is due again, since its handle was not checked meanwhile.
+    let dave = &accounts[1].0;
+    env.push(&[
+        identity(dave, Some("dave-hint.example.com"), 9),
+        Entry::new(
+            "account",
+            &json!({"did": dave, "active": false, "status": "takendown"}),
+            10,
+        ),
+    ])
+    .await;
+    index(&env).await;
+    assert_eq!(round(&pool, &resolver, &options).await.unwrap(), 1);
+    assert_eq!(
+        row(&pool, dave).await,
+        (Some("dave-hint.example.com".into()), None, false),
+        "skipped while taken down"
+    );
+    env.push(&[Entry::new(
+        "account",
+        &json!({"did": dave, "active": true}),
+        11,
+    )])
+    .await;
+    index(&env).await;
+    assert!(row(&pool, dave).await.2, "due again once active");
+    assert_eq!(round(&pool, &resolver, &options).await.unwrap(), 1);
+    assert_eq!(
+        row(&pool, dave).await,
+        (Some(accounts[1].1.clone()), Some(true), false)
+    );
+
     // A deleted account is not resolved any more.
     env.push(&[
-        identity(&alice, None, 7),
+        identity(&alice, None, 12),
         Entry::new(
             "account",
             &json!({"did": alice, "active": false, "status": "deleted"}),
-            8,
+            13,
         ),
     ])
     .await;

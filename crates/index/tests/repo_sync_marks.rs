@@ -3,7 +3,8 @@
 //! longer trust again whatever their state: a #sync, an #account
 //! `desynchronized`, a tooBig commit, an op whose record could not be
 //! read, and a commit whose prevData is not the root held for the repo. A
-//! resync of a repo being loaded asks for one more load after it.
+//! resync of a repo being loaded asks for one more load after it. An
+//! account active again re-queues its repo only if its load failed.
 
 mod common;
 
@@ -168,6 +169,74 @@ async fn first_sights_queue_once_and_each_cause_of_resync_queues_again() {
     .await;
     let states: Vec<String> = queue(&pool).await.into_iter().map(|r| r.1).collect();
     assert!(states.iter().all(|s| s == "done"), "{states:?}");
+    drop(client);
+    drop(pool);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_active_again_requeues_its_failed_repo_only() {
+    let env = TestEnv::new();
+    let account = |did: &str, active: bool, seq: i64| {
+        let data = if active {
+            json!({"did": did, "active": true})
+        } else {
+            json!({"did": did, "active": false, "status": "takendown"})
+        };
+        Entry::new("account", &data, seq)
+    };
+    index(
+        &env,
+        &[
+            commit(A, "3k2aaaaaaaaa1", None, "bafya1", 1),
+            commit(B, "3k2aaaaaaaaa1", None, "bafyb1", 2),
+            commit(C, "3k2aaaaaaaaa1", None, "bafyc1", 3),
+            account(A, false, 4),
+            account(B, false, 5),
+            account(C, false, 6),
+            // Met first as active: a first sight, nothing failed to redo.
+            account(D, true, 7),
+        ],
+    )
+    .await;
+    let pool = env.pool().await;
+    // A's and B's hosts refused their repos while they were taken down;
+    // C was loaded before its takedown.
+    let client = pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE backfill_repos SET state = 'failed', error_reason = 'repo_takendown'              WHERE did = ANY($1)",
+            &[&vec![A, B]],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE backfill_repos SET state = 'done' WHERE did = ANY($1)",
+            &[&vec![C, D]],
+        )
+        .await
+        .unwrap();
+    index(
+        &env,
+        &[
+            account(A, true, 10),
+            account(C, true, 11),
+            // B is back, then taken down again within the batch.
+            account(B, true, 12),
+            account(B, false, 13),
+        ],
+    )
+    .await;
+    assert_eq!(
+        queue(&pool).await,
+        vec![
+            row(A, "pending", "resync:reactivated", false),
+            row(B, "failed", "first_seen", false),
+            row(C, "done", "first_seen", false),
+            row(D, "done", "first_seen", false),
+        ]
+    );
     drop(client);
     drop(pool);
     env.cleanup().await;

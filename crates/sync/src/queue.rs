@@ -29,10 +29,53 @@ pub struct Status {
     pub failed: i64,
     pub records: i64,
     pub bytes: i64,
+    /// `(reason, state, repos)` for each reason a repo was queued for
+    /// (`listed`, `first_seen`, `requested`, `resync:<cause>`), by reason
+    /// then state.
+    pub by_reason: Vec<(String, String, i64)>,
     /// `(did, reason, error)`, newest first.
     pub last_errors: Vec<(String, String, String)>,
     /// `(source, complete)` of each enumerated source.
     pub sources: Vec<(String, bool)>,
+}
+
+/// What `skyhose backfill status` prints.
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "repos: {} pending, {} running, {} done, {} failed; {} records, {:.1} MB loaded",
+            self.pending,
+            self.running,
+            self.done,
+            self.failed,
+            self.records,
+            self.bytes as f64 / 1e6
+        )?;
+        let mut reasons = self.by_reason.iter().peekable();
+        while let Some((reason, state, n)) = reasons.next() {
+            write!(f, "  {reason}: {n} {state}")?;
+            while let Some((_, state, n)) = reasons.next_if(|(next, _, _)| next == reason) {
+                write!(f, ", {n} {state}")?;
+            }
+            writeln!(f)?;
+        }
+        for (source, complete) in &self.sources {
+            let listed = if *complete {
+                "listed"
+            } else {
+                "listing unfinished"
+            };
+            writeln!(f, "source {source}: {listed}")?;
+        }
+        if !self.last_errors.is_empty() {
+            writeln!(f, "latest failures:")?;
+            for (did, reason, error) in &self.last_errors {
+                writeln!(f, "  {did} {reason}: {error}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
@@ -267,8 +310,9 @@ impl Queue {
         let mut status = Status::default();
         for row in client
             .query(
-                "SELECT state, count(*) AS n, coalesce(sum(records), 0)::int8 AS records, \
-                   coalesce(sum(bytes), 0)::int8 AS bytes FROM backfill_repos GROUP BY state",
+                "SELECT state, reason, count(*) AS n, coalesce(sum(records), 0)::int8 AS records, \
+                   coalesce(sum(bytes), 0)::int8 AS bytes FROM backfill_repos \
+                 GROUP BY reason, state ORDER BY reason, state",
                 &[],
             )
             .await
@@ -279,11 +323,12 @@ impl Queue {
             status.records += col::<i64>(&row, "records")?;
             status.bytes += col::<i64>(&row, "bytes")?;
             match state.as_str() {
-                "pending" => status.pending = n,
-                "running" => status.running = n,
-                "done" => status.done = n,
-                _ => status.failed = n,
+                "pending" => status.pending += n,
+                "running" => status.running += n,
+                "done" => status.done += n,
+                _ => status.failed += n,
             }
+            status.by_reason.push((col(&row, "reason")?, state, n));
         }
         for row in client
             .query(

@@ -368,6 +368,20 @@ async fn backfills_a_network_and_records_what_it_refuses() {
     assert_eq!(reasons[&net.accounts[6].did], "repo_not_found");
     assert!(!reasons[&net.accounts[3].did].is_empty());
     assert_eq!(status.sources, vec![(url.clone(), true)]);
+    assert_eq!(
+        status.by_reason,
+        vec![
+            ("listed".to_owned(), "done".to_owned(), 6),
+            ("listed".to_owned(), "failed".to_owned(), 3),
+        ]
+    );
+    let printed = status.to_string();
+    assert!(
+        printed.contains("repos: 0 pending, 0 running, 6 done, 3 failed;")
+            && printed.contains("\n  listed: 6 done, 3 failed\n")
+            && printed.contains(&format!("  {} repo_not_found: ", net.accounts[6].did)),
+        "{printed}"
+    );
 
     // A second run finds nothing to do; --did loads a repo again.
     let again = skyhose_sync::run(config.clone(), None, CancellationToken::new())

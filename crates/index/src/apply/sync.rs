@@ -10,7 +10,11 @@
 //!   (`sync`), an `#account` `desynchronized`, a commit too big to carry
 //!   its blocks (`too_big`) or with an op whose record could not be read
 //!   (`unreadable_op`), and a commit whose `prevData` is not the root the
-//!   index holds for the repo (`prev_data`).
+//!   index holds for the repo (`prev_data`);
+//! - `resync:reactivated`: an `#account` active again, for a repo whose
+//!   load failed, or is running and may fail (hosts refuse the repos of
+//!   inactive accounts); a repo loaded or waiting keeps its row, since
+//!   nothing it holds is in doubt.
 //!
 //! It runs last in the transaction, after every record and actor row is
 //! locked, so the queue rows it takes never wait on a batch that waits on
@@ -22,7 +26,7 @@ use deadpool_postgres::Transaction;
 
 use crate::apply::KnownActors;
 use crate::db::RowExt;
-use crate::entry::{Event, ACCOUNT_DESYNCHRONIZED};
+use crate::entry::{Event, ACCOUNT_ACTIVE, ACCOUNT_DESYNCHRONIZED};
 use crate::error::IndexError;
 use skyhose_proto::syntax::is_did;
 
@@ -42,7 +46,10 @@ struct Step<'a> {
 pub(super) struct Marks<'a> {
     /// did -> `resync:<cause>` (a resync wins over a first sight).
     queue: BTreeMap<&'a str, String>,
-    /// Causes by repo, counted once the batch commits.
+    /// Accounts active again, without a resync in `queue`.
+    reactivated: Vec<&'a str>,
+    /// Causes by repo, counted once the batch commits; a reactivation is
+    /// counted only when it re-queued a failed repo, which SQL tells.
     causes: Vec<&'static str>,
     /// Each repo's steps, by rev, one per rev.
     steps: BTreeMap<&'a str, Vec<Step<'a>>>,
@@ -55,6 +62,8 @@ impl<'a> Marks<'a> {
         let mut marks = Marks::default();
         let mut steps: BTreeMap<&'a str, Vec<Step<'a>>> = BTreeMap::new();
         let mut seen: BTreeSet<&'a str> = BTreeSet::new();
+        // Each account's last status in the batch: active or not.
+        let mut active: BTreeMap<&'a str, bool> = BTreeMap::new();
         for event in events {
             match event {
                 Event::Commit(commit) => {
@@ -99,6 +108,7 @@ impl<'a> Marks<'a> {
                     if status == ACCOUNT_DESYNCHRONIZED {
                         marks.resync(did, "desynchronized");
                     }
+                    active.insert(did, status == ACCOUNT_ACTIVE);
                 }
                 Event::Identity { did, .. } => {
                     seen.insert(did);
@@ -108,6 +118,17 @@ impl<'a> Marks<'a> {
         }
         for did in known.unknown(seen.into_iter()) {
             marks.queue.entry(did).or_insert_with(|| FIRST_SEEN.into());
+        }
+        // A resync queues the repo whatever its state already; a first
+        // sight may be only this process's (known actors are not kept
+        // across restarts), so it does not hide a failed load.
+        for (did, _) in active.into_iter().filter(|(_, active)| *active) {
+            if matches!(
+                marks.queue.get(did).map(String::as_str),
+                None | Some(FIRST_SEEN)
+            ) {
+                marks.reactivated.push(did);
+            }
         }
         for steps in steps.values_mut() {
             steps.sort_by(|a, b| a.rev.cmp(b.rev));
@@ -126,17 +147,20 @@ impl<'a> Marks<'a> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.steps.is_empty()
+        self.queue.is_empty() && self.steps.is_empty() && self.reactivated.is_empty()
     }
 
-    /// Counts the resyncs marked, once their batch committed.
-    pub fn count(&self, diverged: &[String]) {
-        for cause in &self.causes {
-            metrics::counter!("skyhose_index_resync_marked_total", "cause" => *cause).increment(1);
-        }
-        if !diverged.is_empty() {
-            metrics::counter!("skyhose_index_resync_marked_total", "cause" => "prev_data")
-                .increment(diverged.len() as u64);
+    /// Counts the resyncs marked, once their batch committed, with the
+    /// causes only the transaction could tell ([`write`]'s answer).
+    pub fn count(&self, found: &[String]) {
+        for cause in self
+            .causes
+            .iter()
+            .copied()
+            .chain(found.iter().map(String::as_str))
+        {
+            metrics::counter!("skyhose_index_resync_marked_total", "cause" => cause.to_owned())
+                .increment(1);
         }
     }
 }
@@ -151,10 +175,13 @@ fn owner_of(subject: &str) -> Option<&str> {
 }
 
 /// Chains each repo's steps newer than the root held onto it, in rev
-/// order, moves the roots, and queues the marked repos; returns the repos
-/// with a step whose `prevData` is not the root before it (queued as
-/// `resync:prev_data`). Steps at or below the held root's rev are replays
-/// and are not compared.
+/// order, moves the roots, and queues the marked repos (`$7`: accounts
+/// active again, queued as first sights when their repo has no row, and
+/// re-queued when its load failed or is running); returns the causes
+/// found here: `prev_data` for each repo with a step whose `prevData` is
+/// not the root before it (queued as `resync:prev_data`), `reactivated`
+/// for each failed repo an active account re-queued. Steps at or below
+/// the held root's rev are replays and are not compared.
 const SYNC_SQL: &str = "\
 WITH steps AS ( \
    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS v(did, rev, prev, data)), \
@@ -176,22 +203,27 @@ WITH steps AS ( \
    WHERE r.rev < EXCLUDED.rev), \
  marks AS ( \
    SELECT did, reason FROM unnest($5::text[], $6::text[]) AS m(did, reason) \
-   UNION ALL SELECT did, 'resync:prev_data' FROM diverged), \
+   UNION ALL SELECT did, 'resync:prev_data' FROM diverged \
+   UNION ALL SELECT did, 'first_seen' FROM unnest($7::text[]) AS r(did)), \
  queued AS ( \
    INSERT INTO backfill_repos AS b (did, host, reason) \
    SELECT DISTINCT ON (did) did, NULL, reason FROM marks \
    ORDER BY did, reason = 'first_seen' \
    ON CONFLICT (did) DO UPDATE SET \
-     reason = EXCLUDED.reason, \
+     reason = CASE WHEN EXCLUDED.reason = 'first_seen' THEN 'resync:reactivated' \
+                   ELSE EXCLUDED.reason END, \
      host = NULL, \
      state = CASE WHEN b.state = 'running' THEN 'running' ELSE 'pending' END, \
      again = b.state = 'running', \
      attempts = CASE WHEN b.state = 'running' THEN b.attempts ELSE 0 END, \
      not_before = now(), updated_at = now() \
-   WHERE EXCLUDED.reason <> 'first_seen') \
-SELECT did FROM diverged";
+   WHERE EXCLUDED.reason <> 'first_seen' \
+      OR (b.did = ANY($7::text[]) AND b.state IN ('failed', 'running')) \
+   RETURNING b.reason) \
+SELECT 'prev_data' AS cause FROM diverged \
+UNION ALL SELECT 'reactivated' FROM queued WHERE reason = 'resync:reactivated'";
 
-/// Writes `marks` in `tx`; the repos found diverged by their roots.
+/// Writes `marks` in `tx`; the causes found by the transaction, one per repo.
 pub(super) async fn write(
     tx: &Transaction<'_>,
     marks: &Marks<'_>,
@@ -217,12 +249,20 @@ pub(super) async fn write(
         .map_err(IndexError::pg("preparing the repo sync marks"))?;
     tx.query(
         &statement,
-        &[&dids, &revs, &prevs, &roots, &queued, &reasons],
+        &[
+            &dids,
+            &revs,
+            &prevs,
+            &roots,
+            &queued,
+            &reasons,
+            &marks.reactivated,
+        ],
     )
     .await
     .map_err(IndexError::pg("writing the repo sync marks"))?
     .iter()
-    .map(|row| row.col("did", "reading diverged repos"))
+    .map(|row| row.col("cause", "reading the causes of resyncs"))
     .collect()
 }
 
@@ -283,10 +323,26 @@ mod tests {
                 status: ACCOUNT_DESYNCHRONIZED.into(),
                 seq: 4,
             },
+            // Active again: below a first sight and below a resync.
+            Event::Account {
+                did: "did:plc:c".into(),
+                status: ACCOUNT_ACTIVE.into(),
+                seq: 5,
+            },
+            Event::Account {
+                did: "did:plc:a".into(),
+                status: ACCOUNT_ACTIVE.into(),
+                seq: 6,
+            },
+            Event::Account {
+                did: "did:plc:g".into(),
+                status: ACCOUNT_ACTIVE.into(),
+                seq: 7,
+            },
         ];
         let refs: Vec<&Event> = events.iter().collect();
         let known = KnownActors::new(10);
-        known.insert_all(["did:plc:d"]);
+        known.insert_all(["did:plc:d", "did:plc:g"]);
         let marks = Marks::collect(&refs, &known);
         assert_eq!(
             marks.queue,
@@ -296,6 +352,7 @@ mod tests {
                 ("did:plc:d", "resync:desynchronized".to_owned()),
             ])
         );
+        assert_eq!(marks.reactivated, ["did:plc:c", "did:plc:g"]);
         assert_eq!(
             owner_of("at://did:plc:e/app.bsky.feed.post/3k"),
             Some("did:plc:e")

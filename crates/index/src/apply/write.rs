@@ -694,6 +694,9 @@ fn actor_sql(rows: &Unnest<'_>) -> String {
              identity_due_at = CASE WHEN (v.handle_seq IS NOT NULL \
                                           AND (a.handle_seq IS NULL OR a.handle_seq < v.handle_seq)) \
                                          OR (v.author AND NOT a.indexed) \
+                                         OR (v.status = 'active' AND a.status = 'takendown' \
+                                             AND v.status_seq IS NOT NULL \
+                                             AND (a.status_seq IS NULL OR a.status_seq < v.status_seq)) \
                                     THEN now() ELSE a.identity_due_at END, \
              status = CASE WHEN v.status_seq IS NOT NULL \
                             AND (a.status_seq IS NULL OR a.status_seq < v.status_seq) \

@@ -155,30 +155,6 @@ async fn print_status(args: BackfillStatusArgs) -> anyhow::Result<()> {
         .status(args.errors)
         .await
         .context("reading the backfill queue")?;
-    println!(
-        "repos: {} pending, {} running, {} done, {} failed; {} records, {:.1} MB loaded",
-        status.pending,
-        status.running,
-        status.done,
-        status.failed,
-        status.records,
-        status.bytes as f64 / 1e6
-    );
-    for (source, complete) in &status.sources {
-        println!(
-            "source {source}: {}",
-            if *complete {
-                "listed"
-            } else {
-                "listing unfinished"
-            }
-        );
-    }
-    if !status.last_errors.is_empty() {
-        println!("latest failures:");
-        for (did, reason, error) in &status.last_errors {
-            println!("  {did} {reason}: {error}");
-        }
-    }
+    print!("{status}");
     Ok(())
 }
