@@ -17,8 +17,8 @@ use skyhose_sim::plc::{self, PlcConfig};
 use skyhose_sim::{Network, SimConfig};
 use tokio::io::AsyncReadExt;
 
-use super::bench::{sample, MachineCpu};
-use super::bench_index::Backends;
+use super::bench::MachineCpu;
+use super::bench_index::watch_child;
 
 #[derive(Args, Debug)]
 pub struct BenchBackfillArgs {
@@ -337,23 +337,7 @@ async fn measure(
         let mut out = String::new();
         stdout.read_to_string(&mut out).await.map(|_| out)
     });
-    let mut last = sample(pid);
-    let mut backends = Backends::watch(database_url);
-    let mut ticks = 0u32;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status?,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                if let Some(s) = sample(pid) {
-                    last = Some(s);
-                }
-                ticks += 1;
-                if ticks.is_multiple_of(5) {
-                    backends.sample().await;
-                }
-            }
-        }
-    };
+    let (status, last, backends) = watch_child(&mut child, pid, database_url).await?;
     let wall = started.elapsed();
     let machine = MachineCpu::now()
         .zip(machine_before)

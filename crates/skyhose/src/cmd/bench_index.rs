@@ -299,23 +299,7 @@ async fn run_child(args: &BenchIndexArgs, run: Run<'_>) -> anyhow::Result<Outcom
         .spawn()
         .context("starting skyhose index")?;
     let pid = child.id().context("index child has no pid")?;
-    let mut last = sample(pid);
-    let mut backends = Backends::watch(&database_url);
-    let mut ticks = 0u32;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status?,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                if let Some(s) = sample(pid) {
-                    last = Some(s);
-                }
-                ticks += 1;
-                if ticks.is_multiple_of(5) {
-                    backends.sample().await;
-                }
-            }
-        }
-    };
+    let (status, last, backends) = watch_child(&mut child, pid, &database_url).await?;
     let elapsed = started.elapsed();
     let machine = MachineCpu::now()
         .zip(machine_before)
@@ -346,6 +330,38 @@ async fn run_child(args: &BenchIndexArgs, run: Run<'_>) -> anyhow::Result<Outcom
 /// The CPU time of the PostgreSQL backends connected to one database, read
 /// from /proc while they live (a backend's time is gone once it exits, so
 /// the last reading of each is kept).
+/// Waits for `child` (process `pid`) to exit, sampling its CPU and peak
+/// memory every 100 ms and the database's backends every 500 ms; returns its
+/// exit status, its last sample and the backends' figures.
+pub(super) async fn watch_child(
+    child: &mut tokio::process::Child,
+    pid: u32,
+    database_url: &str,
+) -> anyhow::Result<(
+    std::process::ExitStatus,
+    Option<super::bench::ProcSample>,
+    Backends,
+)> {
+    let mut last = sample(pid);
+    let mut backends = Backends::watch(database_url);
+    let mut ticks = 0u32;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if let Some(s) = sample(pid) {
+                    last = Some(s);
+                }
+                ticks += 1;
+                if ticks.is_multiple_of(5) {
+                    backends.sample().await;
+                }
+            }
+        }
+    };
+    Ok((status, last, backends))
+}
+
 pub(super) struct Backends {
     pool: Option<skyhose_index::Pool>,
     latest: HashMap<i32, Duration>,
