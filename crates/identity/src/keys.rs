@@ -37,10 +37,13 @@ pub trait KeySource: Send + Sync {
     }
 
     /// Drops what is remembered of `did`, so its next key is fetched again
-    /// (a signature that fails may mean the account rotated its key). A
-    /// source may keep a key it fetched moments ago, so that forged
-    /// signatures cannot drive fetches.
-    fn forget(&self, _did: &str) {}
+    /// (a signature that fails may mean the account rotated its key), and
+    /// says whether it did. A source may keep a key it fetched moments ago,
+    /// so that forged signatures cannot drive fetches; a source that
+    /// remembers nothing has nothing to drop.
+    fn forget(&self, _did: &str) -> bool {
+        false
+    }
 }
 
 /// Keys from the DID documents, through the one identity resolver (its
@@ -79,7 +82,7 @@ impl KeySource for crate::Resolver {
         })
     }
 
-    fn forget(&self, did: &str) {
-        self.refresh_if_older(did, KEY_REFRESH_AFTER);
+    fn forget(&self, did: &str) -> bool {
+        self.refresh_if_older(did, KEY_REFRESH_AFTER)
     }
 }

@@ -248,11 +248,15 @@ impl Resolver {
     /// Drops `did`'s cached document only if it was fetched at least
     /// `min_age` ago (a cached failure always goes). A signature that fails
     /// may mean a rotated key, but forged signatures must not make us fetch
-    /// the same document again and again.
-    pub fn refresh_if_older(&self, did: &str, min_age: Duration) {
+    /// the same document again and again. Returns whether the next
+    /// resolution fetches.
+    pub fn refresh_if_older(&self, did: &str, min_age: Duration) -> bool {
         match self.documents.get(did) {
-            Some((Ok(_), age)) if age < min_age => {}
-            _ => self.documents.remove(did),
+            Some((Ok(_), age)) if age < min_age => false,
+            _ => {
+                self.documents.remove(did);
+                true
+            }
         }
     }
 

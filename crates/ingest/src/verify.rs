@@ -104,7 +104,10 @@ impl Verifier {
             Err(RepoError::BadSignature) => {}
             other => return verdict(other),
         }
-        self.cfg.keys.forget(&commit.repo);
+        if !self.cfg.keys.forget(&commit.repo) {
+            // The key was fetched moments ago: asking again would return it.
+            return verdict(Err(RepoError::BadSignature));
+        }
         metrics::counter!(observe::KEY_REFETCHES).increment(1);
         match self.key(&commit.repo).await {
             Ok(fresh) if fresh == key => verdict(Err(RepoError::BadSignature)),

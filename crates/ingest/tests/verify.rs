@@ -240,9 +240,10 @@ impl KeySource for StaleKeys {
         Box::pin(std::future::ready(Ok(key)))
     }
 
-    fn forget(&self, did: &str) {
+    fn forget(&self, did: &str) -> bool {
         self.forgets.fetch_add(1, Ordering::Relaxed);
         self.forgotten.lock().unwrap().insert(did.to_owned());
+        true
     }
 }
 
