@@ -18,7 +18,7 @@ use skyhose_sim::{Network, SimConfig};
 use tokio::io::AsyncReadExt;
 
 use super::bench::MachineCpu;
-use super::bench_index::watch_child;
+use super::bench_index::{migrate_child, watch_child};
 
 #[derive(Args, Debug)]
 pub struct BenchBackfillArgs {
@@ -302,16 +302,7 @@ async fn measure(
 ) -> anyhow::Result<Outcome> {
     let exe = std::env::current_exe().context("locating the skyhose binary")?;
     // The schema is applied before timing starts.
-    let status = tokio::process::Command::new(&exe)
-        .args(["migrate", "--database-url", database_url])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .status()
-        .await
-        .context("running skyhose migrate")?;
-    if !status.success() {
-        bail!("skyhose migrate failed for {database_url}");
-    }
+    migrate_child(&exe, database_url).await?;
     println!("backfilling on {cores} cores ...");
     let started = Instant::now();
     let machine_before = MachineCpu::now();

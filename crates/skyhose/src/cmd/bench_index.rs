@@ -272,16 +272,7 @@ async fn run_child(args: &BenchIndexArgs, run: Run<'_>) -> anyhow::Result<Outcom
     let group = format!("{db}_group");
     let exe = std::env::current_exe().context("locating the skyhose binary")?;
     // The schema is applied before timing starts, so the figure is indexing alone.
-    let status = tokio::process::Command::new(&exe)
-        .args(["migrate", "--database-url", &database_url])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .status()
-        .await
-        .context("running skyhose migrate")?;
-    if !status.success() {
-        bail!("skyhose migrate failed for {database_url}");
-    }
+    migrate_child(&exe, &database_url).await?;
     println!("{label}: indexing {events} events ...");
     let started = Instant::now();
     let machine_before = MachineCpu::now();
@@ -330,6 +321,22 @@ async fn run_child(args: &BenchIndexArgs, run: Run<'_>) -> anyhow::Result<Outcom
 /// The CPU time of the PostgreSQL backends connected to one database, read
 /// from /proc while they live (a backend's time is gone once it exits, so
 /// the last reading of each is kept).
+/// Applies the schema to `database_url` with `skyhose migrate` (`exe`), so
+/// that a benchmark's timed child starts on a migrated database.
+pub(super) async fn migrate_child(exe: &std::path::Path, database_url: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new(exe)
+        .args(["migrate", "--database-url", database_url])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .context("running skyhose migrate")?;
+    if !status.success() {
+        bail!("skyhose migrate failed for {database_url}");
+    }
+    Ok(())
+}
+
 /// Waits for `child` (process `pid`) to exit, sampling its CPU and peak
 /// memory every 100 ms and the database's backends every 500 ms; returns its
 /// exit status, its last sample and the backends' figures.
