@@ -282,7 +282,7 @@ pub(crate) fn datetime_micros(value: &str) -> Option<i64> {
     Some(micros)
 }
 
-fn parse_actor(name: &str, value: &str) -> XrpcResult<ActorRef> {
+pub(crate) fn parse_actor(name: &str, value: &str) -> XrpcResult<ActorRef> {
     if value.starts_with("did:") {
         syntax::validate_did(value).map_err(|e| XrpcError::bad_param(name, e))?;
         Ok(ActorRef::Did(value.to_owned()))
@@ -292,7 +292,7 @@ fn parse_actor(name: &str, value: &str) -> XrpcResult<ActorRef> {
     }
 }
 
-fn parse_at_uri(name: &str, value: &str) -> XrpcResult<String> {
+pub(crate) fn parse_at_uri(name: &str, value: &str) -> XrpcResult<String> {
     syntax::validate_at_uri(value).map_err(|e| XrpcError::bad_param(name, e))?;
     Ok(value.to_owned())
 }

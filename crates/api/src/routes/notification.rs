@@ -1,8 +1,10 @@
 //! app.bsky.notification.*: the viewer's notifications, newest first.
 //!
-//! The index keeps notifications but not when the viewer last looked at them
-//! (that is written through the viewer's PDS, which we are not): without a
-//! `seenAt` parameter every notification is unread.
+//! The index keeps notifications; when the viewer last looked at them is
+//! private state (`updateSeen`, `views::private`). A `seenAt` parameter
+//! takes its place; with neither, every notification is unread. Listing
+//! leaves out notifications from accounts the viewer mutes and about
+//! threads the viewer muted, as the reference AppView does.
 
 use std::collections::HashMap;
 
@@ -16,7 +18,7 @@ use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
-use crate::views::{put, put_opt, Db, Hydrator};
+use crate::views::{datetime_millis, private, put, put_opt, unix_micros, Db, Hydrator};
 
 /// The reasons the index writes, all `knownValues` of the lexicon.
 const REASONS: &[&str] = &[
@@ -183,11 +185,13 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .map(str::to_owned)
         .collect();
     let _ = ctx.params.bool("priority", false)?;
-    let seen_at = ctx.params.optional_timestamp("seenAt")?;
+    let seen_param = ctx.params.optional_timestamp("seenAt")?;
     let (after_seq, after_uri, after_reason) = page_position(ctx.params.cursor()?)?;
     let viewer = ctx.require_viewer()?.to_owned();
     let client = ctx.db().await?;
     let reasons = (!reasons.is_empty()).then_some(reasons);
+    let stored_seen = private::notifications_seen(&client, &viewer).await?;
+    let seen_at = seen_param.or_else(|| stored_seen.map(unix_micros));
 
     let mut statements = Vec::new();
     for source in SOURCES.iter().filter(|s| s.wanted(reasons.as_deref())) {
@@ -224,17 +228,23 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 
     let authors: Vec<String> = listed.iter().map(|n| n.author.clone()).collect();
     let record_uris: Vec<String> = listed.iter().map(|n| n.uri.clone()).collect();
+    let thread_posts: Vec<String> = listed.iter().filter_map(thread_post).collect();
     let hydrator = Hydrator::new(&client, ctx.config(), ctx.viewer());
-    let (hydrated, records) = tokio::join!(
+    let (hydrated, records, muted_threads) = tokio::join!(
         hydrator.hydrate(&[], &authors),
-        load_records(&client, &record_uris)
+        load_records(&client, &record_uris),
+        private::in_muted_threads(&client, &viewer, &thread_posts),
     );
-    let (hydrated, records) = (hydrated?, records?);
+    let (hydrated, records, muted_threads) = (hydrated?, records?, muted_threads?);
 
     let notifications: Vec<Value> = listed
         .iter()
         .filter_map(|n| {
-            if hydrated.blocked(&n.author) || !REASONS.contains(&n.reason.as_str()) {
+            if hydrated.blocked(&n.author)
+                || hydrated.muted(&n.author)
+                || thread_post(n).is_some_and(|uri| muted_threads.contains(&uri))
+                || !REASONS.contains(&n.reason.as_str())
+            {
                 return None;
             }
             let author = hydrated.profile_view(&n.author)?;
@@ -256,19 +266,36 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .then(|| listed.last())
         .flatten()
         .map(|n| Cursor::new(format!("{}/{}", n.seq, n.reason), n.uri.as_str()).encode());
-    // `priority` is the account's notification preference, private state
-    // never in the firehose: the default is all that is known here.
-    json(&with_cursor(
-        json!({ "notifications": notifications, "priority": false }),
-        next,
-    ))
+    // `priority` is a preference of the reference AppView's that is not
+    // kept here: the default.
+    let mut out = json!({ "notifications": notifications, "priority": false });
+    if let Some(seen) = stored_seen {
+        out["seenAt"] = json!(datetime_millis(seen));
+    }
+    json(&with_cursor(out, next))
+}
+
+/// The post whose thread a notification is about: the liked or reposted
+/// post, or the reply, mention or quote itself.
+fn thread_post(n: &Listed) -> Option<String> {
+    match n.reason.as_str() {
+        "like" | "repost" | "like-via-repost" | "repost-via-repost" => n.subject.clone(),
+        "reply" | "mention" | "quote" => Some(n.uri.clone()),
+        _ => None,
+    }
 }
 
 pub async fn get_unread_count(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let _ = ctx.params.bool("priority", false)?;
-    let seen_at = ctx.params.optional_timestamp("seenAt")?;
+    let seen_param = ctx.params.optional_timestamp("seenAt")?;
     let viewer = ctx.require_viewer()?.to_owned();
     let client = ctx.db().await?;
+    let seen_at = match seen_param {
+        Some(seen) => Some(seen),
+        None => private::notifications_seen(&client, &viewer)
+            .await?
+            .map(unix_micros),
+    };
     let mut statements = Vec::new();
     for source in &SOURCES {
         statements.push(client.prepare_cached(&source.unread_sql()).await?);

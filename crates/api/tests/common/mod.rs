@@ -234,6 +234,26 @@ impl Server {
     }
 }
 
+impl Server {
+    /// POST `/xrpc/<nsid>` with a JSON input: status, response head, body.
+    pub async fn post_with(
+        &self,
+        nsid: &str,
+        input: &Value,
+        bearer: Option<&str>,
+    ) -> (u16, String, Vec<u8>) {
+        let body = serde_json::to_vec(input).expect("input JSON");
+        http_request(
+            self.addr,
+            "POST",
+            &format!("/xrpc/{nsid}"),
+            bearer,
+            Some(&body),
+        )
+        .await
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.token.cancel();
@@ -242,13 +262,38 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 GET over loopback, so tests need no HTTP client crate.
 pub async fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, Vec<u8>) {
+    let (status, _, body) = http_request(addr, "GET", path, bearer, None).await;
+    (status, body)
+}
+
+/// One HTTP/1.1 request over loopback: status, response head, body.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&[u8]>,
+) -> (u16, String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let content = body
+        .map(|b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        })
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).await.expect("write");
+    if let Some(body) = body {
+        stream.write_all(body).await.expect("write body");
+    }
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read");
     let split = raw
@@ -268,7 +313,7 @@ pub async fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u1
     {
         body = dechunk(&body);
     }
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
