@@ -83,7 +83,8 @@ async fn world() -> World {
     let b: String = actors[1].get("did");
     let post = client
         .query_one(
-            "SELECT uri, cid FROM posts WHERE did = $1 ORDER BY uri LIMIT 1",
+            "SELECT uri, cid FROM posts WHERE did = $1 AND reply_root_uri IS NULL \
+             ORDER BY uri LIMIT 1",
             &[&b],
         )
         .await
@@ -252,7 +253,7 @@ async fn private_state_is_written_for_the_issuer_and_shown_in_views() {
         (400, Some("UnsupportedCollection"))
     );
 
-    // Thread mutes show on the thread's posts.
+    // Thread mutes show on the thread's posts (the post is a thread root).
     alice
         .ok("app.bsky.graph.muteThread", json!({"root": uri}))
         .await;
