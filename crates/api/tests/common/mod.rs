@@ -235,19 +235,19 @@ impl Server {
 }
 
 impl Server {
-    /// POST `/xrpc/<nsid>` with a JSON input: status, response head, body.
-    pub async fn post_with(
-        &self,
-        nsid: &str,
-        input: &Value,
-        bearer: Option<&str>,
-    ) -> (u16, String, Vec<u8>) {
+    /// POST `/xrpc/<nsid>` with a JSON input.
+    pub async fn post_with(&self, nsid: &str, input: &Value, bearer: Option<&str>) -> HttpResponse {
         let body = serde_json::to_vec(input).expect("input JSON");
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(auth) = auth.as_deref() {
+            headers.push(("authorization", auth));
+        }
         http_request(
             self.addr,
             "POST",
             &format!("/xrpc/{nsid}"),
-            bearer,
+            &headers,
             Some(&body),
         )
         .await
@@ -262,38 +262,52 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 GET over loopback, so tests need no HTTP client crate.
 pub async fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, Vec<u8>) {
-    let (status, _, body) = http_request(addr, "GET", path, bearer, None).await;
-    (status, body)
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("authorization", a)])
+        .unwrap_or_default();
+    let res = http_request(addr, "GET", path, &headers, None).await;
+    (res.status, res.body)
 }
 
-/// One HTTP/1.1 request over loopback: status, response head, body.
+/// An answer of [`http_request`]; header names in lower case.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over loopback with the given headers and body.
 pub async fn http_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
-    bearer: Option<&str>,
+    headers: &[(&str, &str)],
     body: Option<&[u8]>,
-) -> (u16, String, Vec<u8>) {
+) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let content = body
-        .map(|b| {
-            format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            )
-        })
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    if let Some(body) = body {
-        stream.write_all(body).await.expect("write body");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
     }
+    if let Some(body) = body {
+        request.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    stream.write_all(&bytes).await.expect("write");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read");
     let split = raw
@@ -301,19 +315,28 @@ pub async fn http_request(
         .position(|w| w == b"\r\n\r\n")
         .expect("response head");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     let mut body = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
     {
         body = dechunk(&body);
     }
-    (status, head, body)
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
