@@ -107,20 +107,9 @@ pub async fn get_mutes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 pub async fn mute_actor_list(ctx: &Ctx<'_>, input: &Input) -> XrpcResult<Response> {
     let list = input.at_uri("list")?;
     let viewer = ctx.require_viewer()?;
+    // The list need not be indexed (yet), as with the reference AppView:
+    // the mute applies once its items are.
     let mut client = ctx.db().await?;
-    let known = client
-        .query_opt(
-            &client
-                .prepare_cached("SELECT 1 FROM lists WHERE uri = $1")
-                .await?,
-            &[&list],
-        )
-        .await?;
-    if known.is_none() {
-        return Err(XrpcError::invalid_request(format!(
-            "list: List not found: {list}"
-        )));
-    }
     write(
         &mut client,
         "INSERT INTO private_list_mutes (did, list_uri) VALUES ($1, $2) ON CONFLICT DO NOTHING",

@@ -124,9 +124,18 @@ impl Source {
         )
     }
 
+    /// Unread notifications of the recipient `$1`, less those from accounts
+    /// the recipient mutes fully (directly or by a list), as the list
+    /// leaves them out.
     fn unread_sql(&self) -> String {
         format!(
-            "SELECT count(*) AS unread FROM (SELECT 1 FROM ({rows}) n WHERE {AFTER_SEEN} LIMIT {MAX_UNREAD}) unread",
+            "SELECT count(*) AS unread FROM (SELECT 1 FROM ({rows}) n WHERE {AFTER_SEEN} \
+               AND NOT EXISTS (SELECT 1 FROM private_actor_mutes m WHERE m.did = $1 \
+                 AND m.subject_did = n.author AND NOT m.only_reposts AND NOT m.only_quoteposts) \
+               AND NOT EXISTS (SELECT 1 FROM private_list_mutes lm \
+                 JOIN list_items li ON li.list_uri = lm.list_uri \
+                 WHERE lm.did = $1 AND li.subject_did = n.author) \
+             LIMIT {MAX_UNREAD}) unread",
             rows = self.rows
         )
     }

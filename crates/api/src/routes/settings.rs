@@ -227,7 +227,7 @@ pub async fn list_activity_subscriptions(ctx: &Ctx<'_>) -> XrpcResult<Response> 
         .await?;
     let subscriptions: Vec<Value> = dids
         .iter()
-        .filter_map(|did| hydrated.profile_view(did))
+        .filter_map(|did| hydrated.profile_view_subscribed(did))
         .collect();
     json(&with_cursor(
         json!({ "subscriptions": subscriptions }),

@@ -15,7 +15,7 @@ use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::params::ActorRef;
 use crate::views::labels::{self, Label};
-use crate::views::private::MuteState;
+use crate::views::private::ActorPrivate;
 use crate::views::{datetime_millis, is_datetime, put, put_opt};
 
 /// Everything the profile views show of one actor.
@@ -73,8 +73,9 @@ pub struct ActorViewer {
     pub blocking: Option<String>,
     pub blocked_by: bool,
     pub blocking_by_list: Option<String>,
-    /// Loaded apart (`views::private`), merged in by the hydrator.
-    pub mute: MuteState,
+    /// Mutes and activity subscription, loaded apart (`views::private`)
+    /// and merged in by the hydrator.
+    pub private: ActorPrivate,
 }
 
 impl ActorViewer {
@@ -210,7 +211,7 @@ pub async fn load_actor_viewer(
                 blocking: row.col("blocking")?,
                 blocked_by: row.col("blocked_by")?,
                 blocking_by_list: row.col("blocking_by_list")?,
-                mute: MuteState::default(),
+                private: ActorPrivate::default(),
             };
             Ok((row.col("did")?, state))
         })
@@ -313,7 +314,7 @@ impl ActorRenderer<'_> {
         }
         let state = self.viewer_state.get(did).cloned().unwrap_or_default();
         let mut m = Map::new();
-        let mute = &state.mute;
+        let mute = &state.private;
         // Scoped mutes are exclusive with a full one, as the lexicon says.
         m.insert("muted".into(), json!(mute.fully()));
         m.insert(
@@ -348,8 +349,24 @@ impl ActorRenderer<'_> {
         Value::Object(m)
     }
 
+    /// The viewer's activity subscription to `did`, shown in some views
+    /// (detailed profiles, the list of subscriptions) as the reference
+    /// AppView does, while the actor allows it: accounts allow their
+    /// followers to subscribe (the default, and all that `associated`
+    /// shows).
+    pub fn activity_subscription(&self, did: &str) -> Option<&Value> {
+        let state = self.viewer_state.get(did)?;
+        state.following.as_ref()?;
+        state.private.activity_subscription.as_ref()
+    }
+
     pub fn detailed(&self, a: &ActorInfo) -> Value {
         let mut m = self.common(a, true);
+        if let (Some(sub), Some(Value::Object(viewer))) =
+            (self.activity_subscription(&a.did), m.get_mut("viewer"))
+        {
+            viewer.insert("activitySubscription".into(), sub.clone());
+        }
         put_opt(&mut m, "description", a.description());
         if let Some(cid) = &a.banner_cid {
             put(

@@ -192,16 +192,16 @@ impl<'a> Hydrator<'a> {
             .collect();
         let (more, mut actor_viewer, post_viewer, post_private) = match self.viewer {
             Some(viewer) => {
-                let (a, av, mutes, pv, pp) = tokio::join!(
+                let (a, av, ap, pv, pp) = tokio::join!(
                     actor::load_actors(self.client, &missing),
                     actor::load_actor_viewer(self.client, viewer, &all_dids),
-                    private::load_actor_mutes(self.client, viewer, &all_dids),
+                    private::load_actor_private(self.client, viewer, &all_dids),
                     post::load_post_viewer(self.client, viewer, &all_posts),
                     private::load_post_private(self.client, Some(viewer), &threads),
                 );
                 let mut av = av?;
-                for (did, mute) in mutes? {
-                    av.entry(did).or_default().mute = mute;
+                for (did, state) in ap? {
+                    av.entry(did).or_default().private = state;
                 }
                 (a?, av, pv?, pp?)
             }
@@ -214,7 +214,11 @@ impl<'a> Hydrator<'a> {
             }
         };
         actors.extend(more);
-        let mute_lists = dedup(actor_viewer.values().filter_map(|v| v.mute.by_list.clone()));
+        let mute_lists = dedup(
+            actor_viewer
+                .values()
+                .filter_map(|v| v.private.by_list.clone()),
+        );
         let mute_lists = if mute_lists.is_empty() {
             HashMap::new()
         } else {
@@ -416,6 +420,18 @@ impl Hydrated<'_> {
         self.actor(did).map(|a| self.renderer().view(a))
     }
 
+    /// `profile_view` with the viewer's activity subscription to the actor.
+    pub fn profile_view_subscribed(&self, did: &str) -> Option<Value> {
+        let mut view = self.profile_view(did)?;
+        if let (Some(sub), Some(Value::Object(viewer))) = (
+            self.renderer().activity_subscription(did),
+            view.get_mut("viewer"),
+        ) {
+            viewer.insert("activitySubscription".into(), sub.clone());
+        }
+        Some(view)
+    }
+
     pub fn profile_detailed(&self, did: &str) -> Option<Value> {
         self.actor(did).map(|a| self.renderer().detailed(a))
     }
@@ -432,7 +448,11 @@ impl Hydrated<'_> {
 
     /// The viewer mutes `did` fully, directly or by a list.
     pub fn muted(&self, did: &str) -> bool {
-        self.viewer != Some(did) && self.actor_viewer.get(did).is_some_and(|v| v.mute.fully())
+        self.viewer != Some(did)
+            && self
+                .actor_viewer
+                .get(did)
+                .is_some_and(|v| v.private.fully())
     }
 
     /// A feed item the viewer's mutes leave out of their timeline, as the
@@ -442,7 +462,7 @@ impl Hydrated<'_> {
     pub fn feed_item_muted(&self, item: &FeedItem) -> bool {
         let mute = |did: &str| {
             (self.viewer != Some(did))
-                .then(|| self.actor_viewer.get(did).map(|v| &v.mute))
+                .then(|| self.actor_viewer.get(did).map(|v| &v.private))
                 .flatten()
         };
         let Some(p) = self.posts.get(&item.post_uri) else {

@@ -1,27 +1,33 @@
-//! Private state in views: what the viewer muted and bookmarked, and how
-//! many accounts bookmarked each post. The tables are the API's own
+//! Private state in views: what the viewer muted, bookmarked and subscribed
+//! to, and how many accounts bookmarked each post. The tables are the API's own
 //! (migration 0019, written by the private-state procedures); a response
 //! reads them with one query for its actors and one for its posts.
 
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
+use serde_json::json;
+
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::Db;
 
-/// The viewer's mute of one actor.
+/// The viewer's private state about one actor: mutes and activity
+/// subscription.
 #[derive(Debug, Clone, Default)]
-pub struct MuteState {
+pub struct ActorPrivate {
     /// Muted directly, fully (not only reposts or quote posts).
     pub muted: bool,
     pub only_reposts: bool,
     pub only_quoteposts: bool,
     /// A list the viewer mutes that holds the actor.
     pub by_list: Option<String>,
+    /// `app.bsky.notification.defs#activitySubscription`, when the viewer
+    /// subscribed to the actor's posts or replies.
+    pub activity_subscription: Option<serde_json::Value>,
 }
 
-impl MuteState {
+impl ActorPrivate {
     /// Muted fully, directly or by a list: the actor's content is left out
     /// of timelines and notifications.
     pub fn fully(&self) -> bool {
@@ -29,45 +35,57 @@ impl MuteState {
     }
 }
 
-const ACTOR_MUTES_QUERY: &str = "\
+const ACTOR_PRIVATE_QUERY: &str = "\
 SELECT d.did, m.only_reposts, m.only_quoteposts, m.subject_did IS NOT NULL AS muted, \
   (SELECT lm.list_uri FROM private_list_mutes lm JOIN list_items li ON li.list_uri = lm.list_uri \
-     WHERE lm.did = $2 AND li.subject_did = d.did ORDER BY lm.list_uri LIMIT 1) AS by_list \
+     WHERE lm.did = $2 AND li.subject_did = d.did ORDER BY lm.list_uri LIMIT 1) AS by_list, \
+  s.post AS subscribed_posts, s.reply AS subscribed_replies \
 FROM unnest($1::text[]) AS d(did) \
-LEFT JOIN private_actor_mutes m ON m.did = $2 AND m.subject_did = d.did";
+LEFT JOIN private_actor_mutes m ON m.did = $2 AND m.subject_did = d.did \
+LEFT JOIN private_activity_subscriptions s ON s.did = $2 AND s.subject_did = d.did";
 
-/// The viewer's mutes of `dids`, in one query; actors not muted are absent.
-pub async fn load_actor_mutes(
+/// The viewer's private state about `dids`, in one query; actors the viewer
+/// neither muted nor subscribed to are absent.
+pub async fn load_actor_private(
     client: &Db,
     viewer: &str,
     dids: &[String],
-) -> XrpcResult<HashMap<String, MuteState>> {
+) -> XrpcResult<HashMap<String, ActorPrivate>> {
     if dids.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = client
         .query(
-            &client.prepare_cached(ACTOR_MUTES_QUERY).await?,
+            &client.prepare_cached(ACTOR_PRIVATE_QUERY).await?,
             &[&dids, &viewer],
         )
         .await?;
-    let mut mutes = HashMap::new();
+    let mut states = HashMap::new();
     for row in &rows {
-        if !row.col::<bool>("muted")? && row.col::<Option<String>>("by_list")?.is_none() {
+        let subscription = match (
+            row.col::<Option<bool>>("subscribed_posts")?,
+            row.col::<Option<bool>>("subscribed_replies")?,
+        ) {
+            (Some(post), Some(reply)) => Some(json!({"post": post, "reply": reply})),
+            _ => None,
+        };
+        let by_list: Option<String> = row.col("by_list")?;
+        if !row.col::<bool>("muted")? && by_list.is_none() && subscription.is_none() {
             continue;
         }
         let only_reposts = row.col::<Option<bool>>("only_reposts")?.unwrap_or(false);
         let only_quoteposts = row.col::<Option<bool>>("only_quoteposts")?.unwrap_or(false);
-        let state = MuteState {
+        let state = ActorPrivate {
             // A scoped mute is not a full one.
             muted: row.col::<bool>("muted")? && !only_reposts && !only_quoteposts,
             only_reposts,
             only_quoteposts,
-            by_list: row.col("by_list")?,
+            by_list,
+            activity_subscription: subscription,
         };
-        mutes.insert(row.col("did")?, state);
+        states.insert(row.col("did")?, state);
     }
-    Ok(mutes)
+    Ok(states)
 }
 
 /// Private state of one post.
