@@ -515,3 +515,56 @@ async fn bad_tokens_and_inputs_are_refused_with_official_names() {
     let (status, _, _) = post(&server, "app.bsky.unknown.method", &json!({}), Some(&good)).await;
     assert_eq!(status, 501);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_procedure_refuses_hostile_input_with_a_clear_400() {
+    let (server, plc) = server_with_plc().await;
+    let w = world().await;
+    let long = "a".repeat(5000);
+    let hostile: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"not json".to_vec(),
+        b"[]".to_vec(),
+        b"null".to_vec(),
+        b"\"text\"".to_vec(),
+        b"{\"actor\": 5, \"list\": [], \"root\": {}, \"uri\": null}".to_vec(),
+        format!("{{\"actor\": \"{long}\", \"uri\": \"at://{long}\"}}").into_bytes(),
+        b"{\"seenAt\": \"yesterday\", \"subject\": \"did:\", \"preferences\": [1]}".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+    ];
+    for nsid in skyhose_api::PROCEDURES {
+        let bearer = format!("Bearer {}", token(&plc, &w.a, nsid));
+        for body in &hostile {
+            let headers = [
+                ("authorization", bearer.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let res = common::http_request(
+                server.addr,
+                "POST",
+                &format!("/xrpc/{nsid}"),
+                &headers,
+                Some(body),
+            )
+            .await;
+            let text = String::from_utf8_lossy(body);
+            // Every field of putPreferencesV2 is optional: an object of
+            // other fields changes nothing.
+            let all_optional = *nsid == "app.bsky.notification.putPreferencesV2"
+                && serde_json::from_slice::<Value>(body).is_ok_and(|v| v.is_object());
+            if all_optional {
+                assert_eq!(res.status, 200, "{nsid} {text}");
+                continue;
+            }
+            assert_eq!(
+                res.status,
+                400,
+                "{nsid} {text}: {}",
+                String::from_utf8_lossy(&res.body)
+            );
+            let answer: Value = serde_json::from_slice(&res.body).expect("error JSON");
+            assert_eq!(answer["error"], "InvalidRequest", "{nsid} {text}: {answer}");
+            assert!(answer["message"].is_string(), "{nsid}: {answer}");
+        }
+    }
+}

@@ -96,7 +96,7 @@ impl Input {
 
     /// An `at-identifier`: a DID or a handle.
     pub fn actor(&self, name: &str) -> XrpcResult<ActorRef> {
-        params::parse_actor(name, self.str(name)?).map_err(|e| Self::field_error(name, e.message))
+        params::actor_ref(self.str(name)?).map_err(|e| Self::field_error(name, e))
     }
 
     pub fn did(&self, name: &str) -> XrpcResult<String> {
@@ -106,7 +106,9 @@ impl Input {
     }
 
     pub fn at_uri(&self, name: &str) -> XrpcResult<String> {
-        params::parse_at_uri(name, self.str(name)?).map_err(|e| Self::field_error(name, e.message))
+        let value = self.str(name)?;
+        syntax::validate_at_uri(value).map_err(|e| Self::field_error(name, e))?;
+        Ok(value.to_owned())
     }
 
     pub fn cid(&self, name: &str) -> XrpcResult<String> {
