@@ -2,7 +2,8 @@
 //! (`@atproto/pds`, with an in-memory PLC directory) has skyhose as its
 //! default AppView, `skyhose run` indexes that PDS's firehose, and the
 //! official client (`@atproto/api`) logged in to the PDS reads the timeline,
-//! mutes, bookmarks and clears notifications through it, while tokens for
+//! mutes actors and threads, bookmarks and clears notifications through it,
+//! while tokens for
 //! another audience or method, expired, unsigned or forged ones are refused
 //! with the official error names. The steps are in `tests/pds/drive.mjs`.
 

@@ -167,6 +167,23 @@ const STEPS = [
     },
   ],
   [
+    'muting a thread silences its notifications',
+    async ({ alice, posts, reply }) => {
+      const about = (n) => n.uri === reply.uri || n.reasonSubject === posts.alice.uri
+      const before = await alice.app.bsky.notification.listNotifications({})
+      check(before.data.notifications.some(about), 'notifications about alice\'s thread')
+      await alice.app.bsky.graph.muteThread({ root: posts.alice.uri })
+      const muted = await alice.app.bsky.notification.listNotifications({})
+      check(!muted.data.notifications.some(about), 'none while the thread is muted')
+      check(muted.data.notifications.length > 0, 'the others stay')
+      const thread = await alice.getPosts({ uris: [posts.alice.uri] })
+      check(thread.data.posts[0].viewer?.threadMuted === true, 'viewer.threadMuted')
+      await alice.app.bsky.graph.unmuteThread({ root: posts.alice.uri })
+      const after = await alice.app.bsky.notification.listNotifications({})
+      check(after.data.notifications.some(about), 'back after unmuting')
+    },
+  ],
+  [
     'private state belongs to its account: bob sees none of alice\'s',
     async ({ bob, posts }) => {
       const mutes = await bob.app.bsky.graph.getMutes({})
