@@ -185,8 +185,8 @@ procedures! {
     "app.bsky.actor.putPreferences" => settings::put_actor_preferences,
 }
 
-/// A call's NSID when it names a method served with the other HTTP verb:
-/// a query sent as a POST, or a procedure as a GET.
+/// The answer to a method called with the other HTTP verb: a query sent as
+/// a POST, or a procedure as a GET.
 fn wrong_verb(nsid: &str, procedure: bool) -> XrpcError {
     let (is, verb) = if procedure {
         ("a procedure", "POST")
