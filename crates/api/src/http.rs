@@ -97,6 +97,7 @@ fn describe_metrics() {
         crate::error::DB_ERRORS,
         crate::error::POOL_WAIT_TIMEOUTS,
         crate::error::AUTH_FAILURES,
+        routes::BAD_INPUT,
     ] {
         metrics::counter!(name).increment(0);
     }

@@ -30,6 +30,7 @@ use serde::Serialize;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::Params;
 use crate::routes::input::Input;
+pub(crate) use crate::routes::input::BAD_INPUT;
 use crate::AppState;
 
 /// What a handler gets: parsed parameters, the viewer if authenticated, and
