@@ -124,9 +124,10 @@ impl Source {
         )
     }
 
-    /// Unread notifications of the recipient `$1`, less those from accounts
-    /// the recipient mutes fully (directly or by a list), as the list
-    /// leaves them out.
+    /// Unread notifications of the recipient `$1`, less those the list
+    /// leaves out: from accounts the recipient mutes fully (directly or by a
+    /// list) and about threads the recipient muted. The thread of each
+    /// notification is looked up only when the recipient muted any.
     fn unread_sql(&self) -> String {
         format!(
             "SELECT count(*) AS unread FROM (SELECT 1 FROM ({rows}) n WHERE {AFTER_SEEN} \
@@ -135,8 +136,14 @@ impl Source {
                AND NOT EXISTS (SELECT 1 FROM private_list_mutes lm \
                  JOIN list_items li ON li.list_uri = lm.list_uri \
                  WHERE lm.did = $1 AND li.subject_did = n.author) \
+               AND (NOT EXISTS (SELECT 1 FROM private_thread_mutes WHERE did = $1) \
+                 OR NOT EXISTS (SELECT 1 FROM posts p JOIN private_thread_mutes t \
+                   ON t.did = $1 AND t.root_uri = COALESCE(p.reply_root_uri, p.uri) \
+                   WHERE p.uri = CASE WHEN n.reason IN ('{subject_reasons}') \
+                     THEN n.subject ELSE n.uri END)) \
              LIMIT {MAX_UNREAD}) unread",
-            rows = self.rows
+            rows = self.rows,
+            subject_reasons = SUBJECT_THREAD_REASONS.join("', '"),
         )
     }
 }
@@ -284,13 +291,22 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     json(&with_cursor(out, next))
 }
 
-/// The post whose thread a notification is about: the liked or reposted
-/// post, or the reply, mention or quote itself.
+/// The reasons whose notification is about the thread of its subject (the
+/// liked or reposted post), and those about the thread of the record itself
+/// (a post).
+const SUBJECT_THREAD_REASONS: [&str; 4] =
+    ["like", "repost", "like-via-repost", "repost-via-repost"];
+const RECORD_THREAD_REASONS: [&str; 3] = ["reply", "mention", "quote"];
+
+/// The post whose thread a notification is about.
 fn thread_post(n: &Listed) -> Option<String> {
-    match n.reason.as_str() {
-        "like" | "repost" | "like-via-repost" | "repost-via-repost" => n.subject.clone(),
-        "reply" | "mention" | "quote" => Some(n.uri.clone()),
-        _ => None,
+    let reason = n.reason.as_str();
+    if SUBJECT_THREAD_REASONS.contains(&reason) {
+        n.subject.clone()
+    } else if RECORD_THREAD_REASONS.contains(&reason) {
+        Some(n.uri.clone())
+    } else {
+        None
     }
 }
 

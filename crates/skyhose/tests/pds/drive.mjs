@@ -170,12 +170,19 @@ const STEPS = [
     'muting a thread silences its notifications',
     async ({ alice, posts, reply }) => {
       const about = (n) => n.uri === reply.uri || n.reasonSubject === posts.alice.uri
+      // Counted since long ago, so that the earlier updateSeen reads none.
+      const unread = async () =>
+        (await alice.app.bsky.notification.getUnreadCount({ seenAt: '2000-01-01T00:00:00.000Z' })).data.count
       const before = await alice.app.bsky.notification.listNotifications({})
-      check(before.data.notifications.some(about), 'notifications about alice\'s thread')
+      const silenced = before.data.notifications.filter(about).length
+      check(silenced > 0, 'notifications about alice\'s thread')
+      const counted = await unread()
       await alice.app.bsky.graph.muteThread({ root: posts.alice.uri })
       const muted = await alice.app.bsky.notification.listNotifications({})
       check(!muted.data.notifications.some(about), 'none while the thread is muted')
       check(muted.data.notifications.length > 0, 'the others stay')
+      const mutedCount = await unread()
+      check(mutedCount === counted - silenced, `unread count ${counted} less ${silenced}: ${mutedCount}`)
       const thread = await alice.getPosts({ uris: [posts.alice.uri] })
       check(thread.data.posts[0].viewer?.threadMuted === true, 'viewer.threadMuted')
       await alice.app.bsky.graph.unmuteThread({ root: posts.alice.uri })
