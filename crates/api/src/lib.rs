@@ -1,7 +1,11 @@
-//! skyhose-api: the XRPC read API over the PostgreSQL index — parameter
+//! skyhose-api: the XRPC API over the PostgreSQL index — parameter
 //! parsing, batched hydration into lexicon views, service-auth viewers,
-//! health and metrics. It reads the index; it never writes to it, and it does
-//! not own the schema (skyhose-index does).
+//! health and metrics — and the viewers' private state (mutes, bookmarks,
+//! notification state and preferences). It reads the index and never writes
+//! the index's tables; it owns and writes only the private-state tables
+//! (`private_*`, migration 0019), each row on behalf of the authenticated
+//! account that the row belongs to. It does not own the schema (skyhose-index
+//! applies every migration).
 
 mod auth;
 mod config;
@@ -30,7 +34,7 @@ pub use http::{
 };
 pub use listener::Limits;
 pub use params::exercise_query;
-pub use routes::METHODS;
+pub use routes::{METHODS, PROCEDURES};
 pub use service::ServiceIdentity;
 
 /// Shared by every request.

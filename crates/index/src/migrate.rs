@@ -98,6 +98,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "repo_sync",
         sql: include_str!("../migrations/0017_repo_sync.sql"),
     },
+    Migration {
+        version: 19,
+        name: "private_state",
+        sql: include_str!("../migrations/0019_private_state.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -1,19 +1,24 @@
-//! One module per lexicon namespace; `dispatch` maps an NSID to its handler.
-//! Handlers parse their parameters first (400 on anything bad), then load
-//! rows, then hydrate everything they show in one batch.
+//! One module per lexicon namespace; `dispatch` maps a query's NSID to its
+//! handler, `dispatch_procedure` a procedure's (a POST with a JSON input).
+//! Handlers parse their parameters or input first (400 on anything bad),
+//! then load rows, then hydrate everything they show in one batch.
 
 mod actor;
+mod bookmarks;
 mod feed;
 mod follows;
 mod generators;
+mod input;
 mod interactions;
 mod keyset;
 mod labeler;
 mod lists;
+mod mutes;
 mod notification;
 mod relationships;
 mod repo;
 mod search;
+mod settings;
 mod starter_packs;
 mod timeline;
 
@@ -24,6 +29,8 @@ use serde::Serialize;
 
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::Params;
+use crate::routes::input::Input;
+pub(crate) use crate::routes::input::BAD_INPUT;
 use crate::AppState;
 
 /// What a handler gets: parsed parameters, the viewer if authenticated, and
@@ -132,6 +139,73 @@ methods! {
     "app.bsky.labeler.getServices" => labeler::get_services,
     "com.atproto.identity.resolveHandle" => repo::resolve_handle,
     "com.atproto.repo.getRecord" => repo::get_record,
+    "app.bsky.graph.getMutes" => mutes::get_mutes,
+    "app.bsky.graph.getListMutes" => mutes::get_list_mutes,
+    "app.bsky.bookmark.getBookmarks" => bookmarks::get_bookmarks,
+    "app.bsky.notification.getPreferences" => settings::get_notification_preferences,
+    "app.bsky.notification.listActivitySubscriptions" => settings::list_activity_subscriptions,
+    "app.bsky.actor.getPreferences" => settings::get_actor_preferences,
+}
+
+macro_rules! procedures {
+    ($($nsid:literal => $handler:path,)*) => {
+        /// Every procedure this service answers: the viewer's private state.
+        pub const PROCEDURES: &[&str] = &[$($nsid,)*];
+
+        /// The NSID as a static string when it is a procedure we serve.
+        pub fn known_procedure(nsid: &str) -> Option<&'static str> {
+            match nsid {
+                $($nsid => Some($nsid),)*
+                _ => None,
+            }
+        }
+
+        async fn call_procedure(ctx: &Ctx<'_>, input: &Input) -> XrpcResult<Response> {
+            match ctx.nsid {
+                $($nsid => $handler(ctx, input).await,)*
+                other => Err(XrpcError::method_not_implemented(other)),
+            }
+        }
+    };
+}
+
+procedures! {
+    "app.bsky.graph.muteActor" => mutes::mute_actor,
+    "app.bsky.graph.unmuteActor" => mutes::unmute_actor,
+    "app.bsky.graph.muteActorList" => mutes::mute_actor_list,
+    "app.bsky.graph.unmuteActorList" => mutes::unmute_actor_list,
+    "app.bsky.graph.muteThread" => mutes::mute_thread,
+    "app.bsky.graph.unmuteThread" => mutes::unmute_thread,
+    "app.bsky.bookmark.createBookmark" => bookmarks::create_bookmark,
+    "app.bsky.bookmark.deleteBookmark" => bookmarks::delete_bookmark,
+    "app.bsky.notification.updateSeen" => settings::update_seen,
+    "app.bsky.notification.putPreferencesV2" => settings::put_notification_preferences,
+    "app.bsky.notification.putActivitySubscription" => settings::put_activity_subscription,
+    "app.bsky.notification.registerPush" => settings::register_push,
+    "app.bsky.notification.unregisterPush" => settings::unregister_push,
+    "app.bsky.actor.putPreferences" => settings::put_actor_preferences,
+}
+
+/// The answer to a method called with the other HTTP verb: a query sent as
+/// a POST, or a procedure as a GET.
+fn wrong_verb(nsid: &str, procedure: bool) -> XrpcError {
+    let (is, verb) = if procedure {
+        ("a procedure", "POST")
+    } else {
+        ("a query", "GET")
+    };
+    XrpcError::invalid_request(format!("{nsid} is {is}: send it as a {verb}"))
+}
+
+/// The answer to an NSID that names no method served with this verb.
+fn unknown_method(nsid: &str) -> XrpcError {
+    if skyhose_proto::syntax::is_nsid(nsid) {
+        return XrpcError::method_not_implemented(nsid);
+    }
+    XrpcError::invalid_request(format!(
+        "{:?} is not a method name",
+        nsid.chars().take(100).collect::<String>()
+    ))
 }
 
 pub async fn dispatch(
@@ -141,16 +215,56 @@ pub async fn dispatch(
     headers: &HeaderMap,
 ) -> XrpcResult<Response> {
     if known_method(nsid).is_none() {
-        if skyhose_proto::syntax::is_nsid(nsid) {
-            return Err(XrpcError::method_not_implemented(nsid));
+        if known_procedure(nsid).is_some() {
+            return Err(wrong_verb(nsid, true));
         }
-        return Err(XrpcError::invalid_request(format!(
-            "{:?} is not a method name",
-            nsid.chars().take(100).collect::<String>()
-        )));
+        return Err(unknown_method(nsid));
     }
     let params = Params::parse(query)?;
-    let viewer = match headers.get(axum::http::header::AUTHORIZATION) {
+    let viewer = authenticate(state, headers, nsid).await?;
+    let ctx = Ctx {
+        state,
+        params,
+        viewer,
+        nsid,
+    };
+    call(&ctx).await
+}
+
+/// A procedure: `body` is its JSON input. Only the account the token was
+/// issued by (its `iss`) is written for.
+pub async fn dispatch_procedure(
+    state: &AppState,
+    nsid: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> XrpcResult<Response> {
+    if known_procedure(nsid).is_none() {
+        if known_method(nsid).is_some() {
+            return Err(wrong_verb(nsid, false));
+        }
+        return Err(unknown_method(nsid));
+    }
+    let viewer = authenticate(state, headers, nsid).await?;
+    let ctx = Ctx {
+        state,
+        params: Params::default(),
+        viewer,
+        nsid,
+    };
+    ctx.require_viewer()?;
+    let input = Input::parse(nsid, body)?;
+    call_procedure(&ctx, &input).await
+}
+
+/// The viewer a service-auth token names for method `nsid`, if the request
+/// carries one; a token that is refused fails the request.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    nsid: &str,
+) -> XrpcResult<Option<String>> {
+    Ok(match headers.get(axum::http::header::AUTHORIZATION) {
         None => None,
         Some(value) => {
             let value = value.to_str().map_err(|_| {
@@ -169,12 +283,5 @@ pub async fn dispatch(
                 }
             }
         }
-    };
-    let ctx = Ctx {
-        state,
-        params,
-        viewer,
-        nsid,
-    };
-    call(&ctx).await
+    })
 }

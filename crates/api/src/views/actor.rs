@@ -15,6 +15,7 @@ use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::params::ActorRef;
 use crate::views::labels::{self, Label};
+use crate::views::private::ActorPrivate;
 use crate::views::{datetime_millis, is_datetime, put, put_opt};
 
 /// Everything the profile views show of one actor.
@@ -72,6 +73,9 @@ pub struct ActorViewer {
     pub blocking: Option<String>,
     pub blocked_by: bool,
     pub blocking_by_list: Option<String>,
+    /// Mutes and activity subscription, loaded apart (`views::private`)
+    /// and merged in by the hydrator.
+    pub private: ActorPrivate,
 }
 
 impl ActorViewer {
@@ -207,6 +211,7 @@ pub async fn load_actor_viewer(
                 blocking: row.col("blocking")?,
                 blocked_by: row.col("blocked_by")?,
                 blocking_by_list: row.col("blocking_by_list")?,
+                private: ActorPrivate::default(),
             };
             Ok((row.col("did")?, state))
         })
@@ -242,6 +247,8 @@ pub struct ActorRenderer<'a> {
     pub config: &'a ApiConfig,
     pub viewer: Option<&'a str>,
     pub viewer_state: &'a HashMap<String, ActorViewer>,
+    /// `listViewBasic` of the lists by which the viewer mutes actors.
+    pub muted_lists: &'a HashMap<String, Value>,
 }
 
 impl ActorRenderer<'_> {
@@ -307,11 +314,20 @@ impl ActorRenderer<'_> {
         }
         let state = self.viewer_state.get(did).cloned().unwrap_or_default();
         let mut m = Map::new();
-        // Mutes live in the reference AppView's private store, never in
-        // the firehose: none is known here.
-        m.insert("muted".into(), json!(false));
-        m.insert("mutedOnlyReposts".into(), json!(false));
-        m.insert("mutedOnlyQuoteposts".into(), json!(false));
+        let mute = &state.private;
+        // Scoped mutes are exclusive with a full one, as the lexicon says.
+        m.insert("muted".into(), json!(mute.fully()));
+        m.insert(
+            "mutedOnlyReposts".into(),
+            json!(!mute.fully() && mute.only_reposts),
+        );
+        m.insert(
+            "mutedOnlyQuoteposts".into(),
+            json!(!mute.fully() && mute.only_quoteposts),
+        );
+        if let Some(list) = mute.by_list.as_ref().and_then(|l| self.muted_lists.get(l)) {
+            m.insert("mutedByList".into(), list.clone());
+        }
         m.insert("blockedBy".into(), json!(state.blocked_by));
         put_opt(&mut m, "blocking", state.blocking.as_deref());
         // Blocks hide follow state either way, as the reference AppView does.
@@ -333,8 +349,24 @@ impl ActorRenderer<'_> {
         Value::Object(m)
     }
 
+    /// The viewer's activity subscription to `did`, shown in some views
+    /// (detailed profiles, the list of subscriptions) as the reference
+    /// AppView does, while the actor allows it: accounts allow their
+    /// followers to subscribe (the default, and all that `associated`
+    /// shows).
+    pub fn activity_subscription(&self, did: &str) -> Option<&Value> {
+        let state = self.viewer_state.get(did)?;
+        state.following.as_ref()?;
+        state.private.activity_subscription.as_ref()
+    }
+
     pub fn detailed(&self, a: &ActorInfo) -> Value {
         let mut m = self.common(a, true);
+        if let (Some(sub), Some(Value::Object(viewer))) =
+            (self.activity_subscription(&a.did), m.get_mut("viewer"))
+        {
+            viewer.insert("activitySubscription".into(), sub.clone());
+        }
         put_opt(&mut m, "description", a.description());
         if let Some(cid) = &a.banner_cid {
             put(

@@ -1,7 +1,8 @@
 //! Batched hydration: a response names the posts and actors it shows, the
 //! hydrator loads them with a fixed number of queries (posts, quoted posts,
-//! actors, and with a viewer the viewer's relationships and likes/reposts),
-//! and `Hydrated` renders views from memory.
+//! actors, the posts' bookmark counts, and with a viewer the viewer's
+//! relationships, mutes, likes/reposts, bookmarks and thread mutes), and
+//! `Hydrated` renders views from memory.
 
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
@@ -18,13 +19,14 @@ use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer};
 use crate::views::embed::{self, RECORD, RECORD_WITH_MEDIA};
 use crate::views::feed_view::{
     record_value, FeedPage, FeedViewPost, PostOrPlaceholder, PostView, PostViewerState, ReasonView,
-    ReplyRef, Zero,
+    ReplyRef,
 };
 use crate::views::feedgen::{self, GeneratorInfo};
 use crate::views::labeler::{self, LabelerInfo};
 use crate::views::labels;
 use crate::views::list::{self, ListInfo};
 use crate::views::post::{self, PostInfo, PostViewer};
+use crate::views::private::{self, PostPrivate};
 use crate::views::starter_pack::{self, StarterPackInfo};
 use crate::views::{datetime_millis, put, uri_did};
 
@@ -189,23 +191,49 @@ impl<'a> Hydrator<'a> {
             .cloned()
             .collect();
         let all_posts: Vec<String> = posts.keys().cloned().collect();
-        let (more, actor_viewer, post_viewer) = match self.viewer {
+        let threads: Vec<(String, String)> = posts
+            .values()
+            .map(|p| {
+                let root = p.reply_root_uri.as_ref().unwrap_or(&p.uri);
+                (p.uri.clone(), root.clone())
+            })
+            .collect();
+        let (more, mut actor_viewer, post_viewer, post_private) = match self.viewer {
             Some(viewer) => {
-                let (a, av, pv) = tokio::join!(
+                let (a, av, ap, pv, pp) = tokio::join!(
                     actor::load_actors(self.client, &missing),
                     actor::load_actor_viewer(self.client, viewer, &all_dids),
+                    private::load_actor_private(self.client, viewer, &all_dids),
                     post::load_post_viewer(self.client, viewer, &all_posts),
+                    private::load_post_private(self.client, Some(viewer), &threads),
                 );
-                (a?, av?, pv?)
+                let mut av = av?;
+                for (did, state) in ap? {
+                    av.entry(did).or_default().private = state;
+                }
+                (a?, av, pv?, pp?)
             }
-            None => (
-                actor::load_actors(self.client, &missing).await?,
-                HashMap::new(),
-                HashMap::new(),
-            ),
+            None => {
+                let (a, pp) = tokio::join!(
+                    actor::load_actors(self.client, &missing),
+                    private::load_post_private(self.client, None, &threads),
+                );
+                (a?, HashMap::new(), HashMap::new(), pp?)
+            }
         };
         actors.extend(more);
-        Ok(Hydrated {
+        let mute_lists = dedup(
+            actor_viewer
+                .values()
+                .filter_map(|v| v.private.by_list.clone()),
+        );
+        let mute_lists = if mute_lists.is_empty() {
+            HashMap::new()
+        } else {
+            self.load_mute_lists(&mute_lists, &mut actors, &mut actor_viewer)
+                .await?
+        };
+        let mut hydrated = Hydrated {
             config: self.config,
             viewer: self.viewer,
             posts,
@@ -213,7 +241,44 @@ impl<'a> Hydrator<'a> {
             actors,
             actor_viewer,
             post_viewer,
-        })
+            post_private,
+            muted_lists: HashMap::new(),
+        };
+        hydrated.muted_lists = mute_lists
+            .values()
+            .filter_map(|l| Some((l.uri.clone(), list::list_view_basic(&hydrated, l)?)))
+            .collect();
+        Ok(hydrated)
+    }
+
+    /// The lists by which the viewer mutes actors (`mutedByList`), with
+    /// their creators and the viewer's relationships with those: a second
+    /// round of queries, only when the viewer mutes a list holding an actor
+    /// the response shows.
+    async fn load_mute_lists(
+        &self,
+        uris: &[String],
+        actors: &mut HashMap<String, ActorInfo>,
+        actor_viewer: &mut HashMap<String, ActorViewer>,
+    ) -> XrpcResult<HashMap<String, ListInfo>> {
+        let lists = list::load_lists(self.client, uris, self.viewer).await?;
+        let creators: Vec<String> = dedup(
+            lists
+                .values()
+                .map(|l| l.did.clone())
+                .filter(|did| !actors.contains_key(did)),
+        );
+        if let (Some(viewer), false) = (self.viewer, creators.is_empty()) {
+            let (more, states) = tokio::try_join!(
+                actor::load_actors(self.client, &creators),
+                actor::load_actor_viewer(self.client, viewer, &creators),
+            )?;
+            actors.extend(more);
+            for (did, state) in states {
+                actor_viewer.entry(did).or_insert(state);
+            }
+        }
+        Ok(lists)
     }
 
     /// The feed generators, lists, starter packs and labelers that loaded
@@ -323,6 +388,10 @@ pub struct Hydrated<'a> {
     pub actors: HashMap<String, ActorInfo>,
     pub actor_viewer: HashMap<String, ActorViewer>,
     pub post_viewer: HashMap<String, PostViewer>,
+    /// Bookmark counts, and the viewer's bookmarks and thread mutes.
+    pub post_private: HashMap<String, PostPrivate>,
+    /// `listViewBasic` of the lists by which the viewer mutes actors.
+    pub muted_lists: HashMap<String, Value>,
 }
 
 impl Hydrated<'_> {
@@ -331,6 +400,7 @@ impl Hydrated<'_> {
             config: self.config,
             viewer: self.viewer,
             viewer_state: &self.actor_viewer,
+            muted_lists: &self.muted_lists,
         }
     }
 
@@ -358,6 +428,18 @@ impl Hydrated<'_> {
         self.actor(did).map(|a| self.renderer().view(a))
     }
 
+    /// `profile_view` with the viewer's activity subscription to the actor.
+    pub fn profile_view_subscribed(&self, did: &str) -> Option<Value> {
+        let mut view = self.profile_view(did)?;
+        if let (Some(sub), Some(Value::Object(viewer))) = (
+            self.renderer().activity_subscription(did),
+            view.get_mut("viewer"),
+        ) {
+            viewer.insert("activitySubscription".into(), sub.clone());
+        }
+        Some(view)
+    }
+
     pub fn profile_detailed(&self, did: &str) -> Option<Value> {
         self.actor(did).map(|a| self.renderer().detailed(a))
     }
@@ -370,6 +452,41 @@ impl Hydrated<'_> {
                 .get(did)
                 .map(ActorViewer::blocks)
                 .unwrap_or(false)
+    }
+
+    /// The viewer mutes `did` fully, directly or by a list.
+    pub fn muted(&self, did: &str) -> bool {
+        self.viewer != Some(did)
+            && self
+                .actor_viewer
+                .get(did)
+                .is_some_and(|v| v.private.fully())
+    }
+
+    /// A feed item the viewer's mutes leave out of their timeline, as the
+    /// reference AppView does: a post by a muted author, a quote post by an
+    /// author whose quote posts are muted, a repost by a muted reposter or
+    /// one whose reposts are muted.
+    pub fn feed_item_muted(&self, item: &FeedItem) -> bool {
+        let mute = |did: &str| {
+            (self.viewer != Some(did))
+                .then(|| self.actor_viewer.get(did).map(|v| &v.private))
+                .flatten()
+        };
+        let Some(p) = self.posts.get(&item.post_uri) else {
+            return false;
+        };
+        if self.muted(&p.did)
+            || (p.embed_record_uri.is_some() && mute(&p.did).is_some_and(|m| m.only_quoteposts))
+        {
+            return true;
+        }
+        match &item.reason {
+            Some(Reason::Repost { by, .. }) => {
+                self.muted(by) || mute(by).is_some_and(|m| m.only_reposts)
+            }
+            _ => false,
+        }
     }
 
     pub fn post(&self, uri: &str) -> Option<&PostInfo> {
@@ -386,14 +503,15 @@ impl Hydrated<'_> {
     pub fn post_view_raw(&self, uri: &str) -> Option<PostView<'_>> {
         let p = self.post(uri)?;
         let author = self.profile_basic_raw(&p.did)?;
+        let private = self.post_private.get(uri);
         let viewer = self.viewer.map(|_| {
             let state = self.post_viewer.get(uri);
             PostViewerState {
-                bookmarked: false,
+                bookmarked: private.is_some_and(|s| s.bookmarked),
                 embedding_disabled: p.embedding_disabled,
                 like: state.and_then(|s| s.like.as_deref()),
                 repost: state.and_then(|s| s.repost.as_deref()),
-                thread_muted: false,
+                thread_muted: private.is_some_and(|s| s.thread_muted),
             }
         });
         let threadgate = match (&p.reply_parent_uri, &p.threadgate) {
@@ -405,7 +523,7 @@ impl Hydrated<'_> {
         Some(PostView {
             type_: None,
             author,
-            bookmark_count: Zero,
+            bookmark_count: private.map_or(0, |s| s.bookmarks),
             cid: &p.cid,
             embed: p.embed.as_ref().and_then(|e| self.embed_view(p, e, 0)),
             indexed_at: &p.indexed_at,
