@@ -15,7 +15,7 @@ use tokio_postgres::types::ToSql;
 use crate::config::ApiConfig;
 use crate::db::RowExt;
 use crate::error::XrpcResult;
-use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer};
+use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer, KnownFollowers};
 use crate::views::embed::{self, RECORD, RECORD_WITH_MEDIA};
 use crate::views::feed_view::{
     record_value, FeedPage, FeedViewPost, PostOrPlaceholder, PostView, PostViewerState, ReasonView,
@@ -89,6 +89,26 @@ impl<'a> Hydrator<'a> {
     /// loaded post's author).
     pub async fn hydrate(&self, post_uris: &[String], dids: &[String]) -> XrpcResult<Hydrated<'a>> {
         self.hydrate_posts(post_uris, false, dids).await
+    }
+
+    /// The actors `dids` for detailed profiles: with a viewer, also their
+    /// known followers (found first, so that their profiles and the
+    /// viewer's relations to them are hydrated with the rest).
+    pub async fn hydrate_detailed(&self, dids: &[String]) -> XrpcResult<Hydrated<'a>> {
+        let known = match self.viewer {
+            Some(viewer) => actor::load_known_followers(self.client, viewer, dids).await?,
+            None => HashMap::new(),
+        };
+        let all: Vec<String> = dedup(
+            dids.iter().cloned().chain(
+                known
+                    .values()
+                    .flat_map(|k| k.followers.iter().map(|(did, _)| did.clone())),
+            ),
+        );
+        let mut hydrated = self.hydrate(&[], &all).await?;
+        hydrated.known_followers = known;
+        Ok(hydrated)
     }
 
     /// `hydrate`, with `reply_refs` also the posts that the listed ones reply
@@ -243,6 +263,7 @@ impl<'a> Hydrator<'a> {
             post_viewer,
             post_private,
             muted_lists: HashMap::new(),
+            known_followers: HashMap::new(),
         };
         hydrated.muted_lists = mute_lists
             .values()
@@ -392,6 +413,8 @@ pub struct Hydrated<'a> {
     pub post_private: HashMap<String, PostPrivate>,
     /// `listViewBasic` of the lists by which the viewer mutes actors.
     pub muted_lists: HashMap<String, Value>,
+    /// Filled for detailed profiles only ([`Hydrator::hydrate_detailed`]).
+    pub known_followers: HashMap<String, KnownFollowers>,
 }
 
 impl Hydrated<'_> {
@@ -441,7 +464,25 @@ impl Hydrated<'_> {
     }
 
     pub fn profile_detailed(&self, did: &str) -> Option<Value> {
-        self.actor(did).map(|a| self.renderer().detailed(a))
+        let mut view = self.renderer().detailed(self.actor(did)?);
+        if let (Some(known), Some(Value::Object(viewer))) =
+            (self.known_followers.get(did), view.get_mut("viewer"))
+        {
+            // The count is every known follower; the sample leaves out who
+            // the viewer blocks, who blocks the subject either way, and
+            // accounts not served, as the reference AppView does.
+            let shown: Vec<&RawValue> = known
+                .followers
+                .iter()
+                .filter(|(follower, blocked)| !blocked && !self.blocked(follower))
+                .filter_map(|(follower, _)| self.profile_basic_raw(follower))
+                .collect();
+            viewer.insert(
+                "knownFollowers".into(),
+                json!({ "count": known.count, "followers": shown }),
+            );
+        }
+        Some(view)
     }
 
     /// The viewer and `did` block each other (either direction, or by list).
