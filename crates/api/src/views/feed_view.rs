@@ -57,6 +57,9 @@ pub struct PostViewerState<'a> {
     pub like: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repost: Option<&'a str>,
+    /// Set when the thread has a gate: whether it keeps the viewer out.
+    #[serde(rename = "replyDisabled", skip_serializing_if = "Option::is_none")]
+    pub reply_disabled: Option<bool>,
     #[serde(rename = "threadMuted")]
     pub thread_muted: bool,
 }

@@ -195,12 +195,14 @@ impl<'a> Hydrator<'a> {
             dids.iter()
                 .cloned()
                 .chain(posts.values().map(|p| p.did.clone()))
-                // The authors of the posts replied to: a feed item's
-                // `grandparentAuthor` is the author its parent replies to.
-                .chain(posts.values().filter_map(|p| {
-                    p.reply_parent_uri
-                        .as_deref()
-                        .and_then(super::uri_did)
+                // The authors of the posts replied to and of the threads'
+                // roots: a feed item's `grandparentAuthor` is the author
+                // its parent replies to, and whether the viewer may reply
+                // depends on the viewer's relations to the root's author.
+                .chain(posts.values().flat_map(|p| {
+                    [&p.reply_parent_uri, &p.reply_root_uri]
+                        .into_iter()
+                        .filter_map(|uri| uri.as_deref().and_then(super::uri_did))
                         .map(str::to_owned)
                 }))
                 .chain(embedded.creators()),
@@ -218,27 +220,34 @@ impl<'a> Hydrator<'a> {
                 (p.uri.clone(), root.clone())
             })
             .collect();
-        let (more, mut actor_viewer, post_viewer, post_private) = match self.viewer {
+        let gate_lists = dedup(
+            posts
+                .values()
+                .filter_map(|p| p.threadgate.as_ref())
+                .flat_map(|tg| tg.allowed_lists().map(str::to_owned)),
+        );
+        let (more, mut actor_viewer, post_viewer, post_private, viewer_lists) = match self.viewer {
             Some(viewer) => {
-                let (a, av, ap, pv, pp) = tokio::join!(
+                let (a, av, ap, pv, pp, vl) = tokio::join!(
                     actor::load_actors(self.client, &missing),
                     actor::load_actor_viewer(self.client, viewer, &all_dids),
                     private::load_actor_private(self.client, viewer, &all_dids),
                     post::load_post_viewer(self.client, viewer, &all_posts),
                     private::load_post_private(self.client, Some(viewer), &threads),
+                    post::load_viewer_lists(self.client, viewer, &gate_lists),
                 );
                 let mut av = av?;
                 for (did, state) in ap? {
                     av.entry(did).or_default().private = state;
                 }
-                (a?, av, pv?, pp?)
+                (a?, av, pv?, pp?, vl?)
             }
             None => {
                 let (a, pp) = tokio::join!(
                     actor::load_actors(self.client, &missing),
                     private::load_post_private(self.client, None, &threads),
                 );
-                (a?, HashMap::new(), HashMap::new(), pp?)
+                (a?, HashMap::new(), HashMap::new(), pp?, HashSet::new())
             }
         };
         actors.extend(more);
@@ -264,6 +273,7 @@ impl<'a> Hydrator<'a> {
             post_private,
             muted_lists: HashMap::new(),
             known_followers: HashMap::new(),
+            viewer_lists,
         };
         hydrated.muted_lists = mute_lists
             .values()
@@ -415,6 +425,8 @@ pub struct Hydrated<'a> {
     pub muted_lists: HashMap<String, Value>,
     /// Filled for detailed profiles only ([`Hydrator::hydrate_detailed`]).
     pub known_followers: HashMap<String, KnownFollowers>,
+    /// The lists named by the loaded threadgates that the viewer is in.
+    pub viewer_lists: HashSet<String>,
 }
 
 impl Hydrated<'_> {
@@ -485,6 +497,41 @@ impl Hydrated<'_> {
         Some(view)
     }
 
+    /// Whether the thread's gate keeps the viewer from replying to `p`, as
+    /// the reference AppView decides it: `None` without a viewer or a gate;
+    /// the root's author may always reply, a gate without rules lets anyone
+    /// and an empty one no one; otherwise a rule must let the viewer in
+    /// (mentioned in the root post, following its author, followed by its
+    /// author, or in a listed list).
+    fn reply_disabled(&self, p: &PostInfo) -> Option<bool> {
+        let viewer = self.viewer?;
+        let gate = p.threadgate.as_ref()?;
+        let root_uri = p.reply_root_uri.as_deref().unwrap_or(&p.uri);
+        let owner = super::uri_did(root_uri)?;
+        if viewer == owner {
+            return Some(false);
+        }
+        let Some(rules) = gate.allow() else {
+            return Some(false);
+        };
+        if rules.is_empty() {
+            return Some(true);
+        }
+        let mentioned = gate.allows(post::MENTION_RULE)
+            && self
+                .posts
+                .get(root_uri)
+                .is_some_and(|root| post::mentions(&root.record, viewer));
+        let relation = self.actor_viewer.get(owner);
+        let allowed = mentioned
+            || (gate.allows(post::FOLLOWER_RULE)
+                && relation.is_some_and(|r| r.following.is_some()))
+            || (gate.allows(post::FOLLOWING_RULE)
+                && relation.is_some_and(|r| r.followed_by.is_some()))
+            || gate.allowed_lists().any(|l| self.viewer_lists.contains(l));
+        Some(!allowed)
+    }
+
     /// The viewer and `did` block each other (either direction, or by list).
     pub fn blocked(&self, did: &str) -> bool {
         self.viewer != Some(did)
@@ -552,6 +599,7 @@ impl Hydrated<'_> {
                 embedding_disabled: p.embedding_disabled,
                 like: state.and_then(|s| s.like.as_deref()),
                 repost: state.and_then(|s| s.repost.as_deref()),
+                reply_disabled: self.reply_disabled(p),
                 thread_muted: private.is_some_and(|s| s.thread_muted),
             }
         });
