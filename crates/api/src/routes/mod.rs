@@ -3,6 +3,7 @@
 //! rows, then hydrate everything they show in one batch.
 
 mod actor;
+mod custom_feed;
 mod feed;
 mod follows;
 mod generators;
@@ -15,7 +16,9 @@ mod relationships;
 mod repo;
 mod search;
 mod starter_packs;
+mod thread_v2;
 mod timeline;
+mod unspecced;
 
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -33,6 +36,9 @@ pub struct Ctx<'a> {
     pub params: Params,
     pub viewer: Option<String>,
     pub nsid: &'a str,
+    /// The Authorization header as sent: `getFeed` checks it itself (its
+    /// token may be meant for the feed generator) and passes it on.
+    pub authorization: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -104,6 +110,10 @@ methods! {
     "app.bsky.feed.getPosts" => feed::get_posts,
     "app.bsky.feed.getAuthorFeed" => feed::get_author_feed,
     "app.bsky.feed.getPostThread" => feed::get_post_thread,
+    "app.bsky.unspecced.getPostThreadV2" => thread_v2::get_post_thread_v2,
+    "app.bsky.unspecced.getPostThreadOtherV2" => thread_v2::get_post_thread_other_v2,
+    "app.bsky.feed.getFeed" => custom_feed::get_feed,
+    "app.bsky.unspecced.getConfig" => unspecced::get_config,
     "app.bsky.feed.getLikes" => interactions::get_likes,
     "app.bsky.feed.getRepostedBy" => interactions::get_reposted_by,
     "app.bsky.feed.getQuotes" => interactions::get_quotes,
@@ -150,31 +160,38 @@ pub async fn dispatch(
         )));
     }
     let params = Params::parse(query)?;
-    let viewer = match headers.get(axum::http::header::AUTHORIZATION) {
+    let authorization = match headers.get(axum::http::header::AUTHORIZATION) {
         None => None,
-        Some(value) => {
-            let value = value.to_str().map_err(|_| {
-                XrpcError::auth_refused(
-                    "AuthenticationRequired",
-                    "the Authorization header is not text",
-                )
-            })?;
-            match state.auth.verify(value, nsid).await {
-                Ok(did) => Some(did),
-                Err(err) => {
-                    metrics::counter!(crate::error::AUTH_FAILURES, "reason" => err.reason())
-                        .increment(1);
-                    tracing::info!(nsid, error = %err, "service-auth token refused");
-                    return Err(XrpcError::auth_refused(err.name(), err.public_message()));
-                }
-            }
-        }
+        Some(value) => Some(value.to_str().map_err(|_| {
+            XrpcError::auth_refused(
+                "AuthenticationRequired",
+                "the Authorization header is not text",
+            )
+        })?),
+    };
+    let viewer = match authorization {
+        Some(value) if nsid != crate::auth::FEED_METHOD => Some(
+            state
+                .auth
+                .verify(value, nsid)
+                .await
+                .map_err(|err| auth_refused(nsid, err))?,
+        ),
+        _ => None,
     };
     let ctx = Ctx {
         state,
         params,
         viewer,
         nsid,
+        authorization,
     };
     call(&ctx).await
+}
+
+/// A refused token: counted, logged, and answered with the official name.
+pub fn auth_refused(nsid: &str, err: crate::AuthError) -> XrpcError {
+    metrics::counter!(crate::error::AUTH_FAILURES, "reason" => err.reason()).increment(1);
+    tracing::info!(nsid, error = %err, "service-auth token refused");
+    XrpcError::auth_refused(err.name(), err.public_message())
 }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod feedgen;
 pub mod parity;
 pub mod viewer;
 
