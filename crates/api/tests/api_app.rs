@@ -532,3 +532,164 @@ async fn get_feed_fails_cleanly_when_the_generator_does() {
         assert!(body["message"].as_str().unwrap().contains(param), "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suggestions_and_trends_come_from_the_index() {
+    let (server, plc) = server_with_plc().await;
+    let client = db().await;
+    let mut cases = Cases::new();
+
+    // Accounts by followers, most first, paged; a viewer's follows left out.
+    let (status, page1) = server.get("app.bsky.actor.getSuggestions", "limit=5").await;
+    assert_eq!(status, 200, "{page1}");
+    let actors = page1["actors"].as_array().unwrap();
+    assert_eq!(actors.len(), 5);
+    let top: i64 = client
+        .query_one(
+            "SELECT max(followers) AS n FROM actors WHERE status = 'active' AND indexed",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(
+        actors[0]["followersCount"].as_i64(),
+        None,
+        "profileView has no counts"
+    );
+    let first = actors[0]["did"].as_str().unwrap().to_owned();
+    let followers: i64 = client
+        .query_one("SELECT followers FROM actors WHERE did = $1", &[&first])
+        .await
+        .unwrap()
+        .get("followers");
+    assert_eq!(followers, top);
+    let cursor = page1["cursor"].as_str().expect("a cursor").to_owned();
+    let (_, page2) = server
+        .get(
+            "app.bsky.actor.getSuggestions",
+            &format!("limit=5&cursor={}", enc(&cursor)),
+        )
+        .await;
+    let second: Vec<&str> = page2["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["did"].as_str().unwrap())
+        .collect();
+    assert!(!second.contains(&first.as_str()), "pages do not overlap");
+    cases.push((
+        "app.bsky.actor.getSuggestions".into(),
+        "page 1".into(),
+        page1,
+    ));
+
+    let viewer: String = client
+        .query_one(
+            "SELECT f.did FROM follows f JOIN actors a ON a.did = f.did \
+             WHERE a.status = 'active' AND a.indexed AND f.subject_did = $1 LIMIT 1",
+            &[&first],
+        )
+        .await
+        .expect("a follower of the top account")
+        .get("did");
+    let bearer = token(&plc, &viewer, "app.bsky.actor.getSuggestions");
+    let (status, body) = server
+        .get_with("app.bsky.actor.getSuggestions", "limit=50", Some(&bearer))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let dids: Vec<&str> = body["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["did"].as_str().unwrap())
+        .collect();
+    assert!(
+        !dids.contains(&first.as_str()),
+        "followed account suggested"
+    );
+    assert!(
+        !dids.contains(&viewer.as_str()),
+        "viewer suggested to itself"
+    );
+    cases.push((
+        "app.bsky.actor.getSuggestions".into(),
+        "viewer".into(),
+        body,
+    ));
+
+    let (status, body) = server
+        .get(
+            "app.bsky.graph.getSuggestedFollowsByActor",
+            &format!("actor={}", enc(&first)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body["suggestions"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    assert!(body["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["did"] != first.as_str()));
+    cases.push((
+        "app.bsky.graph.getSuggestedFollowsByActor".into(),
+        String::new(),
+        body,
+    ));
+
+    for nsid in [
+        "app.bsky.feed.getSuggestedFeeds",
+        "app.bsky.unspecced.getPopularFeedGenerators",
+    ] {
+        let (status, body) = server.get(nsid, "limit=3").await;
+        assert_eq!(status, 200, "{body}");
+        let likes: Vec<i64> = body["feeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["likeCount"].as_i64().unwrap())
+            .collect();
+        assert!(!likes.is_empty());
+        assert!(likes.windows(2).all(|w| w[0] >= w[1]), "{likes:?}");
+        cases.push((nsid.into(), String::new(), body));
+    }
+    let (status, body) = server
+        .get(
+            "app.bsky.unspecced.getPopularFeedGenerators",
+            "query=no-such-feed-name",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["feeds"], json!([]));
+
+    // Hashtags of the newest posts by the most accounts.
+    let (status, body) = server.get("app.bsky.unspecced.getTrendingTopics", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body["topics"].as_array().unwrap().is_empty(), "{body}");
+    cases.push((
+        "app.bsky.unspecced.getTrendingTopics".into(),
+        String::new(),
+        body,
+    ));
+    let (status, body) = server.get("app.bsky.unspecced.getTrends", "limit=3").await;
+    assert_eq!(status, 200, "{body}");
+    let trends = body["trends"].as_array().unwrap();
+    assert!(!trends.is_empty() && trends.len() <= 3, "{body}");
+    assert!(trends[0]["postCount"].as_i64().unwrap() >= 2);
+    cases.push(("app.bsky.unspecced.getTrends".into(), String::new(), body));
+
+    for (nsid, q, param) in [
+        ("app.bsky.actor.getSuggestions", "limit=0", "limit"),
+        ("app.bsky.actor.getSuggestions", "cursor=zz", "cursor"),
+        ("app.bsky.graph.getSuggestedFollowsByActor", "", "actor"),
+        ("app.bsky.unspecced.getTrends", "limit=26", "limit"),
+    ] {
+        let (status, body) = server.get(nsid, q).await;
+        assert_eq!(status, 400, "{nsid}?{q}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(param), "{body}");
+    }
+    validate_with_official_lexicons(&cases);
+}

@@ -98,6 +98,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "repo_sync",
         sql: include_str!("../migrations/0017_repo_sync.sql"),
     },
+    Migration {
+        version: 20,
+        name: "suggestion_reads",
+        sql: include_str!("../migrations/0020_suggestion_reads.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

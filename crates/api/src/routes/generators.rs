@@ -14,7 +14,11 @@ use crate::views::{Db, Hydrator};
 
 /// Loads generators and their creators and renders the views in `uris`
 /// order, leaving out those not served.
-async fn generator_views(ctx: &Ctx<'_>, client: &Db, uris: &[String]) -> XrpcResult<Vec<Value>> {
+pub(crate) async fn generator_views(
+    ctx: &Ctx<'_>,
+    client: &Db,
+    uris: &[String],
+) -> XrpcResult<Vec<Value>> {
     let generators = load_generators(client, uris, ctx.viewer()).await?;
     let creators: Vec<String> = generators.values().map(|g| g.did.clone()).collect();
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())

@@ -16,6 +16,7 @@ mod relationships;
 mod repo;
 mod search;
 mod starter_packs;
+mod suggestions;
 mod thread_v2;
 mod timeline;
 mod unspecced;
@@ -114,6 +115,12 @@ methods! {
     "app.bsky.unspecced.getPostThreadOtherV2" => thread_v2::get_post_thread_other_v2,
     "app.bsky.feed.getFeed" => custom_feed::get_feed,
     "app.bsky.unspecced.getConfig" => unspecced::get_config,
+    "app.bsky.actor.getSuggestions" => suggestions::get_suggestions,
+    "app.bsky.graph.getSuggestedFollowsByActor" => suggestions::get_suggested_follows_by_actor,
+    "app.bsky.feed.getSuggestedFeeds" => suggestions::get_popular_feed_generators,
+    "app.bsky.unspecced.getPopularFeedGenerators" => suggestions::get_popular_feed_generators,
+    "app.bsky.unspecced.getTrendingTopics" => suggestions::get_trending_topics,
+    "app.bsky.unspecced.getTrends" => suggestions::get_trends,
     "app.bsky.feed.getLikes" => interactions::get_likes,
     "app.bsky.feed.getRepostedBy" => interactions::get_reposted_by,
     "app.bsky.feed.getQuotes" => interactions::get_quotes,
