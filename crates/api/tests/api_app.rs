@@ -10,10 +10,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::feedgen::{Behaviour, FeedGen};
 use common::viewer::{db, enc, server_with_plc, token, Cases, AUD};
 use common::{fixture, validate_with_official_lexicons, Server};
 use serde_json::{json, Value};
+use skyhose_sim::feedgen::{Behaviour, FeedGen};
 use skyhose_sim::plc;
 
 const V2: &str = "app.bsky.unspecced.getPostThreadV2";
@@ -289,7 +289,7 @@ async fn generator_served_by(
                  SELECT g.uri FROM feed_generators g JOIN actors a ON a.did = g.did \
                  WHERE a.status = 'active' AND a.indexed \
                  ORDER BY g.uri OFFSET $2 LIMIT 1) RETURNING uri",
-            &[&generator.did, &nth],
+            &[&generator.did(), &nth],
         )
         .await
         .expect("a generator to repoint");
@@ -316,7 +316,9 @@ async fn get_feed_hydrates_the_generators_skeleton() {
     let (server, plc) = server_with_plc().await;
     let client = db().await;
     let mut cases = Cases::new();
-    let generator = FeedGen::start(Behaviour::Garbage).await;
+    let generator = FeedGen::start(Behaviour::Garbage)
+        .await
+        .expect("feed generator");
     let feed = generator_served_by(&client, &generator, 0).await;
     let posts = served_posts(&client, 6).await;
     let repost: Option<(String, String)> = client
@@ -383,7 +385,7 @@ async fn get_feed_hydrates_the_generators_skeleton() {
     let for_generator = plc::mint_service_auth(
         &fixture().sim,
         &viewer,
-        &generator.did,
+        generator.did(),
         "app.bsky.feed.getFeedSkeleton",
         300,
     );
@@ -414,7 +416,7 @@ async fn get_feed_hydrates_the_generators_skeleton() {
             "BadJwtAudience",
         ),
         (
-            generator.did.as_str(),
+            generator.did(),
             "app.bsky.feed.getTimeline",
             "BadJwtLexiconMethod",
         ),
@@ -436,7 +438,7 @@ async fn get_feed_hydrates_the_generators_skeleton() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["view"]["did"], generator.did.as_str());
+    assert_eq!(body["view"]["did"], generator.did());
     assert_eq!(body["isOnline"], true);
     cases.push((
         "app.bsky.feed.getFeedGenerator".into(),
@@ -468,7 +470,9 @@ async fn get_feed_fails_cleanly_when_the_generator_does() {
     })
     .await;
     let client = db().await;
-    let generator = FeedGen::start(Behaviour::Garbage).await;
+    let generator = FeedGen::start(Behaviour::Garbage)
+        .await
+        .expect("feed generator");
     let feed = generator_served_by(&client, &generator, 1).await;
     let query = format!("feed={}", enc(&feed));
 
@@ -478,9 +482,12 @@ async fn get_feed_fails_cleanly_when_the_generator_does() {
         (502, Some("InvalidFeedResponse"))
     );
 
-    generator.set_behaviour(Behaviour::Slow(Duration::from_secs(2)));
+    let silent = FeedGen::start_unresponsive().await.expect("feed generator");
+    let silent_feed = generator_served_by(&client, &silent, 2).await;
     let started = std::time::Instant::now();
-    let (status, body) = server.get(GET_FEED, &query).await;
+    let (status, body) = server
+        .get(GET_FEED, &format!("feed={}", enc(&silent_feed)))
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (502, Some("UpstreamFailure"))

@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-pub mod feedgen;
 pub mod parity;
 pub mod viewer;
 
