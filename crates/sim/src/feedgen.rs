@@ -186,12 +186,8 @@ fn skeleton(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             .find(|(k, _)| *k == name)
             .and_then(|(_, v)| v.parse().ok())
     };
-    let behaviour = state
-        .behaviour
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    match behaviour {
+    let behaviour = state.behaviour.lock().unwrap_or_else(|e| e.into_inner());
+    match &*behaviour {
         Behaviour::Serve(items) => {
             let limit = param("limit").unwrap_or(50);
             let offset = param("cursor").unwrap_or(0);
@@ -209,7 +205,7 @@ fn skeleton(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             resp
         }
         Behaviour::Status(status) => json_reply(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             &json!({"error": "UnknownFeed", "message": "no such feed"}),
         ),
     }
