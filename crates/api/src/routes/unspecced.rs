@@ -7,8 +7,9 @@ use serde_json::json;
 use crate::error::XrpcResult;
 use crate::routes::{json, Ctx};
 
-/// No email confirmation is enforced here (that is the PDS's business) and
-/// no live-now integrations are configured.
+/// Nothing is configured, which the official AppView answers as an empty
+/// object: no email-confirmation check (that is the PDS's business) and no
+/// live-now integrations.
 pub async fn get_config(_ctx: &Ctx<'_>) -> XrpcResult<Response> {
-    json(&json!({"checkEmailConfirmed": false, "liveNow": []}))
+    json(&json!({}))
 }
