@@ -163,8 +163,7 @@ pub async fn get_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .cursor
         .filter(|c| !skeleton.feed.is_empty() && Some(c.as_str()) != cursor);
 
-    let mut items: Vec<(FeedItem, Option<String>)> = Vec::new();
-    let mut reposts: Vec<String> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     for item in skeleton.feed.into_iter().take(limit as usize) {
         if skyhose_proto::syntax::parse_at_uri(&item.post).is_none() {
             failure("bad_item");
@@ -173,33 +172,21 @@ pub async fn get_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             continue;
         }
         let reason = item.reason.as_ref();
-        let kind = reason.and_then(|r| r.get("$type")).and_then(Value::as_str);
-        let reason = match kind {
-            Some(SKELETON_REASON_PIN) => Some(Reason::Pin),
+        let field = |name: &str| reason.and_then(|r| r.get(name)).and_then(Value::as_str);
+        let reason = match field("$type") {
+            Some(SKELETON_REASON_PIN) => Some(SkeletonReason::Pin),
             Some(SKELETON_REASON_REPOST) => {
-                if let Some(uri) = reason.and_then(|r| r.get("repost")).and_then(Value::as_str) {
-                    reposts.push(uri.to_owned());
-                    Some(Reason::Repost {
-                        by: String::new(),
-                        uri: uri.to_owned(),
-                        cid: String::new(),
-                        indexed_at: String::new(),
-                    })
-                } else {
-                    None
-                }
+                field("repost").map(|uri| SkeletonReason::Repost(uri.to_owned()))
             }
             _ => None,
         };
-        items.push((
-            FeedItem {
-                post_uri: item.post,
-                reason,
-            },
-            item.feed_context,
-        ));
+        entries.push(Entry {
+            post: item.post,
+            reason,
+            context: item.feed_context,
+        });
     }
-    fill_reposts(&client, &reposts, &mut items).await?;
+    let items = feed_items(&client, entries).await?;
 
     let feed_items: Vec<FeedItem> = items.iter().map(|(i, _)| i.clone()).collect();
     let hydrated = Hydrator::new(&client, ctx.config(), viewer.as_deref())
@@ -229,54 +216,83 @@ pub async fn get_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     json(&out)
 }
 
-/// Completes the repost reasons from the index: who reposted, the record's
-/// CID and time. A repost that is not indexed, or that reposts another
-/// post than the item's, shows the post without a reason.
-async fn fill_reposts(
+/// A skeleton item that names a post.
+struct Entry {
+    post: String,
+    reason: Option<SkeletonReason>,
+    context: Option<String>,
+}
+
+enum SkeletonReason {
+    Pin,
+    /// The URI of the repost record.
+    Repost(String),
+}
+
+/// The feed items of `entries`, each with its feed context. A repost
+/// reason is completed from the index (who reposted, the record's CID and
+/// time); a repost that is not indexed, or reposts another post than the
+/// item's, shows the post without a reason.
+async fn feed_items(
     client: &crate::views::Db,
-    uris: &[String],
-    items: &mut [(FeedItem, Option<String>)],
-) -> XrpcResult<()> {
-    if uris.is_empty() {
-        return Ok(());
-    }
-    let statement = client
-        .prepare_cached(
-            "SELECT r.uri, r.did, r.cid, r.subject_uri, r.indexed_at \
-             FROM reposts r WHERE r.uri = ANY($1::text[])",
-        )
-        .await?;
-    let mut found = std::collections::HashMap::new();
-    for row in client.query(&statement, &[&uris]).await? {
-        let uri: String = row.col("uri")?;
-        let at: std::time::SystemTime = row.col("indexed_at")?;
-        found.insert(
-            uri,
-            (
-                row.col::<String>("did")?,
-                row.col::<String>("cid")?,
-                row.col::<Option<String>>("subject_uri")?,
-                datetime_millis(at),
-            ),
-        );
-    }
-    for (item, _) in items.iter_mut() {
-        let Some(Reason::Repost { uri, .. }) = &item.reason else {
-            continue;
-        };
-        item.reason = match found.get(uri) {
-            Some((did, cid, Some(subject), at)) if *subject == item.post_uri => {
-                Some(Reason::Repost {
-                    by: did.clone(),
-                    uri: uri.clone(),
-                    cid: cid.clone(),
-                    indexed_at: at.clone(),
-                })
-            }
+    entries: Vec<Entry>,
+) -> XrpcResult<Vec<(FeedItem, Option<String>)>> {
+    let reposts: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| match &e.reason {
+            Some(SkeletonReason::Repost(uri)) => Some(uri.as_str()),
             _ => None,
-        };
+        })
+        .collect();
+    let mut found = std::collections::HashMap::new();
+    if !reposts.is_empty() {
+        let statement = client
+            .prepare_cached(
+                "SELECT r.uri, r.did, r.cid, r.subject_uri, r.indexed_at \
+                 FROM reposts r WHERE r.uri = ANY($1::text[])",
+            )
+            .await?;
+        for row in client.query(&statement, &[&reposts]).await? {
+            let subject: Option<String> = row.col("subject_uri")?;
+            let at: std::time::SystemTime = row.col("indexed_at")?;
+            found.insert(
+                row.col::<String>("uri")?,
+                (
+                    subject,
+                    row.col::<String>("did")?,
+                    row.col::<String>("cid")?,
+                    datetime_millis(at),
+                ),
+            );
+        }
     }
-    Ok(())
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let reason = match e.reason {
+                Some(SkeletonReason::Pin) => Some(Reason::Pin),
+                Some(SkeletonReason::Repost(uri)) => match found.get(&uri) {
+                    Some((Some(subject), did, cid, at)) if *subject == e.post => {
+                        Some(Reason::Repost {
+                            by: did.clone(),
+                            uri,
+                            cid: cid.clone(),
+                            indexed_at: at.clone(),
+                        })
+                    }
+                    _ => None,
+                },
+                None => None,
+            };
+            (
+                FeedItem {
+                    post_uri: e.post,
+                    reason,
+                },
+                e.context,
+            )
+        })
+        .collect())
 }
 
 fn encode(value: &str) -> String {
