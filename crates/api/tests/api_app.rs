@@ -647,9 +647,22 @@ async fn suggestions_and_trends_come_from_the_index() {
         body,
     ));
 
+    let (status, body) = server
+        .get("app.bsky.unspecced.getSuggestedUsers", "limit=3")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["actors"][0]["did"], first.as_str());
+    assert_eq!(body["actors"].as_array().unwrap().len(), 3);
+    cases.push((
+        "app.bsky.unspecced.getSuggestedUsers".into(),
+        String::new(),
+        body,
+    ));
+
     for nsid in [
         "app.bsky.feed.getSuggestedFeeds",
         "app.bsky.unspecced.getPopularFeedGenerators",
+        "app.bsky.unspecced.getSuggestedFeeds",
     ] {
         let (status, body) = server.get(nsid, "limit=3").await;
         assert_eq!(status, 200, "{body}");

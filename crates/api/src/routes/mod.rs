@@ -119,6 +119,8 @@ methods! {
     "app.bsky.graph.getSuggestedFollowsByActor" => suggestions::get_suggested_follows_by_actor,
     "app.bsky.feed.getSuggestedFeeds" => suggestions::get_popular_feed_generators,
     "app.bsky.unspecced.getPopularFeedGenerators" => suggestions::get_popular_feed_generators,
+    "app.bsky.unspecced.getSuggestedUsers" => suggestions::get_suggested_users,
+    "app.bsky.unspecced.getSuggestedFeeds" => suggestions::get_unspecced_suggested_feeds,
     "app.bsky.unspecced.getTrendingTopics" => suggestions::get_trending_topics,
     "app.bsky.unspecced.getTrends" => suggestions::get_trends,
     "app.bsky.feed.getLikes" => interactions::get_likes,

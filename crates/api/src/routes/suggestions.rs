@@ -14,7 +14,7 @@ use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
 use crate::routes::generators::generator_views;
-use crate::routes::keyset::account_records;
+use crate::routes::keyset::{account_records, with_cursor};
 use crate::routes::{json, Ctx};
 use crate::views::Hydrator;
 
@@ -41,6 +41,26 @@ fn ranked_cursor(ctx: &Ctx<'_>) -> XrpcResult<Option<(i64, String)>> {
 pub async fn get_suggestions(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let limit = ctx.params.limit(1, 100, 50)?;
     let after = ranked_cursor(ctx)?;
+    let (actors, cursor) = ranked_actors(ctx, limit, after).await?;
+    json(&with_cursor(json!({ "actors": actors }), cursor))
+}
+
+/// `app.bsky.unspecced.getSuggestedUsers` (the explore screen): the first
+/// page of [`get_suggestions`]. There are no categories here; `category`
+/// is not read.
+pub async fn get_suggested_users(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let limit = ctx.params.limit(1, 50, 25)?;
+    let (actors, _) = ranked_actors(ctx, limit, None).await?;
+    json(&json!({ "actors": actors }))
+}
+
+/// A page of served accounts by followers after `after`, and the cursor of
+/// the next.
+async fn ranked_actors(
+    ctx: &Ctx<'_>,
+    limit: i64,
+    after: Option<(i64, String)>,
+) -> XrpcResult<(Vec<Value>, Option<String>)> {
     let (count, did) = after.unwrap_or((i64::MAX, String::new()));
     let client = ctx.db().await?;
     let statement = client
@@ -70,13 +90,16 @@ pub async fn get_suggestions(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .filter(|d| !hydrated.blocked(d))
         .filter_map(|d| hydrated.profile_view(d))
         .collect();
-    let mut out = json!({ "actors": actors });
-    if ranked.len() as i64 == limit {
-        if let Some((did, followers)) = ranked.last() {
-            out["cursor"] = json!(Cursor::new(followers.to_string(), did.clone()).encode());
-        }
+    Ok((actors, next_cursor(&ranked, limit)))
+}
+
+/// The cursor after a full page of `(id, count)` rows.
+fn next_cursor(ranked: &[(String, i64)], limit: i64) -> Option<String> {
+    if ranked.len() as i64 != limit {
+        return None;
     }
-    json(&out)
+    let (id, count) = ranked.last()?;
+    Some(Cursor::new(count.to_string(), id.clone()).encode())
 }
 
 /// Followers of the actor looked at, and follows of each, read for
@@ -141,6 +164,26 @@ pub async fn get_popular_feed_generators(ctx: &Ctx<'_>) -> XrpcResult<Response> 
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .map(|q| format!("%{}%", q.replace(['%', '_', '\\'], "")));
+    let (feeds, cursor) = ranked_generators(ctx, limit, after, query).await?;
+    json(&with_cursor(json!({ "feeds": feeds }), cursor))
+}
+
+/// `app.bsky.unspecced.getSuggestedFeeds` (the explore screen): the first
+/// page of the generators by likes.
+pub async fn get_unspecced_suggested_feeds(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let limit = ctx.params.limit(1, 25, 10)?;
+    let (feeds, _) = ranked_generators(ctx, limit, None, None).await?;
+    json(&json!({ "feeds": feeds }))
+}
+
+/// A page of generators by likes after `after`, optionally matching the
+/// `ILIKE` pattern `query`, and the cursor of the next.
+async fn ranked_generators(
+    ctx: &Ctx<'_>,
+    limit: i64,
+    after: Option<(i64, String)>,
+    query: Option<String>,
+) -> XrpcResult<(Vec<Value>, Option<String>)> {
     let (likes, uri) = after.unwrap_or((i64::MAX, String::new()));
     let client = ctx.db().await?;
     let statement = client
@@ -162,13 +205,7 @@ pub async fn get_popular_feed_generators(ctx: &Ctx<'_>) -> XrpcResult<Response> 
         .collect::<XrpcResult<_>>()?;
     let uris: Vec<String> = ranked.iter().map(|(u, _)| u.clone()).collect();
     let feeds = generator_views(ctx, &client, &uris).await?;
-    let mut out = json!({ "feeds": feeds });
-    if ranked.len() as i64 == limit {
-        if let Some((uri, likes)) = ranked.last() {
-            out["cursor"] = json!(Cursor::new(likes.to_string(), uri.clone()).encode());
-        }
-    }
-    json(&out)
+    Ok((feeds, next_cursor(&ranked, limit)))
 }
 
 /// Newest posts whose hashtags make the trends; read backwards along the
