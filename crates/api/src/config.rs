@@ -45,6 +45,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Largest request (headers and query) accepted.
     pub max_request_bytes: usize,
+    /// How long `getFeed` waits for a feed generator's skeleton (the
+    /// official AppView waits 10 s) before answering `UpstreamFailure`.
+    pub feed_timeout: Duration,
 }
 
 /// PostgreSQL connections the API holds by default: twice this machine's
@@ -81,6 +84,7 @@ impl ApiConfig {
             header_read_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(15),
             max_request_bytes: 16 * 1024,
+            feed_timeout: Duration::from_secs(10),
         }
     }
 

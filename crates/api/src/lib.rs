@@ -44,6 +44,11 @@ pub struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) auth: Arc<auth::ServiceAuth>,
     pub(crate) metrics: Option<PrometheusHandle>,
+    /// Resolves feed generators' DIDs; shared with `auth`, which resolves
+    /// viewers' keys through it.
+    pub(crate) resolver: Arc<skyhose_identity::Resolver>,
+    /// Asks feed generators for skeletons, under the resolver's guard.
+    pub(crate) feed_client: Arc<skyhose_identity::Fetcher>,
 }
 
 impl AppState {
@@ -51,12 +56,20 @@ impl AppState {
     pub fn new(pool: Pool, config: ApiConfig, metrics: Option<PrometheusHandle>) -> Self {
         let mut identity = skyhose_identity::IdentityConfig::new(config.plc_url.clone());
         identity.allow_loopback = config.allow_loopback_identity;
-        let auth = auth::ServiceAuth::new(config.service_did.clone(), identity);
+        let feed_client = skyhose_identity::Fetcher::new(identity.policy(), config.feed_timeout);
+        let resolver = Arc::new(skyhose_identity::Resolver::new(identity));
+        let auth = auth::ServiceAuth::with_resolver(
+            config.service_did.clone(),
+            resolver.clone(),
+            AuthOptions::default(),
+        );
         AppState {
             pool,
             config: Arc::new(config),
             auth: Arc::new(auth),
             metrics,
+            resolver,
+            feed_client: Arc::new(feed_client),
         }
     }
 }

@@ -4,13 +4,15 @@
 //!
 //! `plc` serves the simulated accounts' DID documents and mints their service-auth
 //! tokens; `hosts` serves their repositories (real MSTs, signed commits) as
-//! PDSes on loopback, with a relay-like `listHosts` front.
+//! PDSes on loopback, with a relay-like `listHosts` front; `feedgen` is a feed
+//! generator (its did:web document and `getFeedSkeleton`) for AppView tests.
 //!
 //! Frames, CAR files and DAG-CBOR come from `skyhose_proto` (re-exported as `wire`).
 
 pub mod capture;
 mod clock;
 mod fasthash;
+pub mod feedgen;
 pub mod hosts;
 mod http;
 mod network;

@@ -5,6 +5,7 @@
 
 mod actor;
 mod bookmarks;
+mod custom_feed;
 mod feed;
 mod follows;
 mod generators;
@@ -20,7 +21,10 @@ mod repo;
 mod search;
 mod settings;
 mod starter_packs;
+mod suggestions;
+mod thread_v2;
 mod timeline;
+mod unspecced;
 
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -40,6 +44,9 @@ pub struct Ctx<'a> {
     pub params: Params,
     pub viewer: Option<String>,
     pub nsid: &'a str,
+    /// The Authorization header as sent: `getFeed` checks it itself (its
+    /// token may be meant for the feed generator) and passes it on.
+    pub authorization: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -111,6 +118,18 @@ methods! {
     "app.bsky.feed.getPosts" => feed::get_posts,
     "app.bsky.feed.getAuthorFeed" => feed::get_author_feed,
     "app.bsky.feed.getPostThread" => feed::get_post_thread,
+    "app.bsky.unspecced.getPostThreadV2" => thread_v2::get_post_thread_v2,
+    "app.bsky.unspecced.getPostThreadOtherV2" => thread_v2::get_post_thread_other_v2,
+    "app.bsky.feed.getFeed" => custom_feed::get_feed,
+    "app.bsky.unspecced.getConfig" => unspecced::get_config,
+    "app.bsky.actor.getSuggestions" => suggestions::get_suggestions,
+    "app.bsky.graph.getSuggestedFollowsByActor" => suggestions::get_suggested_follows_by_actor,
+    "app.bsky.feed.getSuggestedFeeds" => suggestions::get_popular_feed_generators,
+    "app.bsky.unspecced.getPopularFeedGenerators" => suggestions::get_popular_feed_generators,
+    "app.bsky.unspecced.getSuggestedUsers" => suggestions::get_suggested_users,
+    "app.bsky.unspecced.getSuggestedFeeds" => suggestions::get_unspecced_suggested_feeds,
+    "app.bsky.unspecced.getTrendingTopics" => suggestions::get_trending_topics,
+    "app.bsky.unspecced.getTrends" => suggestions::get_trends,
     "app.bsky.feed.getLikes" => interactions::get_likes,
     "app.bsky.feed.getRepostedBy" => interactions::get_reposted_by,
     "app.bsky.feed.getQuotes" => interactions::get_quotes,
@@ -221,12 +240,19 @@ pub async fn dispatch(
         return Err(unknown_method(nsid));
     }
     let params = Params::parse(query)?;
-    let viewer = authenticate(state, headers, nsid).await?;
+    let authorization = authorization(headers)?;
+    // getFeed checks its token itself: one minted for the feed generator
+    // is accepted there, and passed on (`custom_feed`).
+    let viewer = match authorization {
+        Some(value) if nsid != crate::auth::FEED_METHOD => Some(verify(state, value, nsid).await?),
+        _ => None,
+    };
     let ctx = Ctx {
         state,
         params,
         viewer,
         nsid,
+        authorization,
     };
     call(&ctx).await
 }
@@ -245,43 +271,51 @@ pub async fn dispatch_procedure(
         }
         return Err(unknown_method(nsid));
     }
-    let viewer = authenticate(state, headers, nsid).await?;
+    let authorization = authorization(headers)?;
+    let viewer = match authorization {
+        Some(value) => Some(verify(state, value, nsid).await?),
+        None => None,
+    };
     let ctx = Ctx {
         state,
         params: Params::default(),
         viewer,
         nsid,
+        authorization,
     };
     ctx.require_viewer()?;
     let input = Input::parse(nsid, body)?;
     call_procedure(&ctx, &input).await
 }
 
-/// The viewer a service-auth token names for method `nsid`, if the request
-/// carries one; a token that is refused fails the request.
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    nsid: &str,
-) -> XrpcResult<Option<String>> {
-    Ok(match headers.get(axum::http::header::AUTHORIZATION) {
-        None => None,
-        Some(value) => {
-            let value = value.to_str().map_err(|_| {
+/// The Authorization header, if the request carries one.
+fn authorization(headers: &HeaderMap) -> XrpcResult<Option<&str>> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|value| {
+            value.to_str().map_err(|_| {
                 XrpcError::auth_refused(
                     "AuthenticationRequired",
                     "the Authorization header is not text",
                 )
-            })?;
-            match state.auth.verify(value, nsid).await {
-                Ok(did) => Some(did),
-                Err(err) => {
-                    metrics::counter!(crate::error::AUTH_FAILURES, "reason" => err.reason())
-                        .increment(1);
-                    tracing::info!(nsid, error = %err, "service-auth token refused");
-                    return Err(XrpcError::auth_refused(err.name(), err.public_message()));
-                }
-            }
-        }
-    })
+            })
+        })
+        .transpose()
+}
+
+/// The viewer a service-auth token names for method `nsid`; a token that is
+/// refused fails the request.
+async fn verify(state: &AppState, value: &str, nsid: &str) -> XrpcResult<String> {
+    state
+        .auth
+        .verify(value, nsid)
+        .await
+        .map_err(|err| auth_refused(nsid, err))
+}
+
+/// A refused token: counted, logged, and answered with the official name.
+pub fn auth_refused(nsid: &str, err: crate::AuthError) -> XrpcError {
+    metrics::counter!(crate::error::AUTH_FAILURES, "reason" => err.reason()).increment(1);
+    tracing::info!(nsid, error = %err, "service-auth token refused");
+    XrpcError::auth_refused(err.name(), err.public_message())
 }

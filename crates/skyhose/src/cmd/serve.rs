@@ -66,6 +66,10 @@ pub struct ApiArgs {
     /// are answered 503.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// How long getFeed waits for a feed generator's skeleton before
+    /// answering 502 UpstreamFailure.
+    #[arg(long, env = "FEED_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub feed_timeout: Duration,
 }
 
 impl ApiArgs {
@@ -86,6 +90,7 @@ impl ApiArgs {
         config.max_requests_per_address = self.max_requests_per_address;
         config.header_read_timeout = self.header_read_timeout;
         config.request_timeout = self.request_timeout;
+        config.feed_timeout = self.feed_timeout;
         Ok(config)
     }
 
