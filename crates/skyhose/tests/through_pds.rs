@@ -2,8 +2,10 @@
 //! (`@atproto/pds`, with an in-memory PLC directory) has skyhose as its
 //! default AppView, `skyhose run` indexes that PDS's firehose, and the
 //! official client (`@atproto/api`) logged in to the PDS reads the timeline,
-//! mutes actors and threads, bookmarks and clears notifications through it,
-//! while tokens for
+//! mutes actors and threads, bookmarks and clears notifications, reads a
+//! thread with getPostThreadV2/OtherV2 and a custom feed from a generator
+//! the driver serves (getFeed, with the token the PDS mints for the
+//! generator passed on) through it, while tokens for
 //! another audience or method, expired, unsigned or forged ones are refused
 //! with the official error names. The steps are in `tests/pds/drive.mjs`.
 

@@ -3,7 +3,8 @@
 //! the `#bsky_fg` endpoint, which is asked for `getFeedSkeleton` with the
 //! caller's own token, and the skeleton's posts are hydrated in its order.
 //! Posts that cannot be shown (unknown, deleted, by unserved or blocked
-//! accounts) are left out; the generator's cursor is kept. A generator that
+//! accounts) and what the viewer's mutes hide are left out; the
+//! generator's cursor is kept. A generator that
 //! does not answer in time, or answers something other than a skeleton, is
 //! a 502 under the official AppView's names, counted in
 //! `skyhose_api_feed_failures_total{reason}`.
@@ -194,6 +195,10 @@ pub async fn get_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .await?;
     let mut feed = Vec::with_capacity(items.len());
     for (item, context) in &items {
+        // What the viewer's mutes hide is left out, as from the timeline.
+        if hydrated.feed_item_muted(item) {
+            continue;
+        }
         let Some(view) = hydrated.feed_view_post(item) else {
             continue;
         };

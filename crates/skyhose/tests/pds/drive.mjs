@@ -92,6 +92,39 @@ const withClaims = (token, change) => {
   return `${header}.${b64url({ ...claimsOf(token), ...change })}.${signature}`
 }
 
+/**
+ * A feed generator on loopback: its own did:web document (naming itself as
+ * the `#bsky_fg` endpoint) and getFeedSkeleton answering `feed.skeleton`,
+ * recording the Authorization header of each skeleton request.
+ */
+async function startFeedGenerator() {
+  const { createServer: createHttpServer } = await import('node:http')
+  const port = await freePort()
+  const did = `did:web:127.0.0.1%3A${port}`
+  const feed = { did, skeleton: [], authorizations: [] }
+  const server = createHttpServer((req, res) => {
+    const send = (status, body) => {
+      res.writeHead(status, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(body))
+    }
+    if (req.url === '/.well-known/did.json') {
+      return send(200, {
+        '@context': ['https://www.w3.org/ns/did/v1'],
+        id: did,
+        service: [{ id: '#bsky_fg', type: 'BskyFeedGenerator', serviceEndpoint: `http://127.0.0.1:${port}` }],
+      })
+    }
+    if (req.url.startsWith('/xrpc/app.bsky.feed.getFeedSkeleton')) {
+      feed.authorizations.push(req.headers.authorization ?? null)
+      return send(200, { feed: feed.skeleton.map((post) => ({ post })) })
+    }
+    send(404, { error: 'NotFound' })
+  })
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve))
+  feed.close = () => server.close()
+  return feed
+}
+
 async function expectRefused(what, res, status, name) {
   check(
     res.status === status && res.body?.error === name,
@@ -256,6 +289,62 @@ const STEPS = [
       })
     },
   ],
+  [
+    'the thread screen: getPostThreadV2, and the muted author\'s reply in getPostThreadOtherV2',
+    async ({ alice, bob, accounts, posts, reply }) => {
+      const seen = await bob.app.bsky.unspecced.getPostThreadV2({ anchor: posts.alice.uri })
+      const items = seen.data.thread.map((i) => [i.uri, i.depth])
+      check(
+        JSON.stringify(items) === JSON.stringify([[posts.alice.uri, 0], [reply.uri, 1]]),
+        `bob sees the post and carol's reply: ${JSON.stringify(items)}`,
+      )
+      check(seen.data.thread[0].value.opThread === true, 'the anchor is the OP thread')
+      // alice mutes carol: her reply is folded away for alice only.
+      const muted = await alice.app.bsky.graph.getMutes({})
+      check(muted.data.mutes.some((m) => m.did === accounts.carol.did), 'alice still mutes carol')
+      const mine = await alice.app.bsky.unspecced.getPostThreadV2({ anchor: posts.alice.uri })
+      check(
+        mine.data.thread.length === 1 && mine.data.hasOtherReplies === true,
+        `alice's thread folds the muted reply away: ${JSON.stringify(mine.data)}`,
+      )
+      const other = await alice.app.bsky.unspecced.getPostThreadOtherV2({ anchor: posts.alice.uri })
+      check(
+        other.data.thread.length === 1 &&
+          other.data.thread[0].uri === reply.uri &&
+          other.data.thread[0].value.mutedByViewer === true,
+        `getPostThreadOtherV2 lists it as muted: ${JSON.stringify(other.data)}`,
+      )
+    },
+  ],
+  [
+    'a custom feed: getFeed asks the generator with a token for it and hydrates the skeleton',
+    async ({ alice, bob, posts, generator, feedUri }) => {
+      generator.skeleton = [posts.carol.uri, posts.bob.uri, posts.alice.uri]
+      const before = generator.authorizations.length
+      const res = await bob.app.bsky.feed.getFeed({ feed: feedUri })
+      const uris = res.data.feed.map((item) => item.post.uri)
+      check(
+        JSON.stringify(uris) === JSON.stringify(generator.skeleton),
+        `the skeleton's posts in its order: ${JSON.stringify(uris)}`,
+      )
+      const sent = generator.authorizations.slice(before)
+      check(sent.length === 1 && sent[0]?.startsWith('Bearer '), `one skeleton request with a token: ${sent}`)
+      const claims = claimsOf(sent[0].slice('Bearer '.length))
+      check(
+        claims.aud === generator.did && claims.lxm === 'app.bsky.feed.getFeedSkeleton',
+        `the token passed on is the one minted for the generator: ${JSON.stringify(claims)}`,
+      )
+      // alice mutes carol: carol's post is left out of alice's page.
+      const hers = await alice.app.bsky.feed.getFeed({ feed: feedUri })
+      const mine = hers.data.feed.map((item) => item.post.uri)
+      check(
+        JSON.stringify(mine) === JSON.stringify([posts.bob.uri, posts.alice.uri]),
+        `the muted account's post is left out: ${JSON.stringify(mine)}`,
+      )
+      const gen = await bob.app.bsky.feed.getFeedGenerator({ feed: feedUri })
+      check(gen.data.isOnline === true && gen.data.isValid === true, `the generator is online: ${JSON.stringify(gen.data)}`)
+    },
+  ],
 ]
 
 async function main() {
@@ -322,6 +411,20 @@ async function main() {
       reply: { root: posts.alice, parent: posts.alice },
     })
 
+    // A custom feed served by a generator the test runs; alice publishes it.
+    const generator = await startFeedGenerator()
+    const feedRecord = await alice.com.atproto.repo.createRecord({
+      repo: accounts.alice.did,
+      collection: 'app.bsky.feed.generator',
+      record: {
+        $type: 'app.bsky.feed.generator',
+        did: generator.did,
+        displayName: 'what the test serves',
+        createdAt: new Date().toISOString(),
+      },
+    })
+    const feedUri = feedRecord.data.uri
+
     // Logging in as the app does.
     for (const name of ['alice', 'bob']) {
       const agent = new AtpAgent({ service: pdsUrl })
@@ -332,8 +435,26 @@ async function main() {
       const res = await direct('app.bsky.feed.getPosts', null, { params: { uris: reply.uri } })
       return res.status === 200 && res.body.posts.length === 1
     })
+    await until('skyhose to index the feed generator', async () => {
+      const rkey = feedUri.split('/').pop()
+      const res = await direct('com.atproto.repo.getRecord', null, {
+        params: { repo: accounts.alice.did, collection: 'app.bsky.feed.generator', rkey },
+      })
+      return res.status === 200
+    })
 
-    const world = { alice: agents.alice, bob: agents.bob, accounts, posts, reply, pdsUrl, direct, serviceAuth }
+    const world = {
+      alice: agents.alice,
+      bob: agents.bob,
+      accounts,
+      posts,
+      reply,
+      pdsUrl,
+      direct,
+      serviceAuth,
+      generator,
+      feedUri,
+    }
     for (const [name, step] of STEPS) {
       try {
         await step(world)
