@@ -209,6 +209,8 @@ pub struct LoadedThread<'a> {
     pub ancestors: Vec<(String, Option<String>)>,
     /// Reply URIs by parent URI, in load order.
     pub children: HashMap<String, Vec<String>>,
+    /// The root author's likes of the loaded posts: post URI → like URI.
+    pub root_author_likes: HashMap<String, String>,
 }
 
 impl LoadedThread<'_> {
@@ -289,11 +291,41 @@ pub async fn load_thread<'a>(
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
         .hydrate(&uris, &[])
         .await?;
+    let root_author = hydrated
+        .posts
+        .get(uri)
+        .map(|anchor| anchor.reply_root_uri.as_deref().unwrap_or(uri))
+        .and_then(crate::views::uri_did);
+    let root_author_likes = match root_author {
+        Some(did) => {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT subject_uri, uri FROM likes WHERE subject_uri = ANY($1) AND did = $2",
+                )
+                .await?;
+            client
+                .query(&stmt, &[&uris, &did])
+                .await?
+                .iter()
+                .map(|r| Ok((r.col("subject_uri")?, r.col("uri")?)))
+                .collect::<XrpcResult<HashMap<String, String>>>()?
+        }
+        None => HashMap::new(),
+    };
     Ok(Some(LoadedThread {
         hydrated,
         ancestors,
         children,
+        root_author_likes,
     }))
+}
+
+/// `threadContext` of a thread node: whether the root's author liked it.
+fn thread_context(likes: &HashMap<String, String>, uri: &str) -> Value {
+    match likes.get(uri) {
+        Some(like) => json!({ "rootAuthorLike": like }),
+        None => json!({}),
+    }
 }
 
 pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
@@ -317,9 +349,9 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let node = if hydrated.blocked(&anchor.did) {
         hydrated.blocked_post(&uri, &anchor.did)
     } else {
-        let mut node = thread_node(hydrated, &uri, &thread.children, &hidden, depth)
-            .unwrap_or_else(|| not_found_post(&uri));
-        if let Some(parent) = parent_chain(hydrated, &thread.ancestors) {
+        let mut node =
+            thread_node(&thread, &uri, &hidden, depth).unwrap_or_else(|| not_found_post(&uri));
+        if let Some(parent) = parent_chain(&thread) {
             node["parent"] = parent;
         }
         node
@@ -333,7 +365,8 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 
 /// The anchor's parent as a nested chain of thread nodes, from the ancestor
 /// rows (index 0 is the anchor itself).
-fn parent_chain(h: &Hydrated<'_>, ancestors: &[(String, Option<String>)]) -> Option<Value> {
+fn parent_chain(thread: &LoadedThread<'_>) -> Option<Value> {
+    let (h, ancestors) = (&thread.hydrated, &thread.ancestors);
     let anchor_parent = ancestors.first()?.1.clone()?;
     let loaded: HashMap<&str, &Option<String>> = ancestors
         .iter()
@@ -360,6 +393,10 @@ fn parent_chain(h: &Hydrated<'_>, ancestors: &[(String, Option<String>)]) -> Opt
                 let mut node = Map::new();
                 node.insert("$type".into(), json!("app.bsky.feed.defs#threadViewPost"));
                 node.insert("post".into(), view);
+                node.insert(
+                    "threadContext".into(),
+                    thread_context(&thread.root_author_likes, &uri),
+                );
                 chain.push(Value::Object(node));
                 next = loaded.get(uri.as_str()).and_then(|p| (*p).clone());
             }
@@ -380,28 +417,33 @@ fn parent_chain(h: &Hydrated<'_>, ancestors: &[(String, Option<String>)]) -> Opt
 }
 
 fn thread_node(
-    h: &Hydrated<'_>,
+    thread: &LoadedThread<'_>,
     uri: &str,
-    children: &HashMap<String, Vec<String>>,
     hidden: &HashSet<String>,
     depth: i64,
 ) -> Option<Value> {
+    let h = &thread.hydrated;
     let view = h.post_view(uri)?;
     let mut node = Map::new();
     node.insert("$type".into(), json!("app.bsky.feed.defs#threadViewPost"));
     node.insert("post".into(), view);
     if depth > 0 {
-        let replies: Vec<Value> = children
+        let replies: Vec<Value> = thread
+            .children
             .get(uri)
             .map(|kids| {
                 kids.iter()
                     .filter(|kid| !hidden.contains(*kid))
                     .filter(|kid| h.posts.get(*kid).is_some_and(|p| !h.blocked(&p.did)))
-                    .filter_map(|kid| thread_node(h, kid, children, hidden, depth - 1))
+                    .filter_map(|kid| thread_node(thread, kid, hidden, depth - 1))
                     .collect()
             })
             .unwrap_or_default();
         node.insert("replies".into(), Value::Array(replies));
     }
+    node.insert(
+        "threadContext".into(),
+        thread_context(&thread.root_author_likes, uri),
+    );
     Some(Value::Object(node))
 }
