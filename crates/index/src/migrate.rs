@@ -98,6 +98,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "repo_sync",
         sql: include_str!("../migrations/0017_repo_sync.sql"),
     },
+    Migration {
+        version: 18,
+        name: "labels",
+        sql: include_str!("../migrations/0018_labels.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

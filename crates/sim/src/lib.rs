@@ -4,7 +4,8 @@
 //!
 //! `plc` serves the simulated accounts' DID documents and mints their service-auth
 //! tokens; `hosts` serves their repositories (real MSTs, signed commits) as
-//! PDSes on loopback, with a relay-like `listHosts` front.
+//! PDSes on loopback, with a relay-like `listHosts` front. `labeler` serves
+//! signed label streams over subscribeLabels, with the state they must leave.
 //!
 //! Frames, CAR files and DAG-CBOR come from `skyhose_proto` (re-exported as `wire`).
 
@@ -13,6 +14,7 @@ mod clock;
 mod fasthash;
 pub mod hosts;
 mod http;
+pub mod labeler;
 mod network;
 pub mod plc;
 pub mod records;
