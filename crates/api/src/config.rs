@@ -45,6 +45,11 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Largest request (headers and query) accepted.
     pub max_request_bytes: usize,
+    /// Labelers whose labels views show when a request does not say which
+    /// (`atproto-accept-labelers`).
+    pub labelers: Vec<String>,
+    /// Labelers whose `!takedown` and `!suspend` labels hide their subject.
+    pub takedown_labelers: Vec<String>,
 }
 
 /// PostgreSQL connections the API holds by default: twice this machine's
@@ -81,6 +86,8 @@ impl ApiConfig {
             header_read_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(15),
             max_request_bytes: 16 * 1024,
+            labelers: Vec::new(),
+            takedown_labelers: Vec::new(),
         }
     }
 

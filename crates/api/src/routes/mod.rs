@@ -130,6 +130,7 @@ methods! {
     "app.bsky.graph.getStarterPacks" => starter_packs::get_starter_packs,
     "app.bsky.graph.getActorStarterPacks" => starter_packs::get_actor_starter_packs,
     "app.bsky.labeler.getServices" => labeler::get_services,
+    "com.atproto.label.queryLabels" => labeler::query_labels,
     "com.atproto.identity.resolveHandle" => repo::resolve_handle,
     "com.atproto.repo.getRecord" => repo::get_record,
 }
@@ -176,5 +177,21 @@ pub async fn dispatch(
         viewer,
         nsid,
     };
-    call(&ctx).await
+    let accepted = crate::views::labels::accepted_labelers(
+        headers.get(ACCEPT_LABELERS).and_then(|v| v.to_str().ok()),
+        &state.config.labelers,
+    );
+    let applied = axum::http::HeaderValue::from_str(&accepted.join(", "));
+    let mut response = crate::views::labels::ACCEPTED_LABELERS
+        .scope(accepted.into(), call(&ctx))
+        .await?;
+    if let Ok(applied) = applied {
+        response.headers_mut().insert(CONTENT_LABELERS, applied);
+    }
+    Ok(response)
 }
+
+/// The labelers whose labels a client wants in views.
+const ACCEPT_LABELERS: &str = "atproto-accept-labelers";
+/// The labelers whose labels a response carries.
+const CONTENT_LABELERS: &str = "atproto-content-labelers";

@@ -1,7 +1,8 @@
 //! Batched hydration: a response names the posts and actors it shows, the
 //! hydrator loads them with a fixed number of queries (posts, quoted posts,
-//! actors, and with a viewer the viewer's relationships and likes/reposts),
-//! and `Hydrated` renders views from memory.
+//! actors, and with a viewer the viewer's relationships and likes/reposts,
+//! and the labels and takedowns of all of them in one statement), and
+//! `Hydrated` renders views from memory.
 
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
@@ -167,7 +168,10 @@ impl<'a> Hydrator<'a> {
     /// they quote other than posts, every author not loaded yet, the
     /// viewer's state) and `dids`.
     pub async fn complete(&self, loaded: Loaded, dids: &[String]) -> XrpcResult<Hydrated<'a>> {
-        let Loaded { posts, mut actors } = loaded;
+        let Loaded {
+            mut posts,
+            mut actors,
+        } = loaded;
         let embedded = self.load_embedded_records(&posts).await?;
         let all_dids = dedup(
             dids.iter()
@@ -181,22 +185,42 @@ impl<'a> Hydrator<'a> {
             .cloned()
             .collect();
         let all_posts: Vec<String> = posts.keys().cloned().collect();
-        let (more, actor_viewer, post_viewer) = match self.viewer {
+        let subjects: Vec<String> = all_dids.iter().chain(&all_posts).cloned().collect();
+        let accepted = labels::current_labelers(&self.config.labelers);
+        let moderation = labels::load_moderation(
+            self.client,
+            &subjects,
+            &accepted,
+            &self.config.takedown_labelers,
+        );
+        let (more, actor_viewer, post_viewer, mut moderation) = match self.viewer {
             Some(viewer) => {
-                let (a, av, pv) = tokio::join!(
+                let (a, av, pv, m) = tokio::join!(
                     actor::load_actors(self.client, &missing),
                     actor::load_actor_viewer(self.client, viewer, &all_dids),
                     post::load_post_viewer(self.client, viewer, &all_posts),
+                    moderation,
                 );
-                (a?, av?, pv?)
+                (a?, av?, pv?, m?)
             }
-            None => (
-                actor::load_actors(self.client, &missing).await?,
-                HashMap::new(),
-                HashMap::new(),
-            ),
+            None => {
+                let (a, m) = tokio::join!(actor::load_actors(self.client, &missing), moderation);
+                (a?, HashMap::new(), HashMap::new(), m?)
+            }
         };
         actors.extend(more);
+        // A taken-down post is not found; a taken-down account is served as
+        // one its host took down.
+        posts.retain(|uri, _| !moderation.taken_down.contains(uri));
+        for (uri, post) in posts.iter_mut() {
+            post.labels.extend(moderation.take(uri));
+        }
+        for actor in actors.values_mut() {
+            actor.labels.extend(moderation.take(&actor.did));
+            if moderation.taken_down.contains(&actor.did) {
+                actor.status = "takendown".into();
+            }
+        }
         Ok(Hydrated {
             config: self.config,
             viewer: self.viewer,

@@ -242,12 +242,30 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 GET over loopback, so tests need no HTTP client crate.
 pub async fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, Vec<u8>) {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
+    let (status, _, body) = http_get_headers(addr, path, &headers).await;
+    (status, body)
+}
+
+/// A GET with request headers: status, response head and body.
+pub async fn http_get_headers(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read");
@@ -268,7 +286,7 @@ pub async fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u1
     {
         body = dechunk(&body);
     }
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
