@@ -30,6 +30,8 @@ pub struct ApiArgs {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub labelers: super::labels::LabelerArgs,
     /// Image URL pattern; `{preset}`, `{did}` and `{cid}` are replaced.
     #[arg(
         long,
@@ -86,6 +88,8 @@ impl ApiArgs {
         config.max_requests_per_address = self.max_requests_per_address;
         config.header_read_timeout = self.header_read_timeout;
         config.request_timeout = self.request_timeout;
+        config.labelers = self.labelers.labelers.clone();
+        config.takedown_labelers = self.labelers.takedown_labelers.clone();
         Ok(config)
     }
 
