@@ -55,6 +55,8 @@ pub struct LabelsConfig {
     pub max_frame_bytes: usize,
     /// Labels stored per transaction at most.
     pub batch_labels: usize,
+    /// How often each labeler's progress line is logged.
+    pub log_every: Duration,
 }
 
 impl LabelsConfig {
@@ -68,6 +70,7 @@ impl LabelsConfig {
             ping_interval: Duration::from_secs(30),
             max_frame_bytes: 5 * 1024 * 1024,
             batch_labels: 1000,
+            log_every: Duration::from_secs(10),
         }
     }
 

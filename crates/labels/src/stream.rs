@@ -150,6 +150,7 @@ impl<'a> Stream<'a> {
         tracing::info!(url, "connected to the labeler");
         let mut last_frame = Instant::now();
         let mut last_ping = Instant::now();
+        let mut last_report = Instant::now();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         loop {
             let first = tokio::select! {
@@ -158,6 +159,18 @@ impl<'a> Stream<'a> {
                     if last_frame.elapsed() >= self.cfg.stall_timeout {
                         tracing::warn!(labeler = %did, "labeler stalled");
                         return Ok(End::Stalled);
+                    }
+                    if last_report.elapsed() >= self.cfg.log_every {
+                        last_report = Instant::now();
+                        let s = &self.summary;
+                        tracing::info!(
+                            labeler = %s.did,
+                            cursor = s.cursor,
+                            events = s.events,
+                            labels = s.labels_stored,
+                            rejected = s.rejected.values().sum::<u64>(),
+                            "labels"
+                        );
                     }
                     if last_ping.elapsed() >= self.cfg.ping_interval {
                         last_ping = Instant::now();

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use skyhose_labels::{CancellationToken, LabelsConfig, BLUESKY_MODERATION};
 
-use crate::cmd::index::{cancel_on_signal, DEFAULT_DATABASE_URL};
+use crate::cmd::index::{cancel_on_signal, parse_duration, DEFAULT_DATABASE_URL};
 
 /// Which labelers to read and show (shared by `labels`, `serve` and `run`).
 #[derive(Args, Debug, Clone)]
@@ -19,16 +19,6 @@ pub struct LabelerArgs {
     /// atproto-accept-labelers.
     #[arg(long = "labeler", env = "SKYHOSE_LABELERS", value_name = "DID", value_delimiter = ',', default_value = BLUESKY_MODERATION)]
     pub labelers: Vec<String>,
-    /// A labeler whose !takedown and !suspend labels hide their subject
-    /// from every view, as an operator takedown does; repeat for several.
-    /// None by default.
-    #[arg(
-        long = "takedown-labeler",
-        env = "SKYHOSE_TAKEDOWN_LABELERS",
-        value_name = "DID",
-        value_delimiter = ','
-    )]
-    pub takedown_labelers: Vec<String>,
 }
 
 /// Options of `skyhose labels`.
@@ -41,6 +31,9 @@ pub struct LabelsArgs {
     /// Where the labelers' DID documents come from.
     #[command(flatten)]
     pub identity: super::serve::IdentityArgs,
+    /// How often each labeler's progress line is printed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub log_every: std::time::Duration,
 }
 
 /// Options of `skyhose takedown` and `skyhose restore`.
@@ -72,14 +65,11 @@ pub async fn run(args: LabelsArgs) -> anyhow::Result<()> {
     let resolver = Arc::new(skyhose_identity::Resolver::new(args.identity.config()?));
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let summaries = skyhose_labels::run(
-        LabelsConfig::new(args.labelers.labelers),
-        pool,
-        resolver,
-        shutdown,
-    )
-    .await
-    .context("reading labels")?;
+    let mut config = LabelsConfig::new(args.labelers.labelers);
+    config.log_every = args.log_every;
+    let summaries = skyhose_labels::run(config, pool, resolver, shutdown)
+        .await
+        .context("reading labels")?;
     for s in summaries {
         tracing::info!(labeler = %s.did, cursor = s.cursor, labels = s.labels_stored, rejected = ?s.rejected, "labels stopped");
     }

@@ -32,6 +32,16 @@ pub struct ApiArgs {
     pub identity: IdentityArgs,
     #[command(flatten)]
     pub labelers: super::labels::LabelerArgs,
+    /// A labeler whose !takedown and !suspend labels hide their subject
+    /// from every view, as an operator takedown does; repeat for several.
+    /// None by default.
+    #[arg(
+        long = "takedown-labeler",
+        env = "SKYHOSE_TAKEDOWN_LABELERS",
+        value_name = "DID",
+        value_delimiter = ','
+    )]
+    pub takedown_labelers: Vec<String>,
     /// Image URL pattern; `{preset}`, `{did}` and `{cid}` are replaced.
     #[arg(
         long,
@@ -89,7 +99,7 @@ impl ApiArgs {
         config.header_read_timeout = self.header_read_timeout;
         config.request_timeout = self.request_timeout;
         config.labelers = self.labelers.labelers.clone();
-        config.takedown_labelers = self.labelers.takedown_labelers.clone();
+        config.takedown_labelers = self.takedown_labelers.clone();
         Ok(config)
     }
 
