@@ -34,7 +34,7 @@ try {
 async function record(network) {
   const sc = network.getSeedClient()
   const agent = sc.agent
-  const names = ['alice', 'bob', 'carol', 'dan', 'eve', 'fred']
+  const names = ['alice', 'bob', 'carol', 'dan', 'eve', 'fred', 'gina']
   const did = {}
   for (const name of names) {
     const acct = await sc.createAccount(name, {
@@ -44,7 +44,7 @@ async function record(network) {
     })
     did[name] = acct.did
   }
-  const { alice, bob, carol, dan, eve, fred } = did
+  const { alice, bob, carol, dan, eve, fred, gina } = did
   // Subscribed before the activity: a replay afterwards would miss what
   // the PDS purges when an account is deleted (fred's earlier records).
   const frames = captureFrames(network)
@@ -96,7 +96,8 @@ async function record(network) {
 
   for (const [from, to] of [
     [alice, bob], [alice, carol], [bob, alice], [bob, carol], [carol, alice],
-    [carol, bob], [dan, alice], [dan, bob], [eve, alice], [fred, alice],
+    [carol, bob], [dan, alice], [dan, bob], [eve, alice], [fred, alice], [gina, alice],
+    [alice, gina],
   ]) {
     await sc.follow(from, to)
   }
@@ -137,23 +138,24 @@ async function record(network) {
     ties.push(await sc.post(eve, text, undefined, undefined, undefined, { createdAt: tie }))
   }
   const fredPost = await sc.post(fred, 'fred was here')
+  const ginaPost = await sc.post(gina, 'gina posts before her takedown')
   const withImage = await sc.post(alice, 'a picture', undefined, [
     { image: await image(alice, '#0a6'), alt: 'a green square' },
   ])
 
   for (const [by, subject] of [
     [bob, p1], [carol, p1], [dan, p1], [eve, p1], [alice, p3], [carol, q1], [alice, r1],
-    [bob, labelled], [alice, ties[0]], [fred, p1],
+    [bob, labelled], [alice, ties[0]], [fred, p1], [alice, ginaPost],
   ]) {
     await sc.like(by, subject.ref)
   }
-  for (const [by, subject] of [[bob, p1], [carol, p1], [dan, p3], [alice, q1]]) {
+  const seenMid = now()
+  for (const [by, subject] of [[bob, p1], [carol, p1], [dan, p3], [alice, q1], [bob, ginaPost]]) {
     await sc.repost(by, subject.ref)
   }
 
   await sc.block(eve, dan)
   await sc.block(carol, eve)
-  await sc.mute(alice, eve)
 
   const friends = await sc.createList(alice, 'friends', 'curate')
   await sc.addToList(alice, bob, friends)
@@ -201,8 +203,36 @@ async function record(network) {
   await new Promise((r) => setTimeout(r, 1000))
   await network.processAll()
 
+  // ---- moderation: dev-env's ozone labels and takes down ----
+  // Ozone signs and serves the labels on its subscribeLabels stream and
+  // pushes takedowns to the AppView and the PDS. This AppView version reads
+  // no label stream (production runs a separate label ingester), so the
+  // labels' final state is copied into its label table below, as that
+  // ingester would write it.
+  const mod = network.ozone.getModClient()
+  const repoRef = (d) => ({ $type: 'com.atproto.admin.defs#repoRef', did: d })
+  const strongRef = (p) => ({ $type: 'com.atproto.repo.strongRef', uri: p.ref.uriStr, cid: p.ref.cidStr })
+  const label = (subject, create, negate = []) =>
+    mod.emitEvent({
+      event: { $type: 'tools.ozone.moderation.defs#modEventLabel', createLabelVals: create, negateLabelVals: negate },
+      subject,
+    })
+  await label(strongRef(p3), ['spam'])
+  await label(repoRef(eve), ['rude'])
+  await label(strongRef(labelled), ['graphic-media'])
+  await label(strongRef(q1), ['spam'])
+  await label(strongRef(q1), [], ['spam'])
+  await mod.performTakedown({ subject: strongRef(r4) })
+  await mod.performTakedown({ subject: repoRef(gina) })
+  await mod.performTakedown({ subject: strongRef(ties[1]) })
+  await mod.performReverseTakedown({ subject: strongRef(ties[1]) })
+  await network.processAll()
+  const labels = await copyLabels(network)
+  await network.processAll()
+
   await mkdir(path.join(out, 'fixtures'), { recursive: true })
   await frames.stop(path.join(out, 'frames.cap'))
+  await captureLabels(network, path.join(out, 'labels.cap'), labels)
 
   const docs = {}
   for (const name of names) {
@@ -216,13 +246,18 @@ async function record(network) {
     const res = await fetch(`${network.plc.url}/${other}`)
     docs[other] = { did: other, status: res.status, document: await res.json() }
   }
+  {
+    const ozoneDid = network.ozone.ctx.cfg.service.did
+    const res = await fetch(`${network.plc.url}/${ozoneDid}`)
+    docs.ozone = { did: ozoneDid, status: res.status, document: await res.json() }
+  }
   await writeFile(path.join(out, 'dids.json'), JSON.stringify(docs, null, 1) + '\n')
   await recordPds(network, path.join(out, 'pds'), [fred],
     [...names.map((n) => `${n}.test`), 'eve2.test', 'nobody.test'])
 
   // ---- requests ----
   const fixtures = new Map()
-  const ask = async (method, id, params, viewer, cursorFrom) => {
+  const ask = async (method, id, params, viewer, cursorFrom, extraHeaders) => {
     const qs = new URLSearchParams()
     for (const [k, v] of params) qs.append(k, v)
     let cursor
@@ -230,7 +265,7 @@ async function record(network) {
       cursor = answers.get(cursorFrom)?.cursor
       if (cursor) qs.append('cursor', cursor)
     }
-    const headers = viewer ? await network.serviceHeaders(viewer, method) : {}
+    const headers = { ...(viewer ? await network.serviceHeaders(viewer, method) : {}), ...extraHeaders }
     const res = await fetch(`${network.bsky.url}/xrpc/${method}?${qs}`, { headers })
     const text = await res.text()
     let body
@@ -246,15 +281,51 @@ async function record(network) {
       params,
       viewer: viewer ?? null,
       cursorFrom: cursorFrom ?? null,
+      ...(extraHeaders ? { headers: extraHeaders } : {}),
       status: res.status,
+      ...contentLabelers(res),
+      body,
+    })
+    return body
+  }
+  // Private state is written by procedures (POST) to the AppView itself, as
+  // the PDS forwards them; each is recorded with its answer and replayed, in
+  // order, before the reads.
+  const procedures = []
+  const call = async (method, id, viewer, input) => {
+    const headers = {
+      ...(viewer ? await network.serviceHeaders(viewer, method) : {}),
+      ...(input === undefined ? {} : { 'content-type': 'application/json' }),
+    }
+    const res = await fetch(`${network.bsky.url}/xrpc/${method}`, {
+      method: 'POST',
+      headers,
+      body: input === undefined ? undefined : JSON.stringify(input),
+    })
+    const text = await res.text()
+    let body = null
+    if (text) {
+      try {
+        body = JSON.parse(text)
+      } catch {
+        body = { nonJsonBody: text }
+      }
+    }
+    procedures.push({
+      method,
+      id,
+      viewer: viewer ?? null,
+      input: input ?? null,
+      status: res.status,
+      contentType: res.headers.get('content-type'),
       body,
     })
     return body
   }
   const answers = new Map()
-  const everyone = [alice, bob, carol, dan, eve, fred]
+  const everyone = [alice, bob, carol, dan, eve, fred, gina]
   const allPosts = [p1, p2, p3, labelled, q1, qDeleted, qDetached, r1, r2, r3, r4,
-    gatedReply, gatedOut, ...ties, fredPost, withImage].map((p) => p.ref.uriStr)
+    gatedReply, gatedOut, ...ties, fredPost, ginaPost, withImage].map((p) => p.ref.uriStr)
   // Every read as nobody and as alice; dan (blocked by eve, outside alice's
   // threadgate) for the answers a viewer changes, to keep fixtures small.
   const views = [['anon', undefined], ['alice', alice]]
@@ -273,6 +344,64 @@ async function record(network) {
   const A = 'app.bsky.actor.'
   const F = 'app.bsky.feed.'
   const G = 'app.bsky.graph.'
+  const N = 'app.bsky.notification.'
+  const U = 'app.bsky.unspecced.'
+  const B = 'app.bsky.bookmark.'
+
+  await call(G + 'muteActor', 'alice mutes eve', alice, { actor: eve })
+  await call(G + 'muteActor', 'alice mutes eve again', alice, { actor: eve })
+  await call(G + 'muteActor', 'alice mutes bob', alice, { actor: bob })
+  await call(G + 'unmuteActor', 'alice unmutes bob', alice, { actor: bob })
+  await call(G + 'unmuteActor', 'alice unmutes carol, never muted', alice, { actor: carol })
+  await call(G + 'muteActor', 'bob mutes himself', bob, { actor: bob })
+  await call(G + 'muteActor', 'no token', undefined, { actor: eve })
+  await call(G + 'muteActor', 'no input', alice, undefined)
+  await call(G + 'muteActor', 'bad actor', alice, { actor: 'not a did' })
+  await call(G + 'muteActorList', 'dan mutes the modlist', dan, { list: modlist.uriStr })
+  await call(G + 'muteActorList', 'carol mutes the curate list', carol, { list: friends.uriStr })
+  await call(G + 'muteActorList', 'unknown list', carol, { list: `at://${alice}/app.bsky.graph.list/nope` })
+  await call(G + 'muteThread', 'dan mutes p1', dan, { root: p1.ref.uriStr })
+  await call(G + 'muteThread', 'bob mutes p2', bob, { root: p2.ref.uriStr })
+  await call(G + 'unmuteThread', 'bob unmutes p2', bob, { root: p2.ref.uriStr })
+  await call(B + 'createBookmark', 'alice bookmarks p3', alice, { uri: p3.ref.uriStr, cid: p3.ref.cidStr })
+  await call(B + 'createBookmark', 'alice bookmarks p3 again', alice, { uri: p3.ref.uriStr, cid: p3.ref.cidStr })
+  await call(B + 'createBookmark', 'alice bookmarks withImage', alice, { uri: withImage.ref.uriStr, cid: withImage.ref.cidStr })
+  await call(B + 'createBookmark', 'bob bookmarks p3', bob, { uri: p3.ref.uriStr, cid: p3.ref.cidStr })
+  await call(B + 'createBookmark', 'alice bookmarks r1', alice, { uri: r1.ref.uriStr, cid: r1.ref.cidStr })
+  await call(B + 'deleteBookmark', 'alice removes withImage', alice, { uri: withImage.ref.uriStr })
+  await call(B + 'createBookmark', 'a list is no post', alice, { uri: friends.uriStr, cid: p3.ref.cidStr })
+  await call(N + 'updateSeen', 'alice has seen up to mid', alice, { seenAt: seenMid })
+  await call(N + 'updateSeen', 'bob has seen all', bob, { seenAt: new Date().toISOString() })
+  await call(N + 'updateSeen', 'bad seenAt', bob, { seenAt: 'yesterday' })
+  await call(N + 'putPreferencesV2', 'alice notification preferences', alice, {
+    reply: { include: 'follows', list: true, push: false },
+    like: { include: 'all', list: false, push: false },
+  })
+  await call(N + 'putActivitySubscription', 'alice subscribes to bob', alice, {
+    subject: bob,
+    activitySubscription: { post: true, reply: false },
+  })
+  await call(N + 'putActivitySubscription', 'alice subscribes to carol, then not', alice, {
+    subject: carol,
+    activitySubscription: { post: true, reply: true },
+  })
+  await call(N + 'putActivitySubscription', 'alice unsubscribes carol', alice, {
+    subject: carol,
+    activitySubscription: { post: false, reply: false },
+  })
+  await call(N + 'registerPush', 'alice registers a device', alice, {
+    serviceDid: network.bsky.ctx.cfg.serverDid,
+    token: 'device-token',
+    platform: 'web',
+    appId: 'xyz.blueskyweb.app',
+  })
+  await call(N + 'unregisterPush', 'alice unregisters a device', alice, {
+    serviceDid: network.bsky.ctx.cfg.serverDid,
+    token: 'device-token',
+    platform: 'web',
+    appId: 'xyz.blueskyweb.app',
+  })
+  await network.processAll()
   for (const [vn, v] of views) {
     for (const name of names) await ask(A + 'getProfile', `${name} as ${vn}`, [['actor', did[name]]], v)
     await ask(A + 'getProfiles', `everyone as ${vn}`, everyone.map((d) => ['actors', d]), v)
@@ -371,6 +500,80 @@ async function record(network) {
   await ask(G + 'getFollowers', 'unknown actor', [['actor', 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa']], undefined)
   await ask(G + 'getList', 'unknown list', [['list', `at://${alice}/app.bsky.graph.list/nope`]], undefined)
 
+  // What the app's screens call besides the above.
+  const ozoneDid = network.ozone.ctx.cfg.service.did
+  for (const [vn, v] of [...views, ['dan', dan]]) {
+    for (const [pn, p] of [['p1', p1], ['p2', p2], ['r2', r2], ['qDeleted', qDeleted], ['labelled', labelled], ['r4', r4], ['ginaPost', ginaPost]]) {
+      await ask(U + 'getPostThreadV2', `${pn} as ${vn}`, [['anchor', p.ref.uriStr]], v)
+    }
+    await ask(U + 'getPostThreadOtherV2', `p2 as ${vn}`, [['anchor', p2.ref.uriStr]], v)
+    await ask(U + 'getPostThreadOtherV2', `p1 as ${vn}`, [['anchor', p1.ref.uriStr]], v)
+    await ask(U + 'getConfig', `as ${vn}`, [], v)
+    await ask(A + 'getSuggestions', `as ${vn}`, [], v)
+    await ask(G + 'getSuggestedFollowsByActor', `bob as ${vn}`, [['actor', bob]], v)
+    await ask(F + 'getSuggestedFeeds', `as ${vn}`, [], v)
+    await ask(U + 'getPopularFeedGenerators', `as ${vn}`, [], v)
+    await ask(U + 'getTrendingTopics', `as ${vn}`, [], v)
+    await ask(U + 'getTrends', `as ${vn}`, [], v)
+    await ask(F + 'getFeed', `alice feed as ${vn}`, [['feed', feed.uriStr]], v)
+    await ask(A + 'getProfile', `gina as ${vn}`, [['actor', gina]], v)
+  }
+  for (const [pn, p] of [['p1', p1], ['r2', r2]]) {
+    for (const [qn, q] of [
+      ['oldest', [['sort', 'oldest']]], ['top', [['sort', 'top']]],
+      ['followed first', [['prioritizeFollowedUsers', 'true']]],
+      ['above only', [['above', 'true'], ['below', '0']]], ['not above', [['above', 'false']]],
+      ['branching 1', [['branchingFactor', '1']]], ['below 1', [['below', '1']]],
+    ]) {
+      await ask(U + 'getPostThreadV2', `${pn} ${qn} as alice`, [['anchor', p.ref.uriStr], ...q], alice)
+    }
+  }
+  await ask(U + 'getPostThreadV2', 'not a post', [['anchor', `at://${alice}/app.bsky.feed.post/nope`]], undefined)
+  await ask(U + 'getPostThreadV2', 'no anchor', [], undefined)
+  await ask(F + 'getFeed', 'unknown feed', [['feed', `at://${alice}/app.bsky.feed.generator/nope`]], alice)
+  for (const [vn, v] of [['alice', alice], ['bob', bob], ['carol', carol], ['dan', dan]]) {
+    await ask(G + 'getMutes', `as ${vn}`, [], v)
+    await ask(G + 'getListMutes', `as ${vn}`, [], v)
+    await ask(B + 'getBookmarks', `as ${vn}`, [], v)
+    await ask(N + 'getPreferences', `as ${vn}`, [], v)
+    await ask(N + 'listActivitySubscriptions', `as ${vn}`, [], v)
+  }
+  for (const method of [G + 'getMutes', G + 'getListMutes', B + 'getBookmarks', N + 'getPreferences', N + 'listActivitySubscriptions']) {
+    await ask(method, 'no token', [], undefined)
+  }
+  await paged(B + 'getBookmarks', 'alice paged', [], alice, 2)
+  // Views of labelled and taken-down subjects under each labeler choice.
+  const labelledPosts = [p3, q1, labelled, r4, ginaPost, ties[1]].map((p) => ['uris', p.ref.uriStr])
+  for (const [hn, h] of [
+    ['ozone accepted', { 'atproto-accept-labelers': ozoneDid }],
+    ['other labeler', { 'atproto-accept-labelers': 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa' }],
+    ['ozone redacting', { 'atproto-accept-labelers': `${ozoneDid};redact` }],
+  ]) {
+    await ask(F + 'getPosts', `labelled, ${hn}`, labelledPosts, alice, undefined, h)
+    await ask(A + 'getProfile', `eve, ${hn}`, [['actor', eve]], alice, undefined, h)
+  }
+  const Q = 'com.atproto.label.queryLabels'
+  const fromOzone = ['sources', ozoneDid]
+  await ask(Q, 'p3', [['uriPatterns', p3.ref.uriStr], fromOzone], undefined)
+  await ask(Q, 'eve', [['uriPatterns', eve], fromOzone], undefined)
+  await ask(Q, 'eve as alice', [['uriPatterns', eve], fromOzone], alice)
+  await ask(Q, 'negated q1', [['uriPatterns', q1.ref.uriStr], fromOzone], undefined)
+  await ask(Q, 'bob prefix', [['uriPatterns', `at://${bob}/*`], fromOzone], undefined)
+  await ask(Q, 'self-labelled, two sources', [['uriPatterns', labelled.ref.uriStr], fromOzone, ['sources', carol]], undefined)
+  await ask(Q, 'no sources', [['uriPatterns', p3.ref.uriStr]], undefined)
+  await ask(Q, 'wildcard only', [['uriPatterns', '*'], fromOzone], undefined)
+  await ask(Q, 'other labeler', [['uriPatterns', p3.ref.uriStr], ['sources', 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa']], undefined)
+  await paged(Q, 'several paged', [
+    ...[p3, labelled, r4, ginaPost, q1, ties[1]].map((p) => ['uriPatterns', p.ref.uriStr]),
+    ['uriPatterns', eve], ['uriPatterns', gina], fromOzone,
+  ], undefined, 4)
+  await ask('app.bsky.labeler.getServices', 'ozone', [['dids', ozoneDid]], alice)
+  await ask('app.bsky.labeler.getServices', 'ozone detailed', [['dids', ozoneDid], ['detailed', 'true']], alice)
+
+  await writeFile(
+    path.join(out, 'procedures.json'),
+    `{"procedures":[\n${procedures.map((r) => JSON.stringify(r)).join(',\n')}\n]}\n`,
+  )
   for (const [method, requests] of fixtures) {
     // One request a line: compact, and still diffs request by request.
     const lines = requests.map((r) => JSON.stringify(r)).join(',\n')
@@ -379,7 +582,7 @@ async function record(network) {
       `{"method":${JSON.stringify(method)},"requests":[\n${lines}\n]}\n`,
     )
   }
-  console.log(`recorded ${[...fixtures.values()].reduce((n, r) => n + r.length, 0)} requests to ${fixtures.size} methods`)
+  console.log(`recorded ${[...fixtures.values()].reduce((n, r) => n + r.length, 0)} requests to ${fixtures.size} methods and ${procedures.length} procedure calls`)
 }
 
 // Every frame from cursor 0 (the accounts dev-env made before the activity,
@@ -480,4 +683,65 @@ async function recordPds(network, dir, gone, handles) {
   }
   await writeFile(path.join(dir, 'wellKnown.json'), JSON.stringify(wellKnown, null, 1) + '\n')
   console.log(`recorded ${pages.length} listRepos pages, ${dids.length} repos, ${handles.length} handles`)
+}
+
+// The labels' final state, per (src, uri, cid, val) the latest by ozone's
+// sequence, written into the AppView's label table (negated ones left out)
+// as a label ingester would. Returns how many ozone issued.
+async function copyLabels(network) {
+  const rows = await network.ozone.ctx.db.db
+    .selectFrom('label')
+    .selectAll()
+    .orderBy('id', 'asc')
+    .execute()
+  const latest = new Map()
+  for (const row of rows) latest.set(`${row.src} ${row.uri} ${row.cid} ${row.val}`, row)
+  const keep = [...latest.values()].filter((row) => !row.neg)
+  if (keep.length) {
+    await network.bsky.db.db
+      .insertInto('label')
+      .values(keep.map(({ src, uri, cid, val, neg, cts, exp }) => ({ src, uri, cid, val, neg, cts, exp })))
+      .onConflict((oc) => oc.doNothing())
+      .execute()
+  }
+  console.log(`ozone issued ${rows.length} labels, ${keep.length} in force`)
+  return rows.length
+}
+
+// Ozone's subscribeLabels stream from cursor 0 until it has sent `expected`
+// labels and been quiet for a second, in the capture format of frames.cap.
+async function captureLabels(network, file, expected) {
+  const frames = []
+  const ws = new WebSocket(
+    `ws://127.0.0.1:${network.ozone.port}/xrpc/com.atproto.label.subscribeLabels?cursor=0`,
+  )
+  ws.binaryType = 'arraybuffer'
+  await new Promise((resolve, reject) => {
+    let timer
+    const quiet = () => {
+      clearTimeout(timer)
+      timer = setTimeout(resolve, 1000)
+    }
+    ws.onopen = quiet
+    ws.onerror = (ev) => reject(new Error(`subscribeLabels: ${ev.message ?? 'error'}`))
+    ws.onmessage = (ev) => {
+      frames.push(Buffer.from(ev.data))
+      quiet()
+    }
+  })
+  ws.close()
+  const parts = [Buffer.from('SKYHCAP1')]
+  for (const f of frames) {
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(f.length)
+    parts.push(len, f)
+  }
+  await writeFile(file, Buffer.concat(parts))
+  console.log(`captured ${frames.length} label frames (${expected} labels issued)`)
+}
+
+// The AppView's `atproto-content-labelers` answer header, when it sent one.
+function contentLabelers(res) {
+  const value = res.headers.get('atproto-content-labelers')
+  return value === null ? {} : { contentLabelers: value }
 }

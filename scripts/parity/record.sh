@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rm -rf "$out/fixtures" "$out/pds" "$out/frames.cap" "$out/dids.json"
+rm -rf "$out/fixtures" "$out/pds" "$out/frames.cap" "$out/labels.cap" "$out/procedures.json" "$out/dids.json"
 DB_POSTGRES_URL="postgresql://postgres@127.0.0.1:5432/$db" \
 DB_POSTGRES_SCHEMA=parity \
 REDIS_HOST=127.0.0.1:6379 \

@@ -2,7 +2,8 @@
 //! the reference PDS and the official `bsky` AppView (`@atproto/dev-env`),
 //! drove activity through the PDS and recorded its `subscribeRepos` frames and
 //! the AppView's answers to every method skyhose serves. This test indexes
-//! the same frames, replays every request (as the same viewer, with tokens
+//! the same frames, makes the recorded private-state writes
+//! (`parity/procedures.json`), replays every request (as the same viewer, with tokens
 //! from a loopback PLC stand-in) and compares the answers field by field
 //! after one normalisation (`common::parity::normalise`). Requests that still differ are
 //! listed, with their reason, in `parity/known_differences.json`, which must
@@ -11,9 +12,9 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use common::parity::{self, Known, Replayer};
+use common::parity::{self, Replayer};
 use common::{drop_stale_databases, index_entries, unique_id};
 use skyhose_ingest::{event_to_entry_with, Compat, ConvertOptions};
 use skyhose_proto::decode::{decode, Decoded};
@@ -23,7 +24,12 @@ async fn answers_match_the_official_appview() {
     let dir = parity::parity_dir();
     let fixtures = parity::load_fixtures(&dir);
     let served: BTreeSet<&str> = skyhose_api::METHODS.iter().copied().collect();
-    let recorded: BTreeSet<&str> = fixtures.iter().map(|f| f.method.as_str()).collect();
+    let procedures = parity::load_procedures(&dir);
+    let recorded: BTreeSet<&str> = fixtures
+        .iter()
+        .map(|f| f.method.as_str())
+        .chain(procedures.iter().map(|p| p.method.as_str()))
+        .collect();
     let unrecorded: Vec<&&str> = served.difference(&recorded).collect();
 
     // Index the recorded frames through ingest's conversion and the index.
@@ -48,7 +54,16 @@ async fn answers_match_the_official_appview() {
     index_entries(&database_url, &format!("parity:{id}"), entries.into_iter()).await;
 
     let replayer = Replayer::start(&database_url).await;
-    let (tally, found) = replayer.replay(&fixtures).await;
+    // Private state first: the recording wrote it before every read.
+    let (written, mut found) = replayer.call_procedures(&procedures).await;
+    let (mut tally, read) = replayer.replay(&fixtures).await;
+    found.extend(read);
+    let read_methods: BTreeSet<&str> = fixtures.iter().map(|f| f.method.as_str()).collect();
+    let written_methods: BTreeSet<&str> = procedures.iter().map(|p| p.method.as_str()).collect();
+    tally.methods = read_methods.union(&written_methods).count();
+    tally.requests += written.requests;
+    tally.fields += written.fields;
+    tally.matching += written.matching;
     replayer.shutdown().await;
     println!(
         "parity: {} methods, {} requests, {} compared fields, {} requests match, {} differ",
@@ -59,37 +74,7 @@ async fn answers_match_the_official_appview() {
         found.len()
     );
 
-    let known = parity::load_known();
-    let problems = parity::problems(&found, &known, true);
-    if std::env::var_os("PARITY_BLESS").is_some() {
-        let blessed: BTreeMap<String, Known> = found
-            .iter()
-            .map(|(id, lines)| {
-                let reason = known
-                    .get(id)
-                    .map(|k| k.reason.clone())
-                    .unwrap_or_else(|| "not investigated yet".into());
-                (
-                    id.clone(),
-                    Known {
-                        reason,
-                        differences: lines.clone(),
-                    },
-                )
-            })
-            .collect();
-        let mut text = serde_json::to_string_pretty(&blessed).expect("known json");
-        text.push('\n');
-        std::fs::write(parity::known_path(), text).expect("write known_differences.json");
-        println!("parity: rewrote {}", parity::known_path().display());
-    } else {
-        assert!(
-            problems.is_empty(),
-            "{} parity problems:\n{}",
-            problems.len(),
-            problems.join("\n")
-        );
-    }
+    parity::check_known(&found, "known_differences.json");
     assert!(
         unrecorded.is_empty(),
         "methods served but not recorded: {unrecorded:?} (re-record with scripts/parity/record.sh)"

@@ -269,6 +269,8 @@ async fn backfill_from_the_reference_pds_answers_as_the_official_appview() {
         .pages
         .iter()
         .flat_map(|p| p.body["repos"].as_array().cloned().unwrap_or_default())
+        // An inactive (taken down) repo is listed but cannot be fetched.
+        .filter(|r| r["active"].as_bool() != Some(false))
         .filter_map(|r| r["did"].as_str().map(str::to_owned))
         .collect();
     let addr = serve(rec.clone()).await;
@@ -300,7 +302,11 @@ async fn backfill_from_the_reference_pds_answers_as_the_official_appview() {
         .collect();
     assert_eq!(fixtures.len(), METHODS.len(), "a method was not recorded");
     let replayer = Replayer::start(&database_url).await;
-    let (tally, found) = replayer.replay(&fixtures).await;
+    let (_, mut found) = replayer
+        .call_procedures(&parity::load_procedures(&parity::parity_dir()))
+        .await;
+    let (tally, read) = replayer.replay(&fixtures).await;
+    found.extend(read);
     println!(
         "reference backfill: {} repos, {} records; {} methods, {} requests, {} compared fields, \
          {} requests match, {} differ",
@@ -312,13 +318,9 @@ async fn backfill_from_the_reference_pds_answers_as_the_official_appview() {
         tally.matching,
         found.len()
     );
-    let problems = parity::problems(&found, &parity::load_known(), false);
-    assert!(
-        problems.is_empty(),
-        "{} differences from the official AppView:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    // Its own list: a backfill cannot see what the firehose showed of
+    // accounts that are gone or taken down by the time it runs.
+    parity::check_known(&found, "known_differences_backfill.json");
 
     // An #identity without a handle (what publish-identity sends) makes the
     // account due again; the handle is verified again, not erased.

@@ -93,6 +93,9 @@ pub enum PostOrPlaceholder<'a> {
 pub struct ReplyRef<'a> {
     pub root: PostOrPlaceholder<'a>,
     pub parent: PostOrPlaceholder<'a>,
+    /// The author of the post the parent replies to, when the parent is shown.
+    #[serde(rename = "grandparentAuthor", skip_serializing_if = "Option::is_none")]
+    pub grandparent_author: Option<&'a RawValue>,
 }
 
 /// `app.bsky.feed.defs#feedViewPost`.

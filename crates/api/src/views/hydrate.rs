@@ -165,8 +165,8 @@ impl<'a> Hydrator<'a> {
     }
 
     /// Loads what the `loaded` posts show besides themselves (the records
-    /// they quote other than posts, every author not loaded yet, the
-    /// viewer's state) and `dids`.
+    /// they quote other than posts, every author not loaded yet and the
+    /// authors they reply to, the viewer's state) and `dids`.
     pub async fn complete(&self, loaded: Loaded, dids: &[String]) -> XrpcResult<Hydrated<'a>> {
         let Loaded {
             mut posts,
@@ -177,6 +177,14 @@ impl<'a> Hydrator<'a> {
             dids.iter()
                 .cloned()
                 .chain(posts.values().map(|p| p.did.clone()))
+                // The authors of the posts replied to: a feed item's
+                // `grandparentAuthor` is the author its parent replies to.
+                .chain(posts.values().filter_map(|p| {
+                    p.reply_parent_uri
+                        .as_deref()
+                        .and_then(super::uri_did)
+                        .map(str::to_owned)
+                }))
                 .chain(embedded.creators()),
         );
         let missing: Vec<String> = all_dids
@@ -488,10 +496,22 @@ impl Hydrated<'_> {
             return None;
         }
         let reply = match (&p.reply_root_uri, &p.reply_parent_uri) {
-            (Some(root), Some(parent)) => Some(ReplyRef {
-                root: self.post_or_placeholder(root),
-                parent: self.post_or_placeholder(parent),
-            }),
+            (Some(root), Some(parent)) => {
+                let parent_view = self.post_or_placeholder(parent);
+                let grandparent_author = match &parent_view {
+                    PostOrPlaceholder::Post(_) => self
+                        .post(parent)
+                        .and_then(|pp| pp.reply_parent_uri.as_deref())
+                        .and_then(super::uri_did)
+                        .and_then(|did| self.profile_basic_raw(did)),
+                    PostOrPlaceholder::Placeholder(_) => None,
+                };
+                Some(ReplyRef {
+                    root: self.post_or_placeholder(root),
+                    parent: parent_view,
+                    grandparent_author,
+                })
+            }
             _ => None,
         };
         let reason = match &item.reason {

@@ -13,7 +13,7 @@ use skyhose_sim::plc::{self, PlcConfig, PlcHandle};
 use skyhose_sim::SimConfig;
 
 use super::viewer::enc;
-use super::Server;
+use super::{http_request, Server};
 
 pub const AUD: &str = "did:web:api.skyhose.test";
 
@@ -36,8 +36,60 @@ pub struct Recorded {
     pub viewer: Option<String>,
     /// Page on from the cursor of this earlier request's answer.
     pub cursor_from: Option<String>,
+    /// Request headers sent besides the viewer's token (labeler choice).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     pub status: u16,
+    /// The answer's `atproto-content-labelers` header, when there was one.
+    pub content_labelers: Option<String>,
     pub body: Value,
+}
+
+/// `procedures.json`: the private-state writes the recording made, in order.
+#[derive(Deserialize)]
+pub struct Procedures {
+    pub procedures: Vec<ProcedureCall>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcedureCall {
+    pub method: String,
+    pub id: String,
+    pub viewer: Option<String>,
+    /// The JSON input; `None` sends no body.
+    pub input: Option<Value>,
+    pub status: u16,
+    pub content_type: Option<String>,
+    /// `None`: the answer had an empty body.
+    pub body: Option<Value>,
+}
+
+pub fn load_procedures(dir: &Path) -> Vec<ProcedureCall> {
+    let path = dir.join("procedures.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let parsed: Procedures =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    parsed.procedures
+}
+
+/// What the comparison makes of a content type: JSON or not, present or not.
+fn content_kind(content_type: Option<&str>) -> &'static str {
+    match content_type {
+        None => "none",
+        Some(t) if t.starts_with("application/json") => "json",
+        Some(_) => "other",
+    }
+}
+
+/// The labeler DIDs an `atproto-content-labelers` value names, in order,
+/// each with its parameters (`;redact`).
+fn labeler_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.split_whitespace().collect::<String>())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -302,14 +354,24 @@ impl Replayer {
                         None => panic!("{key}: cursorFrom {from} was not asked before it"),
                     }
                 }
-                let bearer = req.viewer.as_deref().map(|did| {
-                    self.plc.register(did, "handle.invalid");
-                    plc::mint_service_auth(&self.sim, did, AUD, &fixture.method, 300)
+                let bearer = self.bearer(req.viewer.as_deref(), &fixture.method);
+                let mut headers: Vec<(&str, &str)> = req
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                if let Some(b) = &bearer {
+                    headers.push(("authorization", b));
+                }
+                let path = format!("/xrpc/{}?{}", fixture.method, query.join("&"));
+                let res = http_request(self.server.addr, "GET", &path, &headers, None).await;
+                let status = res.status;
+                let body: Value = serde_json::from_slice(&res.body).unwrap_or_else(|_| {
+                    panic!(
+                        "{path}: body is not JSON: {}",
+                        String::from_utf8_lossy(&res.body)
+                    )
                 });
-                let (status, body) = self
-                    .server
-                    .get_with(&fixture.method, &query.join("&"), bearer.as_deref())
-                    .await;
                 cursors.insert(
                     key.clone(),
                     body.get("cursor")
@@ -320,6 +382,15 @@ impl Replayer {
                 tally.fields += 1;
                 if status != req.status {
                     lines.push(format!("status: official {}, ours {status}", req.status));
+                }
+                if let Some(official) = &req.content_labelers {
+                    tally.fields += 1;
+                    let ours = res.header("atproto-content-labelers").unwrap_or_default();
+                    if labeler_list(official) != labeler_list(ours) {
+                        lines.push(format!(
+                            "header atproto-content-labelers: official {official:?}, ours {ours:?}"
+                        ));
+                    }
                 }
                 diff(
                     "",
@@ -338,27 +409,150 @@ impl Replayer {
         (tally, found)
     }
 
+    /// A service-auth token of `viewer` for `method`, its DID known to the
+    /// PLC stand-in.
+    fn bearer(&self, viewer: Option<&str>, method: &str) -> Option<String> {
+        viewer.map(|did| {
+            self.plc.register(did, "handle.invalid");
+            format!(
+                "Bearer {}",
+                plc::mint_service_auth(&self.sim, did, AUD, method, 300)
+            )
+        })
+    }
+
+    /// Makes every recorded procedure call in order (as its viewer) and
+    /// compares status, content type and body; keyed like requests.
+    pub async fn call_procedures(&self, calls: &[ProcedureCall]) -> (Tally, Differences) {
+        let mut tally = Tally::default();
+        let mut found = Differences::new();
+        let methods: BTreeSet<&str> = calls.iter().map(|c| c.method.as_str()).collect();
+        tally.methods = methods.len();
+        for call in calls {
+            tally.requests += 1;
+            let key = format!("{} {}", call.method, call.id);
+            let bearer = self.bearer(call.viewer.as_deref(), &call.method);
+            let body = call
+                .input
+                .as_ref()
+                .map(|v| serde_json::to_vec(v).expect("procedure input"));
+            let mut headers: Vec<(&str, &str)> = Vec::new();
+            if let Some(b) = &bearer {
+                headers.push(("authorization", b));
+            }
+            if body.is_some() {
+                headers.push(("content-type", "application/json"));
+            }
+            let path = format!("/xrpc/{}", call.method);
+            let res =
+                http_request(self.server.addr, "POST", &path, &headers, body.as_deref()).await;
+            let mut lines = Vec::new();
+            tally.fields += 2;
+            if res.status != call.status {
+                lines.push(format!(
+                    "status: official {}, ours {}",
+                    call.status, res.status
+                ));
+            }
+            let (official_kind, ours_kind) = (
+                content_kind(call.content_type.as_deref()),
+                content_kind(res.header("content-type")),
+            );
+            if official_kind != ours_kind {
+                lines.push(format!(
+                    "content type: official {official_kind}, ours {ours_kind}"
+                ));
+            }
+            let ours = if res.body.is_empty() {
+                None
+            } else {
+                Some(serde_json::from_slice(&res.body).unwrap_or_else(
+                    |_| serde_json::json!({ "nonJsonBody": String::from_utf8_lossy(&res.body) }),
+                ))
+            };
+            match (&call.body, &ours) {
+                (None, None) => {}
+                (Some(official), Some(ours)) => diff(
+                    "",
+                    &normalise(official),
+                    &normalise(ours),
+                    &mut lines,
+                    &mut tally.fields,
+                ),
+                (official, ours) => lines.push(format!(
+                    "body: official {}, ours {}",
+                    official.as_ref().map_or("empty".into(), short),
+                    ours.as_ref().map_or("empty".into(), short)
+                )),
+            }
+            if lines.is_empty() {
+                tally.matching += 1;
+            } else {
+                found.insert(key, lines);
+            }
+        }
+        (tally, found)
+    }
+
     pub async fn shutdown(self) {
         drop(self.server);
         self.plc.shutdown().await;
     }
 }
 
-pub fn known_path() -> PathBuf {
-    parity_dir().join("known_differences.json")
+/// A list of known differences, by file name under the parity directory.
+pub fn known_path(file: &str) -> PathBuf {
+    parity_dir().join(file)
 }
 
 /// The differences listed with their reasons, keyed `"<method> <id>"`.
-pub fn load_known() -> BTreeMap<String, Known> {
-    std::fs::read(known_path())
+pub fn load_known(file: &str) -> BTreeMap<String, Known> {
+    std::fs::read(known_path(file))
         .ok()
-        .map(|b| serde_json::from_slice(&b).expect("known_differences.json"))
+        .map(|b| serde_json::from_slice(&b).expect("known differences json"))
         .unwrap_or_default()
 }
 
-/// What in `found` is not listed exactly in `known`; with `all`, also what
-/// is listed but no longer differs.
-pub fn problems(found: &Differences, known: &BTreeMap<String, Known>, all: bool) -> Vec<String> {
+/// Checks `found` against the list in `file`: every difference listed
+/// exactly, and nothing listed that no longer differs. With `PARITY_BLESS`
+/// set, rewrites the list instead (keeping the reasons written).
+pub fn check_known(found: &Differences, file: &str) {
+    let known = load_known(file);
+    if std::env::var_os("PARITY_BLESS").is_none() {
+        let problems = problems(found, &known);
+        assert!(
+            problems.is_empty(),
+            "{} parity problems against {file}:\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+        return;
+    }
+    let blessed: BTreeMap<String, Known> = found
+        .iter()
+        .map(|(id, lines)| {
+            let reason = known
+                .get(id)
+                .map(|k| k.reason.clone())
+                .unwrap_or_else(|| "not investigated yet".into());
+            (
+                id.clone(),
+                Known {
+                    reason,
+                    differences: lines.clone(),
+                },
+            )
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&blessed).expect("known json");
+    text.push('\n');
+    std::fs::write(known_path(file), text).expect("write known differences");
+    println!("parity: rewrote {}", known_path(file).display());
+}
+
+/// What in `found` is not listed exactly in `known`, and what is listed but
+/// no longer differs.
+fn problems(found: &Differences, known: &BTreeMap<String, Known>) -> Vec<String> {
     let mut problems = Vec::new();
     for (id, lines) in found {
         match known.get(id) {
@@ -370,13 +564,11 @@ pub fn problems(found: &Differences, known: &BTreeMap<String, Known>, all: bool)
             None => problems.push(format!("{id}: new difference:\n  {}", lines.join("\n  "))),
         }
     }
-    if all {
-        for id in known.keys() {
-            if !found.contains_key(id) {
-                problems.push(format!(
-                    "{id}: listed as differing but now matches: remove it"
-                ));
-            }
+    for id in known.keys() {
+        if !found.contains_key(id) {
+            problems.push(format!(
+                "{id}: listed as differing but now matches: remove it"
+            ));
         }
     }
     problems

@@ -262,3 +262,73 @@ async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     println!("child peak RSS: {:.1} MB", peak_kb as f64 / 1024.0);
     Ok(())
 }
+
+/// Bytes of the index's tables on disk (the backfill queue's and the
+/// schema's bookkeeping left out).
+#[derive(Default)]
+pub(super) struct Disk {
+    pub heap: i64,
+    pub toast: i64,
+    pub indexes: i64,
+    /// Largest first.
+    pub tables: Vec<TableSize>,
+}
+
+pub(super) struct TableSize {
+    pub name: String,
+    pub heap: i64,
+    pub toast: i64,
+    pub indexes: i64,
+}
+
+impl TableSize {
+    pub fn total(&self) -> i64 {
+        self.heap + self.toast + self.indexes
+    }
+}
+
+impl Disk {
+    pub async fn read(pool: &skyhose_index::Pool) -> anyhow::Result<Disk> {
+        use skyhose_index::RowExt;
+        let client = pool.get().await.context("connecting for the sizes")?;
+        let rows = client
+            .query(
+                "SELECT c.relname::text AS name, pg_relation_size(c.oid) AS heap, \
+                   coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) AS toast, \
+                   pg_indexes_size(c.oid) AS indexes \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
+                   AND c.relname NOT LIKE 'backfill\\_%' AND c.relname <> 'schema_migrations'",
+                &[],
+            )
+            .await
+            .context("reading the tables' sizes")?;
+        let mut disk = Disk::default();
+        for row in rows {
+            let table = TableSize {
+                name: row.col("name", "a table's name")?,
+                heap: row.col("heap", "a table's heap size")?,
+                toast: row.col("toast", "a table's TOAST size")?,
+                indexes: row.col("indexes", "a table's index size")?,
+            };
+            disk.heap += table.heap;
+            disk.toast += table.toast;
+            disk.indexes += table.indexes;
+            disk.tables.push(table);
+        }
+        disk.tables.sort_by_key(|t| std::cmp::Reverse(t.total()));
+        Ok(disk)
+    }
+
+    pub fn total(&self) -> i64 {
+        self.heap + self.toast + self.indexes
+    }
+
+    /// One table's bytes, 0 when it does not exist.
+    pub fn table(&self, name: &str) -> i64 {
+        self.tables
+            .iter()
+            .find(|t| t.name == name)
+            .map_or(0, TableSize::total)
+    }
+}

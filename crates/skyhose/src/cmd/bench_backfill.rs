@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use skyhose_index::RowExt;
 use skyhose_sim::hosts::{self, HostsConfig};
 use skyhose_sim::plc::{self, PlcConfig};
 use skyhose_sim::{Network, SimConfig};
 use tokio::io::AsyncReadExt;
 
-use super::bench::MachineCpu;
+use super::bench::{Disk, MachineCpu};
 use super::bench_index::{migrate_child, watch_child};
 
 #[derive(Args, Debug)]
@@ -81,16 +80,6 @@ impl ChildSummary {
             batches: int("batches")?,
         })
     }
-}
-
-/// Bytes of the index's tables on disk.
-#[derive(Default)]
-struct Disk {
-    heap: i64,
-    toast: i64,
-    indexes: i64,
-    /// `(table, heap + TOAST + indexes)`, largest first.
-    tables: Vec<(String, i64)>,
 }
 
 pub async fn backfill(args: BenchBackfillArgs) -> anyhow::Result<()> {
@@ -180,7 +169,7 @@ pub async fn backfill(args: BenchBackfillArgs) -> anyhow::Result<()> {
             })
         })
         .count();
-    let disk = disk(&pool).await?;
+    let disk = Disk::read(&pool).await?;
     drop(pool);
     if !args.keep {
         skyhose_index::drop_database(&database_url)
@@ -250,17 +239,17 @@ pub async fn backfill(args: BenchBackfillArgs) -> anyhow::Result<()> {
     );
     println!(
         "disk per record: {:.0} bytes (heap {:.0}, TOAST {:.0}, indexes {:.0}); {:.1} MB in all",
-        (disk.heap + disk.toast + disk.indexes) as f64 / records,
+        disk.total() as f64 / records,
         disk.heap as f64 / records,
         disk.toast as f64 / records,
         disk.indexes as f64 / records,
-        (disk.heap + disk.toast + disk.indexes) as f64 / 1e6,
+        disk.total() as f64 / 1e6,
     );
     let largest: Vec<String> = disk
         .tables
         .iter()
         .take(6)
-        .map(|(t, b)| format!("{t} {:.0}", *b as f64 / records))
+        .map(|t| format!("{} {:.0}", t.name, t.total() as f64 / records))
         .collect();
     println!("  largest tables, bytes per record: {}", largest.join(", "));
     println!(
@@ -355,35 +344,4 @@ async fn measure(
         postgres_peak_rss_kb: backends.peak_rss_kb(),
         machine,
     })
-}
-
-/// Heap, TOAST and index bytes of the index's tables (the queue's and the
-/// schema's bookkeeping left out).
-async fn disk(pool: &skyhose_index::Pool) -> anyhow::Result<Disk> {
-    let client = pool.get().await.context("connecting for the sizes")?;
-    let rows = client
-        .query(
-            "SELECT c.relname::text AS name, pg_relation_size(c.oid) AS heap, \
-               coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) AS toast, \
-               pg_indexes_size(c.oid) AS indexes \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
-               AND c.relname NOT LIKE 'backfill\\_%' AND c.relname <> 'schema_migrations'",
-            &[],
-        )
-        .await
-        .context("reading the tables' sizes")?;
-    let mut disk = Disk::default();
-    for row in rows {
-        let heap: i64 = row.col("heap", "a table's heap size")?;
-        let toast: i64 = row.col("toast", "a table's TOAST size")?;
-        let indexes: i64 = row.col("indexes", "a table's index size")?;
-        disk.heap += heap;
-        disk.toast += toast;
-        disk.indexes += indexes;
-        disk.tables
-            .push((row.col("name", "a table's name")?, heap + toast + indexes));
-    }
-    disk.tables.sort_by_key(|t| std::cmp::Reverse(t.1));
-    Ok(disk)
 }

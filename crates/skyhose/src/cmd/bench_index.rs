@@ -13,7 +13,7 @@ use skyhose_index::RowExt;
 use skyhose_ingest::{event_to_entry, Compat};
 use skyhose_sim::{Network, SimConfig};
 
-use super::bench::{sample, MachineCpu};
+use super::bench::{sample, Disk, MachineCpu};
 
 #[derive(Args, Debug)]
 pub struct BenchIndexArgs {
@@ -80,6 +80,27 @@ struct Outcome {
     postgres_cpu: Option<Duration>,
     /// The whole machine's CPU during the run.
     machine: Option<MachineCpu>,
+    /// The database's size once the run is over; `None` for the baseline
+    /// (a prefix of the stream, whose live records are not counted).
+    disk: Option<Disk>,
+}
+
+/// What the stream holds, per the simulated network's ground truth.
+struct Filled {
+    entries: u64,
+    accounts: u64,
+    /// Live records once every event is applied, in all and per collection.
+    live_records: u64,
+    live_by_collection: HashMap<String, u64>,
+}
+
+impl Filled {
+    fn live(&self, collection: &str) -> u64 {
+        self.live_by_collection
+            .get(collection)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 pub async fn index(mut args: BenchIndexArgs) -> anyhow::Result<()> {
@@ -121,7 +142,10 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
 
     println!("filling {stream} with {} simulated events ...", args.events);
     let filled = fill(&mut conn, args, &stream, &baseline_stream).await?;
-    println!("stream ready: {filled} entries");
+    println!(
+        "stream ready: {} entries; afterwards {} live records of {} accounts",
+        filled.entries, filled.live_records, filled.accounts
+    );
 
     let mut outcomes = Vec::new();
     for &workers in &args.workers {
@@ -131,7 +155,7 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
             db: format!("{tag}_w{workers}"),
             workers,
             batch_size: args.batch_size,
-            events: filled,
+            events: filled.entries,
             index_args: args.index_args.clone(),
         };
         outcomes.push(run_child(args, run).await?);
@@ -144,14 +168,17 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
             db: format!("{tag}_baseline"),
             workers: 1,
             batch_size: 1,
-            events: args.baseline_events.min(filled),
+            events: args.baseline_events.min(filled.entries),
             index_args: Vec::new(),
         };
         outcomes.push(run_child(args, run).await?);
     }
 
     println!();
-    println!("index benchmark: {filled} simulated events, {cores} cores (PostgreSQL and Redis on the same machine)");
+    println!(
+        "index benchmark: {} simulated events, {cores} cores (PostgreSQL and Redis on the same machine)",
+        filled.entries
+    );
     println!(
         "{:<40} {:>12} {:>10} {:>12} {:>10} {:>14} {:>14} {:>12} {:>8}",
         "run",
@@ -194,6 +221,7 @@ async fn measure(args: &BenchIndexArgs) -> anyhow::Result<()> {
          of the machine's busy time; on {cores} cores the three together bound events/s at \
          about {cores} s / their sum; idle: the share of the cores' time nobody used)"
     );
+    print_disk(&outcomes, &filled);
     if !args.keep {
         let _: Result<(), _> = redis::cmd("DEL")
             .arg(&stream)
@@ -212,7 +240,7 @@ async fn fill(
     args: &BenchIndexArgs,
     stream: &str,
     baseline_stream: &str,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Filled> {
     let mut network = Network::new(SimConfig {
         seed: args.seed,
         accounts: args.accounts,
@@ -254,7 +282,80 @@ async fn fill(
             );
         }
     }
-    Ok(written)
+    let truth = network.truth();
+    let mut live_by_collection: HashMap<String, u64> = HashMap::new();
+    for uri in truth.records.keys() {
+        if let Some(collection) = uri.split('/').nth(3) {
+            *live_by_collection.entry(collection.to_owned()).or_default() += 1;
+        }
+    }
+    Ok(Filled {
+        entries: written,
+        accounts: truth.actors.len() as u64,
+        live_records: truth.records.len() as u64,
+        live_by_collection,
+    })
+}
+
+/// Bytes on disk per event, per live record, and per row of the kinds the
+/// compact schema is measured by (each table with its indexes and TOAST).
+fn print_disk(outcomes: &[Outcome], filled: &Filled) {
+    println!();
+    println!(
+        "disk once indexed (bytes; heap + TOAST + indexes; per the network's truth: {} live \
+         records, {} accounts)",
+        filled.live_records, filled.accounts
+    );
+    println!(
+        "{:<40} {:>9} {:>9} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "run", "MB", "per event", "per record", "like", "repost", "follow", "post", "actor"
+    );
+    let per = |bytes: i64, n: u64| {
+        if n == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.0}", bytes as f64 / n as f64)
+        }
+    };
+    for o in outcomes {
+        let Some(disk) = &o.disk else { continue };
+        let posts = disk.table("post_rows") + disk.table("post_counts");
+        let actors = disk.table("actors") + disk.table("actor_counts") + disk.table("profiles");
+        println!(
+            "{:<40} {:>9.1} {:>9} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            o.label,
+            disk.total() as f64 / 1e6,
+            per(disk.total(), o.events),
+            per(disk.total(), filled.live_records),
+            per(disk.table("like_rows"), filled.live("app.bsky.feed.like")),
+            per(
+                disk.table("repost_rows"),
+                filled.live("app.bsky.feed.repost")
+            ),
+            per(
+                disk.table("follow_rows"),
+                filled.live("app.bsky.graph.follow")
+            ),
+            per(posts, filled.live("app.bsky.feed.post")),
+            per(actors, filled.accounts),
+        );
+        let largest: Vec<String> = disk
+            .tables
+            .iter()
+            .take(6)
+            .map(|t| {
+                format!(
+                    "{} {:.1} MB (heap {:.1}, TOAST {:.1}, indexes {:.1})",
+                    t.name,
+                    t.total() as f64 / 1e6,
+                    t.heap as f64 / 1e6,
+                    t.toast as f64 / 1e6,
+                    t.indexes as f64 / 1e6
+                )
+            })
+            .collect();
+        println!("  largest: {}", largest.join("; "));
+    }
 }
 
 async fn run_child(args: &BenchIndexArgs, run: Run<'_>) -> anyhow::Result<Outcome> {
@@ -302,6 +403,13 @@ async fn run_child(args: &BenchIndexArgs, run: Run<'_>) -> anyhow::Result<Outcom
     let postgres_cpu = backends.total();
     // Its connection would be cut by the forced drop below, and reported.
     drop(backends);
+    let disk = if batch_size > 1 {
+        let pool = skyhose_index::connect_pool(&database_url, 1)
+            .with_context(|| format!("connecting to {database_url} for its size"))?;
+        Some(Disk::read(&pool).await?)
+    } else {
+        None
+    };
     if !args.keep {
         skyhose_index::drop_database(&database_url)
             .await
@@ -315,12 +423,10 @@ async fn run_child(args: &BenchIndexArgs, run: Run<'_>) -> anyhow::Result<Outcom
         cpu,
         postgres_cpu,
         machine,
+        disk,
     })
 }
 
-/// The CPU time of the PostgreSQL backends connected to one database, read
-/// from /proc while they live (a backend's time is gone once it exits, so
-/// the last reading of each is kept).
 /// Applies the schema to `database_url` with `skyhose migrate` (`exe`), so
 /// that a benchmark's timed child starts on a migrated database.
 pub(super) async fn migrate_child(exe: &std::path::Path, database_url: &str) -> anyhow::Result<()> {
@@ -369,6 +475,9 @@ pub(super) async fn watch_child(
     Ok((status, last, backends))
 }
 
+/// The CPU time of the PostgreSQL backends connected to one database, read
+/// from /proc while they live (a backend's time is gone once it exits, so
+/// the last reading of each is kept).
 pub(super) struct Backends {
     pool: Option<skyhose_index::Pool>,
     latest: HashMap<i32, Duration>,
