@@ -43,44 +43,29 @@ pub async fn get_services(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     json(&json!({ "views": views }))
 }
 
-/// Labels in force whose subject is one of `$1` or matches one of the
-/// `LIKE` patterns `$2`, from the labelers `$3` (any when empty), after the
-/// keyset position (`$4` uri, `$5` labeler id, `$6` value).
+/// Labels in force whose subject is one of `$1`, from the labelers `$2`,
+/// after the keyset position (`$3` uri, `$4` labeler id, `$5` value).
 const QUERY_LABELS: &str = "
 SELECT l.uri, lr.did AS src, l.src AS src_id, l.cid, l.val, l.cts, l.exp
 FROM labels l JOIN labelers lr ON lr.id = l.src
 WHERE NOT l.neg AND (l.exp IS NULL OR l.exp::timestamptz > now())
-  AND (l.uri = ANY($1) OR l.uri LIKE ANY($2))
-  AND (cardinality($3::text[]) = 0 OR lr.did = ANY($3))
-  AND (l.uri, l.src, l.val) > ($4, $5, $6)
+  AND l.uri = ANY($1) AND lr.did = ANY($2)
+  AND (l.uri, l.src, l.val) > ($3, $4, $5)
 ORDER BY l.uri, l.src, l.val
-LIMIT $7";
+LIMIT $6";
 
+/// The labels in force on the subjects named, from the labelers named; as
+/// the official AppView, patterns with wildcards are refused and the
+/// labelers are required.
 pub async fn query_labels(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let patterns = ctx.params.strings("uriPatterns", 100, 8192)?;
     if patterns.is_empty() {
         return Err(XrpcError::bad_param("uriPatterns", "required"));
     }
-    let mut exact: Vec<String> = Vec::new();
-    let mut prefixes: Vec<String> = Vec::new();
-    for pattern in patterns {
-        match pattern.strip_suffix('*') {
-            Some(prefix) if prefix.contains('*') => {
-                return Err(XrpcError::bad_param(
-                    "uriPatterns",
-                    format!("{pattern:?}: `*` is allowed only at the end"),
-                ))
-            }
-            Some(prefix) => prefixes.push(format!("{}%", like_escape(prefix))),
-            None if pattern.contains('*') => {
-                return Err(XrpcError::bad_param(
-                    "uriPatterns",
-                    format!("{pattern:?}: `*` is allowed only at the end"),
-                ))
-            }
-            None => exact.push(pattern.to_owned()),
-        }
+    if patterns.iter().any(|p| p.contains('*')) {
+        return Err(XrpcError::invalid_request("wildcards not supported"));
     }
+    let uris: Vec<String> = patterns.into_iter().map(str::to_owned).collect();
     let sources: Vec<String> = ctx
         .params
         .strings("sources", 100, 2048)?
@@ -96,6 +81,9 @@ pub async fn query_labels(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             }
         })
         .collect::<XrpcResult<_>>()?;
+    if sources.is_empty() {
+        return Err(XrpcError::invalid_request("source dids are required"));
+    }
     let limit = ctx.params.limit(1, 250, 50)?;
     let (after_uri, after_src, after_val) = match ctx.params.cursor()? {
         None => (String::new(), 0i32, String::new()),
@@ -109,9 +97,7 @@ pub async fn query_labels(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let rows = client
         .query(
             &client.prepare_cached(QUERY_LABELS).await?,
-            &[
-                &exact, &prefixes, &sources, &after_uri, &after_src, &after_val, &limit,
-            ],
+            &[&uris, &sources, &after_uri, &after_src, &after_val, &limit],
         )
         .await?;
     let mut labels = Vec::with_capacity(rows.len());
@@ -136,16 +122,4 @@ pub async fn query_labels(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         }
     }
     json(&body)
-}
-
-/// `prefix` with `LIKE`'s special characters taken literally.
-fn like_escape(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len());
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

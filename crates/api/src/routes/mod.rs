@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::Params;
+use crate::views::labels;
 use crate::AppState;
 
 /// What a handler gets: parsed parameters, the viewer if authenticated, and
@@ -177,14 +178,19 @@ pub async fn dispatch(
         viewer,
         nsid,
     };
-    let accepted = crate::views::labels::accepted_labelers(
+    let configured = &state.config.labelers;
+    let accepted = labels::accepted_labelers(
         headers.get(ACCEPT_LABELERS).and_then(|v| v.to_str().ok()),
-        &state.config.labelers,
+        configured,
     );
-    let applied = axum::http::HeaderValue::from_str(&accepted.join(", "));
-    let mut response = crate::views::labels::ACCEPTED_LABELERS
-        .scope(accepted.into(), call(&ctx))
-        .await?;
+    let accepted = if accepted.iter().all(|a| configured.contains(&a.did)) {
+        accepted
+    } else {
+        labels::available_labelers(&*ctx.db().await?, accepted, configured).await?
+    };
+    let applied = axum::http::HeaderValue::from_str(&labels::content_labelers(&accepted));
+    let dids: std::sync::Arc<[String]> = accepted.into_iter().map(|a| a.did).collect();
+    let mut response = labels::ACCEPTED_LABELERS.scope(dids, call(&ctx)).await?;
     if let Ok(applied) = applied {
         response.headers_mut().insert(CONTENT_LABELERS, applied);
     }

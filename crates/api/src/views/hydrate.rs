@@ -220,11 +220,15 @@ impl<'a> Hydrator<'a> {
         // A taken-down post is not found; a taken-down account is served as
         // one its host took down.
         posts.retain(|uri, _| !moderation.taken_down.contains(uri));
+        // Labelers' labels come before self-labels, as the official AppView
+        // lists them.
         for (uri, post) in posts.iter_mut() {
-            post.labels.extend(moderation.take(uri));
+            let own = std::mem::replace(&mut post.labels, moderation.take(uri));
+            post.labels.extend(own);
         }
         for actor in actors.values_mut() {
-            actor.labels.extend(moderation.take(&actor.did));
+            let own = std::mem::replace(&mut actor.labels, moderation.take(&actor.did));
+            actor.labels.extend(own);
             if moderation.taken_down.contains(&actor.did) {
                 actor.status = "takendown".into();
             }

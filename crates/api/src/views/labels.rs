@@ -108,23 +108,98 @@ tokio::task_local! {
     pub static ACCEPTED_LABELERS: std::sync::Arc<[String]>;
 }
 
-/// The labelers `atproto-accept-labelers` names (`did[;redact], ...`), the
-/// configured ones when it is absent. Entries that are not DIDs are left out.
-pub fn accepted_labelers(header: Option<&str>, configured: &[String]) -> Vec<String> {
+/// A labeler a request accepts, and whether it asked for `redact`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub did: String,
+    pub redact: bool,
+}
+
+/// The labelers `atproto-accept-labelers` names (`did[;redact], ...`);
+/// without the header the configured ones, each with `redact`, as the
+/// official AppView takes its defaults. Entries that are not DIDs are left
+/// out.
+pub fn accepted_labelers(header: Option<&str>, configured: &[String]) -> Vec<Accepted> {
     let Some(header) = header else {
-        return configured.to_vec();
+        return configured
+            .iter()
+            .map(|did| Accepted {
+                did: did.clone(),
+                redact: true,
+            })
+            .collect();
     };
-    let mut dids: Vec<String> = Vec::new();
+    let mut accepted: Vec<Accepted> = Vec::new();
     for entry in header.split(',') {
-        let did = entry.split(';').next().unwrap_or_default().trim();
-        if skyhose_proto::syntax::is_did(did) && !dids.iter().any(|d| d == did) {
-            dids.push(did.to_owned());
+        let mut parts = entry.split(';').map(str::trim);
+        let did = parts.next().unwrap_or_default();
+        let redact = parts.any(|p| p == "redact");
+        if skyhose_proto::syntax::is_did(did) && !accepted.iter().any(|a| a.did == did) {
+            accepted.push(Accepted {
+                did: did.to_owned(),
+                redact,
+            });
         }
-        if dids.len() == MAX_ACCEPTED_LABELERS {
+        if accepted.len() == MAX_ACCEPTED_LABELERS {
             break;
         }
     }
-    dids
+    accepted
+}
+
+/// Keeps the labelers that can apply: the configured ones, and others that
+/// are served accounts (the official AppView leaves out labelers that do
+/// not exist or are taken down). One query, only when a request names
+/// labelers beyond the configured ones.
+pub async fn available_labelers(
+    client: &Db,
+    accepted: Vec<Accepted>,
+    configured: &[String],
+) -> XrpcResult<Vec<Accepted>> {
+    let others: Vec<&str> = accepted
+        .iter()
+        .filter(|a| !configured.contains(&a.did))
+        .map(|a| a.did.as_str())
+        .collect();
+    if others.is_empty() {
+        return Ok(accepted);
+    }
+    let rows = client
+        .query(
+            &client
+                .prepare_cached(
+                    "SELECT a.did FROM actors a WHERE a.did = ANY($1) AND a.indexed \
+                     AND a.status = 'active' \
+                     AND NOT EXISTS (SELECT 1 FROM takedowns t WHERE t.subject = a.did)",
+                )
+                .await?,
+            &[&others],
+        )
+        .await?;
+    let served: HashSet<String> = rows
+        .iter()
+        .map(|r| r.col::<String>("did"))
+        .collect::<Result<_, _>>()?;
+    Ok(accepted
+        .into_iter()
+        .filter(|a| configured.contains(&a.did) || served.contains(&a.did))
+        .collect())
+}
+
+/// The `atproto-content-labelers` value: the labelers applied, with `redact`
+/// where the request asked for it.
+pub fn content_labelers(applied: &[Accepted]) -> String {
+    applied
+        .iter()
+        .map(|a| {
+            if a.redact {
+                format!("{};redact", a.did)
+            } else {
+                a.did.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The labelers whose labels the current request shows.
@@ -240,14 +315,13 @@ mod tests {
     #[test]
     fn accepted_labelers_come_from_the_header_or_the_configuration() {
         let configured = vec!["did:plc:default".to_owned()];
-        assert_eq!(accepted_labelers(None, &configured), configured);
-        assert_eq!(
-            accepted_labelers(
-                Some("did:plc:a;redact, did:web:b.test ,nope,did:plc:a"),
-                &configured
-            ),
-            vec!["did:plc:a".to_owned(), "did:web:b.test".to_owned()]
+        let defaults = accepted_labelers(None, &configured);
+        assert_eq!(content_labelers(&defaults), "did:plc:default;redact");
+        let named = accepted_labelers(
+            Some("did:plc:a;redact, did:web:b.test ,nope,did:plc:a"),
+            &configured,
         );
+        assert_eq!(content_labelers(&named), "did:plc:a;redact,did:web:b.test");
         assert!(accepted_labelers(Some(""), &configured).is_empty());
     }
 
