@@ -54,6 +54,9 @@ pub struct LabelerConfig {
     pub interval: Option<Duration>,
     /// Close each connection (without a close frame) after this many events.
     pub drop_every: Option<u64>,
+    /// Serve the frames of this capture (a recorded subscribeLabels stream)
+    /// instead of a script; `index` and `subjects` are then unused.
+    pub capture: Option<std::path::PathBuf>,
 }
 
 impl Default for LabelerConfig {
@@ -65,6 +68,7 @@ impl Default for LabelerConfig {
             subjects: Vec::new(),
             interval: None,
             drop_every: None,
+            capture: None,
         }
     }
 }
@@ -235,6 +239,7 @@ fn subject_cid(uri: &str) -> String {
 pub struct LabelerHandle {
     addr: SocketAddr,
     script: Arc<LabelScript>,
+    head: i64,
     shutdown_tx: watch::Sender<bool>,
     acceptor: tokio::task::JoinHandle<()>,
 }
@@ -259,7 +264,7 @@ impl LabelerHandle {
 
     /// The seq of the last event.
     pub fn head_seq(&self) -> i64 {
-        self.script.events.len() as i64
+        self.head
     }
 
     pub async fn shutdown(mut self) {
@@ -269,23 +274,74 @@ impl LabelerHandle {
     }
 }
 
+/// The frames a labeler serves, with their seqs, in order.
+type Frames = Arc<Vec<(i64, Bytes)>>;
+
 pub async fn start(cfg: LabelerConfig) -> std::io::Result<LabelerHandle> {
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    let script = Arc::new(script(&cfg.sim, cfg.index, &cfg.subjects));
+    let (script, frames) = match &cfg.capture {
+        Some(path) => recorded(path)?,
+        None => {
+            let script = script(&cfg.sim, cfg.index, &cfg.subjects);
+            let frames = script
+                .events
+                .iter()
+                .map(|e| {
+                    let frame = encode_label_frame(&LabelEvent::Labels(e.clone()));
+                    (e.seq, Bytes::from(frame))
+                })
+                .collect();
+            (script, frames)
+        }
+    };
+    let head = frames.last().map_or(0, |(seq, _)| *seq);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let acceptor = tokio::spawn(accept_loop(listener, script.clone(), cfg, shutdown_rx));
+    let frames: Frames = Arc::new(frames);
+    let acceptor = tokio::spawn(accept_loop(listener, frames, cfg, shutdown_rx));
     Ok(LabelerHandle {
         addr,
-        script,
+        script: Arc::new(script),
+        head,
         shutdown_tx,
         acceptor,
     })
 }
 
+/// A capture's frames, each with the seq of its `#labels` event, and the
+/// events as a script (its `did` the labels' source; a recording has no
+/// truth of its own).
+fn recorded(path: &std::path::Path) -> std::io::Result<(LabelScript, Vec<(i64, Bytes)>)> {
+    let mut reader = crate::capture::CaptureReader::open(path).map_err(std::io::Error::other)?;
+    let mut frames = Vec::new();
+    let mut events = Vec::new();
+    while let Some(frame) = reader.next_frame().map_err(std::io::Error::other)? {
+        let decoded =
+            skyhose_proto::decode::decode_labels(&frame).map_err(std::io::Error::other)?;
+        if let skyhose_proto::decode::DecodedLabels::Event(LabelEvent::Labels(labels)) = decoded {
+            frames.push((labels.seq, Bytes::from(frame)));
+            events.push(labels);
+        }
+    }
+    let did = events
+        .iter()
+        .flat_map(|e| e.labels.first())
+        .map(|l| l.src.clone())
+        .next()
+        .unwrap_or_default();
+    Ok((
+        LabelScript {
+            did,
+            events,
+            truth: LabelTruth::default(),
+        },
+        frames,
+    ))
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    script: Arc<LabelScript>,
+    frames: Frames,
     cfg: LabelerConfig,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -298,9 +354,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (script, cfg, shutdown) = (script.clone(), cfg.clone(), shutdown.clone());
+        let (frames, cfg, shutdown) = (frames.clone(), cfg.clone(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve(stream, &script, &cfg, shutdown).await {
+            if let Err(e) = serve(stream, &frames, &cfg, shutdown).await {
                 tracing::debug!(error = %e, "labeler: consumer connection ended");
             }
         });
@@ -331,7 +387,7 @@ fn parse_request(req: &Request) -> Result<i64, (StatusCode, String)> {
 #[allow(clippy::result_large_err)]
 async fn serve(
     stream: TcpStream,
-    script: &LabelScript,
+    frames: &[(i64, Bytes)],
     cfg: &LabelerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
@@ -351,7 +407,7 @@ async fn serve(
     })
     .await?;
     let (mut sink, mut incoming) = ws.split();
-    let head = script.events.len() as i64;
+    let head = frames.last().map_or(0, |(seq, _)| *seq);
     if cursor > head {
         let frame = encode_label_frame(&LabelEvent::Error(ErrorFrame {
             error: "FutureCursor".into(),
@@ -361,12 +417,7 @@ async fn serve(
         sink.close().await?;
         return Ok(());
     }
-    for (sent, event) in script
-        .events
-        .iter()
-        .filter(|e| e.seq > cursor.max(0))
-        .enumerate()
-    {
+    for (sent, (_, frame)) in frames.iter().filter(|(seq, _)| *seq > cursor).enumerate() {
         if let Some(pause) = cfg.interval {
             sink.flush().await?;
             let stopping = tokio::select! {
@@ -377,8 +428,7 @@ async fn serve(
                 return Ok(());
             }
         }
-        let frame = encode_label_frame(&LabelEvent::Labels(event.clone()));
-        sink.feed(Message::Binary(Bytes::from(frame))).await?;
+        sink.feed(Message::Binary(frame.clone())).await?;
         if cfg.drop_every.is_some_and(|n| sent as u64 + 1 >= n) {
             // An abrupt drop: no close frame, like a network failure.
             sink.flush().await?;

@@ -62,6 +62,8 @@ struct Directory {
     handles: RwLock<Names>,
     /// Labelers' DIDs → their subscribeLabels endpoints.
     labelers: RwLock<HashMap<String, String>>,
+    /// Documents served as given (recorded ones).
+    documents: RwLock<HashMap<String, Value>>,
 }
 
 /// Each DID's handle, and who a handle resolves to: the first DID that
@@ -91,6 +93,11 @@ impl Directory {
     }
 
     fn document(&self, did: &str) -> Option<Value> {
+        let documents = self.documents.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(doc) = documents.get(did) {
+            return Some(doc.clone());
+        }
+        drop(documents);
         let names = self.handles.read().unwrap_or_else(|e| e.into_inner());
         let handle = names.by_did.get(did)?;
         let pds = match self.pds_endpoints.len() {
@@ -147,6 +154,16 @@ impl PlcHandle {
             .insert(did.to_owned(), endpoint.to_owned());
     }
 
+    /// Makes the directory answer `did` with `document` as it is (one
+    /// recorded elsewhere, for instance).
+    pub fn register_document(&self, did: &str, document: Value) {
+        self.directory
+            .documents
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(did.to_owned(), document);
+    }
+
     /// Stops accepting and closes open connections.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
@@ -181,6 +198,7 @@ pub async fn start(cfg: PlcConfig) -> std::io::Result<PlcHandle> {
             names
         }),
         labelers: RwLock::new(HashMap::new()),
+        documents: RwLock::new(HashMap::new()),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let handler: Handler = {

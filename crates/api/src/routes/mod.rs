@@ -189,8 +189,9 @@ pub async fn dispatch(
         labels::available_labelers(&*ctx.db().await?, accepted, configured).await?
     };
     let applied = axum::http::HeaderValue::from_str(&labels::content_labelers(&accepted));
-    let dids: std::sync::Arc<[String]> = accepted.into_iter().map(|a| a.did).collect();
-    let mut response = labels::ACCEPTED_LABELERS.scope(dids, call(&ctx)).await?;
+    let mut response = labels::ACCEPTED_LABELERS
+        .scope(accepted.into(), call(&ctx))
+        .await?;
     if let Ok(applied) = applied {
         response.headers_mut().insert(CONTENT_LABELERS, applied);
     }

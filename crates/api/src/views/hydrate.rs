@@ -195,12 +195,14 @@ impl<'a> Hydrator<'a> {
         let all_posts: Vec<String> = posts.keys().cloned().collect();
         let subjects: Vec<String> = all_dids.iter().chain(&all_posts).cloned().collect();
         let accepted = labels::current_labelers(&self.config.labelers);
-        let moderation = labels::load_moderation(
-            self.client,
-            &subjects,
-            &accepted,
-            &self.config.takedown_labelers,
-        );
+        let shown: Vec<String> = accepted.iter().map(|a| a.did.clone()).collect();
+        let hiding: Vec<String> = accepted
+            .iter()
+            .filter(|a| a.redact)
+            .map(|a| a.did.clone())
+            .chain(self.config.takedown_labelers.iter().cloned())
+            .collect();
+        let moderation = labels::load_moderation(self.client, &subjects, &shown, &hiding);
         let (more, actor_viewer, post_viewer, mut moderation) = match self.viewer {
             Some(viewer) => {
                 let (a, av, pv, m) = tokio::join!(

@@ -9,7 +9,8 @@
 //! (migration 0018): [`load_moderation`] reads, in one statement, the
 //! labels in force on a response's subjects from the labelers the request
 //! accepts, and which subjects are taken down, by the operator or by a
-//! `!takedown` / `!suspend` label of a labeler trusted for takedowns.
+//! `!takedown` / `!suspend` label of a labeler trusted for takedowns or
+//! accepted by the request with `redact`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -105,7 +106,7 @@ tokio::task_local! {
     /// The labelers the request being served accepts, set by the dispatcher
     /// from `atproto-accept-labelers`, so every view hydrated for it shows
     /// their labels without each handler passing them on.
-    pub static ACCEPTED_LABELERS: std::sync::Arc<[String]>;
+    pub static ACCEPTED_LABELERS: std::sync::Arc<[Accepted]>;
 }
 
 /// A labeler a request accepts, and whether it asked for `redact`.
@@ -203,14 +204,15 @@ pub fn content_labelers(applied: &[Accepted]) -> String {
 }
 
 /// The labelers whose labels the current request shows.
-pub fn current_labelers(configured: &[String]) -> std::sync::Arc<[String]> {
+pub fn current_labelers(configured: &[String]) -> std::sync::Arc<[Accepted]> {
     ACCEPTED_LABELERS
         .try_with(|accepted| accepted.clone())
-        .unwrap_or_else(|_| configured.into())
+        .unwrap_or_else(|_| accepted_labelers(None, configured).into())
 }
 
 /// Label values that take their subject down when a labeler trusted for
-/// takedowns applies them.
+/// takedowns applies them, or one the request accepts with `redact` (as
+/// the official AppView redacts them).
 pub const TAKEDOWN_VALUES: [&str; 2] = ["!takedown", "!suspend"];
 
 /// What labelers and the operator say about a response's subjects.
@@ -240,12 +242,13 @@ UNION ALL
 SELECT t.subject, NULL, NULL, NULL, NULL, NULL, false FROM takedowns t WHERE t.subject = ANY($1)";
 
 /// The labels of `accepted` labelers on `subjects` and which of them are
-/// taken down (by the operator, or by `trusted` labelers' takedown labels).
+/// taken down (by the operator, or by the takedown labels of `hiding`
+/// labelers).
 pub async fn load_moderation(
     client: &Db,
     subjects: &[String],
     accepted: &[String],
-    trusted: &[String],
+    hiding: &[String],
 ) -> XrpcResult<Moderation> {
     let mut moderation = Moderation::default();
     if subjects.is_empty() {
@@ -255,7 +258,7 @@ pub async fn load_moderation(
     let rows = client
         .query(
             &client.prepare_cached(MODERATION).await?,
-            &[&subjects, &accepted, &trusted, &values],
+            &[&subjects, &accepted, &hiding, &values],
         )
         .await?;
     for row in &rows {
@@ -265,7 +268,7 @@ pub async fn load_moderation(
             continue;
         };
         let val: String = row.col::<Option<String>>("val")?.unwrap_or_default();
-        if trusted.contains(&src) && TAKEDOWN_VALUES.contains(&val.as_str()) {
+        if hiding.contains(&src) && TAKEDOWN_VALUES.contains(&val.as_str()) {
             moderation.taken_down.insert(uri.clone());
         }
         if row.col::<bool>("shown")? {
