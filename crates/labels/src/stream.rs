@@ -121,7 +121,11 @@ impl<'a> Stream<'a> {
 
     async fn connection(&mut self) -> Result<End, LabelsError> {
         let did = self.summary.did.clone();
-        let mut identity = match check::identity(self.resolver, &did, false).await {
+        let resolved = tokio::select! {
+            _ = self.shutdown.cancelled() => return Ok(End::Shutdown),
+            resolved = check::identity(self.resolver, &did, false) => resolved,
+        };
+        let mut identity = match resolved {
             Ok(identity) => identity,
             Err(e) => {
                 tracing::warn!(error = %e, "labeler not usable");
