@@ -17,9 +17,8 @@ CREATE TABLE labelers (
 -- is not a negation and `exp` is not past. `cts` and `exp` are kept as
 -- sent, since `sig` covers them; `uri` is an account DID or a record's
 -- AT-URI, `cid` set when the label is about one version of the record.
--- `uri` sorts bytewise so `queryLabels`' prefix patterns use the key.
 CREATE TABLE labels (
-    uri  text COLLATE "C" NOT NULL,
+    uri  text NOT NULL,
     src  integer NOT NULL REFERENCES labelers (id),
     val  text NOT NULL,
     cid  text,
@@ -34,7 +33,7 @@ CREATE TABLE labels (
 -- `takedowns`: subjects (a DID or a record's AT-URI) the operator took
 -- down, with why; `skyhose restore` deletes the row.
 CREATE TABLE takedowns (
-    subject    text COLLATE "C" PRIMARY KEY,
+    subject    text PRIMARY KEY,
     reason     text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
