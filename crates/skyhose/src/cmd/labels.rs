@@ -17,7 +17,7 @@ pub struct LabelerArgs {
     /// several, or separate them with commas in the variable. Views show
     /// these labelers' labels unless a request names others in
     /// atproto-accept-labelers.
-    #[arg(long = "labeler", env = "SKYHOSE_LABELERS", value_name = "DID", value_delimiter = ',', default_value = BLUESKY_MODERATION)]
+    #[arg(long = "labeler", env = "SKYHOSE_LABELERS", value_name = "DID", value_delimiter = ',', default_value = BLUESKY_MODERATION, value_parser = did)]
     pub labelers: Vec<String>,
 }
 
@@ -47,6 +47,14 @@ pub struct TakedownArgs {
     pub reason: String,
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = crate::config::check::postgres_url)]
     pub database_url: String,
+}
+
+pub fn did(s: &str) -> Result<String, String> {
+    if skyhose_proto::syntax::is_did(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("not a DID".into())
+    }
 }
 
 fn subject(s: &str) -> Result<String, String> {
@@ -152,15 +160,11 @@ impl RunLabels {
                 handles.push(handle);
             }
         }
+        let config = LabelsConfig::new(labelers.clone());
         let pool = skyhose_index::connect_pool(database_url, 2)?;
         let resolver = Arc::new(skyhose_identity::Resolver::new(identity));
         let stop = CancellationToken::new();
-        let task = tokio::spawn(skyhose_labels::run(
-            LabelsConfig::new(labelers.clone()),
-            pool,
-            resolver,
-            stop.clone(),
-        ));
+        let task = tokio::spawn(skyhose_labels::run(config, pool, resolver, stop.clone()));
         Ok(RunLabels {
             labelers,
             task,

@@ -39,7 +39,8 @@ pub struct ApiArgs {
         long = "takedown-labeler",
         env = "SKYHOSE_TAKEDOWN_LABELERS",
         value_name = "DID",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = super::labels::did
     )]
     pub takedown_labelers: Vec<String>,
     /// Image URL pattern; `{preset}`, `{did}` and `{cid}` are replaced.
