@@ -250,6 +250,12 @@ impl<'a> Stream<'a> {
             LabelEvent::Error(e) => {
                 tracing::warn!(labeler = %self.summary.did, error = %e.error, message = ?e.message, "labeler sent an error");
                 self.skip("error_frame");
+                if e.error == "FutureCursor" && batch.cursor.is_none() {
+                    // The labeler's sequence restarted below our cursor:
+                    // read it again from the start; stored labels only
+                    // change where the stream has newer ones.
+                    self.summary.cursor = 0;
+                }
                 return Some(End::LabelerError);
             }
         };

@@ -213,6 +213,25 @@ async fn sim_labels_end_as_the_truth_says_and_bad_signatures_are_counted() {
 }
 
 #[tokio::test]
+async fn a_cursor_ahead_of_the_labeler_reads_it_again_from_the_start() {
+    let sim = start("future", 1, None).await;
+    let pool = skyhose_index::connect_pool(&sim.database_url, 1).unwrap();
+    pool.get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO labelers (did, cursor) VALUES ($1, 1000000)",
+            &[&sim.labelers[0].did()],
+        )
+        .await
+        .unwrap();
+    let summaries = sim.run_to_head(sim.config()).await;
+    assert_eq!(summaries[0].frames_skipped.get("error_frame"), Some(&1));
+    assert_eq!(stored(&sim.database_url).await, truth(&sim));
+    sim.cleanup().await;
+}
+
+#[tokio::test]
 async fn dropped_connections_resume_from_the_cursor_without_loss() {
     let sim = start("drops", 1, Some(3)).await;
     let summaries = sim.run_to_head(sim.config()).await;
