@@ -16,7 +16,7 @@ use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
-use crate::views::{put, put_opt, Db, Hydrator};
+use crate::views::{labels, put, put_opt, Db, Hydrator};
 
 /// The reasons the index writes, all `knownValues` of the lexicon.
 const REASONS: &[&str] = &[
@@ -225,20 +225,33 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let authors: Vec<String> = listed.iter().map(|n| n.author.clone()).collect();
     let record_uris: Vec<String> = listed.iter().map(|n| n.uri.clone()).collect();
     let hydrator = Hydrator::new(&client, ctx.config(), ctx.viewer());
-    let (hydrated, records) = tokio::join!(
+    let (shown, hiding) = labels::request_labelers(ctx.config());
+    let (hydrated, records, moderation) = tokio::join!(
         hydrator.hydrate(&[], &authors),
-        load_records(&client, &record_uris)
+        load_records(&client, &record_uris),
+        labels::load_moderation(&client, &record_uris, &shown, &hiding),
     );
     let (hydrated, records) = (hydrated?, records?);
+    let moderation = moderation?;
 
     let notifications: Vec<Value> = listed
         .iter()
         .filter_map(|n| {
-            if hydrated.blocked(&n.author) || !REASONS.contains(&n.reason.as_str()) {
+            if hydrated.blocked(&n.author)
+                || !REASONS.contains(&n.reason.as_str())
+                || moderation.taken_down.contains(&n.uri)
+            {
                 return None;
             }
             let author = hydrated.profile_view(&n.author)?;
             let record = records.get(&n.uri)?.clone();
+            // Labelers' labels first, then the record's self-labels.
+            let mut shown = moderation.labels.get(&n.uri).cloned().unwrap_or_default();
+            shown.extend(labels::self_labels(
+                &n.uri,
+                n.cid.as_deref().unwrap_or_default(),
+                &record,
+            ));
             let mut m = Map::new();
             put(&mut m, "uri", &n.uri);
             put(&mut m, "cid", n.cid.as_deref().unwrap_or_default());
@@ -248,7 +261,7 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             m.insert("record".into(), record);
             m.insert("isRead".into(), json!(n.is_read));
             put(&mut m, "indexedAt", &n.indexed_at);
-            m.insert("labels".into(), json!([]));
+            m.insert("labels".into(), labels::to_value(&shown));
             Some(Value::Object(m))
         })
         .collect();

@@ -194,14 +194,7 @@ impl<'a> Hydrator<'a> {
             .collect();
         let all_posts: Vec<String> = posts.keys().cloned().collect();
         let subjects: Vec<String> = all_dids.iter().chain(&all_posts).cloned().collect();
-        let accepted = labels::current_labelers(&self.config.labelers);
-        let shown: Vec<String> = accepted.iter().map(|a| a.did.clone()).collect();
-        let hiding: Vec<String> = accepted
-            .iter()
-            .filter(|a| a.redact)
-            .map(|a| a.did.clone())
-            .chain(self.config.takedown_labelers.iter().cloned())
-            .collect();
+        let (shown, hiding) = labels::request_labelers(self.config);
         let moderation = labels::load_moderation(self.client, &subjects, &shown, &hiding);
         let (more, actor_viewer, post_viewer, mut moderation) = match self.viewer {
             Some(viewer) => {

@@ -210,6 +210,21 @@ pub fn current_labelers(configured: &[String]) -> std::sync::Arc<[Accepted]> {
         .unwrap_or_else(|_| accepted_labelers(None, configured).into())
 }
 
+/// The labelers whose labels the current request shows, and those whose
+/// takedown labels hide their subject from it: the ones it accepts with
+/// `redact`, and the ones trusted for takedowns (`takedown_labelers`).
+pub fn request_labelers(config: &crate::ApiConfig) -> (Vec<String>, Vec<String>) {
+    let accepted = current_labelers(&config.labelers);
+    let shown = accepted.iter().map(|a| a.did.clone()).collect();
+    let hiding = accepted
+        .iter()
+        .filter(|a| a.redact)
+        .map(|a| a.did.clone())
+        .chain(config.takedown_labelers.iter().cloned())
+        .collect();
+    (shown, hiding)
+}
+
 /// Label values that take their subject down when a labeler trusted for
 /// takedowns applies them, or one the request accepts with `redact` (as
 /// the official AppView redacts them).
