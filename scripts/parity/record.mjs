@@ -513,6 +513,8 @@ async function record(network) {
     await ask(G + 'getSuggestedFollowsByActor', `bob as ${vn}`, [['actor', bob]], v)
     await ask(F + 'getSuggestedFeeds', `as ${vn}`, [], v)
     await ask(U + 'getPopularFeedGenerators', `as ${vn}`, [], v)
+    await ask(U + 'getSuggestedUsers', `as ${vn}`, [], v)
+    await ask(U + 'getSuggestedFeeds', `as ${vn}`, [], v)
     await ask(U + 'getTrendingTopics', `as ${vn}`, [], v)
     await ask(U + 'getTrends', `as ${vn}`, [], v)
     await ask(F + 'getFeed', `alice feed as ${vn}`, [['feed', feed.uriStr]], v)

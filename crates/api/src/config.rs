@@ -50,6 +50,9 @@ pub struct ApiConfig {
     pub labelers: Vec<String>,
     /// Labelers whose `!takedown` and `!suspend` labels hide their subject.
     pub takedown_labelers: Vec<String>,
+    /// How long `getFeed` waits for a feed generator's skeleton (the
+    /// official AppView waits 10 s) before answering `UpstreamFailure`.
+    pub feed_timeout: Duration,
 }
 
 /// PostgreSQL connections the API holds by default: twice this machine's
@@ -88,6 +91,7 @@ impl ApiConfig {
             max_request_bytes: 16 * 1024,
             labelers: Vec::new(),
             takedown_labelers: Vec::new(),
+            feed_timeout: Duration::from_secs(10),
         }
     }
 

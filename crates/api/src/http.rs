@@ -55,7 +55,7 @@ pub fn api_routes() -> Router<AppState> {
         .route("/stats.json", get(dashboard::stats))
         .route("/xrpc/_health", get(health))
         .route("/.well-known/did.json", get(did_document))
-        .route("/xrpc/{nsid}", get(xrpc))
+        .route("/xrpc/{nsid}", get(xrpc).post(procedure))
         .route("/metrics", get(render_metrics))
 }
 
@@ -82,6 +82,8 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             max_request_bytes,
             limit_request_size,
         ))
+        // A body sent without a length is cut at the same limit.
+        .layer(axum::extract::DefaultBodyLimit::max(max_request_bytes))
         .layer(middleware::from_fn(record_metrics))
         .with_state(state)
 }
@@ -95,6 +97,7 @@ fn describe_metrics() {
         crate::error::DB_ERRORS,
         crate::error::POOL_WAIT_TIMEOUTS,
         crate::error::AUTH_FAILURES,
+        routes::BAD_INPUT,
     ] {
         metrics::counter!(name).increment(0);
     }
@@ -166,6 +169,18 @@ async fn xrpc(
     }
 }
 
+async fn procedure(
+    State(state): State<AppState>,
+    Path(nsid): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match routes::dispatch_procedure(&state, &nsid, &headers, &body).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
 async fn health(State(state): State<AppState>) -> Response {
     let check = async {
         let client = state.pool.get().await?;
@@ -221,8 +236,9 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Every method is a GET whose input is its query string: an overlong URI or
-/// any body is refused before routing, so no handler parses more than this.
+/// A query's input is its query string, a procedure's its body: an overlong
+/// URI or body is refused before routing, so no handler parses more than
+/// this.
 async fn limit_request_size(
     State(max_bytes): State<usize>,
     request: Request<Body>,
@@ -279,7 +295,9 @@ async fn record_metrics(request: Request<Body>, next: Next) -> Response {
     {
         Some("/xrpc/{nsid}") => {
             let nsid = request.uri().path().trim_start_matches("/xrpc/");
-            routes::known_method(nsid).unwrap_or("unknown")
+            routes::known_method(nsid)
+                .or_else(|| routes::known_procedure(nsid))
+                .unwrap_or("unknown")
         }
         Some("/xrpc/_health") => "_health",
         Some("/metrics") => "metrics",

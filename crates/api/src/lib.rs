@@ -1,7 +1,11 @@
-//! skyhose-api: the XRPC read API over the PostgreSQL index — parameter
+//! skyhose-api: the XRPC API over the PostgreSQL index — parameter
 //! parsing, batched hydration into lexicon views, service-auth viewers,
-//! health and metrics. It reads the index; it never writes to it, and it does
-//! not own the schema (skyhose-index does).
+//! health and metrics — and the viewers' private state (mutes, bookmarks,
+//! notification state and preferences). It reads the index and never writes
+//! the index's tables; it owns and writes only the private-state tables
+//! (`private_*`, migration 0019), each row on behalf of the authenticated
+//! account that the row belongs to. It does not own the schema (skyhose-index
+//! applies every migration).
 
 mod auth;
 mod config;
@@ -30,7 +34,7 @@ pub use http::{
 };
 pub use listener::Limits;
 pub use params::exercise_query;
-pub use routes::METHODS;
+pub use routes::{METHODS, PROCEDURES};
 pub use service::ServiceIdentity;
 
 /// Shared by every request.
@@ -40,6 +44,11 @@ pub struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) auth: Arc<auth::ServiceAuth>,
     pub(crate) metrics: Option<PrometheusHandle>,
+    /// Resolves feed generators' DIDs; shared with `auth`, which resolves
+    /// viewers' keys through it.
+    pub(crate) resolver: Arc<skyhose_identity::Resolver>,
+    /// Asks feed generators for skeletons, under the resolver's guard.
+    pub(crate) feed_client: Arc<skyhose_identity::Fetcher>,
 }
 
 impl AppState {
@@ -47,12 +56,20 @@ impl AppState {
     pub fn new(pool: Pool, config: ApiConfig, metrics: Option<PrometheusHandle>) -> Self {
         let mut identity = skyhose_identity::IdentityConfig::new(config.plc_url.clone());
         identity.allow_loopback = config.allow_loopback_identity;
-        let auth = auth::ServiceAuth::new(config.service_did.clone(), identity);
+        let feed_client = skyhose_identity::Fetcher::new(identity.policy(), config.feed_timeout);
+        let resolver = Arc::new(skyhose_identity::Resolver::new(identity));
+        let auth = auth::ServiceAuth::with_resolver(
+            config.service_did.clone(),
+            resolver.clone(),
+            AuthOptions::default(),
+        );
         AppState {
             pool,
             config: Arc::new(config),
             auth: Arc::new(auth),
             metrics,
+            resolver,
+            feed_client: Arc::new(feed_client),
         }
     }
 }

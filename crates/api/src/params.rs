@@ -283,11 +283,16 @@ pub(crate) fn datetime_micros(value: &str) -> Option<i64> {
 }
 
 fn parse_actor(name: &str, value: &str) -> XrpcResult<ActorRef> {
+    actor_ref(value).map_err(|e| XrpcError::bad_param(name, e))
+}
+
+/// An `at-identifier`: a DID, or a handle (lower-cased).
+pub(crate) fn actor_ref(value: &str) -> Result<ActorRef, syntax::SyntaxError> {
     if value.starts_with("did:") {
-        syntax::validate_did(value).map_err(|e| XrpcError::bad_param(name, e))?;
+        syntax::validate_did(value)?;
         Ok(ActorRef::Did(value.to_owned()))
     } else {
-        syntax::validate_handle(value).map_err(|e| XrpcError::bad_param(name, e))?;
+        syntax::validate_handle(value)?;
         Ok(ActorRef::Handle(value.to_ascii_lowercase()))
     }
 }

@@ -179,19 +179,8 @@ async fn feed_generators_match_the_records() {
         assert!(feed["likeCount"].as_i64().is_some_and(|n| n >= 0));
     }
 
-    let uri = mine.iter().next().expect("a generator");
-    let (status, body) = server
-        .get(
-            "app.bsky.feed.getFeedGenerator",
-            &format!("feed={}", enc(uri)),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["view"]["uri"], uri.as_str());
-    assert_eq!(body["isOnline"], true);
-    assert_eq!(body["isValid"], true);
-    cases.push(("app.bsky.feed.getFeedGenerator".into(), uri.clone(), body));
-
+    // getFeedGenerator resolves the generator's service DID, which the
+    // simulator's records name on no network: api_app.rs runs one.
     let missing = format!("at://{did}/app.bsky.feed.generator/nosuchfeed");
     let query: String = mine
         .iter()

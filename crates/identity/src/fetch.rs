@@ -1,4 +1,5 @@
-//! Bounded HTTP GET for identity documents: one deadline for the whole
+//! Bounded HTTP GET for identity documents (and the XRPC queries of services
+//! that DID documents name): one deadline for the whole
 //! exchange, a cap on the body, no redirects, and connections only to
 //! addresses the [`Policy`] allows (the name is resolved here, each address
 //! checked, and the connection made to those addresses). HTTPS uses the
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{HeaderValue, ACCEPT, HOST};
+use hyper::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, HOST};
 use hyper::{Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::dns::Name;
@@ -132,6 +133,42 @@ impl Fetcher {
         host: Option<&str>,
         max_bytes: usize,
     ) -> Result<Bytes, FetchError> {
+        let mut headers = vec![(
+            ACCEPT,
+            HeaderValue::from_static("application/did+ld+json, application/json, text/plain"),
+        )];
+        if let Some(host) = host {
+            let host = HeaderValue::from_str(host).map_err(|_| FetchError::Url(url.to_owned()))?;
+            headers.push((HOST, host));
+        }
+        self.exchange(url, headers, max_bytes).await
+    }
+
+    /// The body of a 200 answer to an XRPC query `url` that a service names
+    /// in its DID document (a feed generator's `getFeedSkeleton`), passing
+    /// on the caller's `Authorization` value: the same guard, deadline and
+    /// size cap as documents.
+    pub async fn get_xrpc(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+        max_bytes: usize,
+    ) -> Result<Bytes, FetchError> {
+        let mut headers = vec![(ACCEPT, HeaderValue::from_static("application/json"))];
+        if let Some(value) = authorization {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| FetchError::Url("authorization value is not a header".into()))?;
+            headers.push((AUTHORIZATION, value));
+        }
+        self.exchange(url, headers, max_bytes).await
+    }
+
+    async fn exchange(
+        &self,
+        url: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        max_bytes: usize,
+    ) -> Result<Bytes, FetchError> {
         let client = self
             .client
             .as_ref()
@@ -146,12 +183,9 @@ impl Fetcher {
         if origin.split("://").next() != uri.scheme_str() {
             return Err(FetchError::Url(url.to_owned()));
         }
-        let mut request = Request::get(uri).header(
-            ACCEPT,
-            HeaderValue::from_static("application/did+ld+json, application/json, text/plain"),
-        );
-        if let Some(host) = host {
-            request = request.header(HOST, host);
+        let mut request = Request::get(uri);
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
         let request = request
             .body(Empty::new())

@@ -65,7 +65,8 @@ impl IdentityConfig {
         }
     }
 
-    fn policy(&self) -> Policy {
+    /// What this configuration lets a fetch connect to.
+    pub fn policy(&self) -> Policy {
         Policy {
             allow_loopback: self.allow_loopback,
         }

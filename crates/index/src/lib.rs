@@ -1,5 +1,8 @@
 //! skyhose-index: the consumer-group workers that turn stream entries into
-//! PostgreSQL rows, plus the schema and its migrations. It does not serve HTTP.
+//! PostgreSQL rows, plus the schema and its migrations (all of them, the
+//! API's private-state tables included). It does not serve HTTP, and it
+//! never writes the private-state tables (`private_*`), which skyhose-api
+//! owns and writes.
 
 mod apply;
 mod db;

@@ -103,6 +103,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "labels",
         sql: include_str!("../migrations/0018_labels.sql"),
     },
+    Migration {
+        version: 19,
+        name: "private_state",
+        sql: include_str!("../migrations/0019_private_state.sql"),
+    },
+    Migration {
+        version: 20,
+        name: "suggestion_reads",
+        sql: include_str!("../migrations/0020_suggestion_reads.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

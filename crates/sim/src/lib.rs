@@ -4,14 +4,17 @@
 //!
 //! `plc` serves the simulated accounts' DID documents and mints their service-auth
 //! tokens; `hosts` serves their repositories (real MSTs, signed commits) as
-//! PDSes on loopback, with a relay-like `listHosts` front. `labeler` serves
-//! signed label streams over subscribeLabels, with the state they must leave.
+//! PDSes on loopback, with a relay-like `listHosts` front; `feedgen` is a feed
+//! generator (its did:web document and `getFeedSkeleton`) for AppView tests;
+//! `labeler` serves signed label streams over subscribeLabels, with the state
+//! they must leave.
 //!
 //! Frames, CAR files and DAG-CBOR come from `skyhose_proto` (re-exported as `wire`).
 
 pub mod capture;
 mod clock;
 mod fasthash;
+pub mod feedgen;
 pub mod hosts;
 mod http;
 pub mod labeler;

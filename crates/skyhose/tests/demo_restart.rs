@@ -107,22 +107,6 @@ async fn signal_and_wait(mut child: Child, signal: &str) {
     );
 }
 
-/// GET over loopback HTTP/1.1: status line and body.
-async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.ok()?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
 /// The API of the running demo answers getProfile for an indexed actor.
 /// The watermark may already be past its target when a process starts (its
 /// predecessor indexed everything), so the process may not be listening yet.
@@ -140,7 +124,7 @@ async fn assert_serves_profile(env: &Env, port: u16) {
     let path = format!("/xrpc/app.bsky.actor.getProfile?actor={did}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let (status, body) = loop {
-        if let Some(answer) = http_get(port, &path).await {
+        if let Some(answer) = common::http_get(port, &path).await {
             break answer;
         }
         assert!(Instant::now() < deadline, "the API answers");
@@ -361,7 +345,9 @@ async fn run_against_an_external_relay_resumes_after_sigterm() {
         let child = env.spawn_run(&relay_url, port);
         wait_for_watermark(&env, target).await;
         assert_serves_profile(&env, port).await;
-        let (status, metrics) = http_get(port, "/metrics").await.expect("metrics answer");
+        let (status, metrics) = common::http_get(port, "/metrics")
+            .await
+            .expect("metrics answer");
         assert_eq!(status, 200);
         for family in [
             "skyhose_ingest_events_total",

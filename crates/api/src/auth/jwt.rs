@@ -129,9 +129,16 @@ fn malformed(reason: String) -> AuthError {
 pub const SERVICE_IDS: [&str; 2] = ["bsky_appview", "bsky_notif"];
 
 /// What the claims must satisfy, besides the signature.
+/// The method a feed generator serves, named by the tokens minted for it.
+pub const FEED_SKELETON: &str = "app.bsky.feed.getFeedSkeleton";
+
 pub struct Rules<'a> {
     pub service_did: &'a str,
     pub lxm: &'a str,
+    /// For `getFeed`: the DID of the generator serving the feed. A user's
+    /// PDS asks for that method with the token it minted for the generator
+    /// (that `aud`, `lxm` getFeedSkeleton), which we accept and pass on.
+    pub feed_did: Option<&'a str>,
     pub require_lxm: bool,
     pub now: f64,
     pub skew_secs: f64,
@@ -147,7 +154,8 @@ pub fn check_claims(claims: &Claims, rules: &Rules<'_>) -> Result<String, AuthEr
         None => (claims.aud.as_str(), None),
     };
     let ours = service.is_none_or(|s| SERVICE_IDS.contains(&s));
-    if aud_did != rules.service_did || !ours {
+    let for_feed = rules.feed_did.is_some_and(|feed| claims.aud == feed);
+    if !for_feed && (aud_did != rules.service_did || !ours) {
         return Err(AuthError::Audience {
             got: claims.aud.chars().take(256).collect(),
             expected: rules.service_did.to_owned(),
@@ -168,6 +176,7 @@ pub fn check_claims(claims: &Claims, rules: &Rules<'_>) -> Result<String, AuthEr
         }
     }
     match claims.lxm.as_deref() {
+        Some(FEED_SKELETON) if rules.feed_did.is_some() => {}
         Some(lxm) if lxm != rules.lxm => {
             return Err(AuthError::WrongMethod {
                 got: lxm.chars().take(256).collect(),
@@ -203,6 +212,7 @@ mod tests {
         Rules {
             service_did: "did:web:api.test",
             lxm: "app.bsky.actor.getProfile",
+            feed_did: None,
             require_lxm: true,
             now,
             skew_secs: 30.0,
@@ -286,5 +296,42 @@ mod tests {
         let bad_iss = claims(&CLAIMS.replace("did:plc:abc", "alice"));
         let err = check_claims(&bad_iss, &rules(1500.0)).unwrap_err();
         assert!(err.to_string().contains("alice"), "{err}");
+    }
+
+    #[test]
+    fn feed_tokens() {
+        let claims = |s: &str| -> Claims { serde_json::from_str(s).unwrap() };
+        let for_generator = |aud: &str, lxm: &str| {
+            claims(&format!(
+                r#"{{"iss":"did:plc:abc","aud":"{aud}","exp":2000,"lxm":"{lxm}"}}"#
+            ))
+        };
+        let mut feed = rules(1500.0);
+        feed.lxm = "app.bsky.feed.getFeed";
+        feed.feed_did = Some("did:web:feed.test");
+        for (aud, lxm) in [
+            ("did:web:feed.test", FEED_SKELETON),
+            ("did:web:feed.test", "app.bsky.feed.getFeed"),
+            ("did:web:api.test", "app.bsky.feed.getFeed"),
+            ("did:web:api.test#bsky_appview", FEED_SKELETON),
+        ] {
+            let token = for_generator(aud, lxm);
+            assert!(check_claims(&token, &feed).is_ok(), "{aud} {lxm}");
+        }
+        let err =
+            check_claims(&for_generator("did:web:other.test", FEED_SKELETON), &feed).unwrap_err();
+        assert_eq!(err.reason(), "audience");
+        let err = check_claims(
+            &for_generator("did:web:feed.test", "app.bsky.feed.getTimeline"),
+            &feed,
+        )
+        .unwrap_err();
+        assert_eq!(err.reason(), "method");
+        // Outside getFeed, a generator's token is refused.
+        let mut other = rules(1500.0);
+        other.lxm = FEED_SKELETON;
+        let err =
+            check_claims(&for_generator("did:web:feed.test", FEED_SKELETON), &other).unwrap_err();
+        assert_eq!(err.reason(), "audience");
     }
 }

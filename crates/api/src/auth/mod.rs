@@ -2,7 +2,8 @@
 //! user's request to an AppView: `Authorization: Bearer <JWT>` signed (ES256K
 //! or ES256) with the `#atproto` key of the viewer's DID document.
 //!
-//! Checks, in order: the claims (`aud` is our service DID, `exp` not passed,
+//! Checks, in order: the claims (`aud` is our service DID, or for `getFeed`
+//! the feed generator's, see [`ServiceAuth::verify_feed`]; `exp` not passed,
 //! `iat` not in the future, `lxm` names the called method, `iss` a DID), then
 //! the signature with the issuer's key. Keys come from `skyhose_identity`,
 //! which caches documents and failures; a signature that fails with a
@@ -13,6 +14,9 @@
 mod jwt;
 
 pub use jwt::SERVICE_IDS;
+
+/// The method whose tokens may be meant for a feed generator.
+pub const FEED_METHOD: &str = "app.bsky.feed.getFeed";
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -178,6 +182,27 @@ impl ServiceAuth {
     /// Checks `authorization` (the full header value) for method `lxm`, and
     /// returns the viewer's DID.
     pub async fn verify(&self, authorization: &str, lxm: &str) -> Result<String, AuthError> {
+        self.verify_with(authorization, lxm, None).await
+    }
+
+    /// Checks the token of a `getFeed` call for the feed served by
+    /// `feed_did`: ours for `getFeed`, or the one the viewer's PDS minted for
+    /// the generator (`aud` its DID, `lxm` getFeedSkeleton).
+    pub async fn verify_feed(
+        &self,
+        authorization: &str,
+        feed_did: &str,
+    ) -> Result<String, AuthError> {
+        self.verify_with(authorization, FEED_METHOD, Some(feed_did))
+            .await
+    }
+
+    async fn verify_with(
+        &self,
+        authorization: &str,
+        lxm: &str,
+        feed_did: Option<&str>,
+    ) -> Result<String, AuthError> {
         let token = bearer(authorization)?;
         let parsed = jwt::parse(token)?;
         let now = unix_now();
@@ -187,6 +212,7 @@ impl ServiceAuth {
             &jwt::Rules {
                 service_did: &self.service_did,
                 lxm,
+                feed_did,
                 require_lxm: self.options.require_lxm,
                 now,
                 skew_secs: skew,

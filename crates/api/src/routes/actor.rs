@@ -50,7 +50,7 @@ pub async fn get_profile(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         ActorRef::Handle(_) => served_actor(&client, "actor", &actor).await?,
     };
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
-        .hydrate(&[], std::slice::from_ref(&did))
+        .hydrate_detailed(std::slice::from_ref(&did))
         .await?;
     let info = hydrated
         .actors
@@ -95,7 +95,7 @@ pub async fn get_profiles(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         }
     }
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
-        .hydrate(&[], &dids)
+        .hydrate_detailed(&dids)
         .await?;
     let profiles: Vec<_> = dids
         .iter()

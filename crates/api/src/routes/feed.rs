@@ -15,7 +15,7 @@ use crate::routes::{json, Ctx};
 use crate::views::feed_view::PostsPage;
 use crate::views::hydrate::{not_found_post, FeedItem, Reason};
 use crate::views::post::POST_COLUMNS;
-use crate::views::{Hydrated, Hydrator};
+use crate::views::{Db, Hydrated, Hydrator};
 
 pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let uris = ctx.params.at_uris("uris", 25)?;
@@ -199,12 +199,46 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 /// Replies loaded below the anchor, whatever `depth` asks for.
 const MAX_THREAD_REPLIES: i64 = 1000;
 
-pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
-    let uri = ctx.params.at_uri("uri")?;
-    let depth = ctx.params.int("depth", 0, 1000, 6)?;
-    let parent_height = ctx.params.int("parentHeight", 0, 1000, 80)?;
-    let client = ctx.db().await?;
+/// A thread around an anchor as loaded for the thread methods: the anchor
+/// and its ancestors, the replies below it by parent, all hydrated in one
+/// batch. The one way both thread shapes (nested and flat) read a thread.
+pub struct LoadedThread<'a> {
+    pub hydrated: Hydrated<'a>,
+    /// The anchor and its ancestors, nearest first, each with its parent's
+    /// URI; the last one's parent, if any, was not loaded.
+    pub ancestors: Vec<(String, Option<String>)>,
+    /// Reply URIs by parent URI, in load order.
+    pub children: HashMap<String, Vec<String>>,
+}
 
+impl LoadedThread<'_> {
+    /// The root's threadgate as `app.bsky.feed.defs#threadgateView`.
+    pub fn threadgate_view(&self, root_uri: &str) -> Option<Value> {
+        let tg = self.hydrated.posts.get(root_uri)?.threadgate.as_ref()?;
+        Some(json!({"uri": tg.uri, "cid": tg.cid, "record": tg.record, "lists": []}))
+    }
+
+    /// Replies the root's threadgate hides.
+    pub fn hidden_replies(&self, root_uri: &str) -> HashSet<String> {
+        self.hydrated
+            .posts
+            .get(root_uri)
+            .and_then(|root| root.threadgate.as_ref())
+            .map(|tg| tg.hidden_replies.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Loads `uri`, up to `parent_height` ancestors and `depth` levels of
+/// replies (at most [`MAX_THREAD_REPLIES`]); None when the anchor is not
+/// indexed.
+pub async fn load_thread<'a>(
+    ctx: &'a Ctx<'_>,
+    client: &'a Db,
+    uri: &str,
+    parent_height: i64,
+    depth: i64,
+) -> XrpcResult<Option<LoadedThread<'a>>> {
     // The anchor and its ancestors, nearest first; `parent` of the last row
     // names the first missing ancestor, if any.
     let up = client
@@ -217,12 +251,14 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
              SELECT uri, parent FROM up ORDER BY n",
         )
         .await?;
-    let ancestors = client.query(&up, &[&uri, &(parent_height as i32)]).await?;
+    let ancestors = client
+        .query(&up, &[&uri, &(parent_height as i32)])
+        .await?
+        .iter()
+        .map(|r| Ok((r.col("uri")?, r.col("parent")?)))
+        .collect::<XrpcResult<Vec<(String, Option<String>)>>>()?;
     if ancestors.is_empty() {
-        return Err(XrpcError::not_found(
-            "NotFound",
-            format!("uri: post not found: {uri}"),
-        ));
+        return Ok(None);
     }
     let descendants = if depth > 0 {
         let down = client
@@ -242,10 +278,7 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         Vec::new()
     };
 
-    let mut uris = ancestors
-        .iter()
-        .map(|r| r.col("uri"))
-        .collect::<XrpcResult<Vec<String>>>()?;
+    let mut uris: Vec<String> = ancestors.iter().map(|(uri, _)| uri.clone()).collect();
     let mut children: HashMap<String, Vec<String>> = HashMap::new();
     for row in &descendants {
         let child: String = row.col("uri")?;
@@ -253,64 +286,68 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         uris.push(child.clone());
         children.entry(parent).or_default().push(child);
     }
-    let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+    let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
         .hydrate(&uris, &[])
         .await?;
+    Ok(Some(LoadedThread {
+        hydrated,
+        ancestors,
+        children,
+    }))
+}
+
+pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+    let uri = ctx.params.at_uri("uri")?;
+    let depth = ctx.params.int("depth", 0, 1000, 6)?;
+    let parent_height = ctx.params.int("parentHeight", 0, 1000, 80)?;
+    let client = ctx.db().await?;
+    let not_found = || XrpcError::not_found("NotFound", format!("uri: post not found: {uri}"));
+    let thread = load_thread(ctx, &client, &uri, parent_height, depth)
+        .await?
+        .ok_or_else(not_found)?;
+    let hydrated = &thread.hydrated;
 
     let anchor = hydrated.posts.get(&uri);
     let Some(anchor) = anchor.filter(|_| hydrated.post(&uri).is_some()) else {
-        return Err(XrpcError::not_found(
-            "NotFound",
-            format!("uri: post not found: {uri}"),
-        ));
+        return Err(not_found());
     };
     let root_uri = anchor.reply_root_uri.clone().unwrap_or_else(|| uri.clone());
-    let hidden: HashSet<String> = hydrated
-        .posts
-        .get(&root_uri)
-        .and_then(|root| root.threadgate.as_ref())
-        .map(|tg| tg.hidden_replies.iter().cloned().collect())
-        .unwrap_or_default();
+    let hidden = thread.hidden_replies(&root_uri);
 
-    let thread = if hydrated.blocked(&anchor.did) {
+    let node = if hydrated.blocked(&anchor.did) {
         hydrated.blocked_post(&uri, &anchor.did)
     } else {
-        let mut node = thread_node(&hydrated, &uri, &children, &hidden, depth)
+        let mut node = thread_node(hydrated, &uri, &thread.children, &hidden, depth)
             .unwrap_or_else(|| not_found_post(&uri));
-        if let Some(parent) = parent_chain(&hydrated, &ancestors)? {
+        if let Some(parent) = parent_chain(hydrated, &thread.ancestors) {
             node["parent"] = parent;
         }
         node
     };
-    let mut out = json!({ "thread": thread });
-    if let Some(tg) = hydrated
-        .posts
-        .get(&root_uri)
-        .and_then(|root| root.threadgate.as_ref())
-    {
-        out["threadgate"] = json!({"uri": tg.uri, "cid": tg.cid, "record": tg.record, "lists": []});
+    let mut out = json!({ "thread": node });
+    if let Some(tg) = thread.threadgate_view(&root_uri) {
+        out["threadgate"] = tg;
     }
     json(&out)
 }
 
 /// The anchor's parent as a nested chain of thread nodes, from the ancestor
 /// rows (index 0 is the anchor itself).
-fn parent_chain(h: &Hydrated<'_>, ancestors: &[tokio_postgres::Row]) -> XrpcResult<Option<Value>> {
-    let Some(anchor) = ancestors.first() else {
-        return Ok(None);
-    };
-    let Some(anchor_parent) = anchor.col::<Option<String>>("parent")? else {
-        return Ok(None);
-    };
-    let loaded: HashMap<String, Option<String>> = ancestors
+fn parent_chain(h: &Hydrated<'_>, ancestors: &[(String, Option<String>)]) -> Option<Value> {
+    let anchor_parent = ancestors.first()?.1.clone()?;
+    let loaded: HashMap<&str, &Option<String>> = ancestors
         .iter()
-        .map(|r| Ok((r.col("uri")?, r.col("parent")?)))
-        .collect::<XrpcResult<_>>()?;
+        .map(|(uri, parent)| (uri.as_str(), parent))
+        .collect();
     // Walk up, then fold back down so each node carries its own parent.
     let mut chain: Vec<Value> = Vec::new();
     let mut next = Some(anchor_parent);
     while let Some(uri) = next.take() {
-        let Some(p) = h.posts.get(&uri).filter(|_| loaded.contains_key(&uri)) else {
+        let Some(p) = h
+            .posts
+            .get(&uri)
+            .filter(|_| loaded.contains_key(uri.as_str()))
+        else {
             chain.push(not_found_post(&uri));
             break;
         };
@@ -324,7 +361,7 @@ fn parent_chain(h: &Hydrated<'_>, ancestors: &[tokio_postgres::Row]) -> XrpcResu
                 node.insert("$type".into(), json!("app.bsky.feed.defs#threadViewPost"));
                 node.insert("post".into(), view);
                 chain.push(Value::Object(node));
-                next = loaded.get(&uri).cloned().flatten();
+                next = loaded.get(uri.as_str()).and_then(|p| (*p).clone());
             }
             None => {
                 chain.push(not_found_post(&uri));
@@ -339,7 +376,7 @@ fn parent_chain(h: &Hydrated<'_>, ancestors: &[tokio_postgres::Row]) -> XrpcResu
         }
         parent = Some(node);
     }
-    Ok(parent)
+    parent
 }
 
 fn thread_node(

@@ -14,7 +14,11 @@ use crate::views::{Db, Hydrator};
 
 /// Loads lists and their creators and renders `listView`s in `uris` order,
 /// leaving out those not served.
-async fn list_views(ctx: &Ctx<'_>, client: &Db, uris: &[String]) -> XrpcResult<Vec<Value>> {
+pub(crate) async fn list_views(
+    ctx: &Ctx<'_>,
+    client: &Db,
+    uris: &[String],
+) -> XrpcResult<Vec<Value>> {
     let lists = load_lists(client, uris, ctx.viewer()).await?;
     let creators: Vec<String> = lists.values().map(|l| l.did.clone()).collect();
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())

@@ -1,21 +1,30 @@
-//! One module per lexicon namespace; `dispatch` maps an NSID to its handler.
-//! Handlers parse their parameters first (400 on anything bad), then load
-//! rows, then hydrate everything they show in one batch.
+//! One module per lexicon namespace; `dispatch` maps a query's NSID to its
+//! handler, `dispatch_procedure` a procedure's (a POST with a JSON input).
+//! Handlers parse their parameters or input first (400 on anything bad),
+//! then load rows, then hydrate everything they show in one batch.
 
 mod actor;
+mod bookmarks;
+mod custom_feed;
 mod feed;
 mod follows;
 mod generators;
+mod input;
 mod interactions;
 mod keyset;
 mod labeler;
 mod lists;
+mod mutes;
 mod notification;
 mod relationships;
 mod repo;
 mod search;
+mod settings;
 mod starter_packs;
+mod suggestions;
+mod thread_v2;
 mod timeline;
+mod unspecced;
 
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +33,8 @@ use serde::Serialize;
 
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::Params;
+use crate::routes::input::Input;
+pub(crate) use crate::routes::input::BAD_INPUT;
 use crate::views::labels;
 use crate::AppState;
 
@@ -34,6 +45,9 @@ pub struct Ctx<'a> {
     pub params: Params,
     pub viewer: Option<String>,
     pub nsid: &'a str,
+    /// The Authorization header as sent: `getFeed` checks it itself (its
+    /// token may be meant for the feed generator) and passes it on.
+    pub authorization: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -105,6 +119,18 @@ methods! {
     "app.bsky.feed.getPosts" => feed::get_posts,
     "app.bsky.feed.getAuthorFeed" => feed::get_author_feed,
     "app.bsky.feed.getPostThread" => feed::get_post_thread,
+    "app.bsky.unspecced.getPostThreadV2" => thread_v2::get_post_thread_v2,
+    "app.bsky.unspecced.getPostThreadOtherV2" => thread_v2::get_post_thread_other_v2,
+    "app.bsky.feed.getFeed" => custom_feed::get_feed,
+    "app.bsky.unspecced.getConfig" => unspecced::get_config,
+    "app.bsky.actor.getSuggestions" => suggestions::get_suggestions,
+    "app.bsky.graph.getSuggestedFollowsByActor" => suggestions::get_suggested_follows_by_actor,
+    "app.bsky.feed.getSuggestedFeeds" => suggestions::get_popular_feed_generators,
+    "app.bsky.unspecced.getPopularFeedGenerators" => suggestions::get_popular_feed_generators,
+    "app.bsky.unspecced.getSuggestedUsers" => suggestions::get_suggested_users,
+    "app.bsky.unspecced.getSuggestedFeeds" => suggestions::get_unspecced_suggested_feeds,
+    "app.bsky.unspecced.getTrendingTopics" => suggestions::get_trending_topics,
+    "app.bsky.unspecced.getTrends" => suggestions::get_trends,
     "app.bsky.feed.getLikes" => interactions::get_likes,
     "app.bsky.feed.getRepostedBy" => interactions::get_reposted_by,
     "app.bsky.feed.getQuotes" => interactions::get_quotes,
@@ -134,6 +160,73 @@ methods! {
     "com.atproto.label.queryLabels" => labeler::query_labels,
     "com.atproto.identity.resolveHandle" => repo::resolve_handle,
     "com.atproto.repo.getRecord" => repo::get_record,
+    "app.bsky.graph.getMutes" => mutes::get_mutes,
+    "app.bsky.graph.getListMutes" => mutes::get_list_mutes,
+    "app.bsky.bookmark.getBookmarks" => bookmarks::get_bookmarks,
+    "app.bsky.notification.getPreferences" => settings::get_notification_preferences,
+    "app.bsky.notification.listActivitySubscriptions" => settings::list_activity_subscriptions,
+    "app.bsky.actor.getPreferences" => settings::get_actor_preferences,
+}
+
+macro_rules! procedures {
+    ($($nsid:literal => $handler:path,)*) => {
+        /// Every procedure this service answers: the viewer's private state.
+        pub const PROCEDURES: &[&str] = &[$($nsid,)*];
+
+        /// The NSID as a static string when it is a procedure we serve.
+        pub fn known_procedure(nsid: &str) -> Option<&'static str> {
+            match nsid {
+                $($nsid => Some($nsid),)*
+                _ => None,
+            }
+        }
+
+        async fn call_procedure(ctx: &Ctx<'_>, input: &Input) -> XrpcResult<Response> {
+            match ctx.nsid {
+                $($nsid => $handler(ctx, input).await,)*
+                other => Err(XrpcError::method_not_implemented(other)),
+            }
+        }
+    };
+}
+
+procedures! {
+    "app.bsky.graph.muteActor" => mutes::mute_actor,
+    "app.bsky.graph.unmuteActor" => mutes::unmute_actor,
+    "app.bsky.graph.muteActorList" => mutes::mute_actor_list,
+    "app.bsky.graph.unmuteActorList" => mutes::unmute_actor_list,
+    "app.bsky.graph.muteThread" => mutes::mute_thread,
+    "app.bsky.graph.unmuteThread" => mutes::unmute_thread,
+    "app.bsky.bookmark.createBookmark" => bookmarks::create_bookmark,
+    "app.bsky.bookmark.deleteBookmark" => bookmarks::delete_bookmark,
+    "app.bsky.notification.updateSeen" => settings::update_seen,
+    "app.bsky.notification.putPreferencesV2" => settings::put_notification_preferences,
+    "app.bsky.notification.putActivitySubscription" => settings::put_activity_subscription,
+    "app.bsky.notification.registerPush" => settings::register_push,
+    "app.bsky.notification.unregisterPush" => settings::unregister_push,
+    "app.bsky.actor.putPreferences" => settings::put_actor_preferences,
+}
+
+/// The answer to a method called with the other HTTP verb: a query sent as
+/// a POST, or a procedure as a GET.
+fn wrong_verb(nsid: &str, procedure: bool) -> XrpcError {
+    let (is, verb) = if procedure {
+        ("a procedure", "POST")
+    } else {
+        ("a query", "GET")
+    };
+    XrpcError::invalid_request(format!("{nsid} is {is}: send it as a {verb}"))
+}
+
+/// The answer to an NSID that names no method served with this verb.
+fn unknown_method(nsid: &str) -> XrpcError {
+    if skyhose_proto::syntax::is_nsid(nsid) {
+        return XrpcError::method_not_implemented(nsid);
+    }
+    XrpcError::invalid_request(format!(
+        "{:?} is not a method name",
+        nsid.chars().take(100).collect::<String>()
+    ))
 }
 
 pub async fn dispatch(
@@ -143,40 +236,25 @@ pub async fn dispatch(
     headers: &HeaderMap,
 ) -> XrpcResult<Response> {
     if known_method(nsid).is_none() {
-        if skyhose_proto::syntax::is_nsid(nsid) {
-            return Err(XrpcError::method_not_implemented(nsid));
+        if known_procedure(nsid).is_some() {
+            return Err(wrong_verb(nsid, true));
         }
-        return Err(XrpcError::invalid_request(format!(
-            "{:?} is not a method name",
-            nsid.chars().take(100).collect::<String>()
-        )));
+        return Err(unknown_method(nsid));
     }
     let params = Params::parse(query)?;
-    let viewer = match headers.get(axum::http::header::AUTHORIZATION) {
-        None => None,
-        Some(value) => {
-            let value = value.to_str().map_err(|_| {
-                XrpcError::auth_refused(
-                    "AuthenticationRequired",
-                    "the Authorization header is not text",
-                )
-            })?;
-            match state.auth.verify(value, nsid).await {
-                Ok(did) => Some(did),
-                Err(err) => {
-                    metrics::counter!(crate::error::AUTH_FAILURES, "reason" => err.reason())
-                        .increment(1);
-                    tracing::info!(nsid, error = %err, "service-auth token refused");
-                    return Err(XrpcError::auth_refused(err.name(), err.public_message()));
-                }
-            }
-        }
+    let authorization = authorization(headers)?;
+    // getFeed checks its token itself: one minted for the feed generator
+    // is accepted there, and passed on (`custom_feed`).
+    let viewer = match authorization {
+        Some(value) if nsid != crate::auth::FEED_METHOD => Some(verify(state, value, nsid).await?),
+        _ => None,
     };
     let ctx = Ctx {
         state,
         params,
         viewer,
         nsid,
+        authorization,
     };
     let configured = &state.config.labelers;
     let accepted = labels::accepted_labelers(
@@ -196,6 +274,69 @@ pub async fn dispatch(
         response.headers_mut().insert(CONTENT_LABELERS, applied);
     }
     Ok(response)
+}
+
+/// A procedure: `body` is its JSON input. Only the account the token was
+/// issued by (its `iss`) is written for.
+pub async fn dispatch_procedure(
+    state: &AppState,
+    nsid: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> XrpcResult<Response> {
+    if known_procedure(nsid).is_none() {
+        if known_method(nsid).is_some() {
+            return Err(wrong_verb(nsid, false));
+        }
+        return Err(unknown_method(nsid));
+    }
+    let authorization = authorization(headers)?;
+    let viewer = match authorization {
+        Some(value) => Some(verify(state, value, nsid).await?),
+        None => None,
+    };
+    let ctx = Ctx {
+        state,
+        params: Params::default(),
+        viewer,
+        nsid,
+        authorization,
+    };
+    ctx.require_viewer()?;
+    let input = Input::parse(nsid, body)?;
+    call_procedure(&ctx, &input).await
+}
+
+/// The Authorization header, if the request carries one.
+fn authorization(headers: &HeaderMap) -> XrpcResult<Option<&str>> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                XrpcError::auth_refused(
+                    "AuthenticationRequired",
+                    "the Authorization header is not text",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The viewer a service-auth token names for method `nsid`; a token that is
+/// refused fails the request.
+async fn verify(state: &AppState, value: &str, nsid: &str) -> XrpcResult<String> {
+    state
+        .auth
+        .verify(value, nsid)
+        .await
+        .map_err(|err| auth_refused(nsid, err))
+}
+
+/// A refused token: counted, logged, and answered with the official name.
+pub fn auth_refused(nsid: &str, err: crate::AuthError) -> XrpcError {
+    metrics::counter!(crate::error::AUTH_FAILURES, "reason" => err.reason()).increment(1);
+    tracing::info!(nsid, error = %err, "service-auth token refused");
+    XrpcError::auth_refused(err.name(), err.public_message())
 }
 
 /// The labelers whose labels a client wants in views.

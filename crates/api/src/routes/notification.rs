@@ -1,8 +1,10 @@
 //! app.bsky.notification.*: the viewer's notifications, newest first.
 //!
-//! The index keeps notifications but not when the viewer last looked at them
-//! (that is written through the viewer's PDS, which we are not): without a
-//! `seenAt` parameter every notification is unread.
+//! The index keeps notifications; when the viewer last looked at them is
+//! private state (`updateSeen`, `views::private`). A `seenAt` parameter
+//! takes its place; with neither, every notification is unread. Listing
+//! leaves out notifications from accounts the viewer mutes and about
+//! threads the viewer muted, as the reference AppView does.
 
 use std::collections::HashMap;
 
@@ -16,7 +18,7 @@ use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
-use crate::views::{labels, put, put_opt, Db, Hydrator};
+use crate::views::{datetime_millis, labels, private, put, put_opt, unix_micros, Db, Hydrator};
 
 /// The reasons the index writes, all `knownValues` of the lexicon.
 const REASONS: &[&str] = &[
@@ -122,10 +124,26 @@ impl Source {
         )
     }
 
+    /// Unread notifications of the recipient `$1`, less those the list
+    /// leaves out: from accounts the recipient mutes fully (directly or by a
+    /// list) and about threads the recipient muted. The thread of each
+    /// notification is looked up only when the recipient muted any.
     fn unread_sql(&self) -> String {
         format!(
-            "SELECT count(*) AS unread FROM (SELECT 1 FROM ({rows}) n WHERE {AFTER_SEEN} LIMIT {MAX_UNREAD}) unread",
-            rows = self.rows
+            "SELECT count(*) AS unread FROM (SELECT 1 FROM ({rows}) n WHERE {AFTER_SEEN} \
+               AND NOT EXISTS (SELECT 1 FROM private_actor_mutes m WHERE m.did = $1 \
+                 AND m.subject_did = n.author AND NOT m.only_reposts AND NOT m.only_quoteposts) \
+               AND NOT EXISTS (SELECT 1 FROM private_list_mutes lm \
+                 JOIN list_items li ON li.list_uri = lm.list_uri \
+                 WHERE lm.did = $1 AND li.subject_did = n.author) \
+               AND (NOT EXISTS (SELECT 1 FROM private_thread_mutes WHERE did = $1) \
+                 OR NOT EXISTS (SELECT 1 FROM posts p JOIN private_thread_mutes t \
+                   ON t.did = $1 AND t.root_uri = COALESCE(p.reply_root_uri, p.uri) \
+                   WHERE p.uri = CASE WHEN n.reason IN ('{subject_reasons}') \
+                     THEN n.subject ELSE n.uri END)) \
+             LIMIT {MAX_UNREAD}) unread",
+            rows = self.rows,
+            subject_reasons = SUBJECT_THREAD_REASONS.join("', '"),
         )
     }
 }
@@ -183,11 +201,13 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .map(str::to_owned)
         .collect();
     let _ = ctx.params.bool("priority", false)?;
-    let seen_at = ctx.params.optional_timestamp("seenAt")?;
+    let seen_param = ctx.params.optional_timestamp("seenAt")?;
     let (after_seq, after_uri, after_reason) = page_position(ctx.params.cursor()?)?;
     let viewer = ctx.require_viewer()?.to_owned();
     let client = ctx.db().await?;
     let reasons = (!reasons.is_empty()).then_some(reasons);
+    let stored_seen = private::notifications_seen(&client, &viewer).await?;
+    let seen_at = seen_param.or_else(|| stored_seen.map(unix_micros));
 
     let mut statements = Vec::new();
     for source in SOURCES.iter().filter(|s| s.wanted(reasons.as_deref())) {
@@ -224,20 +244,24 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 
     let authors: Vec<String> = listed.iter().map(|n| n.author.clone()).collect();
     let record_uris: Vec<String> = listed.iter().map(|n| n.uri.clone()).collect();
+    let thread_posts: Vec<String> = listed.iter().filter_map(thread_post).collect();
     let hydrator = Hydrator::new(&client, ctx.config(), ctx.viewer());
     let (shown, hiding) = labels::request_labelers(ctx.config());
-    let (hydrated, records, moderation) = tokio::join!(
+    let (hydrated, records, muted_threads, moderation) = tokio::join!(
         hydrator.hydrate(&[], &authors),
         load_records(&client, &record_uris),
+        private::in_muted_threads(&client, &viewer, &thread_posts),
         labels::load_moderation(&client, &record_uris, &shown, &hiding),
     );
-    let (hydrated, records) = (hydrated?, records?);
+    let (hydrated, records, muted_threads) = (hydrated?, records?, muted_threads?);
     let moderation = moderation?;
 
     let notifications: Vec<Value> = listed
         .iter()
         .filter_map(|n| {
             if hydrated.blocked(&n.author)
+                || hydrated.muted(&n.author)
+                || thread_post(n).is_some_and(|uri| muted_threads.contains(&uri))
                 || !REASONS.contains(&n.reason.as_str())
                 || moderation.taken_down.contains(&n.uri)
             {
@@ -269,19 +293,45 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .then(|| listed.last())
         .flatten()
         .map(|n| Cursor::new(format!("{}/{}", n.seq, n.reason), n.uri.as_str()).encode());
-    // `priority` is the account's notification preference, private state
-    // never in the firehose: the default is all that is known here.
-    json(&with_cursor(
-        json!({ "notifications": notifications, "priority": false }),
-        next,
-    ))
+    // `priority` is a preference of the reference AppView's that is not
+    // kept here: the default.
+    let mut out = json!({ "notifications": notifications, "priority": false });
+    if let Some(seen) = stored_seen {
+        out["seenAt"] = json!(datetime_millis(seen));
+    }
+    json(&with_cursor(out, next))
+}
+
+/// The reasons whose notification is about the thread of its subject (the
+/// liked or reposted post), and those about the thread of the record itself
+/// (a post).
+const SUBJECT_THREAD_REASONS: [&str; 4] =
+    ["like", "repost", "like-via-repost", "repost-via-repost"];
+const RECORD_THREAD_REASONS: [&str; 3] = ["reply", "mention", "quote"];
+
+/// The post whose thread a notification is about.
+fn thread_post(n: &Listed) -> Option<String> {
+    let reason = n.reason.as_str();
+    if SUBJECT_THREAD_REASONS.contains(&reason) {
+        n.subject.clone()
+    } else if RECORD_THREAD_REASONS.contains(&reason) {
+        Some(n.uri.clone())
+    } else {
+        None
+    }
 }
 
 pub async fn get_unread_count(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let _ = ctx.params.bool("priority", false)?;
-    let seen_at = ctx.params.optional_timestamp("seenAt")?;
+    let seen_param = ctx.params.optional_timestamp("seenAt")?;
     let viewer = ctx.require_viewer()?.to_owned();
     let client = ctx.db().await?;
+    let seen_at = match seen_param {
+        Some(seen) => Some(seen),
+        None => private::notifications_seen(&client, &viewer)
+            .await?
+            .map(unix_micros),
+    };
     let mut statements = Vec::new();
     for source in &SOURCES {
         statements.push(client.prepare_cached(&source.unread_sql()).await?);

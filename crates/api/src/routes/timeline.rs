@@ -40,15 +40,20 @@ fn feed_items(page: &Page) -> XrpcResult<Vec<FeedItem>> {
         .collect()
 }
 
+/// `drop_muted`: leave out what the viewer's mutes hide (the timeline).
 async fn render_feed(
     ctx: &Ctx<'_>,
     client: &crate::views::Db,
     page: &Page,
+    drop_muted: bool,
 ) -> XrpcResult<Response> {
-    let items = feed_items(page)?;
+    let mut items = feed_items(page)?;
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
         .hydrate_feed(&items)
         .await?;
+    if drop_muted {
+        items.retain(|item| !hydrated.feed_item_muted(item));
+    }
     json(&hydrated.feed_page(&items, page.next()?))
 }
 
@@ -82,7 +87,9 @@ fn posts_of(authors: &str, with_reposts: bool, page: &Keyset, own: usize) -> Str
     format!("WITH authors AS ({authors}) {union} ORDER BY 2 DESC, 1 DESC LIMIT {limit}")
 }
 
-/// Posts and reposts of the accounts the viewer follows, and the viewer's own.
+/// Posts and reposts of the accounts the viewer follows, and the viewer's
+/// own, less what the viewer's mutes hide. Fully muted accounts are left
+/// out of the page's authors, so their rows do not take a page's room.
 pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let page = Keyset::parse(ctx)?;
     // Any algorithm name gets the reverse-chronological following timeline.
@@ -90,13 +97,15 @@ pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let viewer = ctx.require_viewer()?.to_owned();
     let client = ctx.db().await?;
     let sql = posts_of(
-        "SELECT $1::text AS did UNION SELECT f.subject_did FROM follows f WHERE f.did = $1",
+        "SELECT $1::text AS did UNION SELECT f.subject_did FROM follows f WHERE f.did = $1 \
+         AND NOT EXISTS (SELECT 1 FROM private_actor_mutes m WHERE m.did = $1 \
+           AND m.subject_did = f.subject_did AND NOT m.only_reposts AND NOT m.only_quoteposts)",
         true,
         &page,
         1,
     );
     let rows = page.fetch(&client, &sql, &[&viewer]).await?;
-    render_feed(ctx, &client, &rows).await
+    render_feed(ctx, &client, &rows, true).await
 }
 
 /// Posts by the list's members, leaving out members who block or are blocked
@@ -129,5 +138,5 @@ pub async fn get_list_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         2,
     );
     let rows = page.fetch(&client, &sql, &[&list, &creator]).await?;
-    render_feed(ctx, &client, &rows).await
+    render_feed(ctx, &client, &rows, false).await
 }

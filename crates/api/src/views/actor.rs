@@ -15,6 +15,7 @@ use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::params::ActorRef;
 use crate::views::labels::{self, Label};
+use crate::views::private::ActorPrivate;
 use crate::views::{datetime_millis, is_datetime, put, put_opt};
 
 /// Everything the profile views show of one actor.
@@ -72,6 +73,9 @@ pub struct ActorViewer {
     pub blocking: Option<String>,
     pub blocked_by: bool,
     pub blocking_by_list: Option<String>,
+    /// Mutes and activity subscription, loaded apart (`views::private`)
+    /// and merged in by the hydrator.
+    pub private: ActorPrivate,
 }
 
 impl ActorViewer {
@@ -207,10 +211,63 @@ pub async fn load_actor_viewer(
                 blocking: row.col("blocking")?,
                 blocked_by: row.col("blocked_by")?,
                 blocking_by_list: row.col("blocking_by_list")?,
+                private: ActorPrivate::default(),
             };
             Ok((row.col("did")?, state))
         })
         .collect()
+}
+
+/// The accounts the viewer follows that follow a subject, as a detailed
+/// profile's `viewer.knownFollowers` shows them.
+#[derive(Debug, Clone, Default)]
+pub struct KnownFollowers {
+    /// How many there are, whether shown or not.
+    pub count: usize,
+    /// The first [`KNOWN_FOLLOWERS_SHOWN`], in the order the viewer followed
+    /// them, each with whether it and the subject block each other.
+    pub followers: Vec<(String, bool)>,
+}
+
+/// How many known followers a profile names, as the reference AppView.
+pub const KNOWN_FOLLOWERS_SHOWN: usize = 5;
+
+const KNOWN_FOLLOWERS_QUERY: &str = "\
+SELECT s.did AS subject, f.subject_did AS follower, \
+  EXISTS (SELECT 1 FROM blocks b WHERE (b.did = s.did AND b.subject_did = f.subject_did) \
+     OR (b.did = f.subject_did AND b.subject_did = s.did)) AS blocked \
+FROM unnest($1::text[]) AS s(did) \
+JOIN follows f ON f.did = $2 \
+WHERE EXISTS (SELECT 1 FROM follows g WHERE g.did = f.subject_did AND g.subject_did = s.did) \
+ORDER BY s.did, f.rkey, f.uri";
+
+/// The known followers of each of `subjects` for `viewer`, in one query:
+/// one probe of the follow index per account the viewer follows.
+pub async fn load_known_followers(
+    client: &Db,
+    viewer: &str,
+    subjects: &[String],
+) -> XrpcResult<HashMap<String, KnownFollowers>> {
+    if subjects.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(
+            &client.prepare_cached(KNOWN_FOLLOWERS_QUERY).await?,
+            &[&subjects, &viewer],
+        )
+        .await?;
+    let mut known: HashMap<String, KnownFollowers> = HashMap::new();
+    for row in &rows {
+        let entry = known.entry(row.col("subject")?).or_default();
+        entry.count += 1;
+        if entry.followers.len() < KNOWN_FOLLOWERS_SHOWN {
+            entry
+                .followers
+                .push((row.col("follower")?, row.col("blocked")?));
+        }
+    }
+    Ok(known)
 }
 
 /// Resolves a DID or handle to an indexed actor: its DID and account status.
@@ -242,6 +299,8 @@ pub struct ActorRenderer<'a> {
     pub config: &'a ApiConfig,
     pub viewer: Option<&'a str>,
     pub viewer_state: &'a HashMap<String, ActorViewer>,
+    /// `listViewBasic` of the lists by which the viewer mutes actors.
+    pub muted_lists: &'a HashMap<String, Value>,
 }
 
 impl ActorRenderer<'_> {
@@ -307,11 +366,20 @@ impl ActorRenderer<'_> {
         }
         let state = self.viewer_state.get(did).cloned().unwrap_or_default();
         let mut m = Map::new();
-        // Mutes live in the reference AppView's private store, never in
-        // the firehose: none is known here.
-        m.insert("muted".into(), json!(false));
-        m.insert("mutedOnlyReposts".into(), json!(false));
-        m.insert("mutedOnlyQuoteposts".into(), json!(false));
+        let mute = &state.private;
+        // Scoped mutes are exclusive with a full one, as the lexicon says.
+        m.insert("muted".into(), json!(mute.fully()));
+        m.insert(
+            "mutedOnlyReposts".into(),
+            json!(!mute.fully() && mute.only_reposts),
+        );
+        m.insert(
+            "mutedOnlyQuoteposts".into(),
+            json!(!mute.fully() && mute.only_quoteposts),
+        );
+        if let Some(list) = mute.by_list.as_ref().and_then(|l| self.muted_lists.get(l)) {
+            m.insert("mutedByList".into(), list.clone());
+        }
         m.insert("blockedBy".into(), json!(state.blocked_by));
         put_opt(&mut m, "blocking", state.blocking.as_deref());
         // Blocks hide follow state either way, as the reference AppView does.
@@ -333,8 +401,24 @@ impl ActorRenderer<'_> {
         Value::Object(m)
     }
 
+    /// The viewer's activity subscription to `did`, shown in some views
+    /// (detailed profiles, the list of subscriptions) as the reference
+    /// AppView does, while the actor allows it: accounts allow their
+    /// followers to subscribe (the default, and all that `associated`
+    /// shows).
+    pub fn activity_subscription(&self, did: &str) -> Option<&Value> {
+        let state = self.viewer_state.get(did)?;
+        state.following.as_ref()?;
+        state.private.activity_subscription.as_ref()
+    }
+
     pub fn detailed(&self, a: &ActorInfo) -> Value {
         let mut m = self.common(a, true);
+        if let (Some(sub), Some(Value::Object(viewer))) =
+            (self.activity_subscription(&a.did), m.get_mut("viewer"))
+        {
+            viewer.insert("activitySubscription".into(), sub.clone());
+        }
         put_opt(&mut m, "description", a.description());
         if let Some(cid) = &a.banner_cid {
             put(

@@ -19,10 +19,10 @@ pub struct PostView<'a> {
     pub type_: Option<&'static str>,
     /// The author's `profileViewBasic`, rendered once per response.
     pub author: &'a RawValue,
-    /// Bookmarks are private to the account that made them and never in the
-    /// firehose; the reference AppView shows their count all the same.
+    /// Bookmarks are private state (see `views::private`), counted over
+    /// every account.
     #[serde(rename = "bookmarkCount")]
-    pub bookmark_count: Zero,
+    pub bookmark_count: i64,
     pub cid: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embed: Option<Value>,
@@ -45,22 +45,11 @@ pub struct PostView<'a> {
     pub record: &'a RawValue,
 }
 
-/// A count that is always `0`, written without a field's worth of room in
-/// every post view.
-#[derive(Debug, Clone, Copy)]
-pub struct Zero;
-
-impl Serialize for Zero {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u8(0)
-    }
-}
-
 /// `app.bsky.feed.defs#viewerState`, keys in byte order.
 #[derive(Debug, Serialize)]
 pub struct PostViewerState<'a> {
     /// Whether the viewer bookmarked the post: private state, see
-    /// `PostView::bookmark_count`.
+    /// `views::private`.
     pub bookmarked: bool,
     #[serde(rename = "embeddingDisabled")]
     pub embedding_disabled: bool,
@@ -68,6 +57,9 @@ pub struct PostViewerState<'a> {
     pub like: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repost: Option<&'a str>,
+    /// Set when the thread has a gate: whether it keeps the viewer out.
+    #[serde(rename = "replyDisabled", skip_serializing_if = "Option::is_none")]
+    pub reply_disabled: Option<bool>,
     #[serde(rename = "threadMuted")]
     pub thread_muted: bool,
 }

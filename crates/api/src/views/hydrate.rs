@@ -1,7 +1,8 @@
 //! Batched hydration: a response names the posts and actors it shows, the
 //! hydrator loads them with a fixed number of queries (posts, quoted posts,
-//! actors, and with a viewer the viewer's relationships and likes/reposts,
-//! and the labels and takedowns of all of them in one statement), and
+//! actors, the posts' bookmark counts, and with a viewer the viewer's
+//! relationships, mutes, likes/reposts, bookmarks and thread mutes, and
+//! the labels and takedowns of all of them in one statement), and
 //! `Hydrated` renders views from memory.
 
 use std::collections::{HashMap, HashSet};
@@ -15,17 +16,18 @@ use tokio_postgres::types::ToSql;
 use crate::config::ApiConfig;
 use crate::db::RowExt;
 use crate::error::XrpcResult;
-use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer};
+use crate::views::actor::{self, ActorInfo, ActorRenderer, ActorViewer, KnownFollowers};
 use crate::views::embed::{self, RECORD, RECORD_WITH_MEDIA};
 use crate::views::feed_view::{
     record_value, FeedPage, FeedViewPost, PostOrPlaceholder, PostView, PostViewerState, ReasonView,
-    ReplyRef, Zero,
+    ReplyRef,
 };
 use crate::views::feedgen::{self, GeneratorInfo};
 use crate::views::labeler::{self, LabelerInfo};
 use crate::views::labels;
 use crate::views::list::{self, ListInfo};
 use crate::views::post::{self, PostInfo, PostViewer};
+use crate::views::private::{self, PostPrivate};
 use crate::views::starter_pack::{self, StarterPackInfo};
 use crate::views::{datetime_millis, put, uri_did};
 
@@ -88,6 +90,26 @@ impl<'a> Hydrator<'a> {
     /// loaded post's author).
     pub async fn hydrate(&self, post_uris: &[String], dids: &[String]) -> XrpcResult<Hydrated<'a>> {
         self.hydrate_posts(post_uris, false, dids).await
+    }
+
+    /// The actors `dids` for detailed profiles: with a viewer, also their
+    /// known followers (found first, so that their profiles and the
+    /// viewer's relations to them are hydrated with the rest).
+    pub async fn hydrate_detailed(&self, dids: &[String]) -> XrpcResult<Hydrated<'a>> {
+        let known = match self.viewer {
+            Some(viewer) => actor::load_known_followers(self.client, viewer, dids).await?,
+            None => HashMap::new(),
+        };
+        let all: Vec<String> = dedup(
+            dids.iter().cloned().chain(
+                known
+                    .values()
+                    .flat_map(|k| k.followers.iter().map(|(did, _)| did.clone())),
+            ),
+        );
+        let mut hydrated = self.hydrate(&[], &all).await?;
+        hydrated.known_followers = known;
+        Ok(hydrated)
     }
 
     /// `hydrate`, with `reply_refs` also the posts that the listed ones reply
@@ -177,12 +199,14 @@ impl<'a> Hydrator<'a> {
             dids.iter()
                 .cloned()
                 .chain(posts.values().map(|p| p.did.clone()))
-                // The authors of the posts replied to: a feed item's
-                // `grandparentAuthor` is the author its parent replies to.
-                .chain(posts.values().filter_map(|p| {
-                    p.reply_parent_uri
-                        .as_deref()
-                        .and_then(super::uri_did)
+                // The authors of the posts replied to and of the threads'
+                // roots: a feed item's `grandparentAuthor` is the author
+                // its parent replies to, and whether the viewer may reply
+                // depends on the viewer's relations to the root's author.
+                .chain(posts.values().flat_map(|p| {
+                    [&p.reply_parent_uri, &p.reply_root_uri]
+                        .into_iter()
+                        .filter_map(|uri| uri.as_deref().and_then(super::uri_did))
                         .map(str::to_owned)
                 }))
                 .chain(embedded.creators()),
@@ -193,24 +217,49 @@ impl<'a> Hydrator<'a> {
             .cloned()
             .collect();
         let all_posts: Vec<String> = posts.keys().cloned().collect();
+        let threads: Vec<(String, String)> = posts
+            .values()
+            .map(|p| {
+                let root = p.reply_root_uri.as_ref().unwrap_or(&p.uri);
+                (p.uri.clone(), root.clone())
+            })
+            .collect();
         let subjects: Vec<String> = all_dids.iter().chain(&all_posts).cloned().collect();
         let (shown, hiding) = labels::request_labelers(self.config);
         let moderation = labels::load_moderation(self.client, &subjects, &shown, &hiding);
-        let (more, actor_viewer, post_viewer, mut moderation) = match self.viewer {
-            Some(viewer) => {
-                let (a, av, pv, m) = tokio::join!(
-                    actor::load_actors(self.client, &missing),
-                    actor::load_actor_viewer(self.client, viewer, &all_dids),
-                    post::load_post_viewer(self.client, viewer, &all_posts),
-                    moderation,
-                );
-                (a?, av?, pv?, m?)
-            }
-            None => {
-                let (a, m) = tokio::join!(actor::load_actors(self.client, &missing), moderation);
-                (a?, HashMap::new(), HashMap::new(), m?)
-            }
-        };
+        let gate_lists = dedup(
+            posts
+                .values()
+                .filter_map(|p| p.threadgate.as_ref())
+                .flat_map(|tg| tg.allowed_lists().map(str::to_owned)),
+        );
+        let (more, mut actor_viewer, post_viewer, post_private, viewer_lists, mut moderation) =
+            match self.viewer {
+                Some(viewer) => {
+                    let (a, av, ap, pv, pp, vl, m) = tokio::join!(
+                        actor::load_actors(self.client, &missing),
+                        actor::load_actor_viewer(self.client, viewer, &all_dids),
+                        private::load_actor_private(self.client, viewer, &all_dids),
+                        post::load_post_viewer(self.client, viewer, &all_posts),
+                        private::load_post_private(self.client, Some(viewer), &threads),
+                        post::load_viewer_lists(self.client, viewer, &gate_lists),
+                        moderation,
+                    );
+                    let mut av = av?;
+                    for (did, state) in ap? {
+                        av.entry(did).or_default().private = state;
+                    }
+                    (a?, av, pv?, pp?, vl?, m?)
+                }
+                None => {
+                    let (a, pp, m) = tokio::join!(
+                        actor::load_actors(self.client, &missing),
+                        private::load_post_private(self.client, None, &threads),
+                        moderation,
+                    );
+                    (a?, HashMap::new(), HashMap::new(), pp?, HashSet::new(), m?)
+                }
+            };
         actors.extend(more);
         // A taken-down post is not found; a taken-down account is served as
         // one its host took down.
@@ -228,7 +277,18 @@ impl<'a> Hydrator<'a> {
                 actor.status = "takendown".into();
             }
         }
-        Ok(Hydrated {
+        let mute_lists = dedup(
+            actor_viewer
+                .values()
+                .filter_map(|v| v.private.by_list.clone()),
+        );
+        let mute_lists = if mute_lists.is_empty() {
+            HashMap::new()
+        } else {
+            self.load_mute_lists(&mute_lists, &mut actors, &mut actor_viewer)
+                .await?
+        };
+        let mut hydrated = Hydrated {
             config: self.config,
             viewer: self.viewer,
             posts,
@@ -236,7 +296,46 @@ impl<'a> Hydrator<'a> {
             actors,
             actor_viewer,
             post_viewer,
-        })
+            post_private,
+            muted_lists: HashMap::new(),
+            known_followers: HashMap::new(),
+            viewer_lists,
+        };
+        hydrated.muted_lists = mute_lists
+            .values()
+            .filter_map(|l| Some((l.uri.clone(), list::list_view_basic(&hydrated, l)?)))
+            .collect();
+        Ok(hydrated)
+    }
+
+    /// The lists by which the viewer mutes actors (`mutedByList`), with
+    /// their creators and the viewer's relationships with those: a second
+    /// round of queries, only when the viewer mutes a list holding an actor
+    /// the response shows.
+    async fn load_mute_lists(
+        &self,
+        uris: &[String],
+        actors: &mut HashMap<String, ActorInfo>,
+        actor_viewer: &mut HashMap<String, ActorViewer>,
+    ) -> XrpcResult<HashMap<String, ListInfo>> {
+        let lists = list::load_lists(self.client, uris, self.viewer).await?;
+        let creators: Vec<String> = dedup(
+            lists
+                .values()
+                .map(|l| l.did.clone())
+                .filter(|did| !actors.contains_key(did)),
+        );
+        if let (Some(viewer), false) = (self.viewer, creators.is_empty()) {
+            let (more, states) = tokio::try_join!(
+                actor::load_actors(self.client, &creators),
+                actor::load_actor_viewer(self.client, viewer, &creators),
+            )?;
+            actors.extend(more);
+            for (did, state) in states {
+                actor_viewer.entry(did).or_insert(state);
+            }
+        }
+        Ok(lists)
     }
 
     /// The feed generators, lists, starter packs and labelers that loaded
@@ -346,6 +445,14 @@ pub struct Hydrated<'a> {
     pub actors: HashMap<String, ActorInfo>,
     pub actor_viewer: HashMap<String, ActorViewer>,
     pub post_viewer: HashMap<String, PostViewer>,
+    /// Bookmark counts, and the viewer's bookmarks and thread mutes.
+    pub post_private: HashMap<String, PostPrivate>,
+    /// `listViewBasic` of the lists by which the viewer mutes actors.
+    pub muted_lists: HashMap<String, Value>,
+    /// Filled for detailed profiles only ([`Hydrator::hydrate_detailed`]).
+    pub known_followers: HashMap<String, KnownFollowers>,
+    /// The lists named by the loaded threadgates that the viewer is in.
+    pub viewer_lists: HashSet<String>,
 }
 
 impl Hydrated<'_> {
@@ -354,6 +461,7 @@ impl Hydrated<'_> {
             config: self.config,
             viewer: self.viewer,
             viewer_state: &self.actor_viewer,
+            muted_lists: &self.muted_lists,
         }
     }
 
@@ -381,8 +489,73 @@ impl Hydrated<'_> {
         self.actor(did).map(|a| self.renderer().view(a))
     }
 
+    /// `profile_view` with the viewer's activity subscription to the actor.
+    pub fn profile_view_subscribed(&self, did: &str) -> Option<Value> {
+        let mut view = self.profile_view(did)?;
+        if let (Some(sub), Some(Value::Object(viewer))) = (
+            self.renderer().activity_subscription(did),
+            view.get_mut("viewer"),
+        ) {
+            viewer.insert("activitySubscription".into(), sub.clone());
+        }
+        Some(view)
+    }
+
     pub fn profile_detailed(&self, did: &str) -> Option<Value> {
-        self.actor(did).map(|a| self.renderer().detailed(a))
+        let mut view = self.renderer().detailed(self.actor(did)?);
+        if let (Some(known), Some(Value::Object(viewer))) =
+            (self.known_followers.get(did), view.get_mut("viewer"))
+        {
+            // The count is every known follower; the sample leaves out who
+            // the viewer blocks, who blocks the subject either way, and
+            // accounts not served, as the reference AppView does.
+            let shown: Vec<&RawValue> = known
+                .followers
+                .iter()
+                .filter(|(follower, blocked)| !blocked && !self.blocked(follower))
+                .filter_map(|(follower, _)| self.profile_basic_raw(follower))
+                .collect();
+            viewer.insert(
+                "knownFollowers".into(),
+                json!({ "count": known.count, "followers": shown }),
+            );
+        }
+        Some(view)
+    }
+
+    /// Whether the thread's gate keeps the viewer from replying to `p`, as
+    /// the reference AppView decides it: `None` without a viewer or a gate;
+    /// the root's author may always reply, a gate without rules lets anyone
+    /// and an empty one no one; otherwise a rule must let the viewer in
+    /// (mentioned in the root post, following its author, followed by its
+    /// author, or in a listed list).
+    fn reply_disabled(&self, p: &PostInfo) -> Option<bool> {
+        let viewer = self.viewer?;
+        let gate = p.threadgate.as_ref()?;
+        let root_uri = p.reply_root_uri.as_deref().unwrap_or(&p.uri);
+        let owner = super::uri_did(root_uri)?;
+        if viewer == owner {
+            return Some(false);
+        }
+        let Some(rules) = gate.allow() else {
+            return Some(false);
+        };
+        if rules.is_empty() {
+            return Some(true);
+        }
+        let mentioned = gate.allows(post::MENTION_RULE)
+            && self
+                .posts
+                .get(root_uri)
+                .is_some_and(|root| post::mentions(&root.record, viewer));
+        let relation = self.actor_viewer.get(owner);
+        let allowed = mentioned
+            || (gate.allows(post::FOLLOWER_RULE)
+                && relation.is_some_and(|r| r.following.is_some()))
+            || (gate.allows(post::FOLLOWING_RULE)
+                && relation.is_some_and(|r| r.followed_by.is_some()))
+            || gate.allowed_lists().any(|l| self.viewer_lists.contains(l));
+        Some(!allowed)
     }
 
     /// The viewer and `did` block each other (either direction, or by list).
@@ -393,6 +566,41 @@ impl Hydrated<'_> {
                 .get(did)
                 .map(ActorViewer::blocks)
                 .unwrap_or(false)
+    }
+
+    /// The viewer mutes `did` fully, directly or by a list.
+    pub fn muted(&self, did: &str) -> bool {
+        self.viewer != Some(did)
+            && self
+                .actor_viewer
+                .get(did)
+                .is_some_and(|v| v.private.fully())
+    }
+
+    /// A feed item the viewer's mutes leave out of their timeline, as the
+    /// reference AppView does: a post by a muted author, a quote post by an
+    /// author whose quote posts are muted, a repost by a muted reposter or
+    /// one whose reposts are muted.
+    pub fn feed_item_muted(&self, item: &FeedItem) -> bool {
+        let mute = |did: &str| {
+            (self.viewer != Some(did))
+                .then(|| self.actor_viewer.get(did).map(|v| &v.private))
+                .flatten()
+        };
+        let Some(p) = self.posts.get(&item.post_uri) else {
+            return false;
+        };
+        if self.muted(&p.did)
+            || (p.embed_record_uri.is_some() && mute(&p.did).is_some_and(|m| m.only_quoteposts))
+        {
+            return true;
+        }
+        match &item.reason {
+            Some(Reason::Repost { by, .. }) => {
+                self.muted(by) || mute(by).is_some_and(|m| m.only_reposts)
+            }
+            _ => false,
+        }
     }
 
     pub fn post(&self, uri: &str) -> Option<&PostInfo> {
@@ -409,14 +617,16 @@ impl Hydrated<'_> {
     pub fn post_view_raw(&self, uri: &str) -> Option<PostView<'_>> {
         let p = self.post(uri)?;
         let author = self.profile_basic_raw(&p.did)?;
+        let private = self.post_private.get(uri);
         let viewer = self.viewer.map(|_| {
             let state = self.post_viewer.get(uri);
             PostViewerState {
-                bookmarked: false,
+                bookmarked: private.is_some_and(|s| s.bookmarked),
                 embedding_disabled: p.embedding_disabled,
                 like: state.and_then(|s| s.like.as_deref()),
                 repost: state.and_then(|s| s.repost.as_deref()),
-                thread_muted: false,
+                reply_disabled: self.reply_disabled(p),
+                thread_muted: private.is_some_and(|s| s.thread_muted),
             }
         });
         let threadgate = match (&p.reply_parent_uri, &p.threadgate) {
@@ -428,7 +638,7 @@ impl Hydrated<'_> {
         Some(PostView {
             type_: None,
             author,
-            bookmark_count: Zero,
+            bookmark_count: private.map_or(0, |s| s.bookmarks),
             cid: &p.cid,
             embed: p.embed.as_ref().and_then(|e| self.embed_view(p, e, 0)),
             indexed_at: &p.indexed_at,

@@ -26,6 +26,8 @@ pub struct ListInfo {
     pub item_count: i64,
     /// The viewer's listblock record of this list.
     pub viewer_block: Option<String>,
+    /// The viewer mutes the list (private state, `views::private`).
+    pub viewer_muted: bool,
 }
 
 const LIST_QUERY: &str = "\
@@ -33,7 +35,9 @@ SELECT l.uri, l.cid, l.did, l.name, l.purpose, r.record, \
        to_char(l.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
        (SELECT count(*) FROM list_items li WHERE li.list_uri = l.uri) AS item_count, \
        (SELECT lb.uri FROM list_blocks lb WHERE lb.did = $2 AND lb.list_uri = l.uri \
-        ORDER BY lb.rkey LIMIT 1) AS viewer_block \
+        ORDER BY lb.rkey LIMIT 1) AS viewer_block, \
+       EXISTS (SELECT 1 FROM private_list_mutes lm WHERE lm.did = $2 AND lm.list_uri = l.uri) \
+         AS viewer_muted \
 FROM unnest($1::text[]) AS u(uri) \
 JOIN lists l ON l.uri = u.uri \
 JOIN records r ON r.uri = l.uri";
@@ -62,6 +66,7 @@ pub async fn load_lists(
                 indexed_at: row.col("indexed_at")?,
                 item_count: row.col("item_count")?,
                 viewer_block: row.col("viewer_block")?,
+                viewer_muted: row.col("viewer_muted")?,
             };
             Ok((info.uri.clone(), info))
         })
@@ -90,8 +95,7 @@ fn common(h: &Hydrated<'_>, l: &ListInfo) -> Option<Map<String, Value>> {
     );
     if h.viewer.is_some() {
         let mut viewer = Map::new();
-        // List mutes are private to the account, never in the firehose.
-        viewer.insert("muted".into(), Value::Bool(false));
+        viewer.insert("muted".into(), Value::Bool(l.viewer_muted));
         put_opt(&mut viewer, "blocked", l.viewer_block.as_deref());
         m.insert("viewer".into(), Value::Object(viewer));
     }

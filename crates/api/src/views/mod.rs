@@ -11,6 +11,7 @@ pub mod labeler;
 pub mod labels;
 pub mod list;
 pub mod post;
+pub mod private;
 pub mod starter_pack;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,11 +42,15 @@ pub(crate) fn is_datetime(s: &str) -> bool {
 /// A timestamp as views write it: UTC to the millisecond, as
 /// `to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')` writes it.
 pub(crate) fn datetime_millis(t: SystemTime) -> String {
-    let micros = match t.duration_since(UNIX_EPOCH) {
+    skyhose_proto::datetime::format_utc_millis(unix_micros(t))
+}
+
+/// Microseconds since the Unix epoch (negative before it).
+pub(crate) fn unix_micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
-    };
-    skyhose_proto::datetime::format_utc_millis(micros)
+    }
 }
 
 /// `at://did/collection/rkey` → `did`, for URIs the index wrote.

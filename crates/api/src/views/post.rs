@@ -1,7 +1,7 @@
 //! Posts: loading them with their counts and threadgates in one query, and the
 //! viewer's likes and reposts of them in another.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::db::RowExt;
 use crate::error::XrpcResult;
@@ -33,6 +33,8 @@ pub struct PostInfo {
     pub reply_root_uri: Option<String>,
     pub reply_parent_uri: Option<String>,
     pub embed_record_uri: Option<String>,
+    /// The gate of the post's thread: its own for a root; for a reply the
+    /// root's, only when a viewer asks (whether the viewer may reply).
     pub threadgate: Option<Threadgate>,
     /// Posts whose postgate detached this one's quote of them.
     pub detached_by_quoted: bool,
@@ -45,6 +47,86 @@ pub struct Threadgate {
     pub cid: String,
     pub record: Value,
     pub hidden_replies: Vec<String>,
+}
+
+impl Threadgate {
+    /// The lists whose members the gate lets reply.
+    pub fn allowed_lists(&self) -> impl Iterator<Item = &str> {
+        self.rules()
+            .filter(|r| r.get("$type").and_then(Value::as_str) == Some(LIST_RULE))
+            .filter_map(|r| r.get("list").and_then(Value::as_str))
+    }
+
+    /// The `allow` rules; `None` when the gate sets none (anyone may reply;
+    /// an empty list lets no one).
+    pub fn allow(&self) -> Option<&[Value]> {
+        self.record.get("allow")?.as_array().map(Vec::as_slice)
+    }
+
+    fn rules(&self) -> impl Iterator<Item = &Value> {
+        self.allow().unwrap_or_default().iter()
+    }
+
+    /// Whether a rule of type `rule` is among the gate's.
+    pub fn allows(&self, rule: &str) -> bool {
+        self.rules()
+            .any(|r| r.get("$type").and_then(Value::as_str) == Some(rule))
+    }
+}
+
+/// Whether a post record's facets mention `did`.
+pub fn mentions(record: &RawValue, did: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Facets {
+        #[serde(default)]
+        facets: Vec<Facet>,
+    }
+    #[derive(Deserialize)]
+    struct Facet {
+        #[serde(default)]
+        features: Vec<Feature>,
+    }
+    #[derive(Deserialize)]
+    struct Feature {
+        #[serde(rename = "$type")]
+        type_: Option<String>,
+        did: Option<String>,
+    }
+    serde_json::from_str::<Facets>(record.get()).is_ok_and(|r| {
+        r.facets.iter().flat_map(|f| &f.features).any(|f| {
+            f.type_.as_deref() == Some("app.bsky.richtext.facet#mention")
+                && f.did.as_deref() == Some(did)
+        })
+    })
+}
+
+pub const MENTION_RULE: &str = "app.bsky.feed.threadgate#mentionRule";
+pub const FOLLOWER_RULE: &str = "app.bsky.feed.threadgate#followerRule";
+pub const FOLLOWING_RULE: &str = "app.bsky.feed.threadgate#followingRule";
+pub const LIST_RULE: &str = "app.bsky.feed.threadgate#listRule";
+
+/// Which of `lists` have `viewer` as a member, in one query (none asked
+/// when no gate names a list).
+pub async fn load_viewer_lists(
+    client: &Db,
+    viewer: &str,
+    lists: &[String],
+) -> XrpcResult<HashSet<String>> {
+    if lists.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT DISTINCT list_uri FROM list_items \
+             WHERE subject_did = $1 AND list_uri = ANY($2)",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&viewer, &lists])
+        .await?
+        .iter()
+        .map(|row| row.col("list_uri"))
+        .collect()
 }
 
 /// The viewer's own like and repost of one post.
@@ -139,7 +221,9 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
              SELECT tg.uri, tg.cid, tgr.record, tg.hidden_replies FROM threadgates tg \
              LEFT JOIN records tgr ON tgr.uri = tg.uri \
              WHERE tg.uri = CASE WHEN p.reply_parent_uri IS NULL \
-                 THEN 'at://' || p.did || '/app.bsky.feed.threadgate/' || p.rkey END \
+                 THEN 'at://' || p.did || '/app.bsky.feed.threadgate/' || p.rkey \
+                 WHEN {viewer} THEN 'at://' || split_part(p.reply_root_uri, '/', 3) \
+                     || '/app.bsky.feed.threadgate/' || split_part(p.reply_root_uri, '/', 5) END \
          ) tg ON true {actors}{page}"
     )
 }

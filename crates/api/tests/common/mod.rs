@@ -234,6 +234,26 @@ impl Server {
     }
 }
 
+impl Server {
+    /// POST `/xrpc/<nsid>` with a JSON input.
+    pub async fn post_with(&self, nsid: &str, input: &Value, bearer: Option<&str>) -> HttpResponse {
+        let body = serde_json::to_vec(input).expect("input JSON");
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(auth) = auth.as_deref() {
+            headers.push(("authorization", auth));
+        }
+        http_request(
+            self.addr,
+            "POST",
+            &format!("/xrpc/{nsid}"),
+            &headers,
+            Some(&body),
+        )
+        .await
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.token.cancel();

@@ -103,6 +103,8 @@ pub struct Known {
 /// - the top-level `cursor`: opaque and each service's own; only whether
 ///   there is one is compared (the next page is asked with each side's own).
 /// - an error's `message`: free text; the error name and status are compared.
+/// - a bookmark's `createdAt`: when each service took the write, and the
+///   replay writes later than the recording did.
 pub fn normalise(body: &Value) -> Value {
     fn walk(v: &Value) -> Value {
         match v {
@@ -129,6 +131,13 @@ pub fn normalise(body: &Value) -> Value {
         }
         if map.contains_key("error") && map.contains_key("message") {
             map.insert("message".into(), Value::String("<message>".into()));
+        }
+        if let Some(Value::Array(bookmarks)) = map.get_mut("bookmarks") {
+            for bookmark in bookmarks.iter_mut().filter_map(Value::as_object_mut) {
+                if bookmark.get("createdAt").is_some_and(Value::is_string) {
+                    bookmark.insert("createdAt".into(), Value::String("<createdAt>".into()));
+                }
+            }
         }
     }
     out

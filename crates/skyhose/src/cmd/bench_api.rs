@@ -1,6 +1,8 @@
 //! `skyhose bench api`: an index built from the simulator (kept between runs),
 //! the API in this process, and a keep-alive HTTP/1.1 load generator on
-//! loopback; prints req/s, p50 and p99 per endpoint.
+//! loopback; prints req/s, p50 and p99 per endpoint. The timeline is asked
+//! as viewers whose tokens the simulated PLC directory vouches for; getFeed
+//! hydrates the skeletons of a feed generator served in this process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use redis::AsyncCommands;
 use skyhose_api::{ApiConfig, AppState};
 use skyhose_index::{CancellationToken, IndexConfig, RowExt};
 use skyhose_ingest::{event_to_entry, Compat};
-use skyhose_sim::{Network, SimConfig};
+use skyhose_sim::feedgen::{Behaviour, FeedGen};
+use skyhose_sim::{plc, Network, SimConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -117,16 +120,92 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| r.col("w", "sampling search words"))
         .collect::<Result<_, _>>()?;
+    // Viewers who follow someone, for the timeline; their tokens are signed
+    // with the simulated accounts' keys, served by the simulated directory.
+    let viewers: Vec<(String, String)> = client
+        .query(
+            "SELECT did, handle FROM actors \
+             WHERE indexed AND status = 'active' AND follows > 0 AND handle IS NOT NULL \
+             ORDER BY random() LIMIT 200",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.col("did", "sampling viewers")?,
+                r.col("handle", "sampling viewers")?,
+            ))
+        })
+        .collect::<Result<_, skyhose_index::IndexError>>()?;
+    // One simulated generator record is pointed at the in-process feed
+    // generator, which lists recent posts (some since deleted).
+    let skeleton: Vec<serde_json::Value> = client
+        .query("SELECT uri FROM posts ORDER BY rkey DESC LIMIT 3000", &[])
+        .await?
+        .iter()
+        .map(|r| r.col::<String>("uri", "sampling feed posts"))
+        .map(|uri| uri.map(|post| serde_json::json!({ "post": post })))
+        .collect::<Result<_, _>>()?;
+    let generator = FeedGen::start(Behaviour::Serve(skeleton)).await?;
+    let feed: Option<String> = client
+        .query_opt(
+            "UPDATE feed_generators SET service_did = $1 WHERE uri = ( \
+                 SELECT g.uri FROM feed_generators g JOIN actors a ON a.did = g.did \
+                 WHERE a.indexed AND a.status = 'active' ORDER BY g.uri LIMIT 1) RETURNING uri",
+            &[&generator.did()],
+        )
+        .await?
+        .map(|r| r.col("uri", "pointing a generator at the bench feed"))
+        .transpose()?;
     drop(client);
     if dids.is_empty() || threads.is_empty() {
         bail!("the benchmark index has no actors or posts");
     }
 
+    let sim = sim_config(&args);
+    let plc = plc::start(plc::PlcConfig {
+        sim: sim.clone(),
+        ..plc::PlcConfig::default()
+    })
+    .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let mut cfg = ApiConfig::new(&args.database_url);
     cfg.listen = addr;
     cfg.pool_size = args.pool_size;
+    cfg.plc_url = plc.url();
+    cfg.allow_loopback_identity = true;
+    for (did, handle) in &viewers {
+        plc.register(did, handle);
+    }
+    let bearer = |did: &str, lxm: &str| {
+        format!(
+            "\nAuthorization: Bearer {}",
+            plc::mint_service_auth(&sim, did, &cfg.service_did, lxm, 3600)
+        )
+    };
+    let timelines: Vec<String> = viewers
+        .iter()
+        .map(|(did, _)| {
+            format!(
+                "/xrpc/app.bsky.feed.getTimeline?limit=30{}",
+                bearer(did, "app.bsky.feed.getTimeline")
+            )
+        })
+        .collect();
+    let feeds: Vec<String> = feed
+        .iter()
+        .flat_map(|uri| {
+            (0..100).map(move |page| {
+                format!(
+                    "/xrpc/app.bsky.feed.getFeed?feed={}&limit=30&cursor={}",
+                    enc(uri),
+                    page * 30
+                )
+            })
+        })
+        .collect();
     let api_pool = skyhose_api::connect_pool(&cfg)?;
     let stop = CancellationToken::new();
     let server = tokio::spawn(skyhose_api::serve_on(
@@ -139,7 +218,6 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
         "{:<28} {:>9} {:>9} {:>9} {:>8}   ({} connections, {:?} each)",
         "endpoint", "req/s", "p50 ms", "p99 ms", "errors", args.connections, args.duration
     );
-    let enc = |s: &str| s.replace(':', "%3A").replace('/', "%2F");
     let cases: Vec<(&str, Vec<String>)> = vec![
         (
             "app.bsky.actor.getProfile",
@@ -165,6 +243,15 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
                 .map(|u| format!("/xrpc/app.bsky.feed.getPostThread?uri={}", enc(u)))
                 .collect(),
         ),
+        (
+            "app.bsky.unspecced.getPostThreadV2",
+            threads
+                .iter()
+                .map(|u| format!("/xrpc/app.bsky.unspecced.getPostThreadV2?anchor={}", enc(u)))
+                .collect(),
+        ),
+        ("app.bsky.feed.getTimeline", timelines),
+        ("app.bsky.feed.getFeed", feeds),
         (
             "app.bsky.feed.searchPosts",
             words
@@ -198,7 +285,23 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
     }
     stop.cancel();
     let _ = server.await;
+    drop(generator);
+    plc.shutdown().await;
     Ok(())
+}
+
+fn enc(s: &str) -> String {
+    s.replace(':', "%3A").replace('/', "%2F")
+}
+
+/// The simulated network the index is built from; its directory signs the
+/// viewers' tokens.
+fn sim_config(args: &BenchApiArgs) -> SimConfig {
+    SimConfig {
+        seed: args.seed,
+        accounts: args.accounts,
+        ..SimConfig::default()
+    }
 }
 
 /// Indexes simulated events from `have` up to `args.events` through a stream.
@@ -206,11 +309,7 @@ async fn build_index(args: &BenchApiArgs, have: i64) -> anyhow::Result<()> {
     let stream = format!("bench:api:{}:events", std::process::id());
     let client = skyhose_connect::redis_client(&args.redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut network = Network::new(SimConfig {
-        seed: args.seed,
-        accounts: args.accounts,
-        ..SimConfig::default()
-    });
+    let mut network = Network::new(sim_config(args));
     println!(
         "building the benchmark index: events {}..{} (kept for later runs)",
         have + 1,
@@ -355,9 +454,12 @@ pub(super) async fn load(
     result
 }
 
-/// One keep-alive GET; the body is read by its Content-Length.
+/// One keep-alive GET; the body is read by its Content-Length. `path` may
+/// carry header lines after a newline (a viewer's Authorization).
 async fn request(stream: &mut TcpStream, path: &str) -> std::io::Result<(u16, String)> {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    let (path, headers) = path.split_once('\n').unwrap_or((path, ""));
+    let headers: String = headers.lines().map(|h| format!("{h}\r\n")).collect();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n");
     stream.write_all(req.as_bytes()).await?;
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 8192];

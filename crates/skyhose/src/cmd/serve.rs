@@ -79,6 +79,10 @@ pub struct ApiArgs {
     /// are answered 503.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// How long getFeed waits for a feed generator's skeleton before
+    /// answering 502 UpstreamFailure.
+    #[arg(long, env = "FEED_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub feed_timeout: Duration,
 }
 
 impl ApiArgs {
@@ -101,6 +105,7 @@ impl ApiArgs {
         config.request_timeout = self.request_timeout;
         config.labelers = self.labelers.labelers.clone();
         config.takedown_labelers = self.takedown_labelers.clone();
+        config.feed_timeout = self.feed_timeout;
         Ok(config)
     }
 
