@@ -45,6 +45,11 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Largest request (headers and query) accepted.
     pub max_request_bytes: usize,
+    /// Labelers whose labels views show when a request does not say which
+    /// (`atproto-accept-labelers`).
+    pub labelers: Vec<String>,
+    /// Labelers whose `!takedown` and `!suspend` labels hide their subject.
+    pub takedown_labelers: Vec<String>,
     /// How long `getFeed` waits for a feed generator's skeleton (the
     /// official AppView waits 10 s) before answering `UpstreamFailure`.
     pub feed_timeout: Duration,
@@ -84,6 +89,8 @@ impl ApiConfig {
             header_read_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(15),
             max_request_bytes: 16 * 1024,
+            labelers: Vec::new(),
+            takedown_labelers: Vec::new(),
             feed_timeout: Duration::from_secs(10),
         }
     }

@@ -25,7 +25,7 @@ pub use document::{
     document_url, parse as parse_document, verification_key, DidDocument, DocumentError, Service,
 };
 pub use fetch::{error_chain, FetchError, Fetcher};
-pub use keys::{KeyError, KeyFuture, KeySource, PdsFuture};
+pub use keys::{KeyError, KeyFuture, KeySource, PdsFuture, KEY_REFRESH_AFTER};
 pub use resolver::{
     did_from_txt, ConfigError, Identity, IdentityConfig, ResolveError, Resolved, Resolver,
     HANDLE_CHECKS, RESOLUTIONS,

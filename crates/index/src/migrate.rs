@@ -99,6 +99,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0017_repo_sync.sql"),
     },
     Migration {
+        version: 18,
+        name: "labels",
+        sql: include_str!("../migrations/0018_labels.sql"),
+    },
+    Migration {
         version: 19,
         name: "private_state",
         sql: include_str!("../migrations/0019_private_state.sql"),

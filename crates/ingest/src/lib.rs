@@ -5,7 +5,7 @@
 //! It never touches PostgreSQL: a resume point from the index is passed in; and it
 //! never fetches repos itself: resyncs are the index's and backfill's.
 
-mod backoff;
+pub mod backoff;
 pub mod config;
 pub mod entry;
 mod observe;

@@ -1,4 +1,6 @@
-//! subscribeRepos messages: a DAG-CBOR header `{op, t}` followed by the body.
+//! Event-stream messages: a DAG-CBOR header `{op, t}` followed by the body.
+//! subscribeRepos carries `#commit`, `#sync`, `#identity`, `#account` and
+//! `#info`; subscribeLabels carries `#labels` and `#info` in the same framing.
 
 use std::collections::BTreeMap;
 
@@ -231,6 +233,91 @@ fn encode_commit_body(c: &Commit, out: &mut Vec<u8>) {
     if let Some(prev_data) = &c.prev_data {
         key(out, "prevData");
         link(out, prev_data);
+    }
+}
+
+/// `com.atproto.label.defs#label`: one labeler's statement about a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub ver: Option<i64>,
+    /// The labeler's DID.
+    pub src: String,
+    /// The subject: an account DID or a record's AT-URI.
+    pub uri: String,
+    /// When set, the label applies to this version of the record only.
+    pub cid: Option<String>,
+    pub val: String,
+    /// A negation: takes back an earlier label of the same value.
+    pub neg: bool,
+    pub cts: String,
+    pub exp: Option<String>,
+    pub sig: Option<Vec<u8>>,
+}
+
+impl Label {
+    fn to_value(&self, with_sig: bool) -> Value {
+        let mut m = BTreeMap::new();
+        if let Some(ver) = self.ver {
+            m.insert("ver".to_owned(), Value::Integer(ver));
+        }
+        m.insert("src".to_owned(), Value::from(self.src.as_str()));
+        m.insert("uri".to_owned(), Value::from(self.uri.as_str()));
+        if let Some(cid) = &self.cid {
+            m.insert("cid".to_owned(), Value::from(cid.as_str()));
+        }
+        m.insert("val".to_owned(), Value::from(self.val.as_str()));
+        // A signer leaves `neg` out unless it is true, so the signed bytes do too.
+        if self.neg {
+            m.insert("neg".to_owned(), Value::Bool(true));
+        }
+        m.insert("cts".to_owned(), Value::from(self.cts.as_str()));
+        if let Some(exp) = &self.exp {
+            m.insert("exp".to_owned(), Value::from(exp.as_str()));
+        }
+        if let (true, Some(sig)) = (with_sig, &self.sig) {
+            m.insert("sig".to_owned(), Value::Bytes(sig.clone()));
+        }
+        Value::Map(m)
+    }
+
+    /// The bytes `sig` signs: the label's DAG-CBOR without `sig`.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        encode(&self.to_value(false))
+    }
+}
+
+/// `com.atproto.label.subscribeLabels#labels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labels {
+    pub seq: i64,
+    pub labels: Vec<Label>,
+}
+
+/// A subscribeLabels message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelEvent {
+    Labels(Labels),
+    Info(Info),
+    Error(ErrorFrame),
+}
+
+/// One binary subscribeLabels message.
+pub fn encode_label_frame(event: &LabelEvent) -> Vec<u8> {
+    match event {
+        LabelEvent::Labels(l) => {
+            let mut out = encode(&message_header("#labels"));
+            let body = Value::map([
+                ("seq", Value::Integer(l.seq)),
+                (
+                    "labels",
+                    Value::List(l.labels.iter().map(|x| x.to_value(true)).collect()),
+                ),
+            ]);
+            encode_into(&body, &mut out);
+            out
+        }
+        LabelEvent::Info(i) => encode_frame(&Event::Info(i.clone())),
+        LabelEvent::Error(e) => encode_frame(&Event::Error(e.clone())),
     }
 }
 

@@ -5,7 +5,9 @@
 //! `plc` serves the simulated accounts' DID documents and mints their service-auth
 //! tokens; `hosts` serves their repositories (real MSTs, signed commits) as
 //! PDSes on loopback, with a relay-like `listHosts` front; `feedgen` is a feed
-//! generator (its did:web document and `getFeedSkeleton`) for AppView tests.
+//! generator (its did:web document and `getFeedSkeleton`) for AppView tests;
+//! `labeler` serves signed label streams over subscribeLabels, with the state
+//! they must leave.
 //!
 //! Frames, CAR files and DAG-CBOR come from `skyhose_proto` (re-exported as `wire`).
 
@@ -15,6 +17,7 @@ mod fasthash;
 pub mod feedgen;
 pub mod hosts;
 mod http;
+pub mod labeler;
 mod network;
 pub mod plc;
 pub mod records;

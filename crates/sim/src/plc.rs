@@ -60,6 +60,10 @@ struct Directory {
     sim: SimConfig,
     pds_endpoints: Vec<String>,
     handles: RwLock<Names>,
+    /// Labelers' DIDs → their subscribeLabels endpoints.
+    labelers: RwLock<HashMap<String, String>>,
+    /// Documents served as given (recorded ones).
+    documents: RwLock<HashMap<String, Value>>,
 }
 
 /// Each DID's handle, and who a handle resolves to: the first DID that
@@ -89,6 +93,11 @@ impl Directory {
     }
 
     fn document(&self, did: &str) -> Option<Value> {
+        let documents = self.documents.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(doc) = documents.get(did) {
+            return Some(doc.clone());
+        }
+        drop(documents);
         let names = self.handles.read().unwrap_or_else(|e| e.into_inner());
         let handle = names.by_did.get(did)?;
         let pds = match self.pds_endpoints.len() {
@@ -98,7 +107,12 @@ impl Directory {
                 .get(crate::hosts::host_index(did, n))
                 .map_or(PDS_ENDPOINT, String::as_str),
         };
-        Some(did_document_at(&self.sim, did, handle, pds))
+        let mut doc = did_document_at(&self.sim, did, handle, pds);
+        let labelers = self.labelers.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(endpoint) = labelers.get(did) {
+            add_labeler(&self.sim, &mut doc, did, endpoint);
+        }
+        Some(doc)
     }
 }
 
@@ -126,6 +140,28 @@ impl PlcHandle {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .claim(did, handle);
+    }
+
+    /// Makes the directory answer for a labeler: its document names
+    /// `endpoint` as the `#atproto_labeler` service and the DID's key as
+    /// `#atproto_label`.
+    pub fn register_labeler(&self, did: &str, handle: &str, endpoint: &str) {
+        self.register(did, handle);
+        self.directory
+            .labelers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(did.to_owned(), endpoint.to_owned());
+    }
+
+    /// Makes the directory answer `did` with `document` as it is (one
+    /// recorded elsewhere, for instance).
+    pub fn register_document(&self, did: &str, document: Value) {
+        self.directory
+            .documents
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(did.to_owned(), document);
     }
 
     /// Stops accepting and closes open connections.
@@ -161,6 +197,8 @@ pub async fn start(cfg: PlcConfig) -> std::io::Result<PlcHandle> {
             }
             names
         }),
+        labelers: RwLock::new(HashMap::new()),
+        documents: RwLock::new(HashMap::new()),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let handler: Handler = {
@@ -274,6 +312,29 @@ pub fn did_document_at(sim: &SimConfig, did: &str, handle: &str, pds: &str) -> V
             "serviceEndpoint": pds,
         }],
     })
+}
+
+/// Adds the labeler's key and endpoint to its DID document.
+fn add_labeler(sim: &SimConfig, doc: &mut Value, did: &str, endpoint: &str) {
+    let key = signing_key(sim, did);
+    if let Some(methods) = doc
+        .get_mut("verificationMethod")
+        .and_then(Value::as_array_mut)
+    {
+        methods.push(json!({
+            "id": format!("{did}#atproto_label"),
+            "type": "Multikey",
+            "controller": did,
+            "publicKeyMultibase": public_key_multibase(key.verifying_key()),
+        }));
+    }
+    if let Some(services) = doc.get_mut("service").and_then(Value::as_array_mut) {
+        services.push(json!({
+            "id": "#atproto_labeler",
+            "type": "AtprotoLabeler",
+            "serviceEndpoint": endpoint,
+        }));
+    }
 }
 
 /// A service-auth JWT (ES256K) from account `did` for service `aud` and method

@@ -56,6 +56,13 @@ enum Command {
     /// Fill the index from repos: list them on relays or PDSes, fetch,
     /// verify and load each, through a durable queue (`backfill status`).
     Backfill(cmd::backfill::BackfillArgs),
+    /// Read labelers' label streams (com.atproto.label.subscribeLabels)
+    /// into PostgreSQL, each from its stored cursor.
+    Labels(cmd::labels::LabelsArgs),
+    /// Take an account (DID) or a record (at:// URI) down: the API hides it.
+    Takedown(cmd::labels::TakedownArgs),
+    /// Lift a takedown made with `skyhose takedown`.
+    Restore(cmd::labels::TakedownArgs),
     /// Throughput probes that print figures.
     Bench(cmd::bench::BenchArgs),
     /// Ingest and index in one process, with one shutdown sequence; starts private
@@ -102,6 +109,9 @@ fn main() -> anyhow::Result<()> {
             Command::Ingest(args) => cmd::ingest::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Backfill(args) => cmd::backfill::run(args).await,
+            Command::Labels(args) => cmd::labels::run(args).await,
+            Command::Takedown(args) => cmd::labels::takedown(args).await,
+            Command::Restore(args) => cmd::labels::restore(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Run(args) => cmd::run::run(args).await,
             Command::Demo(args) => cmd::run::demo(args).await,

@@ -23,7 +23,20 @@ pub(crate) async fn served_actor(
     check_status(param, did, &status)
 }
 
+/// What the reference AppView answers for an account by its status when
+/// a method lists the account's things: a taken-down account is not found
+/// (only its profile says it was taken down: [`check_profile_status`]).
 pub(crate) fn check_status(param: &str, did: String, status: &str) -> XrpcResult<String> {
+    match status {
+        "takendown" | "suspended" => Err(XrpcError::invalid_request(format!(
+            "{param}: actor not found"
+        ))),
+        _ => check_profile_status(param, did, status),
+    }
+}
+
+/// What the reference AppView answers for a profile by its account status.
+pub(crate) fn check_profile_status(param: &str, did: String, status: &str) -> XrpcResult<String> {
     match status {
         "active" => Ok(did),
         "takendown" | "suspended" => Err(XrpcError::not_found(
@@ -47,7 +60,12 @@ pub async fn get_profile(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     // status, so the common case is a single query.
     let did = match &actor {
         ActorRef::Did(did) => did.clone(),
-        ActorRef::Handle(_) => served_actor(&client, "actor", &actor).await?,
+        ActorRef::Handle(_) => {
+            let (did, status) = resolve_actor(&client, &actor)
+                .await?
+                .ok_or_else(|| XrpcError::invalid_request("actor: actor not found"))?;
+            check_profile_status("actor", did, &status)?
+        }
     };
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate_detailed(std::slice::from_ref(&did))
@@ -56,7 +74,7 @@ pub async fn get_profile(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .actors
         .get(&did)
         .ok_or_else(|| XrpcError::invalid_request("actor: actor not found"))?;
-    check_status("actor", did.clone(), &info.status)?;
+    check_profile_status("actor", did.clone(), &info.status)?;
     let profile = hydrated
         .profile_detailed(&did)
         .ok_or_else(|| XrpcError::invalid_request("actor: profile not found"))?;

@@ -35,6 +35,7 @@ use crate::error::{XrpcError, XrpcResult};
 use crate::params::Params;
 use crate::routes::input::Input;
 pub(crate) use crate::routes::input::BAD_INPUT;
+use crate::views::labels;
 use crate::AppState;
 
 /// What a handler gets: parsed parameters, the viewer if authenticated, and
@@ -156,6 +157,7 @@ methods! {
     "app.bsky.graph.getStarterPacks" => starter_packs::get_starter_packs,
     "app.bsky.graph.getActorStarterPacks" => starter_packs::get_actor_starter_packs,
     "app.bsky.labeler.getServices" => labeler::get_services,
+    "com.atproto.label.queryLabels" => labeler::query_labels,
     "com.atproto.identity.resolveHandle" => repo::resolve_handle,
     "com.atproto.repo.getRecord" => repo::get_record,
     "app.bsky.graph.getMutes" => mutes::get_mutes,
@@ -254,7 +256,24 @@ pub async fn dispatch(
         nsid,
         authorization,
     };
-    call(&ctx).await
+    let configured = &state.config.labelers;
+    let accepted = labels::accepted_labelers(
+        headers.get(ACCEPT_LABELERS).and_then(|v| v.to_str().ok()),
+        configured,
+    );
+    let accepted = if accepted.iter().all(|a| configured.contains(&a.did)) {
+        accepted
+    } else {
+        labels::available_labelers(&*ctx.db().await?, accepted, configured).await?
+    };
+    let applied = axum::http::HeaderValue::from_str(&labels::content_labelers(&accepted));
+    let mut response = labels::ACCEPTED_LABELERS
+        .scope(accepted.into(), call(&ctx))
+        .await?;
+    if let Ok(applied) = applied {
+        response.headers_mut().insert(CONTENT_LABELERS, applied);
+    }
+    Ok(response)
 }
 
 /// A procedure: `body` is its JSON input. Only the account the token was
@@ -319,3 +338,8 @@ pub fn auth_refused(nsid: &str, err: crate::AuthError) -> XrpcError {
     tracing::info!(nsid, error = %err, "service-auth token refused");
     XrpcError::auth_refused(err.name(), err.public_message())
 }
+
+/// The labelers whose labels a client wants in views.
+const ACCEPT_LABELERS: &str = "atproto-accept-labelers";
+/// The labelers whose labels a response carries.
+const CONTENT_LABELERS: &str = "atproto-content-labelers";

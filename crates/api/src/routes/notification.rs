@@ -18,7 +18,7 @@ use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
-use crate::views::{datetime_millis, private, put, put_opt, unix_micros, Db, Hydrator};
+use crate::views::{datetime_millis, labels, private, put, put_opt, unix_micros, Db, Hydrator};
 
 /// The reasons the index writes, all `knownValues` of the lexicon.
 const REASONS: &[&str] = &[
@@ -246,12 +246,15 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let record_uris: Vec<String> = listed.iter().map(|n| n.uri.clone()).collect();
     let thread_posts: Vec<String> = listed.iter().filter_map(thread_post).collect();
     let hydrator = Hydrator::new(&client, ctx.config(), ctx.viewer());
-    let (hydrated, records, muted_threads) = tokio::join!(
+    let (shown, hiding) = labels::request_labelers(ctx.config());
+    let (hydrated, records, muted_threads, moderation) = tokio::join!(
         hydrator.hydrate(&[], &authors),
         load_records(&client, &record_uris),
         private::in_muted_threads(&client, &viewer, &thread_posts),
+        labels::load_moderation(&client, &record_uris, &shown, &hiding),
     );
     let (hydrated, records, muted_threads) = (hydrated?, records?, muted_threads?);
+    let moderation = moderation?;
 
     let notifications: Vec<Value> = listed
         .iter()
@@ -260,11 +263,19 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
                 || hydrated.muted(&n.author)
                 || thread_post(n).is_some_and(|uri| muted_threads.contains(&uri))
                 || !REASONS.contains(&n.reason.as_str())
+                || moderation.taken_down.contains(&n.uri)
             {
                 return None;
             }
             let author = hydrated.profile_view(&n.author)?;
             let record = records.get(&n.uri)?.clone();
+            // Labelers' labels first, then the record's self-labels.
+            let mut shown = moderation.labels.get(&n.uri).cloned().unwrap_or_default();
+            shown.extend(labels::self_labels(
+                &n.uri,
+                n.cid.as_deref().unwrap_or_default(),
+                &record,
+            ));
             let mut m = Map::new();
             put(&mut m, "uri", &n.uri);
             put(&mut m, "cid", n.cid.as_deref().unwrap_or_default());
@@ -274,7 +285,7 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             m.insert("record".into(), record);
             m.insert("isRead".into(), json!(n.is_read));
             put(&mut m, "indexedAt", &n.indexed_at);
-            m.insert("labels".into(), json!([]));
+            m.insert("labels".into(), labels::to_value(&shown));
             Some(Value::Object(m))
         })
         .collect();

@@ -1,7 +1,8 @@
 //! Batched hydration: a response names the posts and actors it shows, the
 //! hydrator loads them with a fixed number of queries (posts, quoted posts,
 //! actors, the posts' bookmark counts, and with a viewer the viewer's
-//! relationships, mutes, likes/reposts, bookmarks and thread mutes), and
+//! relationships, mutes, likes/reposts, bookmarks and thread mutes, and
+//! the labels and takedowns of all of them in one statement), and
 //! `Hydrated` renders views from memory.
 
 use std::collections::{HashMap, HashSet};
@@ -189,7 +190,10 @@ impl<'a> Hydrator<'a> {
     /// they quote other than posts, every author not loaded yet and the
     /// authors they reply to, the viewer's state) and `dids`.
     pub async fn complete(&self, loaded: Loaded, dids: &[String]) -> XrpcResult<Hydrated<'a>> {
-        let Loaded { posts, mut actors } = loaded;
+        let Loaded {
+            mut posts,
+            mut actors,
+        } = loaded;
         let embedded = self.load_embedded_records(&posts).await?;
         let all_dids = dedup(
             dids.iter()
@@ -220,37 +224,59 @@ impl<'a> Hydrator<'a> {
                 (p.uri.clone(), root.clone())
             })
             .collect();
+        let subjects: Vec<String> = all_dids.iter().chain(&all_posts).cloned().collect();
+        let (shown, hiding) = labels::request_labelers(self.config);
+        let moderation = labels::load_moderation(self.client, &subjects, &shown, &hiding);
         let gate_lists = dedup(
             posts
                 .values()
                 .filter_map(|p| p.threadgate.as_ref())
                 .flat_map(|tg| tg.allowed_lists().map(str::to_owned)),
         );
-        let (more, mut actor_viewer, post_viewer, post_private, viewer_lists) = match self.viewer {
-            Some(viewer) => {
-                let (a, av, ap, pv, pp, vl) = tokio::join!(
-                    actor::load_actors(self.client, &missing),
-                    actor::load_actor_viewer(self.client, viewer, &all_dids),
-                    private::load_actor_private(self.client, viewer, &all_dids),
-                    post::load_post_viewer(self.client, viewer, &all_posts),
-                    private::load_post_private(self.client, Some(viewer), &threads),
-                    post::load_viewer_lists(self.client, viewer, &gate_lists),
-                );
-                let mut av = av?;
-                for (did, state) in ap? {
-                    av.entry(did).or_default().private = state;
+        let (more, mut actor_viewer, post_viewer, post_private, viewer_lists, mut moderation) =
+            match self.viewer {
+                Some(viewer) => {
+                    let (a, av, ap, pv, pp, vl, m) = tokio::join!(
+                        actor::load_actors(self.client, &missing),
+                        actor::load_actor_viewer(self.client, viewer, &all_dids),
+                        private::load_actor_private(self.client, viewer, &all_dids),
+                        post::load_post_viewer(self.client, viewer, &all_posts),
+                        private::load_post_private(self.client, Some(viewer), &threads),
+                        post::load_viewer_lists(self.client, viewer, &gate_lists),
+                        moderation,
+                    );
+                    let mut av = av?;
+                    for (did, state) in ap? {
+                        av.entry(did).or_default().private = state;
+                    }
+                    (a?, av, pv?, pp?, vl?, m?)
                 }
-                (a?, av, pv?, pp?, vl?)
-            }
-            None => {
-                let (a, pp) = tokio::join!(
-                    actor::load_actors(self.client, &missing),
-                    private::load_post_private(self.client, None, &threads),
-                );
-                (a?, HashMap::new(), HashMap::new(), pp?, HashSet::new())
-            }
-        };
+                None => {
+                    let (a, pp, m) = tokio::join!(
+                        actor::load_actors(self.client, &missing),
+                        private::load_post_private(self.client, None, &threads),
+                        moderation,
+                    );
+                    (a?, HashMap::new(), HashMap::new(), pp?, HashSet::new(), m?)
+                }
+            };
         actors.extend(more);
+        // A taken-down post is not found; a taken-down account is served as
+        // one its host took down.
+        posts.retain(|uri, _| !moderation.taken_down.contains(uri));
+        // Labelers' labels come before self-labels, as the official AppView
+        // lists them.
+        for (uri, post) in posts.iter_mut() {
+            let own = std::mem::replace(&mut post.labels, moderation.take(uri));
+            post.labels.extend(own);
+        }
+        for actor in actors.values_mut() {
+            let own = std::mem::replace(&mut actor.labels, moderation.take(&actor.did));
+            actor.labels.extend(own);
+            if moderation.taken_down.contains(&actor.did) {
+                actor.status = "takendown".into();
+            }
+        }
         let mute_lists = dedup(
             actor_viewer
                 .values()

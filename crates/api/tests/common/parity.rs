@@ -147,6 +147,14 @@ pub fn normalise(body: &Value) -> Value {
 /// and their order told apart from their content.
 fn identity(item: &Value) -> Option<String> {
     let s = |v: &Value| v.as_str().map(str::to_owned);
+    // A label: one subject carries labels of several labelers and values.
+    if let (Some(uri), Some(src), Some(val)) = (
+        item.get("uri").and_then(s),
+        item.get("src").and_then(s),
+        item.get("val").and_then(s),
+    ) {
+        return Some(format!("{uri} {src} {val}"));
+    }
     if let Some(uri) = item.get("uri").and_then(s) {
         return Some(uri);
     }
@@ -327,11 +335,15 @@ impl Replayer {
         })
         .await
         .expect("plc stand-in");
+        let ozone = ingest_ozone_labels(database_url, &plc).await;
         let plc_url = plc.url();
         let server = Server::start_on(database_url, move |c| {
             c.plc_url = plc_url;
             c.allow_loopback_identity = true;
             c.service_did = AUD.into();
+            // The recording AppView's labelers: ozone and a configured one
+            // that does not exist.
+            c.labelers = vec![ozone, DEFAULT_EXAMPLE_LABELER.into()];
             // The recording AppView's image host (dev-env's public URL + /img,
             // which names no format).
             c.image_url_pattern = "https://bsky.public.url/img/{preset}/plain/{did}/{cid}".into();
@@ -507,6 +519,75 @@ impl Replayer {
         drop(self.server);
         self.plc.shutdown().await;
     }
+}
+
+/// The recording AppView's second default labeler, which has no account.
+const DEFAULT_EXAMPLE_LABELER: &str = "did:example:labeler";
+
+/// Reads ozone's recorded label stream (`labels.cap`) into `database_url`
+/// through the labels stage, as `skyhose labels` would: ozone's recorded DID
+/// document, its endpoint pointed at a loopback server of the capture, and
+/// every label's signature checked. Returns ozone's DID.
+async fn ingest_ozone_labels(database_url: &str, plc: &PlcHandle) -> String {
+    let dids: Value =
+        serde_json::from_slice(&std::fs::read(parity_dir().join("dids.json")).expect("dids.json"))
+            .expect("dids.json is JSON");
+    let did = dids["ozone"]["did"]
+        .as_str()
+        .expect("ozone's DID")
+        .to_owned();
+    let labeler = skyhose_sim::labeler::start(skyhose_sim::labeler::LabelerConfig {
+        capture: Some(parity_dir().join("labels.cap")),
+        ..Default::default()
+    })
+    .await
+    .expect("labels.cap served");
+    let mut document = dids["ozone"]["document"].clone();
+    for service in document["service"].as_array_mut().into_iter().flatten() {
+        if service["id"] == "#atproto_labeler" {
+            service["serviceEndpoint"] = Value::String(labeler.url());
+        }
+    }
+    plc.register_document(&did, document);
+    let pool = skyhose_index::connect_pool(database_url, 2).expect("pool");
+    skyhose_index::migrate(&pool).await.expect("migrate");
+    let resolver = std::sync::Arc::new(skyhose_identity::Resolver::new(
+        skyhose_identity::IdentityConfig::loopback(plc.url()),
+    ));
+    let stop = skyhose_labels::CancellationToken::new();
+    let task = tokio::spawn(skyhose_labels::run(
+        skyhose_labels::LabelsConfig::new(vec![did.clone()]),
+        pool.clone(),
+        resolver,
+        stop.clone(),
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let cursor: Option<i64> = pool
+            .get()
+            .await
+            .expect("connection")
+            .query_opt("SELECT cursor FROM labelers WHERE did = $1", &[&did])
+            .await
+            .expect("labelers")
+            .map(|r| r.get("cursor"));
+        if cursor == Some(labeler.head_seq()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ozone's labels not read in 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    let summaries = task.await.expect("labels task").expect("labels");
+    assert!(
+        summaries.iter().all(|s| s.rejected.is_empty()),
+        "ozone's labels rejected: {summaries:?}"
+    );
+    labeler.shutdown().await;
+    did
 }
 
 /// A list of known differences, by file name under the parity directory.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod faults;
 pub mod index;
 pub mod ingest;
+pub mod labels;
 pub mod migrate;
 pub mod run;
 pub mod serve;

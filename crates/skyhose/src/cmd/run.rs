@@ -350,6 +350,17 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let labels = super::labels::RunLabels::start(
+        &args.pipeline.api.labelers.labelers,
+        &args.database_url,
+        match &sim_plc {
+            Some(plc) => skyhose_identity::IdentityConfig::loopback(plc.url()),
+            None => args.pipeline.api.identity.config()?,
+        },
+        sim_plc.as_ref().map(|plc| (plc, sim_config(args))),
+    )
+    .await?;
+    api_cfg.labelers = labels.labelers().to_vec();
     let api_pool =
         skyhose_api::connect_pool(&api_cfg).context("connecting the API to PostgreSQL")?;
     let api_url = format!("http://{}", api_cfg.listen);
@@ -428,6 +439,8 @@ async fn run_pipeline(args: &RunArgs) -> anyhow::Result<()> {
     if failure.is_none() {
         drain_index(index_cfg).await;
     }
+    tracing::info!("stopping labels: the last batch and its cursor are saved");
+    labels.stop().await;
     tracing::info!("stopping the API: requests in flight are answered first");
     api_stop.cancel();
     match api.await {

@@ -30,6 +30,19 @@ pub struct ApiArgs {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub labelers: super::labels::LabelerArgs,
+    /// A labeler whose !takedown and !suspend labels hide their subject
+    /// from every view, as an operator takedown does; repeat for several.
+    /// None by default.
+    #[arg(
+        long = "takedown-labeler",
+        env = "SKYHOSE_TAKEDOWN_LABELERS",
+        value_name = "DID",
+        value_delimiter = ',',
+        value_parser = super::labels::did
+    )]
+    pub takedown_labelers: Vec<String>,
     /// Image URL pattern; `{preset}`, `{did}` and `{cid}` are replaced.
     #[arg(
         long,
@@ -90,6 +103,8 @@ impl ApiArgs {
         config.max_requests_per_address = self.max_requests_per_address;
         config.header_read_timeout = self.header_read_timeout;
         config.request_timeout = self.request_timeout;
+        config.labelers = self.labelers.labelers.clone();
+        config.takedown_labelers = self.takedown_labelers.clone();
         config.feed_timeout = self.feed_timeout;
         Ok(config)
     }
