@@ -1,6 +1,7 @@
 //! Labels and takedowns in views: labels of the accepted labelers (the
 //! configured ones, or those of `atproto-accept-labelers`) show on every
-//! view of their subject beside self-labels, negated and expired ones do
+//! view of their subject (posts, accounts, lists, feed generators, starter
+//! packs, labelers) beside self-labels, negated and expired ones do
 //! not; taken-down posts are not found and taken-down accounts answer
 //! `AccountTakedown`, until restored; `queryLabels` pages through labels
 //! of the labelers it is asked for.
@@ -316,4 +317,48 @@ async fn labels_show_in_views_and_takedowns_hide_until_restored() {
             "{body}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_show_on_list_and_feed_generator_views() {
+    let server = Server::start(|c| {
+        c.labelers = vec![L1.to_owned()];
+    })
+    .await;
+    let of = |collection: &str| {
+        fixture()
+            .truth
+            .records
+            .keys()
+            .find(|uri| uri.contains(&format!("/{collection}/")))
+            .cloned()
+            .unwrap_or_else(|| panic!("the simulated network has a {collection}"))
+    };
+    let (list, generator) = (of("app.bsky.graph.list"), of("app.bsky.feed.generator"));
+    let client = db().await;
+    label(&client, L1, &list, "list-label", false, None).await;
+    label(&client, L1, &generator, "feed-label", false, None).await;
+    let l1 = |v: &str| (L1.to_owned(), v.to_owned());
+
+    let (status, body) = server
+        .get("app.bsky.graph.getList", &format!("list={list}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(moderation(&body["list"]["labels"]), vec![l1("list-label")]);
+
+    let creator = generator
+        .strip_prefix("at://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap();
+    let (status, body) = server
+        .get("app.bsky.feed.getActorFeeds", &format!("actor={creator}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let feed = body["feeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["uri"] == generator.as_str())
+        .unwrap_or_else(|| panic!("{generator} among its creator's feeds: {body}"));
+    assert_eq!(moderation(&feed["labels"]), vec![l1("feed-label")]);
 }

@@ -22,6 +22,7 @@ pub(crate) async fn generator_views(
     let generators = load_generators(client, uris, ctx.viewer()).await?;
     let creators: Vec<String> = generators.values().map(|g| g.did.clone()).collect();
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
+        .with_records(generators.keys().cloned())
         .hydrate(&[], &creators)
         .await?;
     Ok(uris

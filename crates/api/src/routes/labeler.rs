@@ -34,6 +34,7 @@ pub async fn get_services(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let labelers = load_labelers(&client, &dids, ctx.viewer()).await?;
     let creators: Vec<String> = labelers.keys().cloned().collect();
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .with_records(labelers.values().map(|l| l.uri.clone()))
         .hydrate(&[], &creators)
         .await?;
     let views: Vec<Value> = dids

@@ -22,6 +22,7 @@ pub(crate) async fn list_views(
     let lists = load_lists(client, uris, ctx.viewer()).await?;
     let creators: Vec<String> = lists.values().map(|l| l.did.clone()).collect();
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
+        .with_records(lists.keys().cloned())
         .hydrate(&[], &creators)
         .await?;
     Ok(uris
@@ -78,6 +79,7 @@ pub async fn get_list(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let mut dids = subjects.clone();
     dids.push(list.did.clone());
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .with_records([list_uri.clone()])
         .hydrate(&[], &dids)
         .await?;
     let view = list_view(&hydrated, list).ok_or_else(not_found)?;

@@ -20,6 +20,7 @@ async fn basic_views(ctx: &Ctx<'_>, client: &Db, uris: &[String]) -> XrpcResult<
     let packs = load_starter_packs(client, uris).await?;
     let creators: Vec<String> = packs.values().map(|p| p.did.clone()).collect();
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
+        .with_records(packs.keys().cloned())
         .hydrate(&[], &creators)
         .await?;
     Ok(uris
@@ -59,6 +60,11 @@ pub async fn get_starter_pack(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     dids.extend(lists.values().map(|l| l.did.clone()));
     dids.extend(generators.values().map(|g| g.did.clone()));
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
+        .with_records(
+            std::iter::once(uri.clone())
+                .chain(lists.keys().cloned())
+                .chain(generators.keys().cloned()),
+        )
         .hydrate(&[], &dids)
         .await?;
     let list = pack

@@ -10,7 +10,6 @@ use serde_json::{json, Map, Value};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::embed::blob_cid;
-use crate::views::labels;
 use crate::views::{put, put_opt, Db, Hydrated};
 
 #[derive(Debug, Clone)]
@@ -101,10 +100,7 @@ pub fn generator_view(h: &Hydrated<'_>, g: &GeneratorInfo) -> Option<Value> {
     if let Some(accepts) = record.get("acceptsInteractions").and_then(Value::as_bool) {
         m.insert("acceptsInteractions".into(), json!(accepts));
     }
-    m.insert(
-        "labels".into(),
-        labels::to_value(&labels::self_labels(&g.uri, &g.cid, &g.record)),
-    );
+    m.insert("labels".into(), h.record_labels(&g.uri, &g.cid, &g.record));
     if h.viewer.is_some() {
         let mut viewer = Map::new();
         put_opt(&mut viewer, "like", g.viewer_like.as_deref());

@@ -24,7 +24,7 @@ use crate::views::feed_view::{
 };
 use crate::views::feedgen::{self, GeneratorInfo};
 use crate::views::labeler::{self, LabelerInfo};
-use crate::views::labels;
+use crate::views::labels::{self, Label};
 use crate::views::list::{self, ListInfo};
 use crate::views::post::{self, PostInfo, PostViewer};
 use crate::views::private::{self, PostPrivate};
@@ -37,6 +37,10 @@ pub struct Hydrator<'a> {
     pub client: &'a Db,
     pub config: &'a ApiConfig,
     pub viewer: Option<&'a str>,
+    /// Records other than posts whose views the response shows (feed
+    /// generators, lists, starter packs, labelers): their labels are
+    /// loaded with the rest.
+    pub records: Vec<String>,
 }
 
 /// Why a post appears in a feed other than being the author's own.
@@ -83,7 +87,14 @@ impl<'a> Hydrator<'a> {
             client,
             config,
             viewer,
+            records: Vec::new(),
         }
+    }
+
+    /// Also loads the labels of these records (not posts), for their views.
+    pub fn with_records(mut self, uris: impl IntoIterator<Item = String>) -> Self {
+        self.records.extend(uris);
+        self
     }
 
     /// Loads `post_uris` (and the posts they quote) and `dids` (and every
@@ -224,7 +235,21 @@ impl<'a> Hydrator<'a> {
                 (p.uri.clone(), root.clone())
             })
             .collect();
-        let subjects: Vec<String> = all_dids.iter().chain(&all_posts).cloned().collect();
+        let records: Vec<String> = dedup(
+            self.records
+                .iter()
+                .cloned()
+                .chain(embedded.generators.keys().cloned())
+                .chain(embedded.lists.keys().cloned())
+                .chain(embedded.starter_packs.keys().cloned())
+                .chain(embedded.labelers.keys().cloned()),
+        );
+        let subjects: Vec<String> = all_dids
+            .iter()
+            .chain(&all_posts)
+            .chain(&records)
+            .cloned()
+            .collect();
         let (shown, hiding) = labels::request_labelers(self.config);
         let moderation = labels::load_moderation(self.client, &subjects, &shown, &hiding);
         let gate_lists = dedup(
@@ -270,6 +295,11 @@ impl<'a> Hydrator<'a> {
             let own = std::mem::replace(&mut post.labels, moderation.take(uri));
             post.labels.extend(own);
         }
+        let record_labels: HashMap<String, Vec<Label>> = records
+            .iter()
+            .map(|uri| (uri.clone(), moderation.take(uri)))
+            .filter(|(_, labels)| !labels.is_empty())
+            .collect();
         for actor in actors.values_mut() {
             let own = std::mem::replace(&mut actor.labels, moderation.take(&actor.did));
             actor.labels.extend(own);
@@ -300,6 +330,7 @@ impl<'a> Hydrator<'a> {
             muted_lists: HashMap::new(),
             known_followers: HashMap::new(),
             viewer_lists,
+            record_labels,
         };
         hydrated.muted_lists = mute_lists
             .values()
@@ -453,6 +484,8 @@ pub struct Hydrated<'a> {
     pub known_followers: HashMap<String, KnownFollowers>,
     /// The lists named by the loaded threadgates that the viewer is in.
     pub viewer_lists: HashSet<String>,
+    /// Labelers' labels of the records other than posts that were loaded.
+    pub record_labels: HashMap<String, Vec<Label>>,
 }
 
 impl Hydrated<'_> {
@@ -556,6 +589,14 @@ impl Hydrated<'_> {
                 && relation.is_some_and(|r| r.followed_by.is_some()))
             || gate.allowed_lists().any(|l| self.viewer_lists.contains(l));
         Some(!allowed)
+    }
+
+    /// The `labels` of a record's view other than a post's: the accepted
+    /// labelers' labels, then the record's self-labels.
+    pub fn record_labels(&self, uri: &str, cid: &str, record: &Value) -> Value {
+        let mut all = self.record_labels.get(uri).cloned().unwrap_or_default();
+        all.extend(labels::self_labels(uri, cid, record));
+        labels::to_value(&all)
     }
 
     /// The viewer and `did` block each other (either direction, or by list).

@@ -8,7 +8,6 @@ use serde_json::{json, Map, Value};
 
 use crate::db::RowExt;
 use crate::error::XrpcResult;
-use crate::views::labels;
 use crate::views::{put, put_opt, Db, Hydrated};
 
 #[derive(Debug, Clone)]
@@ -90,10 +89,7 @@ pub fn labeler_view(h: &Hydrated<'_>, l: &LabelerInfo, detailed: bool) -> Option
         m.insert("viewer".into(), Value::Object(viewer));
     }
     put(&mut m, "indexedAt", &l.indexed_at);
-    m.insert(
-        "labels".into(),
-        labels::to_value(&labels::self_labels(&l.uri, &l.cid, &l.record)),
-    );
+    m.insert("labels".into(), h.record_labels(&l.uri, &l.cid, &l.record));
     if detailed {
         let policies = l
             .record

@@ -10,7 +10,6 @@ use serde_json::{json, Map, Value};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::embed::blob_cid;
-use crate::views::labels;
 use crate::views::{put, put_opt, Db, Hydrated};
 
 #[derive(Debug, Clone)]
@@ -89,10 +88,7 @@ fn common(h: &Hydrated<'_>, l: &ListInfo) -> Option<Map<String, Value>> {
         put(&mut m, "avatar", h.config.image_url("avatar", &l.did, cid));
     }
     m.insert("listItemCount".into(), json!(l.item_count.max(0)));
-    m.insert(
-        "labels".into(),
-        labels::to_value(&labels::self_labels(&l.uri, &l.cid, &l.record)),
-    );
+    m.insert("labels".into(), h.record_labels(&l.uri, &l.cid, &l.record));
     if h.viewer.is_some() {
         let mut viewer = Map::new();
         viewer.insert("muted".into(), Value::Bool(l.viewer_muted));

@@ -10,7 +10,6 @@ use serde_json::{json, Map, Value};
 
 use crate::db::RowExt;
 use crate::error::XrpcResult;
-use crate::views::labels;
 use crate::views::{put, Db, Hydrated};
 
 #[derive(Debug, Clone)]
@@ -84,10 +83,7 @@ fn common(h: &Hydrated<'_>, s: &StarterPackInfo) -> Option<Map<String, Value>> {
     put(&mut m, "cid", &s.cid);
     m.insert("record".into(), s.record.clone());
     m.insert("creator".into(), h.profile_basic(&s.did)?);
-    m.insert(
-        "labels".into(),
-        labels::to_value(&labels::self_labels(&s.uri, &s.cid, &s.record)),
-    );
+    m.insert("labels".into(), h.record_labels(&s.uri, &s.cid, &s.record));
     put(&mut m, "indexedAt", &s.indexed_at);
     Some(m)
 }
