@@ -22,8 +22,6 @@ use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::network::SimConfig;
@@ -364,48 +362,14 @@ async fn accept_loop(
 }
 
 /// Reads `cursor` from the request; `Err` holds the HTTP rejection.
-fn parse_request(req: &Request) -> Result<i64, (StatusCode, String)> {
-    if req.uri().path() != SUBSCRIBE_LABELS_PATH {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!("no such endpoint: {}", req.uri().path()),
-        ));
-    }
-    let query = req.uri().query().unwrap_or("");
-    match query.split('&').find_map(|p| p.strip_prefix("cursor=")) {
-        None => Ok(0),
-        Some(value) => value.parse::<i64>().map_err(|_| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("cursor is not an integer: {value:?}"),
-            )
-        }),
-    }
-}
-
-// The handshake callback's error type is fixed by tungstenite (an HTTP response).
-#[allow(clippy::result_large_err)]
 async fn serve(
     stream: TcpStream,
     frames: &[(i64, Bytes)],
     cfg: &LabelerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    let mut cursor = 0;
-    let ws = tokio_tungstenite::accept_hdr_async(stream, |req: &Request, resp: Response| {
-        match parse_request(req) {
-            Ok(c) => {
-                cursor = c;
-                Ok(resp)
-            }
-            Err((status, msg)) => {
-                let mut err = ErrorResponse::new(Some(msg));
-                *err.status_mut() = status;
-                Err(err)
-            }
-        }
-    })
-    .await?;
+    let (ws, cursor) = crate::relay::accept_subscription(stream, SUBSCRIBE_LABELS_PATH).await?;
+    let cursor = cursor.unwrap_or(0);
     let (mut sink, mut incoming) = ws.split();
     let head = frames.last().map_or(0, |(seq, _)| *seq);
     if cursor > head {

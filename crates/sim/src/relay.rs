@@ -379,8 +379,37 @@ enum ServeError {
 }
 
 /// Reads `cursor` from the request; `Err` holds the HTTP rejection.
-fn parse_request(req: &Request) -> Result<Option<i64>, (StatusCode, String)> {
-    if req.uri().path() != SUBSCRIBE_PATH {
+/// Accepts a subscription's WebSocket on `path` (404 for another path, 400
+/// for a cursor that is not an integer); the cursor asked for, if any.
+// The handshake callback's error type is fixed by tungstenite (an HTTP response).
+#[allow(clippy::result_large_err)]
+pub(crate) async fn accept_subscription(
+    stream: TcpStream,
+    path: &str,
+) -> Result<
+    (tokio_tungstenite::WebSocketStream<TcpStream>, Option<i64>),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let mut cursor = None;
+    let ws = tokio_tungstenite::accept_hdr_async(stream, |req: &Request, resp: Response| {
+        match parse_request(req, path) {
+            Ok(c) => {
+                cursor = c;
+                Ok(resp)
+            }
+            Err((status, msg)) => {
+                let mut err = ErrorResponse::new(Some(msg));
+                *err.status_mut() = status;
+                Err(err)
+            }
+        }
+    })
+    .await?;
+    Ok((ws, cursor))
+}
+
+fn parse_request(req: &Request, path: &str) -> Result<Option<i64>, (StatusCode, String)> {
+    if req.uri().path() != path {
         return Err((
             StatusCode::NOT_FOUND,
             format!("no such endpoint: {}", req.uri().path()),
@@ -431,29 +460,13 @@ fn malformed_frame(rng: &mut SplitMix64, real: &[u8]) -> Bytes {
     }
 }
 
-// The handshake callback's error type is fixed by tungstenite (an HTTP response).
-#[allow(clippy::result_large_err)]
 async fn serve(
     stream: TcpStream,
     shared: &Shared,
     faults: &Faults,
     seed: u64,
 ) -> Result<(), ServeError> {
-    let mut cursor = None;
-    let ws = tokio_tungstenite::accept_hdr_async(stream, |req: &Request, resp: Response| {
-        match parse_request(req) {
-            Ok(c) => {
-                cursor = c;
-                Ok(resp)
-            }
-            Err((status, msg)) => {
-                let mut err = ErrorResponse::new(Some(msg));
-                *err.status_mut() = status;
-                Err(err)
-            }
-        }
-    })
-    .await?;
+    let (ws, cursor) = accept_subscription(stream, SUBSCRIBE_PATH).await?;
     let (mut sink, mut incoming) = ws.split();
     let mut head_rx = shared.head_tx.subscribe();
     let mut shutdown_rx = shared.shutdown_tx.subscribe();
