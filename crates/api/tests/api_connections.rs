@@ -150,7 +150,9 @@ async fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_idle_connections_do_not_lock_out_a_new_client() {
     raise_open_file_limit(16_000);
-    let server = start(|_| {}).await;
+    // Well under the 5,000 asked for, so the slots are surely all taken
+    // (the kernel's backlog holds about 1,000 more; the rest time out).
+    let server = start(|config| config.max_connections = 3_000).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..5_000u32 {
         let ip = Ipv4Addr::new(127, 0, 0, 2 + (i % 20) as u8);
@@ -166,7 +168,7 @@ async fn five_thousand_idle_connections_do_not_lock_out_a_new_client() {
         }
     }
     assert!(
-        idle.len() >= 4_500,
+        idle.len() >= 3_500,
         "only {} idle connections opened",
         idle.len()
     );
@@ -181,9 +183,15 @@ async fn five_thousand_idle_connections_do_not_lock_out_a_new_client() {
     let waited = started.elapsed();
     assert_eq!((status, body.as_slice()), (200, b"ok".as_slice()));
     assert!(waited < Duration::from_secs(1), "served after {waited:?}");
+    // Which of them the server closed depends on which it had accepted (the
+    // rest waited in the kernel's backlog): every one is asked, at once.
+    let mut checks = tokio::task::JoinSet::new();
+    for mut stream in idle {
+        checks.spawn(async move { closed_within(&mut stream, Duration::from_millis(500)).await });
+    }
     let mut closed = 0;
-    for stream in idle.iter_mut().take(200) {
-        if closed_within(stream, Duration::from_millis(10)).await {
+    while let Some(result) = checks.join_next().await {
+        if matches!(result, Ok(true)) {
             closed += 1;
         }
     }
