@@ -232,14 +232,15 @@ impl LoadedThread<'_> {
 }
 
 /// Loads `uri`, up to `parent_height` ancestors and `depth` levels of
-/// replies (at most [`MAX_THREAD_REPLIES`]); None when the anchor is not
-/// indexed.
+/// replies (at most [`MAX_THREAD_REPLIES`]), and the accounts `dids` besides
+/// the posts' authors; None when the anchor is not indexed.
 pub async fn load_thread<'a>(
     ctx: &'a Ctx<'_>,
     client: &'a Db,
     uri: &str,
     parent_height: i64,
     depth: i64,
+    dids: &[String],
 ) -> XrpcResult<Option<LoadedThread<'a>>> {
     // The anchor and its ancestors, nearest first; `parent` of the last row
     // names the first missing ancestor, if any.
@@ -289,7 +290,7 @@ pub async fn load_thread<'a>(
         children.entry(parent).or_default().push(child);
     }
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
-        .hydrate(&uris, &[])
+        .hydrate(&uris, dids)
         .await?;
     let root_author = hydrated
         .posts
@@ -334,7 +335,7 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let parent_height = ctx.params.int("parentHeight", 0, 1000, 80)?;
     let client = ctx.db().await?;
     let not_found = || XrpcError::not_found("NotFound", format!("uri: post not found: {uri}"));
-    let thread = load_thread(ctx, &client, &uri, parent_height, depth)
+    let thread = load_thread(ctx, &client, &uri, parent_height, depth, &[])
         .await?
         .ok_or_else(not_found)?;
     let hydrated = &thread.hydrated;

@@ -47,7 +47,15 @@ pub async fn get_post_thread_v2(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     };
     let client = ctx.db().await?;
     let above = if above { MAX_PARENTS } else { 0 };
-    let Some(loaded) = load_thread(ctx, &client, &anchor, above, below).await? else {
+    let known_likers = match ctx.viewer() {
+        Some(viewer) => crate::views::post::load_known_likers(&client, viewer, &anchor).await?,
+        None => None,
+    };
+    let likers: Vec<String> = known_likers
+        .iter()
+        .flat_map(|k| k.actors.iter().cloned())
+        .collect();
+    let Some(loaded) = load_thread(ctx, &client, &anchor, above, below, &likers).await? else {
         return json(&json!({"thread": [not_found(&anchor, 0)], "hasOtherReplies": false}));
     };
     let h = &loaded.hydrated;
@@ -74,7 +82,22 @@ pub async fn get_post_thread_v2(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     } else {
         let mut replies = shape.replies(&anchor, 1, below, anchor_op, &mut has_other_replies);
         shape.sort_trim(&mut replies, 0);
-        let view = h.post_view(&anchor).unwrap_or(Value::Null);
+        let mut view = h.post_view(&anchor).unwrap_or(Value::Null);
+        if let (Some(known), Some(Value::Object(viewer))) = (&known_likers, view.get_mut("viewer"))
+        {
+            // The count is every known liker; the sample leaves out who the
+            // viewer blocks and accounts not served.
+            let actors: Vec<&serde_json::value::RawValue> = known
+                .actors
+                .iter()
+                .filter(|did| !h.blocked(did))
+                .filter_map(|did| h.profile_basic_raw(did))
+                .collect();
+            viewer.insert(
+                "knownLikers".into(),
+                json!({ "count": known.count, "actors": actors }),
+            );
+        }
         thread.push(post_item(&anchor, 0, view, anchor_op, false, 0));
         flatten(replies, &mut thread);
     }
@@ -88,7 +111,7 @@ pub async fn get_post_thread_v2(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 pub async fn get_post_thread_other_v2(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let anchor = ctx.params.at_uri("anchor")?;
     let client = ctx.db().await?;
-    let Some(loaded) = load_thread(ctx, &client, &anchor, 0, 1).await? else {
+    let Some(loaded) = load_thread(ctx, &client, &anchor, 0, 1, &[]).await? else {
         return json(&json!({"thread": []}));
     };
     let h = &loaded.hydrated;

@@ -74,6 +74,42 @@ impl Threadgate {
     }
 }
 
+/// The accounts the viewer follows among a post's 500 newest likers, as
+/// the thread screen's anchor shows them (`viewer.knownLikers`).
+pub struct KnownLikers {
+    pub count: i64,
+    /// The three who liked it last.
+    pub actors: Vec<String>,
+}
+
+/// The known likers of `uri` for `viewer`, in one query; None when there
+/// are none.
+pub async fn load_known_likers(
+    client: &Db,
+    viewer: &str,
+    uri: &str,
+) -> XrpcResult<Option<KnownLikers>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT l.did, count(*) OVER () AS n FROM ( \
+               SELECT did, rkey FROM likes WHERE subject_uri = $1 ORDER BY rkey DESC LIMIT 500) l \
+             WHERE EXISTS (SELECT 1 FROM follows f WHERE f.did = $2 AND f.subject_did = l.did) \
+             ORDER BY l.rkey DESC LIMIT 3",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&uri, &viewer]).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(KnownLikers {
+        count: first.col("n")?,
+        actors: rows
+            .iter()
+            .map(|r| r.col("did"))
+            .collect::<XrpcResult<_>>()?,
+    }))
+}
+
 /// Whether a post record's facets mention `did`.
 pub fn mentions(record: &RawValue, did: &str) -> bool {
     #[derive(Deserialize)]
