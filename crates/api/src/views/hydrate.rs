@@ -210,14 +210,16 @@ impl<'a> Hydrator<'a> {
             dids.iter()
                 .cloned()
                 .chain(posts.values().map(|p| p.did.clone()))
-                // The authors of the posts replied to and of the threads'
-                // roots: a feed item's `grandparentAuthor` is the author
-                // its parent replies to, and whether the viewer may reply
-                // depends on the viewer's relations to the root's author.
+                // The authors of the posts replied to: a feed item's
+                // `grandparentAuthor` is the author its parent replies to.
+                // And of gated threads' roots: whether the viewer may reply
+                // depends on the viewer's relations to the root's author
+                // (a gate is loaded for a reply only when a viewer asks).
                 .chain(posts.values().flat_map(|p| {
-                    [&p.reply_parent_uri, &p.reply_root_uri]
+                    let gated_root = p.threadgate.as_ref().and(p.reply_root_uri.as_ref());
+                    [p.reply_parent_uri.as_ref(), gated_root]
                         .into_iter()
-                        .filter_map(|uri| uri.as_deref().and_then(super::uri_did))
+                        .filter_map(|uri| uri.and_then(|u| super::uri_did(u)))
                         .map(str::to_owned)
                 }))
                 .chain(embedded.creators()),
