@@ -8,6 +8,7 @@
 //! applies every migration).
 
 mod auth;
+mod compact;
 mod config;
 mod cursor;
 mod dashboard;

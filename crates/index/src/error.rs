@@ -54,6 +54,10 @@ pub enum IndexError {
     Config(String),
     #[error("worker task failed: {0}")]
     Worker(String),
+    /// A compact row's id was not resolved (`apply::keys`): the batch is
+    /// held and tried again.
+    #[error("compact keys: {0}")]
+    Keys(String),
     /// Concurrent transactions kept forcing a batch to be redone.
     #[error("contention: {0}")]
     Contended(String),
@@ -101,7 +105,10 @@ impl IndexError {
             }
             // A batch whose rows cannot be read is held and tried again
             // rather than dead-lettered: the entries are not at fault.
-            IndexError::Pool { .. } | IndexError::Contended(_) | IndexError::Column { .. } => true,
+            IndexError::Pool { .. }
+            | IndexError::Contended(_)
+            | IndexError::Keys(_)
+            | IndexError::Column { .. } => true,
             IndexError::Redis { source, .. } => {
                 source.is_io_error()
                     || source.is_connection_dropped()

@@ -53,6 +53,11 @@ pub struct OwnState {
     /// How the table's views rebuild a record stored as NULL (migration
     /// 0014), when they do.
     pub rebuilt: Option<RebuiltRecord>,
+    /// Set when the table keeps its rows in the compact strong-reference
+    /// layout of migration 0021 (likes and reposts), written by (actor id,
+    /// record key) instead of by uri: the view that shows every row
+    /// (tombstones too) with the text columns.
+    pub compact: Option<&'static str>,
 }
 
 /// The pieces whose concatenation is the record text a view rebuilds
@@ -122,9 +127,17 @@ fn rebuilt_follow_record<'a>(
 /// True when `text` is the record `kind`'s views rebuild from `columns`,
 /// so its row may store it as NULL.
 pub fn is_rebuilt(kind: &KindTable, columns: &[Option<String>], text: &str) -> bool {
-    let Some(rebuilt) = kind.own_state.as_ref().and_then(|state| state.rebuilt) else {
+    let Some(state) = kind.own_state.as_ref() else {
         return false;
     };
+    let Some(rebuilt) = state.rebuilt else {
+        return false;
+    };
+    // A compact row rebuilds the text from its compact columns, so each
+    // of them must have one.
+    if state.compact.is_some() && !crate::compact::strong_refs_compact(columns) {
+        return false;
+    }
     let Some(pieces) = rebuilt(kind.collection, columns) else {
         return false;
     };
@@ -259,6 +272,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             subject: "reply_parent_uri",
             quote_subject: Some("embed_record_uri"),
             rebuilt: None,
+            compact: None,
         }),
     },
     KindTable {
@@ -275,6 +289,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             subject: "subject_uri",
             quote_subject: None,
             rebuilt: Some(rebuilt_strong_ref_record),
+            compact: Some("like_state"),
         }),
     },
     KindTable {
@@ -291,6 +306,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             subject: "subject_uri",
             quote_subject: None,
             rebuilt: Some(rebuilt_strong_ref_record),
+            compact: Some("repost_state"),
         }),
     },
     KindTable {
@@ -304,6 +320,7 @@ pub const KIND_TABLES: &[KindTable] = &[
             subject: "subject_did",
             quote_subject: None,
             rebuilt: Some(rebuilt_follow_record),
+            compact: None,
         }),
     },
     KindTable {
@@ -613,8 +630,12 @@ mod tests {
             let record: Value = serde_json::from_str(text).expect("JSON");
             is_rebuilt(kind, &kind.extract(&record), text)
         };
-        let subject = r#""subject":{"cid":"bafyp","uri":"at://did:plc:b/app.bsky.feed.post/3l"}"#;
-        let via = r#""via":{"cid":"bafyr","uri":"at://did:plc:c/app.bsky.feed.repost/3k"}"#;
+        // Likes keep compact CIDs (migration 0021), so these are real ones.
+        let cid = skyhose_proto::Cid::for_dag_cbor(b"x").to_string();
+        let subject =
+            format!(r#""subject":{{"cid":"{cid}","uri":"at://did:plc:b/app.bsky.feed.post/3l"}}"#);
+        let via =
+            format!(r#""via":{{"cid":"{cid}","uri":"at://did:plc:c/app.bsky.feed.repost/3k"}}"#);
         let created = r#""createdAt":"2024-11-01T00:00:00Z""#;
         let kind = r#""$type":"app.bsky.feed.like""#;
         assert!(rebuilt(like, &format!("{{{kind},{created},{subject}}}")));
@@ -632,6 +653,10 @@ mod tests {
                 r#"{{{kind},{created},{subject},"via":{{"uri":"at://did:plc:c/app.bsky.feed.repost/3k"}}}}"#
             ),
             format!(r#"{{"$type":"app.bsky.feed.repost",{created},{subject}}}"#),
+            // a CID without a compact form is read from the text
+            format!(
+                r#"{{{kind},{created},"subject":{{"cid":"bafyp","uri":"at://did:plc:b/app.bsky.feed.post/3l"}}}}"#
+            ),
         ] {
             assert!(!rebuilt(like, &kept), "{kept}");
         }
@@ -752,19 +777,19 @@ mod tests {
 
     #[test]
     fn own_state_statements_take_the_state_then_the_projected_columns() {
-        let likes = kind_table("app.bsky.feed.like").expect("likes");
-        assert!(likes.own_state.is_some());
-        let lock = likes.lock_sql("unnest($1::text[]) AS v(uri)");
+        let follows = kind_table("app.bsky.graph.follow").expect("follows");
+        assert!(follows.own_state.is_some());
+        let lock = follows.lock_sql("unnest($1::text[]) AS v(uri)");
         assert!(lock.starts_with(
-            "INSERT INTO like_rows AS t (uri, did, rkey, cid, rev, seq, live, record, subject_uri, \
-             subject_cid, via_uri, via_cid, created_at) \
-             SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::json, v.c0, v.c1, \
-             v.c2, v.c3, v.c4 FROM unnest($1::text[]) AS v(uri) ORDER BY v.uri"
+            "INSERT INTO follow_rows AS t (uri, did, rkey, cid, rev, seq, live, record, subject_did, \
+             created_at) \
+             SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::json, v.c0, v.c1 \
+             FROM unnest($1::text[]) AS v(uri) ORDER BY v.uri"
         ));
         assert!(lock
             .ends_with("ON CONFLICT (uri) DO UPDATE SET live = t.live WHERE false RETURNING uri"));
-        let revive = likes.revive_sql("unnest($1::text[]) AS v(uri)");
-        assert!(revive.contains("subject_uri = v.c0, subject_cid = v.c1"));
+        let revive = follows.revive_sql("unnest($1::text[]) AS v(uri)");
+        assert!(revive.contains("subject_did = v.c0, created_at = v.c1"));
         assert!(revive.contains("FROM unnest($1::text[]) AS v(uri) WHERE t.uri = v.uri"));
         let posts = kind_table("app.bsky.feed.post").expect("posts");
         let state = posts

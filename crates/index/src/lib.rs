@@ -5,6 +5,7 @@
 //! owns and writes.
 
 mod apply;
+mod compact;
 mod db;
 pub mod entry;
 mod error;

@@ -113,6 +113,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "suggestion_reads",
         sql: include_str!("../migrations/0020_suggestion_reads.sql"),
     },
+    Migration {
+        version: 21,
+        name: "compact_strong_refs",
+        sql: include_str!("../migrations/0021_compact_strong_refs.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -207,7 +207,7 @@ async fn assert_records_as_written(env: &TestEnv, entries: &[Entry]) {
     );
     let vias = client
         .query_one(
-            "SELECT count(*) FROM like_rows WHERE live AND record IS NULL AND via_uri IS NOT NULL",
+            "SELECT count(*) FROM like_rows WHERE live AND record IS NULL AND via_actor IS NOT NULL",
             &[],
         )
         .await

@@ -88,7 +88,7 @@ async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
 
     let rows = client
         .query(
-            "SELECT uri, live, rev, seq, cid, record::text FROM like_rows ORDER BY uri",
+            "SELECT uri, live, rev, seq, cid, record::text FROM like_state ORDER BY uri",
             &[],
         )
         .await

@@ -254,7 +254,9 @@ async fn feed_items(
         let statement = client
             .prepare_cached(
                 "SELECT r.uri, r.did, r.cid, r.subject_uri, r.indexed_at \
-                 FROM reposts r WHERE r.uri = ANY($1::text[])",
+                 FROM unnest($1::text[]) AS u(uri) \
+                 JOIN reposts r ON r.actor = ref_actor(u.uri) AND r.rkey_id = ref_rkey(u.uri) \
+                 WHERE r.uri = u.uri",
             )
             .await?;
         for row in client.query(&statement, &[&reposts]).await? {

@@ -1,16 +1,18 @@
 //! app.bsky.feed.*: posts, author feeds and threads.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
+use crate::compact::{account_rows, subject_is};
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
 use crate::routes::actor::{check_status, served_actor};
-use crate::routes::keyset::{account_records, Keyset};
+use crate::routes::keyset::Keyset;
 use crate::routes::{json, Ctx};
 use crate::views::feed_view::PostsPage;
 use crate::views::hydrate::{not_found_post, FeedItem, Reason};
@@ -90,8 +92,7 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     );
     // One author's rkeys are unique per collection, so each branch reads at
     // most a page in (rkey, uri) order from one index: posts by their
-    // (did, rkey) index, reposts backwards along the range of their uris
-    // (which sort by rkey within the account).
+    // (did, rkey) index, reposts backwards along their (actor, rkey) key.
     let posts_sql = format!(
         "SELECT p.uri, p.rkey, NULL::text AS subject, NULL::text AS cid, NULL::timestamptz AS at, \
                 {PAGE_POST} \
@@ -104,9 +105,9 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             "({posts_sql}) UNION ALL \
              (SELECT r.uri, r.rkey, r.subject_uri, r.cid, r.indexed_at, {PAGE_REPOST} \
               FROM reposts r WHERE {range_r} AND r.subject_uri IS NOT NULL {page_r} \
-              ORDER BY r.uri DESC LIMIT $2) \
+              ORDER BY r.rkey_id DESC, r.uri DESC LIMIT $2) \
              ORDER BY 2 DESC, 1 DESC LIMIT $2",
-            range_r = account_records("r", "$1", "app.bsky.feed.repost", page.key_param(1)),
+            range_r = account_rows("r", "$1", page.key_param(1)),
             page_r = page.after("r", 1)
         )
     } else {
@@ -299,11 +300,14 @@ pub async fn load_thread<'a>(
         .and_then(crate::views::uri_did);
     let root_author_likes = match root_author {
         Some(did) => {
-            let stmt = client
-                .prepare_cached(
-                    "SELECT subject_uri, uri FROM likes WHERE subject_uri = ANY($1) AND did = $2",
+            static LIKES_OF: LazyLock<String> = LazyLock::new(|| {
+                format!(
+                    "SELECT u.uri AS subject_uri, l.uri FROM unnest($1::text[]) AS u(uri) \
+                     JOIN likes l ON l.actor = did_id($2) AND {subject}",
+                    subject = subject_is("l", "u.uri")
                 )
-                .await?;
+            });
+            let stmt = client.prepare_cached(&LIKES_OF).await?;
             client
                 .query(&stmt, &[&uris, &did])
                 .await?

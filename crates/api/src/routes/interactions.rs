@@ -1,10 +1,11 @@
 //! app.bsky.feed.*: who liked, reposted and quoted a post, and what the
 //! viewer liked. Every listing pages newest first by `(rkey, uri)`.
 
+use crate::compact::{account_rows, subject_is};
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
-use crate::routes::keyset::{account_records, with_cursor, Keyset, Page};
+use crate::routes::keyset::{with_cursor, Keyset, Page};
 use crate::routes::{json, Ctx};
 use crate::views::hydrate::FeedItem;
 use crate::views::{is_datetime, Hydrator};
@@ -49,8 +50,15 @@ impl SubjectPage {
         let sql = format!(
             "SELECT x.uri, x.rkey, x.did, x.created_at, \
                to_char(x.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at \
-             FROM {table} x WHERE x.subject_uri = $1 AND ($2::text IS NULL OR x.subject_cid = $2) {page}",
-            page = self.page.newest_first("x", 2)
+             FROM {table} x WHERE {subject} AND ($2::text IS NULL OR x.subject_cid = $2) \
+             {range} {page}",
+            subject = subject_is("x", "$1"),
+            // the subject index's order, bounded at the cursor's position
+            range = match self.page.key_param(2) {
+                Some(key) => format!("AND x.rkey_id <= rkey_id(${key})"),
+                None => String::new(),
+            },
+            page = self.page.newest_first_by("x", "rkey_id", 2)
         );
         self.fetch(client, &sql).await
     }
@@ -140,9 +148,9 @@ pub async fn get_actor_likes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     }
     let sql = format!(
         "SELECT l.uri, l.rkey, l.subject_uri FROM likes l \
-         WHERE {range} AND l.subject_uri LIKE 'at://%/app.bsky.feed.post/%' {after} \
-         ORDER BY l.uri DESC LIMIT {limit}",
-        range = account_records("l", "$1", "app.bsky.feed.like", page.key_param(1)),
+         WHERE {range} AND l.subject_collection = collection_id('app.bsky.feed.post') {after} \
+         ORDER BY l.rkey_id DESC, l.uri DESC LIMIT {limit}",
+        range = account_rows("l", "$1", page.key_param(1)),
         after = page.after("l", 1),
         limit = Keyset::limit_param(1)
     );

@@ -55,8 +55,14 @@ impl Keyset {
     /// The page clause, the order and the limit of a listing of `alias`
     /// rows, newest first.
     pub fn newest_first(&self, alias: &str, own: usize) -> String {
+        self.newest_first_by(alias, "rkey", own)
+    }
+
+    /// The same, ordered by the column `key` that sorts as `rkey` does (a
+    /// compact row's `rkey_id`), so that its index gives the order.
+    pub fn newest_first_by(&self, alias: &str, key: &str, own: usize) -> String {
         format!(
-            "{after} ORDER BY {alias}.rkey DESC, {alias}.uri DESC LIMIT {limit}",
+            "{after} ORDER BY {alias}.{key} DESC, {alias}.uri DESC LIMIT {limit}",
             after = self.after(alias, own),
             limit = Self::limit_param(own)
         )

@@ -60,16 +60,18 @@ struct Source {
 /// the predicate of its partial index of migration 0013 (the planner uses
 /// the index only when the query repeats it).
 macro_rules! subject_owner_source {
-    ($reason:literal, $table:literal) => {
+    ($reason:literal, $view:literal) => {
         Source {
             reason: Some($reason),
+            // The view's live rows, with the predicate of the table's
+            // partial index by the subject's owner (migration 0021).
             rows: concat!(
                 "SELECT seq, did AS author, '",
                 $reason,
-                "'::text AS reason, subject_uri AS subject, uri, cid, indexed_at, rkey FROM ",
-                $table,
-                " WHERE split_part(subject_uri, '/', 3) = $1 AND live \
-                 AND did <> split_part(subject_uri, '/', 3)"
+                "'::text AS reason, subject_uri AS subject, uri, cid, indexed_at, rkey_id AS rkey \
+                 FROM ",
+                $view,
+                " WHERE subject_actor = did_id($1) AND actor <> subject_actor"
             ),
             order: "n.seq DESC, n.rkey DESC",
         }
@@ -84,8 +86,8 @@ const SOURCES: [Source; 4] = [
                FROM notifications WHERE recipient_did = $1",
         order: "n.seq DESC, n.uri DESC, n.reason DESC",
     },
-    subject_owner_source!("like", "like_rows"),
-    subject_owner_source!("repost", "repost_rows"),
+    subject_owner_source!("like", "likes"),
+    subject_owner_source!("repost", "reposts"),
     Source {
         reason: Some("follow"),
         rows: "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, cid, \
@@ -180,8 +182,8 @@ async fn load_records(client: &Db, uris: &[String]) -> XrpcResult<HashMap<String
     }
     let stmt = client
         .prepare_cached(
-            "SELECT r.uri, r.record FROM unnest($1::text[]) AS u(uri) \
-             JOIN all_records r ON r.uri = u.uri WHERE r.live AND r.record IS NOT NULL",
+            "SELECT r.uri, r.record FROM records_at($1::text[]) AS r \
+             WHERE r.live AND r.record IS NOT NULL",
         )
         .await?;
     client
@@ -374,11 +376,11 @@ mod tests {
         assert_eq!(
             SOURCES[2].rows,
             "SELECT seq, did AS author, 'repost'::text AS reason, subject_uri AS subject, uri, \
-             cid, indexed_at, rkey FROM repost_rows WHERE split_part(subject_uri, '/', 3) = $1 \
-             AND live AND did <> split_part(subject_uri, '/', 3)"
+             cid, indexed_at, rkey_id AS rkey FROM reposts \
+             WHERE subject_actor = did_id($1) AND actor <> subject_actor"
         );
         assert_eq!(SOURCES[1].reason, Some("like"));
-        assert!(SOURCES[1].rows.contains("FROM like_rows WHERE"));
+        assert!(SOURCES[1].rows.contains("FROM likes WHERE"));
     }
 
     #[test]

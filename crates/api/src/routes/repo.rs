@@ -42,7 +42,7 @@ pub async fn get_record(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     }
     let uri = format!("at://{did}/{collection}/{rkey}");
     let stmt = client
-        .prepare_cached("SELECT cid, record FROM all_records WHERE uri = $1 AND live")
+        .prepare_cached("SELECT cid, record FROM records_at(ARRAY[$1]) WHERE live")
         .await?;
     let row = client
         .query_opt(&stmt, &[&uri])

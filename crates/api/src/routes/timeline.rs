@@ -8,9 +8,10 @@
 
 use axum::response::Response;
 
+use crate::compact::account_rows;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
-use crate::routes::keyset::{account_records, Keyset, Page};
+use crate::routes::keyset::{Keyset, Page};
 use crate::routes::{json, Ctx};
 use crate::views::hydrate::{FeedItem, Reason};
 use crate::views::{uri_did, Hydrator};
@@ -75,8 +76,8 @@ fn posts_of(authors: &str, with_reposts: bool, page: &Keyset, own: usize) -> Str
            SELECT r.uri, r.rkey, r.subject_uri, r.cid, \
              to_char(r.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at \
            FROM reposts r WHERE {range} AND r.subject_uri IS NOT NULL {after} \
-           ORDER BY r.uri DESC LIMIT {limit}) x",
-        range = account_records("r", "a.did", "app.bsky.feed.repost", page.key_param(own)),
+           ORDER BY r.rkey_id DESC, r.uri DESC LIMIT {limit}) x",
+        range = account_rows("r", "a.did", page.key_param(own)),
         after = page.after("r", own)
     );
     let union = if with_reposts {

@@ -4,9 +4,11 @@
 //! creators' DIDs.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use serde_json::{json, Map, Value};
 
+use crate::compact::subject_is;
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::embed::blob_cid;
@@ -28,15 +30,19 @@ pub struct GeneratorInfo {
 
 /// Likes of a generator are counted under its URI in `post_counts`, like any
 /// other like subject.
-const GENERATOR_QUERY: &str = "\
-SELECT g.uri, g.cid, g.did, g.service_did, r.record, \
+static GENERATOR_QUERY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT g.uri, g.cid, g.did, g.service_did, r.record, \
        to_char(g.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
        COALESCE(c.likes, 0) AS likes, \
-       (SELECT l.uri FROM likes l WHERE l.did = $2 AND l.subject_uri = g.uri ORDER BY l.rkey LIMIT 1) AS viewer_like \
+       (SELECT l.uri FROM likes l WHERE l.actor = did_id($2) AND {liked} ORDER BY l.rkey_id LIMIT 1) AS viewer_like \
 FROM unnest($1::text[]) AS u(uri) \
 JOIN feed_generators g ON g.uri = u.uri \
 JOIN records r ON r.uri = g.uri \
-LEFT JOIN post_counts c ON c.uri = g.uri";
+LEFT JOIN post_counts c ON c.uri = g.uri",
+        liked = subject_is("l", "g.uri")
+    )
+});
 
 /// Loads the given generators in one query; unknown URIs are absent.
 pub async fn load_generators(
@@ -49,7 +55,7 @@ pub async fn load_generators(
     }
     let rows = client
         .query(
-            &client.prepare_cached(GENERATOR_QUERY).await?,
+            &client.prepare_cached(&GENERATOR_QUERY).await?,
             &[&uris, &viewer],
         )
         .await?;

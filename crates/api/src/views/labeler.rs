@@ -3,9 +3,11 @@
 //! `app.bsky.labeler.defs#labelerView` and `#labelerViewDetailed`.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use serde_json::{json, Map, Value};
 
+use crate::compact::subject_is;
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::{put, put_opt, Db, Hydrated};
@@ -23,15 +25,19 @@ pub struct LabelerInfo {
 
 /// A labeler's service record is its `self` record; likes of it are counted
 /// under its URI in `post_counts`, like any other like subject.
-const LABELER_QUERY: &str = "\
-SELECT s.uri, s.cid, s.did, r.record, \
+static LABELER_QUERY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT s.uri, s.cid, s.did, r.record, \
        to_char(s.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
        COALESCE(c.likes, 0) AS likes, \
-       (SELECT l.uri FROM likes l WHERE l.did = $2 AND l.subject_uri = s.uri ORDER BY l.rkey LIMIT 1) AS viewer_like \
+       (SELECT l.uri FROM likes l WHERE l.actor = did_id($2) AND {liked} ORDER BY l.rkey_id LIMIT 1) AS viewer_like \
 FROM unnest($1::text[]) AS d(did) \
 JOIN labeler_services s ON s.uri = 'at://' || d.did || '/app.bsky.labeler.service/self' \
 JOIN records r ON r.uri = s.uri \
-LEFT JOIN post_counts c ON c.uri = s.uri";
+LEFT JOIN post_counts c ON c.uri = s.uri",
+        liked = subject_is("l", "s.uri")
+    )
+});
 
 /// Loads the labelers of the given DIDs in one query, keyed by DID.
 pub async fn load_labelers(
@@ -44,7 +50,7 @@ pub async fn load_labelers(
     }
     let rows = client
         .query(
-            &client.prepare_cached(LABELER_QUERY).await?,
+            &client.prepare_cached(&LABELER_QUERY).await?,
             &[&dids, &viewer],
         )
         .await?;

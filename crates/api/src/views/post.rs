@@ -2,7 +2,9 @@
 //! viewer's likes and reposts of them in another.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
+use crate::compact::subject_is;
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::actor::{ACTOR_COLUMNS, ACTOR_JOINS, NO_ACTOR_COLUMNS};
@@ -89,14 +91,16 @@ pub async fn load_known_likers(
     viewer: &str,
     uri: &str,
 ) -> XrpcResult<Option<KnownLikers>> {
-    let stmt = client
-        .prepare_cached(
+    static KNOWN_LIKERS: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "SELECT l.did, count(*) OVER () AS n FROM ( \
-               SELECT did, rkey FROM likes WHERE subject_uri = $1 ORDER BY rkey DESC LIMIT 500) l \
+               SELECT did, rkey_id FROM likes x WHERE {subject} ORDER BY rkey_id DESC LIMIT 500) l \
              WHERE EXISTS (SELECT 1 FROM follows f WHERE f.did = $2 AND f.subject_did = l.did) \
-             ORDER BY l.rkey DESC LIMIT 3",
+             ORDER BY l.rkey_id DESC LIMIT 3",
+            subject = subject_is("x", "$1")
         )
-        .await?;
+    });
+    let stmt = client.prepare_cached(&KNOWN_LIKERS).await?;
     let rows = client.query(&stmt, &[&uri, &viewer]).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
@@ -395,11 +399,19 @@ fn string_array(value: Option<Value>) -> Vec<String> {
     }
 }
 
-const POST_VIEWER_QUERY: &str = "\
-SELECT u.uri, \
-  (SELECT l.uri FROM likes l WHERE l.subject_uri = u.uri AND l.did = $2 ORDER BY l.rkey LIMIT 1) AS liked, \
-  (SELECT r.uri FROM reposts r WHERE r.subject_uri = u.uri AND r.did = $2 ORDER BY r.rkey LIMIT 1) AS reposted \
-FROM unnest($1::text[]) AS u(uri)";
+static POST_VIEWER_QUERY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH viewer AS (SELECT did_id($2) AS id) \
+         SELECT u.uri, \
+           (SELECT l.uri FROM likes l WHERE l.actor = viewer.id AND {liked} \
+            ORDER BY l.rkey_id LIMIT 1) AS liked, \
+           (SELECT r.uri FROM reposts r WHERE r.actor = viewer.id AND {reposted} \
+            ORDER BY r.rkey_id LIMIT 1) AS reposted \
+         FROM unnest($1::text[]) AS u(uri), viewer",
+        liked = subject_is("l", "u.uri"),
+        reposted = subject_is("r", "u.uri"),
+    )
+});
 
 pub async fn load_post_viewer(
     client: &Db,
@@ -411,7 +423,7 @@ pub async fn load_post_viewer(
     }
     let rows = client
         .query(
-            &client.prepare_cached(POST_VIEWER_QUERY).await?,
+            &client.prepare_cached(&POST_VIEWER_QUERY).await?,
             &[&uris, &viewer],
         )
         .await?;

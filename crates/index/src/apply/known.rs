@@ -4,6 +4,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 
+use super::keys::{Dictionary, DEFAULT_DICTIONARY};
+
 /// A bounded set of DIDs whose actor rows are committed with `indexed` set.
 /// `indexed` never goes back to false, so the set is only ever behind the
 /// database: an actor missing from it costs its row a probe, never a wrong
@@ -17,6 +19,8 @@ pub struct KnownActors {
     dids: Mutex<HashSet<Box<str>>>,
     capacity: usize,
     repo_sync: bool,
+    /// The compact rows' ids this process has seen.
+    pub(super) dictionary: Dictionary,
 }
 
 /// About 8 MB of DIDs: most of the repos active in an hour of the network.
@@ -28,6 +32,7 @@ impl KnownActors {
             dids: Mutex::new(HashSet::new()),
             capacity,
             repo_sync: false,
+            dictionary: Dictionary::new(DEFAULT_DICTIONARY),
         }
     }
 

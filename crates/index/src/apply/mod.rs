@@ -26,8 +26,10 @@
 //! batch that read them later sees the deletion and skips what it covers.
 //! The deletion's entries are acknowledged only after the second sweep.
 
+mod keys;
 mod known;
 mod plan;
+mod strong_refs;
 mod sync;
 pub(crate) mod unnest;
 mod write;
@@ -200,12 +202,19 @@ async fn apply_transaction(
     } else {
         sync::Marks::default()
     };
+    // The ids of the batch's compact rows, committed before its
+    // transaction starts (see `keys`).
+    let mut keys = keys::Keys::default();
+    let wanted = compact_keys_wanted(&batch);
+    if !wanted.is_empty() {
+        keys.resolve(&*client, &known.dictionary, &wanted).await?;
+    }
     for _ in 0..MAX_REDOS {
         let tx = client
             .transaction()
             .await
             .map_err(IndexError::pg("starting a batch transaction"))?;
-        match apply_in(&tx, &batch, &marks, known).await? {
+        match apply_in(&tx, &batch, &marks, known, &mut keys).await? {
             Some((changed, diverged)) => {
                 tx.commit()
                     .await
@@ -237,6 +246,7 @@ async fn apply_in<'a>(
     batch: &Batch<'a>,
     marks: &sync::Marks<'_>,
     known: &KnownActors,
+    keys: &mut keys::Keys,
 ) -> Result<Option<(u64, Vec<String>)>, IndexError> {
     let dids: Vec<&str> = batch.actors.keys().copied().collect();
     // Before the deletions are read: see the module's doc.
@@ -273,20 +283,55 @@ async fn apply_in<'a>(
         );
         touched.entry(row.col("uri", READING)?).or_insert(identity);
     }
+    // Swept records' rows exist, and so do their ids.
+    let mut swept_keys = keys::Wanted::default();
+    for (did, collection, rkey) in touched.values() {
+        if is_compact(collection) {
+            swept_keys.record(did, rkey);
+        }
+    }
+    if !swept.is_empty() && !swept_keys.is_empty() {
+        keys.resolve(tx, &known.dictionary, &swept_keys).await?;
+    }
 
     let (stored, inserted) = if touched.is_empty() {
         Default::default()
     } else {
-        write::lock_records(tx, &touched, &candidates).await?
+        write::lock_records(tx, &touched, &candidates, keys).await?
     };
     let changes = plan::transitions(&touched, &candidates, &stored, &inserted, &deleted);
     let changed = changes.transitions;
     let unknown: BTreeSet<&'a str> = known.unknown(batch.actors.keys().copied());
-    if !write::write_changes(tx, changes, &batch.actors, &unknown).await? {
+    if !write::write_changes(tx, changes, &batch.actors, &unknown, keys).await? {
         metrics::counter!("skyhose_index_redos_total", "cause" => "actor_created_concurrently")
             .increment(1);
         return Ok(None);
     }
     let diverged = sync::write(tx, marks).await?;
     Ok(Some((changed, diverged)))
+}
+
+/// Whether `collection`'s records are kept in a compact table.
+fn is_compact(collection: &str) -> bool {
+    crate::kinds::kind_table(collection)
+        .and_then(|kind| kind.own_state.as_ref())
+        .is_some_and(|state| state.compact.is_some())
+}
+
+/// Every id the batch's likes and reposts may need: their own keys and
+/// the records they reference.
+fn compact_keys_wanted<'a>(batch: &Batch<'a>) -> keys::Wanted<'a> {
+    use crate::compact::{SUBJECT_URI, VIA_URI};
+    let mut wanted = keys::Wanted::default();
+    for commit in &batch.commits {
+        for op in commit.ops.iter().filter(|op| is_compact(&op.collection)) {
+            wanted.record(&commit.repo, &op.rkey);
+            if let Some(write) = &op.write {
+                for index in [SUBJECT_URI, VIA_URI] {
+                    wanted.reference(write.columns.get(index).and_then(Option::as_deref));
+                }
+            }
+        }
+    }
+    wanted
 }

@@ -38,6 +38,22 @@ impl SqlArray for Vec<Option<i64>> {
     const TYPE: &'static str = "int8[]";
 }
 
+impl SqlArray for Vec<i32> {
+    const TYPE: &'static str = "int4[]";
+}
+
+impl SqlArray for Vec<Option<i32>> {
+    const TYPE: &'static str = "int4[]";
+}
+
+impl SqlArray for Vec<Option<i16>> {
+    const TYPE: &'static str = "int2[]";
+}
+
+impl SqlArray for Vec<Option<Vec<u8>>> {
+    const TYPE: &'static str = "bytea[]";
+}
+
 impl SqlArray for Vec<bool> {
     const TYPE: &'static str = "bool[]";
 }

@@ -10,10 +10,12 @@ use futures_util::future::join_all;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::keys::Keys;
 use super::plan::{
     ActorDelta, ActorUpdate, Candidate, Changes, MirroredRecords, NotificationRows, RecordUpdate,
     Stored, Touched, LIKES, QUOTES, REPLIES, REPOSTS,
 };
+use super::strong_refs;
 use super::unnest::{Param, Unnest};
 use crate::db::RowExt;
 use crate::entry::Write;
@@ -22,14 +24,18 @@ use crate::kinds::{kind_table, projected_name, KindTable, OwnState};
 use crate::records::{CHAT_DECLARATION, FOLLOW, LIKE, POST, PROFILE, REPOST};
 
 /// One statement waiting to be sent.
-struct Pending<'a> {
+pub(super) struct Pending<'a> {
     sql: String,
     what: String,
     params: Vec<Param<'a>>,
 }
 
 impl<'a> Pending<'a> {
-    fn new(sql: impl Into<String>, what: impl Into<String>, params: Vec<Param<'a>>) -> Self {
+    pub(super) fn new(
+        sql: impl Into<String>,
+        what: impl Into<String>,
+        params: Vec<Param<'a>>,
+    ) -> Self {
         Pending {
             sql: sql.into(),
             what: what.into(),
@@ -110,10 +116,16 @@ pub(crate) static LIVE_RECORDS_OF: LazyLock<String> = LazyLock::new(|| {
         quoted.join(", ")
     );
     for (collection, quoted) in FOUND_BY_PROJECTION.iter().zip(&quoted) {
-        let table = kind_table(collection)
+        let kind = kind_table(collection)
             .filter(|kind| kind.own_state.is_some())
-            .expect("posts, likes, reposts and follows keep their own state")
-            .table;
+            .expect("posts, likes, reposts and follows keep their own state");
+        // A compact table is read through its state view, whose `did` is
+        // the dictionary's: the filter finds the account's id first.
+        let table = kind
+            .own_state
+            .as_ref()
+            .and_then(|state| state.compact)
+            .unwrap_or(kind.table);
         sql.push_str(&format!(
             " UNION ALL SELECT uri, did, {quoted}, rkey, seq FROM {table} WHERE did = ANY($1) AND live"
         ));
@@ -145,6 +157,7 @@ pub(super) async fn lock_records(
     tx: &Transaction<'_>,
     touched: &Touched<'_>,
     candidates: &BTreeMap<&str, Candidate<'_>>,
+    keys: &Keys,
 ) -> Result<(HashMap<String, Stored>, HashSet<String>), IndexError> {
     type OwnTable = Option<(&'static KindTable, &'static OwnState)>;
     let mut by_table: BTreeMap<&'static str, (OwnTable, Vec<&str>)> = BTreeMap::new();
@@ -157,17 +170,35 @@ pub(super) async fn lock_records(
             .1
             .push(*uri);
     }
-    let locks: Vec<Pending<'_>> = by_table
-        .values()
-        .map(|(own, uris)| match own {
-            Some((kind, _)) => lock_own_state(kind, uris, touched, candidates),
-            None => lock_in_records(uris, touched, candidates),
-        })
-        .collect();
+    // A compact table's statements name rows by key, read back by these.
+    let mut locks: Vec<Pending<'_>> = Vec::with_capacity(by_table.len());
+    let mut lock_keys: Vec<Option<strong_refs::ByKey<'_>>> = Vec::with_capacity(by_table.len());
+    for (own, uris) in by_table.values() {
+        match own {
+            Some((kind, state)) if state.compact.is_some() => {
+                let (lock, by_key) = strong_refs::lock(kind, uris, touched, candidates, keys)?;
+                locks.push(lock);
+                lock_keys.push(Some(by_key));
+            }
+            Some((kind, _)) => {
+                locks.push(lock_own_state(kind, uris, touched, candidates));
+                lock_keys.push(None);
+            }
+            None => {
+                locks.push(lock_in_records(uris, touched, candidates));
+                lock_keys.push(None);
+            }
+        }
+    }
+    const LOCKING: &str = "inserting and locking records";
     let mut inserted = HashSet::with_capacity(touched.len());
-    for rows in run_pipelined(tx, &locks).await? {
-        for row in &rows {
-            inserted.insert(row.col::<String>("uri", "inserting and locking records")?);
+    for (rows, by_key) in run_pipelined(tx, &locks).await?.iter().zip(&lock_keys) {
+        for row in rows {
+            let uri = match by_key {
+                Some(by_key) => strong_refs::uri_of(row, by_key, LOCKING)?.to_owned(),
+                None => row.col::<String>("uri", LOCKING)?,
+            };
+            inserted.insert(uri);
         }
     }
 
@@ -182,23 +213,42 @@ pub(super) async fn lock_records(
         if existing.is_empty() {
             continue;
         }
-        let sql = match own {
-            Some((kind, state)) => kind.stored_sql(state),
-            None => "SELECT uri, did, live, rev, seq, subject, quote_subject, collection \
-                     FROM records WHERE uri = ANY($1)"
-                .to_owned(),
-        };
-        reads.push(Pending::new(
-            sql,
-            "reading locked records",
-            vec![Box::new(existing)],
-        ));
-        read_kinds.push(*own);
+        match own {
+            Some((kind, state)) if state.compact.is_some() => {
+                let (read, by_key) = strong_refs::read(kind, &existing, touched, keys)?;
+                reads.push(read);
+                read_kinds.push((*own, Some(by_key)));
+            }
+            Some((kind, state)) => {
+                reads.push(Pending::new(
+                    kind.stored_sql(state),
+                    "reading locked records",
+                    vec![Box::new(existing)],
+                ));
+                read_kinds.push((*own, None));
+            }
+            None => {
+                reads.push(Pending::new(
+                    "SELECT uri, did, live, rev, seq, subject, quote_subject, collection \
+                     FROM records WHERE uri = ANY($1)",
+                    "reading locked records",
+                    vec![Box::new(existing)],
+                ));
+                read_kinds.push((*own, None));
+            }
+        }
     }
     let mut stored = HashMap::new();
-    for (rows, own) in run_pipelined(tx, &reads).await?.into_iter().zip(read_kinds) {
+    for (rows, (own, by_key)) in run_pipelined(tx, &reads).await?.into_iter().zip(read_kinds) {
         for row in rows {
             const READING: &str = "reading locked records";
+            if let (Some((kind, _)), Some(by_key)) = (own, &by_key) {
+                let uri = strong_refs::uri_of(&row, by_key, READING)?;
+                // `by_key` holds only touched uris.
+                let did = touched.get(uri).map_or("", |(did, _, _)| *did);
+                stored.insert(uri.to_owned(), strong_refs::stored(&row, kind, did)?);
+                continue;
+            }
             let collection = match own {
                 Some((kind, _)) => kind.collection.to_owned(),
                 None => row.col("collection", READING)?,
@@ -406,11 +456,16 @@ pub(super) async fn write_changes<'a>(
     changes: Changes<'a>,
     actors: &BTreeMap<&'a str, ActorUpdate<'a>>,
     unknown: &BTreeSet<&'a str>,
+    keys: &Keys,
 ) -> Result<bool, IndexError> {
     let mut pending = Vec::new();
     records(&changes, &mut pending);
     for (kind, updates) in changes.own_state_updates.values() {
-        own_state_rows(kind, updates, &mut pending);
+        if kind.own_state.as_ref().is_some_and(|s| s.compact.is_some()) {
+            strong_refs::updates(kind, updates, keys, &mut pending)?;
+        } else {
+            own_state_rows(kind, updates, &mut pending);
+        }
     }
     let counted = counts(&changes);
     for (table, (kind, uris)) in changes.kind_deletes {

@@ -320,7 +320,12 @@ fn print_disk(outcomes: &[Outcome], filled: &Filled) {
     for o in outcomes {
         let Some(disk) = &o.disk else { continue };
         let posts = disk.table("post_rows") + disk.table("post_counts");
-        let actors = disk.table("actors") + disk.table("actor_counts") + disk.table("profiles");
+        // An account's rows: its actor row, its profile, and its id in the
+        // dictionary of the compact tables (migration 0021).
+        let actors = disk.table("actors")
+            + disk.table("actor_counts")
+            + disk.table("profiles")
+            + disk.table("dids");
         println!(
             "{:<40} {:>9.1} {:>9} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
             o.label,

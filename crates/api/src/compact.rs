@@ -1,0 +1,46 @@
+//! SQL fragments that select likes and reposts by their stored keys
+//! (migration 0021): their views show the text columns, but only the
+//! compact columns are indexed, so a filter must name those.
+
+/// The rows of `alias` (the `likes` or `reposts` view) whose subject is
+/// the record at the SQL text expression `uri`; none when `uri` is not
+/// exactly `at://<authority>/<collection>/<rkey>` or names nothing stored.
+pub(crate) fn subject_is(alias: &str, uri: &str) -> String {
+    format!(
+        "{alias}.subject_actor = ref_actor({uri}) AND {alias}.subject_rkey = ref_rkey({uri}) \
+         AND {alias}.subject_collection = ref_collection({uri})"
+    )
+}
+
+/// One account's rows of `alias`, the account given by the SQL text
+/// expression `did`: a range of the primary key `(actor, rkey)`, newest
+/// first by `ORDER BY alias.rkey_id DESC`. With a cursor (`$key`, its
+/// record key) the range ends there, so a page starts at its position;
+/// `Keyset::after` still decides ties exactly.
+pub(crate) fn account_rows(alias: &str, did: &str, cursor_key: Option<usize>) -> String {
+    match cursor_key {
+        Some(key) => {
+            format!("{alias}.actor = did_id({did}) AND {alias}.rkey_id <= rkey_id(${key})")
+        }
+        None => format!("{alias}.actor = did_id({did})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_name_the_indexed_columns() {
+        assert_eq!(
+            subject_is("l", "$1"),
+            "l.subject_actor = ref_actor($1) AND l.subject_rkey = ref_rkey($1) \
+             AND l.subject_collection = ref_collection($1)"
+        );
+        assert_eq!(account_rows("r", "a.did", None), "r.actor = did_id(a.did)");
+        assert_eq!(
+            account_rows("r", "$1", Some(3)),
+            "r.actor = did_id($1) AND r.rkey_id <= rkey_id($3)"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! Likes and reposts kept compact (migration 0021) read back exactly as
+//! written: the SQL renderers agree with the Rust conversions for every
+//! TID and CID, and values without a compact form (a key that is not a
+//! TID, a subject that is not a plain AT-URI, CIDs of another form) come
+//! back from the text the row keeps.
+
+mod common;
+
+use common::{Entry, TestEnv};
+use serde_json::{json, Value};
+use skyhose_proto::tid::Tid;
+use skyhose_proto::Cid;
+
+#[tokio::test]
+async fn sql_renderers_agree_with_the_rust_forms() {
+    let env = TestEnv::new();
+    let pool = env.created_pool().await;
+    skyhose_index::migrate(&pool).await.expect("migrate");
+    let client = pool.get().await.expect("connection");
+    let mut rng = common::Rng::new(21);
+    for n in 0..300u64 {
+        let micros = (rng.next() % (1 << 53)) as i64;
+        let tid = Tid::new(micros, (n % 1024) as u16);
+        let value = tid.as_u64() as i64;
+        let row = client
+            .query_one(
+                "SELECT tid_text($1) AS text, tid_int($2) AS value",
+                &[&value, &tid.to_string()],
+            )
+            .await
+            .expect("tid functions");
+        assert_eq!(row.get::<_, String>("text"), tid.to_string());
+        assert_eq!(row.get::<_, Option<i64>>("value"), Some(value));
+
+        let cid = if n % 2 == 0 {
+            Cid::for_dag_cbor(&rng.next().to_le_bytes())
+        } else {
+            Cid::for_raw(&rng.next().to_le_bytes())
+        };
+        let bytes = cid.to_bytes().to_vec();
+        let row = client
+            .query_one(
+                "SELECT cid_text($1) AS text, cid_bytes($2) AS bytes",
+                &[&bytes, &cid.to_string()],
+            )
+            .await
+            .expect("cid functions");
+        assert_eq!(row.get::<_, String>("text"), cid.to_string());
+        assert_eq!(row.get::<_, Option<Vec<u8>>>("bytes"), Some(bytes));
+    }
+    for not_a_tid in ["self", "k222222222222", "3lbtbmvfj6k2", "3LBTBMVFJ6K2A"] {
+        let row = client
+            .query_one("SELECT tid_int($1) AS value", &[&not_a_tid])
+            .await
+            .expect("tid_int");
+        assert_eq!(row.get::<_, Option<i64>>("value"), None, "{not_a_tid}");
+    }
+    drop(client);
+    env.cleanup().await;
+}
+
+fn like(did: &str, rkey: &str, cid: &str, record: Value, seq: i64) -> Entry {
+    let data = json!({"repo": did, "rev": format!("3l{seq:011}"), "ops": [
+        {"action": "create", "path": format!("app.bsky.feed.like/{rkey}"),
+         "cid": cid, "record": record}]});
+    Entry::new("commit", &data, seq)
+}
+
+#[tokio::test]
+async fn values_without_a_compact_form_read_back_from_the_text() {
+    let env = TestEnv::new();
+    let pool = env.created_pool().await;
+    skyhose_index::migrate(&pool).await.expect("migrate");
+    let (alice, bob) = ("did:plc:compactalice", "did:plc:compactbob");
+    let real = Cid::for_dag_cbor(b"subject").to_string();
+    let own = Cid::for_dag_cbor(b"like").to_string();
+    let post = format!("at://{bob}/app.bsky.feed.post/3lbtbmvfj6k2a");
+    let generator = format!("at://{bob}/app.bsky.feed.generator/whats-hot");
+    let repost = format!("at://{bob}/app.bsky.feed.repost/3lbtbmvfj6k2b");
+    let strong = |uri: &str, cid: &str| json!({"uri": uri, "cid": cid});
+    let record = |subject: Value| {
+        json!({"$type": "app.bsky.feed.like", "createdAt": "2024-01-01T00:00:00.000Z",
+               "subject": subject})
+    };
+    let mut with_via = record(strong(&post, &real));
+    with_via["via"] = strong(&repost, &real);
+    // (rkey, own CID, record): plain, with via, a generator (a key that is
+    // not a TID), a key that is not a TID, a subject that is not a plain
+    // AT-URI, a subject CID and an own CID of no binary form.
+    let cases = [
+        ("3lcompact2aaa", own.clone(), record(strong(&post, &real))),
+        ("3lcompact2aab", own.clone(), with_via),
+        (
+            "3lcompact2aac",
+            own.clone(),
+            record(strong(&generator, &real)),
+        ),
+        ("not-a-tid", own.clone(), record(strong(&post, &real))),
+        (
+            "3lcompact2aad",
+            own.clone(),
+            record(strong(&format!("at://{bob}"), &real)),
+        ),
+        (
+            "3lcompact2aae",
+            own.clone(),
+            record(strong(&post, "bafyshort")),
+        ),
+        (
+            "3lcompact2aaf",
+            "bafyown".to_owned(),
+            record(strong(&post, &real)),
+        ),
+    ];
+    let entries: Vec<Entry> = cases
+        .iter()
+        .enumerate()
+        .map(|(n, (rkey, cid, record))| like(alice, rkey, cid, record.clone(), n as i64 + 1))
+        .collect();
+    env.push(&entries).await;
+    let summary = skyhose_index::run(env.config(1), Default::default())
+        .await
+        .expect("index");
+    assert_eq!(summary.dead_lettered, 0, "{summary:?}");
+
+    let client = pool.get().await.expect("connection");
+    for (rkey, cid, record) in &cases {
+        let uri = format!("at://{alice}/app.bsky.feed.like/{rkey}");
+        let row = client
+            .query_one(
+                "SELECT did, rkey, cid, subject_uri, subject_cid, via_uri, via_cid, \
+                        record::text AS record FROM likes WHERE uri = $1",
+                &[&uri],
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{uri}: {err}"));
+        assert_eq!(row.get::<_, String>("did"), alice);
+        assert_eq!(row.get::<_, String>("rkey"), *rkey);
+        assert_eq!(row.get::<_, String>("cid"), *cid, "{uri}");
+        let text = |path: &[&str]| {
+            path.iter()
+                .try_fold(record, |v, k| v.get(*k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            row.get::<_, Option<String>>("subject_uri"),
+            text(&["subject", "uri"])
+        );
+        assert_eq!(
+            row.get::<_, Option<String>>("subject_cid"),
+            text(&["subject", "cid"])
+        );
+        assert_eq!(
+            row.get::<_, Option<String>>("via_uri"),
+            text(&["via", "uri"])
+        );
+        assert_eq!(
+            row.get::<_, Option<String>>("via_cid"),
+            text(&["via", "cid"])
+        );
+        let stored: Value =
+            serde_json::from_str(&row.get::<_, String>("record")).expect("record JSON");
+        assert_eq!(&stored, record, "{uri}");
+        // Readers of given records find every one by its key.
+        let found = client
+            .query_one("SELECT cid FROM records_at(ARRAY[$1]) WHERE live", &[&uri])
+            .await
+            .unwrap_or_else(|err| panic!("records_at {uri}: {err}"));
+        assert_eq!(found.get::<_, String>("cid"), *cid);
+    }
+    // Counts follow the subjects as written.
+    let likes: i64 = client
+        .query_one("SELECT likes FROM post_counts WHERE uri = $1", &[&post])
+        .await
+        .expect("post counts")
+        .get("likes");
+    assert_eq!(likes, 5);
+    drop(client);
+    env.cleanup().await;
+}
