@@ -113,6 +113,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "suggestion_reads",
         sql: include_str!("../migrations/0020_suggestion_reads.sql"),
     },
+    Migration {
+        version: 22,
+        name: "reply_gate",
+        sql: include_str!("../migrations/0022_reply_gate.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the
