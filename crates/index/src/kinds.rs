@@ -50,6 +50,9 @@ pub struct OwnState {
     /// collection, and the one for `quote_subject`.
     pub subject: &'static str,
     pub quote_subject: Option<&'static str>,
+    /// The column marking a reply that its thread's gate disallows
+    /// (migration 0022): its subject does not count it.
+    pub gate_flag: Option<&'static str>,
     /// How the table's views rebuild a record stored as NULL (migration
     /// 0014), when they do.
     pub rebuilt: Option<RebuiltRecord>,
@@ -271,6 +274,7 @@ pub const KIND_TABLES: &[KindTable] = &[
         own_state: Some(OwnState {
             subject: "reply_parent_uri",
             quote_subject: Some("embed_record_uri"),
+            gate_flag: Some("violates_threadgate"),
             rebuilt: None,
             compact: None,
         }),
@@ -288,6 +292,7 @@ pub const KIND_TABLES: &[KindTable] = &[
         own_state: Some(OwnState {
             subject: "subject_uri",
             quote_subject: None,
+            gate_flag: None,
             rebuilt: Some(rebuilt_strong_ref_record),
             compact: Some("like_state"),
         }),
@@ -305,6 +310,7 @@ pub const KIND_TABLES: &[KindTable] = &[
         own_state: Some(OwnState {
             subject: "subject_uri",
             quote_subject: None,
+            gate_flag: None,
             rebuilt: Some(rebuilt_strong_ref_record),
             compact: Some("repost_state"),
         }),
@@ -319,6 +325,7 @@ pub const KIND_TABLES: &[KindTable] = &[
         own_state: Some(OwnState {
             subject: "subject_did",
             quote_subject: None,
+            gate_flag: None,
             rebuilt: Some(rebuilt_follow_record),
             compact: None,
         }),
@@ -563,13 +570,15 @@ impl KindTable {
     }
 
     /// For an [`OwnState`] table (`state` is its `own_state`): the state of
-    /// the rows `$1`, as `uri, did, live, rev, seq, subject, quote_subject`.
+    /// the rows `$1`, as `uri, did, live, rev, seq, subject, quote_subject,
+    /// violates_threadgate`.
     pub fn stored_sql(&self, state: &OwnState) -> String {
         format!(
-            "SELECT uri, did, live, rev, seq, {subject} AS subject, {quote}::text AS quote_subject \
-             FROM {table} WHERE uri = ANY($1)",
+            "SELECT uri, did, live, rev, seq, {subject} AS subject, {quote}::text AS quote_subject, \
+             {flag} AS violates_threadgate FROM {table} WHERE uri = ANY($1)",
             subject = state.subject,
             quote = state.quote_subject.unwrap_or("NULL"),
+            flag = state.gate_flag.unwrap_or("false"),
             table = self.table,
         )
     }
@@ -799,7 +808,8 @@ mod tests {
         assert_eq!(
             posts.stored_sql(state),
             "SELECT uri, did, live, rev, seq, reply_parent_uri AS subject, \
-             embed_record_uri::text AS quote_subject FROM post_rows WHERE uri = ANY($1)"
+             embed_record_uri::text AS quote_subject, violates_threadgate AS violates_threadgate \
+             FROM post_rows WHERE uri = ANY($1)"
         );
         assert!(kind_table("app.bsky.graph.block")
             .expect("blocks")

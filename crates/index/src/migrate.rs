@@ -118,6 +118,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "compact_strong_refs",
         sql: include_str!("../migrations/0021_compact_strong_refs.sql"),
     },
+    Migration {
+        version: 22,
+        name: "reply_gate",
+        sql: include_str!("../migrations/0022_reply_gate.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -47,12 +47,12 @@ pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 /// carries what [`POST_COLUMNS`] reads (a repost row has NULLs), so that
 /// the author's posts are not looked up again by URI.
 const PAGE_POST: &str = "p.did, p.cid AS post_cid, p.record, p.indexed_at, \
-    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri";
+    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, p.violates_threadgate";
 const PAGE_REPOST: &str = "NULL::text, NULL::text, NULL::json, NULL::timestamptz, \
-    NULL::text, NULL::text, NULL::text";
+    NULL::text, NULL::text, NULL::text, NULL::bool";
 /// [`POST_COLUMNS`] of a page row that is a post.
 const PAGE_POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.post_cid AS cid, p.record, p.indexed_at, \
-    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri";
+    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, p.violates_threadgate";
 
 const AUTHOR_FEED_FILTERS: &[&str] = &[
     "posts_with_replies",
@@ -351,12 +351,16 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let root_uri = anchor.reply_root_uri.clone().unwrap_or_else(|| uri.clone());
     let hidden = thread.hidden_replies(&root_uri);
 
+    // A reply its thread's gate disallows is shown alone: without the
+    // thread it was not let into, and without replies.
+    let gated_out = anchor.violates_threadgate;
     let node = if hydrated.blocked(&anchor.did) {
         hydrated.blocked_post(&uri, &anchor.did)
     } else {
-        let mut node =
-            thread_node(&thread, &uri, &hidden, depth).unwrap_or_else(|| not_found_post(&uri));
-        if let Some(parent) = parent_chain(&thread) {
+        let shown_depth = if gated_out { 0 } else { depth };
+        let mut node = thread_node(&thread, &uri, &hidden, shown_depth)
+            .unwrap_or_else(|| not_found_post(&uri));
+        if let Some(parent) = parent_chain(&thread).filter(|_| !gated_out) {
             node["parent"] = parent;
         }
         node
@@ -439,7 +443,11 @@ fn thread_node(
             .map(|kids| {
                 kids.iter()
                     .filter(|kid| !hidden.contains(*kid))
-                    .filter(|kid| h.posts.get(*kid).is_some_and(|p| !h.blocked(&p.did)))
+                    .filter(|kid| {
+                        h.posts
+                            .get(*kid)
+                            .is_some_and(|p| !p.violates_threadgate && !h.blocked(&p.did))
+                    })
                     .filter_map(|kid| thread_node(thread, kid, hidden, depth - 1))
                     .collect()
             })

@@ -68,7 +68,14 @@ pub async fn get_post_thread_v2(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     }
     let shape = Shape::new(&loaded, post, branching, sort);
 
-    let parents = shape.parents(&anchor, above);
+    // A reply its thread's gate disallows is shown alone: without the
+    // thread it was not let into, and without replies.
+    let gated_out = post.violates_threadgate;
+    let parents = if gated_out {
+        Vec::new()
+    } else {
+        shape.parents(&anchor, above)
+    };
     // The anchor continues an OP thread when every shown parent does and
     // the anchor is the OP's too.
     let anchor_op = match parents.last() {
@@ -80,7 +87,11 @@ pub async fn get_post_thread_v2(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     if shape.no_unauthenticated(&post.did) {
         thread.push(item(&anchor, 0, json!({"$type": NO_UNAUTH_TYPE})));
     } else {
-        let mut replies = shape.replies(&anchor, 1, below, anchor_op, &mut has_other_replies);
+        let mut replies = if gated_out {
+            Vec::new()
+        } else {
+            shape.replies(&anchor, 1, below, anchor_op, &mut has_other_replies)
+        };
         shape.sort_trim(&mut replies, 0);
         let mut view = h.post_view(&anchor).unwrap_or(Value::Null);
         if let (Some(known), Some(Value::Object(viewer))) = (&known_likers, view.get_mut("viewer"))
@@ -330,7 +341,11 @@ impl<'a, 'h> Shape<'a, 'h> {
     /// who asks.
     fn shown_reply(&self, uri: &str) -> Option<&'a PostInfo> {
         let p = self.h.post(uri)?;
-        if !self.in_thread(p) || self.h.blocked(&p.did) || self.no_unauthenticated(&p.did) {
+        if p.violates_threadgate
+            || !self.in_thread(p)
+            || self.h.blocked(&p.did)
+            || self.no_unauthenticated(&p.did)
+        {
             return None;
         }
         Some(p)

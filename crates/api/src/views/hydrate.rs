@@ -566,6 +566,10 @@ impl Hydrated<'_> {
     /// author, or in a listed list).
     fn reply_disabled(&self, p: &PostInfo) -> Option<bool> {
         let viewer = self.viewer?;
+        // Nobody may reply under a reply the gate kept out.
+        if p.violates_threadgate {
+            return Some(true);
+        }
         let gate = p.threadgate.as_ref()?;
         let root_uri = p.reply_root_uri.as_deref().unwrap_or(&p.uri);
         let owner = super::uri_did(root_uri)?;
@@ -747,8 +751,10 @@ impl Hydrated<'_> {
         if self.blocked(&p.did) {
             return None;
         }
+        // A reply its thread's gate disallows is shown without the thread
+        // it was not let into, as the official AppView shows it.
         let reply = match (&p.reply_root_uri, &p.reply_parent_uri) {
-            (Some(root), Some(parent)) => {
+            (Some(root), Some(parent)) if !p.violates_threadgate => {
                 let parent_view = self.post_or_placeholder(parent);
                 let grandparent_author = match &parent_view {
                     PostOrPlaceholder::Post(_) => self

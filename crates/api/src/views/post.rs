@@ -41,6 +41,9 @@ pub struct PostInfo {
     /// Posts whose postgate detached this one's quote of them.
     pub detached_by_quoted: bool,
     pub embedding_disabled: bool,
+    /// A reply its thread's gate disallowed when it was indexed: threads
+    /// leave it out, and a feed shows it without its reply context.
+    pub violates_threadgate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -180,7 +183,7 @@ pub struct PostViewer {
 /// CTEs carry them (never `p.*`: a row also holds its text, facets and embed
 /// columns, which the record repeats).
 pub const POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.cid, p.record, p.indexed_at, \
-    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri";
+    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, p.violates_threadgate";
 
 /// The statement that loads a page of posts: `listed` (a CTE with
 /// [`POST_COLUMNS`], defined by the caller along with anything it needs,
@@ -218,7 +221,7 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
                 " UNION ALL SELECT {ROW_PAGE}, uri, cid, NULL::text, NULL::text, at, \
                         NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
                         NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
-                        NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, {NO_ACTOR_COLUMNS}, \
+                        NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, NULL::bool, {NO_ACTOR_COLUMNS}, \
                         rkey, subject, n \
                  FROM page"
             ),
@@ -254,7 +257,8 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
                     AS detached_by_quoted, \
                 CASE WHEN {viewer} THEN COALESCE((SELECT own.embedding_rules @> '[{{\"$type\": \"app.bsky.feed.postgate#disableRule\"}}]' \
                     FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
-                ELSE false END AS embedding_disabled {no_actor} \
+                ELSE false END AS embedding_disabled, \
+                p.violates_threadgate AS violates_threadgate {no_actor} \
          FROM (SELECT * FROM shown UNION ALL SELECT * FROM quoted) p \
          LEFT JOIN post_counts c ON c.uri = p.uri \
          LEFT JOIN LATERAL ( \
@@ -277,7 +281,7 @@ const NO_PAGE_COLUMNS: &str =
 const NO_POST_COLUMNS: &str = "NULL::text, NULL::text, NULL::text, NULL::text, NULL::timestamptz, \
     NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
     NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
-    NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool";
+    NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, NULL::bool";
 
 /// The statement of [`load_posts`]: `$1` the posts, `$2` whether to load the
 /// posts they reply to, `$3` whether a viewer is asking.
@@ -364,6 +368,7 @@ pub fn post_info(row: &Row) -> XrpcResult<PostInfo> {
         threadgate,
         detached_by_quoted: row.col("detached_by_quoted")?,
         embedding_disabled: row.col("embedding_disabled")?,
+        violates_threadgate: row.col("violates_threadgate")?,
     })
 }
 

@@ -177,6 +177,9 @@ pub(super) struct Stored {
     pub seq: Option<i64>,
     pub subject: Option<String>,
     pub quote_subject: Option<String>,
+    /// A reply its thread's gate disallowed when it was written: not
+    /// counted in its parent's replies.
+    pub violates_threadgate: bool,
 }
 
 impl Stored {
@@ -189,6 +192,7 @@ impl Stored {
             seq: None,
             subject: None,
             quote_subject: None,
+            violates_threadgate: false,
         }
     }
 }
@@ -319,6 +323,10 @@ pub(super) struct Changes<'a> {
     pub notifications: NotificationRows<'a>,
     /// By did.
     pub mirrored: BTreeMap<&'a str, MirroredRecords<'a>>,
+    /// Posts given new live content (`uri, did, write`) whose thread's gate
+    /// is judged once the batch's rows are written: the new replies, and
+    /// every rewritten post, whose mark from an earlier write must go.
+    pub judged: Vec<(&'a str, &'a str, &'a Write)>,
 }
 
 /// Decides every touched record's transition. `stored` holds the locked
@@ -398,11 +406,12 @@ pub(super) fn transitions<'a>(
         };
         changes.transitions += 1;
         if old.live {
+            // A reply its gate disallowed was never counted.
             count(
                 &mut changes,
                 &old.collection,
                 &old.did,
-                old.subject.as_deref(),
+                old.subject.as_deref().filter(|_| !old.violates_threadgate),
                 old.quote_subject.as_deref(),
                 -1,
             );
@@ -423,6 +432,9 @@ pub(super) fn transitions<'a>(
             );
             if let Some(seq) = update.seq {
                 changes.notifications.push(did, uri, write, seq);
+            }
+            if *collection == POST && (!fresh || update.subject.is_some()) {
+                changes.judged.push((uri, did, write));
             }
         }
         if *rkey == SELF_RKEY && matches!(*collection, PROFILE | CHAT_DECLARATION) {

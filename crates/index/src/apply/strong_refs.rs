@@ -258,6 +258,7 @@ pub(super) fn stored(row: &Row, kind: &KindTable, did: &str) -> Result<Stored, I
         seq: row.col("seq", READING)?,
         subject: row.col("subject", READING)?,
         quote_subject: None,
+        violates_threadgate: false,
     })
 }
 

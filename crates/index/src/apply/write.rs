@@ -229,8 +229,8 @@ pub(super) async fn lock_records(
             }
             None => {
                 reads.push(Pending::new(
-                    "SELECT uri, did, live, rev, seq, subject, quote_subject, collection \
-                     FROM records WHERE uri = ANY($1)",
+                    "SELECT uri, did, live, rev, seq, subject, quote_subject, collection, \
+                     false AS violates_threadgate FROM records WHERE uri = ANY($1)",
                     "reading locked records",
                     vec![Box::new(existing)],
                 ));
@@ -263,6 +263,7 @@ pub(super) async fn lock_records(
                     seq: row.col("seq", READING)?,
                     subject: row.col("subject", READING)?,
                     quote_subject: row.col("quote_subject", READING)?,
+                    violates_threadgate: row.col("violates_threadgate", READING)?,
                 },
             );
         }
@@ -467,7 +468,8 @@ pub(super) async fn write_changes<'a>(
             own_state_rows(kind, updates, &mut pending);
         }
     }
-    let counted = counts(&changes);
+    let judged = judged_replies(&changes.judged);
+    let counted = counts(&changes, judged.as_ref().map(|(uris, _)| uris.clone()));
     for (table, (kind, uris)) in changes.kind_deletes {
         pending.push(Pending::new(
             kind.delete_sql(),
@@ -488,6 +490,9 @@ pub(super) async fn write_changes<'a>(
             rows.into_params(),
         ));
     }
+    // After the batch's gates, follows, list items and root posts are
+    // written, so that a reply sees those that came in the same batch.
+    pending.extend(judged.map(|(_, statement)| statement));
     notifications(
         changes.notifications_cleared,
         changes.notifications,
@@ -585,33 +590,97 @@ fn own_state_rows<'a>(
     }
 }
 
-fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
+/// The statement that judges the posts given new content (`judged`, see
+/// `Changes::judged`) against their thread's gate in one go
+/// (`threadgate_violations`, migration 0022): it marks the replies the gate
+/// disallows and clears the mark of a rewritten post that had one. With it,
+/// the judged uris, whose marked replies [`counts`] takes back.
+fn judged_replies<'a>(
+    judged: &[(&'a str, &'a str, &'a Write)],
+) -> Option<(Vec<&'a str>, Pending<'a>)> {
+    if judged.is_empty() {
+        return None;
+    }
+    let uris: Vec<&str> = judged.iter().map(|(uri, _, _)| *uri).collect();
+    let dids: Vec<&str> = judged.iter().map(|(_, did, _)| *did).collect();
+    let roots: Vec<Option<&str>> = judged
+        .iter()
+        .map(|(_, _, write)| column(POST, write, "reply_root_uri"))
+        .collect();
+    let statement = Pending::new(
+        "WITH bad AS MATERIALIZED ( \
+           SELECT uri FROM threadgate_violations($1::text[], $2::text[], $3::text[])) \
+         UPDATE post_rows p SET violates_threadgate = v.bad \
+         FROM (SELECT u.uri, u.uri IN (SELECT uri FROM bad) AS bad \
+               FROM unnest($1::text[]) AS u(uri)) v \
+         WHERE p.uri = v.uri AND p.violates_threadgate <> v.bad",
+        "judging replies against threadgates",
+        vec![Box::new(uris.clone()), Box::new(dids), Box::new(roots)],
+    );
+    Some((uris, statement))
+}
+
+/// The post counters' deltas, and the judged replies (`judged`) that their
+/// gate disallows, which take back the reply the deltas counted for them:
+/// the gate statement has marked them by the time this one runs.
+fn counts<'a>(changes: &Changes<'a>, judged: Option<Vec<&'a str>>) -> Vec<Pending<'a>> {
     let mut pending = Vec::new();
     let posts: Vec<_> = changes
         .post_deltas
         .iter()
         .filter(|(_, d)| d.0 != [0; 4])
         .collect();
-    if !posts.is_empty() {
-        let column = |field: usize| posts.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
-        let mut rows = Unnest::new();
-        rows.column(
-            "uri",
-            posts
-                .iter()
-                .map(|(uri, _)| (*uri).clone())
-                .collect::<Vec<String>>(),
-        )
-        .column("likes", column(LIKES))
-        .column("reposts", column(REPOSTS))
-        .column("replies", column(REPLIES))
-        .column("quotes", column(QUOTES));
-        pending.push(Pending::new(
-            add_deltas_sql("post_counts", &rows),
-            "updating post counts",
-            rows.into_params(),
-        ));
+    if posts.is_empty() && judged.is_none() {
+        return pending;
     }
+    let column = |field: usize| posts.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
+    let mut rows = Unnest::new();
+    rows.column(
+        "uri",
+        posts
+            .iter()
+            .map(|(uri, _)| (*uri).clone())
+            .collect::<Vec<String>>(),
+    )
+    .column("likes", column(LIKES))
+    .column("reposts", column(REPOSTS))
+    .column("replies", column(REPLIES))
+    .column("quotes", column(QUOTES));
+    let names: Vec<&str> = rows.names().collect();
+    let source = match &judged {
+        None => rows.rows(),
+        Some(_) => {
+            let sums: Vec<String> = names
+                .iter()
+                .skip(1)
+                .map(|c| format!("sum({c})::int8"))
+                .collect();
+            format!(
+                "(SELECT uri, {sums} FROM ( \
+                    SELECT * FROM {rows} \
+                    UNION ALL \
+                    SELECT p.reply_parent_uri, 0, 0, -1, 0 FROM post_rows p \
+                    WHERE p.uri = ANY(${judged}::text[]) AND p.violates_threadgate \
+                      AND p.reply_parent_uri IS NOT NULL) x \
+                  GROUP BY uri HAVING {nonzero}) AS v({names})",
+                sums = sums.join(", "),
+                rows = rows.rows(),
+                judged = names.len() + 1,
+                nonzero = sums
+                    .iter()
+                    .map(|sum| format!("{sum} <> 0"))
+                    .collect::<Vec<_>>()
+                    .join(" OR "),
+                names = names.join(", "),
+            )
+        }
+    };
+    let sql = add_deltas_sql("post_counts", &source, &names);
+    let mut params = rows.into_params();
+    if let Some(judged) = judged {
+        params.push(Box::new(judged));
+    }
+    pending.push(Pending::new(sql, "updating post counts", params));
     pending
 }
 
@@ -620,12 +689,11 @@ fn counts(changes: &Changes<'_>) -> Vec<Pending<'static>> {
 /// `ON CONFLICT DO UPDATE` pays an extra index probe and a row lock (with its
 /// WAL record) for every row, and nearly every counter row exists. Keys are
 /// taken in sorted order both times, so concurrent batches lock shared rows
-/// in the same order. The first column of `rows` is the key, the others
-/// the counters' deltas.
-fn add_deltas_sql(table: &str, rows: &Unnest<'_>) -> String {
-    let mut names = rows.names();
-    let key = names.next().unwrap_or("uri");
-    let counters: Vec<&str> = names.collect();
+/// in the same order. `rows` is a FROM item `v` whose columns are `names`:
+/// the key, then the counters' deltas.
+fn add_deltas_sql(table: &str, rows: &str, names: &[&str]) -> String {
+    let key = names.first().copied().unwrap_or("uri");
+    let counters: Vec<&str> = names.iter().skip(1).copied().collect();
     let add = |source: &str| {
         counters
             .iter()
@@ -639,7 +707,6 @@ fn add_deltas_sql(table: &str, rows: &Unnest<'_>) -> String {
          INSERT INTO {table} AS t ({key}, {columns}) \
          SELECT * FROM v WHERE v.{key} NOT IN (SELECT {key} FROM updated) ORDER BY 1 \
          ON CONFLICT ({key}) DO UPDATE SET {from_excluded}",
-        rows = rows.rows(),
         columns = counters.join(", "),
         from_v = add("v"),
         from_excluded = add("excluded"),
@@ -670,10 +737,15 @@ fn notifications<'a>(
             .column("seq", rows.seqs);
         let names: Vec<&str> = columns.names().collect();
         pending.push(Pending::new(
+            // A reply its thread's gate disallows (marked by the statement
+            // before) notifies no one of a reply; its mentions and quote
+            // still notify.
             format!(
-                "INSERT INTO notifications ({}) SELECT * FROM {}",
-                names.join(", "),
-                columns.arrays()
+                "INSERT INTO notifications ({names}) SELECT * FROM {rows} \
+                 WHERE v.reason <> 'reply' OR NOT EXISTS (SELECT 1 FROM post_rows p \
+                   WHERE p.uri = v.record_uri AND p.violates_threadgate)",
+                names = names.join(", "),
+                rows = columns.rows()
             ),
             "inserting notifications",
             columns.into_params(),

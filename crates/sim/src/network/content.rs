@@ -104,8 +104,11 @@ impl Network {
         if self.rng.chance(0.3) {
             if let Some(parent) = self.pick_post() {
                 let root = self.root_of(&parent).unwrap_or_else(|| parent.clone());
-                parent_uri = Some(parent.uri.clone());
-                reply = Some((root, parent));
+                // Under a gated root this would be a top-level post instead.
+                if !self.gated_roots.contains(&root.uri) {
+                    parent_uri = Some(parent.uri.clone());
+                    reply = Some((root, parent));
+                }
             }
         }
         let mut quote_uri = None;
@@ -459,7 +462,8 @@ impl Network {
         )]
     }
 
-    /// Threadgates and postgates share the rkey of the post they gate.
+    /// Threadgates and postgates share the rkey of the post they gate. A
+    /// threadgate only goes on a thread root no reply has referenced yet.
     pub(super) fn gate_op(&mut self, idx: usize, collection: &'static str) -> Vec<PendingOp> {
         let Some(actor) = self.actors.get(idx) else {
             return Vec::new();
@@ -471,6 +475,16 @@ impl Network {
             return Vec::new();
         };
         let uri = actor.uri(post_path);
+        if collection == "app.bsky.feed.threadgate" {
+            let is_root = actor
+                .live
+                .get(post_path)
+                .and_then(|r| r.root.as_ref())
+                .is_some_and(|root| root.uri == uri);
+            if !is_root || self.replied_roots.contains(&uri) {
+                return Vec::new();
+            }
+        }
         let rkey = rkey.to_owned();
         let created_at = self.created_at();
         let record = if collection == "app.bsky.feed.threadgate" {

@@ -184,6 +184,13 @@ pub struct Network {
     recent_posts: VecDeque<StrongRef>,
     recent_reposts: VecDeque<StrongRef>,
     recent_lists: VecDeque<String>,
+    /// Posts a threadgate was ever written for. No reply is written under
+    /// them, and none was before (see `replied_roots`), so the truth, which
+    /// counts every reply, stays exact whether an index sees a gate before or
+    /// after the replies of its thread.
+    gated_roots: FastSet<String>,
+    /// Thread roots some reply ever referenced: never given a threadgate.
+    replied_roots: FastSet<String>,
     handle_counter: u64,
     /// Generating history: commits change repos and the truth but make no events.
     quiet: bool,
@@ -204,6 +211,8 @@ impl Network {
             recent_posts: VecDeque::new(),
             recent_reposts: VecDeque::new(),
             recent_lists: VecDeque::new(),
+            gated_roots: FastSet::default(),
+            replied_roots: FastSet::default(),
             handle_counter: 0,
             quiet: false,
         };

@@ -194,6 +194,15 @@ impl Network {
                             },
                         );
                     }
+                    if op.collection == "app.bsky.feed.threadgate" {
+                        let mut post = String::with_capacity(19 + op.rkey.len());
+                        post.push_str("app.bsky.feed.post/");
+                        post.push_str(&op.rkey);
+                        self.gated_roots.insert(actor.uri(&post));
+                    }
+                    if let (RecordLink::Post { .. }, Some(reply_root)) = (&link, &root) {
+                        self.replied_roots.insert(reply_root.uri.clone());
+                    }
                     if op.collection == "app.bsky.graph.list" && prev.is_none() {
                         actor.lists.push(path.clone());
                         push_recent(&mut self.recent_lists, actor.uri(&path));
