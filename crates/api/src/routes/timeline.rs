@@ -2,8 +2,8 @@
 //! (and for the timeline, reposts) of a set of accounts, newest first.
 //!
 //! Each account contributes at most one page of its newest rows (a
-//! backward index scan each: posts by `(did, rkey DESC)`, reposts by the
-//! range of their uris), and the page is the newest of those, so the work
+//! backward index scan each: posts by `(did, rkey DESC)`, reposts by their
+//! `(actor, rkey)` key), and the page is the newest of those, so the work
 //! grows with the number of accounts, not with their post counts.
 
 use axum::response::Response;

@@ -147,15 +147,12 @@ impl<'a> Rows<'a> {
     }
 }
 
-fn values() -> String {
-    CONTENT
-        .iter()
-        .map(|name| match *name {
-            "record" => "v.record::json".to_owned(),
-            other => format!("v.{other}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The value a statement writes into the content column `name`.
+fn value(name: &str) -> String {
+    match name {
+        "record" => "v.record::json".to_owned(),
+        other => format!("v.{other}"),
+    }
 }
 
 /// Inserts the rows of records `kind`'s table has never seen, with their
@@ -190,7 +187,7 @@ pub(super) fn lock<'a>(
          RETURNING t.actor, t.rkey",
         table = kind.table,
         names = CONTENT.join(", "),
-        values = values(),
+        values = CONTENT.map(value).join(", "),
         rows = rows.rows(),
     );
     Ok((
@@ -287,8 +284,7 @@ pub(super) fn updates<'a>(
         }
         let set: Vec<String> = CONTENT
             .iter()
-            .zip(values().split(", "))
-            .map(|(name, value)| format!("{name} = {value}"))
+            .map(|name| format!("{name} = {}", value(name)))
             .collect();
         let rows = rows.into_unnest();
         pending.push(Pending::new(
