@@ -352,3 +352,98 @@ async fn follows_read_back_exactly_and_count_their_subjects() {
     drop(client);
     env.cleanup().await;
 }
+
+/// Migration 0023 on follows written by the schema before it: every row,
+/// tombstones too, reads back through the views as it was.
+#[tokio::test]
+async fn migration_0023_converts_follows() {
+    let env = TestEnv::new();
+    let pool = env.created_pool().await;
+    let client = pool.get().await.expect("connection");
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
+               applied_at timestamptz NOT NULL DEFAULT now()); \
+             INSERT INTO schema_migrations (version, name) \
+             SELECT v, 'held back' FROM generate_series(23, 99) AS v",
+        )
+        .await
+        .expect("holding migration 0023 back");
+    skyhose_index::migrate(&pool)
+        .await
+        .expect("migrations 1-22");
+    client
+        .batch_execute("DELETE FROM schema_migrations WHERE version >= 23")
+        .await
+        .expect("releasing migration 0023");
+    let cid = Cid::for_dag_cbor(b"follow").to_string();
+    let (alice, bob) = ("did:plc:migratedalice", "did:plc:migratedbob");
+    let kept = r#"{"$type":"app.bsky.graph.follow","subject":"did:plc:migratedbob","createdAt":"2024-01-01T00:00:00Z"}"#;
+    client
+        .execute(
+            "INSERT INTO follow_rows (uri, did, rkey, cid, subject_did, created_at, record, rev, seq, live) \
+             VALUES ('at://' || $1 || '/app.bsky.graph.follow/3lbtbmvfj6k2a', $1, '3lbtbmvfj6k2a', $3, $2, \
+                     '2024-01-01T00:00:00Z', NULL, '3lrev000000001', 1, true), \
+                    ('at://' || $1 || '/app.bsky.graph.follow/odd', $1, 'odd', 'bafyown', $2, \
+                     '2024-01-01T00:00:00Z', $4::text::json, '3lrev000000002', 2, true), \
+                    ('at://' || $2 || '/app.bsky.graph.follow/3lbtbmvfj6k2b', $2, '3lbtbmvfj6k2b', NULL, $1, \
+                     '2024-01-01T00:00:00Z', NULL, '3lrev000000003', 3, false)",
+            &[&alice, &bob, &cid, &kept],
+        )
+        .await
+        .expect("follows as the previous schema had them");
+    let before: Vec<String> = client
+        .query(
+            "SELECT row(uri, did, rkey, cid, rev, seq, live, record::text)::text AS r \
+             FROM all_records WHERE collection = 'app.bsky.graph.follow' ORDER BY uri",
+            &[],
+        )
+        .await
+        .expect("all_records before")
+        .iter()
+        .map(|r| r.get("r"))
+        .collect();
+    let report = skyhose_index::migrate(&pool).await.expect("migration 0023");
+    assert_eq!(report.applied, vec![23]);
+    let after: Vec<String> = client
+        .query(
+            "SELECT row(uri, did, rkey, cid, rev, seq, live, record::text)::text AS r \
+             FROM all_records WHERE collection = 'app.bsky.graph.follow' ORDER BY uri",
+            &[],
+        )
+        .await
+        .expect("all_records after")
+        .iter()
+        .map(|r| r.get("r"))
+        .collect();
+    assert_eq!(after, before);
+    assert_eq!(after.len(), 3);
+    let subjects: Vec<(String, Option<String>, bool)> = client
+        .query(
+            "SELECT uri, subject_did, live FROM follow_state ORDER BY uri",
+            &[],
+        )
+        .await
+        .expect("follow_state")
+        .iter()
+        .map(|r| (r.get("uri"), r.get("subject_did"), r.get("live")))
+        .collect();
+    assert_eq!(
+        subjects
+            .iter()
+            .map(|(_, s, _)| s.as_deref())
+            .collect::<Vec<_>>(),
+        vec![Some(bob), Some(bob), Some(alice)]
+    );
+    let notified: i64 = client
+        .query_one(
+            "SELECT count(*) AS n FROM all_notifications WHERE reason = 'follow' AND recipient_did = $1",
+            &[&bob],
+        )
+        .await
+        .expect("notifications")
+        .get("n");
+    assert_eq!(notified, 2);
+    drop(client);
+    env.cleanup().await;
+}

@@ -88,10 +88,14 @@ const SOURCES: [Source; 4] = [
     },
     subject_owner_source!("like", "likes"),
     subject_owner_source!("repost", "reposts"),
+    // The followed account's id: the `follows` view's live rows, with the
+    // predicate of the table's partial index (migration 0023).
     Source {
         reason: Some("follow"),
-        rows: "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, cid, \
-               indexed_at, rkey FROM follow_rows WHERE subject_did = $1 AND live AND did <> subject_did",
+        rows:
+            "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, cid, \
+               indexed_at, rkey_id AS rkey FROM follows \
+               WHERE subject_actor = did_id($1) AND actor <> subject_actor",
         order: "n.seq DESC, n.rkey DESC",
     },
 ];
