@@ -385,6 +385,12 @@ mod tests {
         );
         assert_eq!(SOURCES[1].reason, Some("like"));
         assert!(SOURCES[1].rows.contains("FROM likes WHERE"));
+        // Follows too: by the followed account's id, with the predicate of
+        // the partial index (migration 0023).
+        assert_eq!(SOURCES[3].reason, Some("follow"));
+        assert!(SOURCES[3]
+            .rows
+            .ends_with("FROM follows WHERE subject_actor = did_id($1) AND actor <> subject_actor"));
     }
 
     #[test]
