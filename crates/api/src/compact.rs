@@ -1,6 +1,7 @@
-//! SQL fragments that select likes and reposts by their stored keys
-//! (migration 0021): their views show the text columns, but only the
-//! compact columns are indexed, so a filter must name those.
+//! SQL fragments that select likes, reposts (migration 0021) and follows
+//! (migration 0023) by their stored keys: their views show the text
+//! columns, but only the compact columns are indexed, so a filter that
+//! wants an index's order must name those.
 
 /// The rows of `alias` (the `likes` or `reposts` view) whose subject is
 /// the record at the SQL text expression `uri`; none when `uri` is not
@@ -18,11 +19,27 @@ pub(crate) fn subject_is(alias: &str, uri: &str) -> String {
 /// record key) the range ends there, so a page starts at its position;
 /// `Keyset::after` still decides ties exactly.
 pub(crate) fn account_rows(alias: &str, did: &str, cursor_key: Option<usize>) -> String {
+    until_cursor(format!("{alias}.actor = did_id({did})"), alias, cursor_key)
+}
+
+/// The follows of `alias` (the `follows` view) whose subject is the
+/// account given by the SQL text expression `did`: a range of the
+/// `(subject_actor, rkey DESC)` index, newest first by `ORDER BY
+/// alias.rkey_id DESC`, ending at the cursor's key as [`account_rows`].
+pub(crate) fn followers_of(alias: &str, did: &str, cursor_key: Option<usize>) -> String {
+    until_cursor(
+        format!("{alias}.subject_actor = did_id({did})"),
+        alias,
+        cursor_key,
+    )
+}
+
+/// `rows`, bounded at the cursor's record key `$key` when there is one:
+/// a listing in `rkey_id` order then starts at the cursor's position.
+pub(crate) fn until_cursor(rows: String, alias: &str, cursor_key: Option<usize>) -> String {
     match cursor_key {
-        Some(key) => {
-            format!("{alias}.actor = did_id({did}) AND {alias}.rkey_id <= rkey_id(${key})")
-        }
-        None => format!("{alias}.actor = did_id({did})"),
+        Some(key) => format!("{rows} AND {alias}.rkey_id <= rkey_id(${key})"),
+        None => rows,
     }
 }
 
@@ -41,6 +58,10 @@ mod tests {
         assert_eq!(
             account_rows("r", "$1", Some(3)),
             "r.actor = did_id($1) AND r.rkey_id <= rkey_id($3)"
+        );
+        assert_eq!(
+            followers_of("f", "$1", Some(2)),
+            "f.subject_actor = did_id($1) AND f.rkey_id <= rkey_id($2)"
         );
     }
 }

@@ -1,9 +1,11 @@
-//! The compact forms of likes and reposts (migration 0021): record keys as
-//! 64-bit integers, references to records as (authority, collection, key),
-//! CIDs as their bytes. Every conversion here is exact: a value is made
-//! compact only when the SQL functions of migration 0021 (`tid_text`,
-//! `at_uri`, `cid_text`) render it back to the same text, and anything else
-//! keeps its record text, from which the views read it.
+//! The compact forms of likes, reposts (migration 0021) and follows
+//! (migration 0023): record keys as 64-bit integers, accounts as `dids`
+//! ids, references to records as (authority, collection, key), CIDs as
+//! their bytes, and the layout of each compact table. Every conversion
+//! here is exact: a value is made compact only when the SQL functions of
+//! migration 0021 (`tid_text`, `at_uri`, `cid_text`) render it back to the
+//! same text, and anything else keeps its record text, from which the views
+//! read it.
 
 use skyhose_proto::tid::Tid;
 use skyhose_proto::Cid;
@@ -61,27 +63,129 @@ pub fn cid_bytes(text: &str) -> Option<Vec<u8>> {
     (cid.to_string() == text).then(|| cid.to_bytes().to_vec())
 }
 
-/// The strong-reference columns of a like or repost row, in the kind
-/// table's column order: subject uri and cid, via uri and cid, createdAt.
-pub const SUBJECT_URI: usize = 0;
-pub const SUBJECT_CID: usize = 1;
-pub const VIA_URI: usize = 2;
-pub const VIA_CID: usize = 3;
-pub const CREATED_AT: usize = 4;
+/// What a compact row stores of a reference its record makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A strong reference to a record (`{"uri", "cid"}`), from the
+    /// projected columns `uri` and `cid`: stored as `<name>_actor`,
+    /// `<name>_collection`, `<name>_rkey` and `<name>_cid`.
+    Record { uri: usize, cid: usize },
+    /// An account, from the projected column holding its DID: stored as
+    /// `<name>_actor`. Every text has an id in `dids`, so it is always
+    /// compact.
+    Account { did: usize },
+}
 
-/// Whether every strong reference of a like or repost (`columns` as
-/// extracted) has a compact form, so that its views can rebuild the
-/// record text from the row: the subject always, the via when present.
-pub fn strong_refs_compact(columns: &[Option<String>]) -> bool {
-    let reference = |uri: usize, cid: usize| {
-        let uri = columns.get(uri).and_then(Option::as_deref);
-        let cid = columns.get(cid).and_then(Option::as_deref);
-        uri.is_some_and(|uri| Reference::parse(uri).is_some())
-            && cid.is_some_and(|cid| cid_bytes(cid).is_some())
-    };
-    let via_absent = columns.get(VIA_URI).is_none_or(Option::is_none)
-        && columns.get(VIA_CID).is_none_or(Option::is_none);
-    reference(SUBJECT_URI, SUBJECT_CID) && (via_absent || reference(VIA_URI, VIA_CID))
+/// One reference of a compact row: its column prefix, which is also its
+/// field in the record (`subject`, `via`), and what it points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ref {
+    pub name: &'static str,
+    pub target: Target,
+}
+
+/// The stored columns of a compact table beyond its identity and state:
+/// the references, then `created_at` (text, from the projected column of
+/// that index). The first reference is the record's subject, which every
+/// record of these kinds has.
+#[derive(Debug)]
+pub struct Layout {
+    pub refs: &'static [Ref],
+    pub created_at: usize,
+}
+
+/// Likes and reposts (migration 0021), over their projected columns
+/// `subject_uri, subject_cid, via_uri, via_cid, created_at`.
+pub const STRONG_REFS: Layout = Layout {
+    refs: &[
+        Ref {
+            name: "subject",
+            target: Target::Record { uri: 0, cid: 1 },
+        },
+        Ref {
+            name: "via",
+            target: Target::Record { uri: 2, cid: 3 },
+        },
+    ],
+    created_at: 4,
+};
+
+/// Follows (migration 0023), over `subject_did, created_at`.
+pub const FOLLOW: Layout = Layout {
+    refs: &[Ref {
+        name: "subject",
+        target: Target::Account { did: 0 },
+    }],
+    created_at: 1,
+};
+
+/// A table kept compact: its layout, and the view that shows every row
+/// (tombstones too) with the text columns.
+#[derive(Debug)]
+pub struct Compact {
+    pub layout: &'static Layout,
+    pub state_view: &'static str,
+}
+
+impl Ref {
+    /// The stored columns of this reference.
+    pub fn columns(&self) -> Vec<String> {
+        let parts: &[&str] = match self.target {
+            Target::Record { .. } => &["actor", "collection", "rkey", "cid"],
+            Target::Account { .. } => &["actor"],
+        };
+        parts
+            .iter()
+            .map(|part| format!("{}_{part}", self.name))
+            .collect()
+    }
+
+    /// The reference as text, read from a stored row `t`: the rendered
+    /// compact columns, else (for a value without a compact form) the
+    /// record's text.
+    pub fn text_sql(&self) -> String {
+        let name = self.name;
+        match self.target {
+            Target::Record { .. } => format!(
+                "COALESCE(at_uri(t.{name}_actor, t.{name}_collection, t.{name}_rkey), \
+                 t.record -> '{name}' ->> 'uri')"
+            ),
+            Target::Account { .. } => {
+                format!("(SELECT d.did FROM dids d WHERE d.id = t.{name}_actor)")
+            }
+        }
+    }
+
+    /// Whether the reference, as extracted into `columns`, has a compact
+    /// form; `None` when it is absent.
+    fn compact(&self, columns: &[Option<String>]) -> Option<bool> {
+        let column = |index: usize| columns.get(index).and_then(Option::as_deref);
+        match self.target {
+            Target::Record { uri, cid } => match (column(uri), column(cid)) {
+                (None, None) => None,
+                (uri, cid) => Some(
+                    uri.is_some_and(|uri| Reference::parse(uri).is_some())
+                        && cid.is_some_and(|cid| cid_bytes(cid).is_some()),
+                ),
+            },
+            Target::Account { did } => column(did).map(|_| true),
+        }
+    }
+}
+
+impl Layout {
+    /// Whether every reference of a record (`columns` as extracted) has a
+    /// compact form, so that its views can rebuild the record text from
+    /// the row: the subject always, the others when present.
+    pub fn rebuildable(&self, columns: &[Option<String>]) -> bool {
+        self.refs
+            .iter()
+            .enumerate()
+            .all(|(index, reference)| match reference.compact(columns) {
+                Some(compact) => compact,
+                None => index > 0,
+            })
+    }
 }
 
 #[cfg(test)]
@@ -148,12 +252,24 @@ mod tests {
                 Some("2024-01-01T00:00:00.000Z".to_owned()),
             ]
         };
-        assert!(strong_refs_compact(&columns(None)));
-        assert!(strong_refs_compact(&columns(Some((&repost, &cid)))));
-        assert!(!strong_refs_compact(&columns(Some((&repost, "bafyp")))));
-        assert!(!strong_refs_compact(&columns(Some(("at://x", &cid)))));
+        assert!(STRONG_REFS.rebuildable(&columns(None)));
+        assert!(STRONG_REFS.rebuildable(&columns(Some((&repost, &cid)))));
+        assert!(!STRONG_REFS.rebuildable(&columns(Some((&repost, "bafyp")))));
+        assert!(!STRONG_REFS.rebuildable(&columns(Some(("at://x", &cid)))));
         let mut no_subject = columns(None);
-        no_subject[SUBJECT_URI] = None;
-        assert!(!strong_refs_compact(&no_subject));
+        no_subject[0] = None;
+        assert!(!STRONG_REFS.rebuildable(&no_subject));
+    }
+
+    #[test]
+    fn a_follow_is_compact_when_it_has_a_subject() {
+        let created = Some("2024-01-01T00:00:00.000Z".to_owned());
+        assert!(FOLLOW.rebuildable(&[Some("did:plc:b".to_owned()), created.clone()]));
+        assert!(!FOLLOW.rebuildable(&[None, created]));
+        assert_eq!(FOLLOW.refs[0].columns(), vec!["subject_actor".to_owned()]);
+        assert_eq!(
+            STRONG_REFS.refs[1].columns(),
+            ["via_actor", "via_collection", "via_rkey", "via_cid"]
+        );
     }
 }

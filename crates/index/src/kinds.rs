@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::compact::{Compact, FOLLOW, STRONG_REFS};
+
 /// How a column's text value is cast in SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlType {
@@ -56,11 +58,10 @@ pub struct OwnState {
     /// How the table's views rebuild a record stored as NULL (migration
     /// 0014), when they do.
     pub rebuilt: Option<RebuiltRecord>,
-    /// Set when the table keeps its rows in the compact strong-reference
-    /// layout of migration 0021 (likes and reposts), written by (actor id,
-    /// record key) instead of by uri: the view that shows every row
-    /// (tombstones too) with the text columns.
-    pub compact: Option<&'static str>,
+    /// Set when the table keeps its rows compact (likes and reposts,
+    /// migration 0021; follows, migration 0023), written by (actor id,
+    /// record key) instead of by uri.
+    pub compact: Option<Compact>,
 }
 
 /// The pieces whose concatenation is the record text a view rebuilds
@@ -138,8 +139,10 @@ pub fn is_rebuilt(kind: &KindTable, columns: &[Option<String>], text: &str) -> b
     };
     // A compact row rebuilds the text from its compact columns, so each
     // of them must have one.
-    if state.compact.is_some() && !crate::compact::strong_refs_compact(columns) {
-        return false;
+    if let Some(compact) = &state.compact {
+        if !compact.layout.rebuildable(columns) {
+            return false;
+        }
     }
     let Some(pieces) = rebuilt(kind.collection, columns) else {
         return false;
@@ -294,7 +297,10 @@ pub const KIND_TABLES: &[KindTable] = &[
             quote_subject: None,
             gate_flag: None,
             rebuilt: Some(rebuilt_strong_ref_record),
-            compact: Some("like_state"),
+            compact: Some(Compact {
+                layout: &STRONG_REFS,
+                state_view: "like_state",
+            }),
         }),
     },
     KindTable {
@@ -312,7 +318,10 @@ pub const KIND_TABLES: &[KindTable] = &[
             quote_subject: None,
             gate_flag: None,
             rebuilt: Some(rebuilt_strong_ref_record),
-            compact: Some("repost_state"),
+            compact: Some(Compact {
+                layout: &STRONG_REFS,
+                state_view: "repost_state",
+            }),
         }),
     },
     KindTable {
@@ -327,7 +336,10 @@ pub const KIND_TABLES: &[KindTable] = &[
             quote_subject: None,
             gate_flag: None,
             rebuilt: Some(rebuilt_follow_record),
-            compact: None,
+            compact: Some(Compact {
+                layout: &FOLLOW,
+                state_view: "follow_state",
+            }),
         }),
     },
     KindTable {
@@ -786,21 +798,21 @@ mod tests {
 
     #[test]
     fn own_state_statements_take_the_state_then_the_projected_columns() {
-        let follows = kind_table("app.bsky.graph.follow").expect("follows");
-        assert!(follows.own_state.is_some());
-        let lock = follows.lock_sql("unnest($1::text[]) AS v(uri)");
+        let posts = kind_table("app.bsky.feed.post").expect("posts");
+        let lock = posts.lock_sql("unnest($1::text[]) AS v(uri)");
         assert!(lock.starts_with(
-            "INSERT INTO follow_rows AS t (uri, did, rkey, cid, rev, seq, live, record, subject_did, \
-             created_at) \
-             SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::json, v.c0, v.c1 \
-             FROM unnest($1::text[]) AS v(uri) ORDER BY v.uri"
+            "INSERT INTO post_rows AS t (uri, did, rkey, cid, rev, seq, live, record, text, langs, "
         ));
+        assert!(lock.contains(
+            "SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::json, v.c0, \
+             v.c1::jsonb, "
+        ));
+        assert!(lock.contains("FROM unnest($1::text[]) AS v(uri) ORDER BY v.uri"));
         assert!(lock
             .ends_with("ON CONFLICT (uri) DO UPDATE SET live = t.live WHERE false RETURNING uri"));
-        let revive = follows.revive_sql("unnest($1::text[]) AS v(uri)");
-        assert!(revive.contains("subject_did = v.c0, created_at = v.c1"));
+        let revive = posts.revive_sql("unnest($1::text[]) AS v(uri)");
+        assert!(revive.contains("text = v.c0, langs = v.c1::jsonb"));
         assert!(revive.contains("FROM unnest($1::text[]) AS v(uri) WHERE t.uri = v.uri"));
-        let posts = kind_table("app.bsky.feed.post").expect("posts");
         let state = posts
             .own_state
             .as_ref()

@@ -123,6 +123,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "reply_gate",
         sql: include_str!("../migrations/0022_reply_gate.sql"),
     },
+    Migration {
+        version: 23,
+        name: "compact_follows",
+        sql: include_str!("../migrations/0023_compact_follows.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

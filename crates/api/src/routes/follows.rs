@@ -4,9 +4,10 @@
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use crate::compact::{account_rows, followers_of};
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
-use crate::routes::keyset::{account_records, with_cursor, Keyset};
+use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::{json, Ctx};
 use crate::views::Hydrator;
 
@@ -30,28 +31,25 @@ async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
     let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
     let subject = served_actor(&client, "actor", &actor).await?;
-    // An account's follows are a range of their uris (no index of their
-    // own); its followers come from the subject index.
-    let (other_col, field, select, order) = match direction {
+    // An account's follows are a range of the primary key (actor, rkey);
+    // its followers a range of the (subject, rkey) index: both newest first
+    // in their index's order.
+    let (other_col, field, select) = match direction {
         Direction::Followers => (
             "did",
             "followers",
-            "f.subject_did = $1".to_owned(),
-            "f.rkey DESC, f.uri DESC",
+            followers_of("f", "$1", page.key_param(1)),
         ),
         Direction::Follows => (
             "subject_did",
             "follows",
-            account_records("f", "$1", "app.bsky.graph.follow", page.key_param(1)),
-            "f.uri DESC",
+            account_rows("f", "$1", page.key_param(1)),
         ),
     };
     let sql = format!(
         "SELECT f.{other_col}, f.rkey, f.uri FROM follows f \
-         WHERE {select} AND f.{other_col} IS NOT NULL {after} \
-         ORDER BY {order} LIMIT {limit}",
-        after = page.after("f", 1),
-        limit = Keyset::limit_param(1)
+         WHERE {select} AND f.{other_col} IS NOT NULL {page}",
+        page = page.newest_first_by("f", "rkey_id", 1)
     );
     let rows = page.fetch(&client, &sql, &[&subject]).await?;
     let mut dids = rows.column(other_col)?;

@@ -1,7 +1,7 @@
 //! app.bsky.feed.*: who liked, reposted and quoted a post, and what the
 //! viewer liked. Every listing pages newest first by `(rkey, uri)`.
 
-use crate::compact::{account_rows, subject_is};
+use crate::compact::{account_rows, subject_is, until_cursor};
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
@@ -50,14 +50,9 @@ impl SubjectPage {
         let sql = format!(
             "SELECT x.uri, x.rkey, x.did, x.created_at, \
                to_char(x.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at \
-             FROM {table} x WHERE {subject} AND ($2::text IS NULL OR x.subject_cid = $2) \
-             {range} {page}",
-            subject = subject_is("x", "$1"),
+             FROM {table} x WHERE {subject} AND ($2::text IS NULL OR x.subject_cid = $2) {page}",
             // the subject index's order, bounded at the cursor's position
-            range = match self.page.key_param(2) {
-                Some(key) => format!("AND x.rkey_id <= rkey_id(${key})"),
-                None => String::new(),
-            },
+            subject = until_cursor(subject_is("x", "$1"), "x", self.page.key_param(2)),
             page = self.page.newest_first_by("x", "rkey_id", 2)
         );
         self.fetch(client, &sql).await

@@ -47,7 +47,7 @@ impl Keyset {
     }
 
     /// The placeholder number of the cursor's key, when there is a cursor
-    /// (for [`account_records`]).
+    /// (for `crate::compact::account_rows`).
     pub fn key_param(&self, own: usize) -> Option<usize> {
         self.cursor.is_some().then_some(own + 2)
     }
@@ -128,27 +128,6 @@ impl Page {
             _ => Ok(None),
         }
     }
-}
-
-/// One account's records of one collection, as a range of the uri primary
-/// key: `at://<did>/<collection>/<rkey>` sorts by rkey within the account
-/// and collection (the database sorts text in byte order; migration 0012),
-/// so `ORDER BY alias.uri DESC` lists them newest first. `did` is an SQL
-/// expression. With a cursor (`$key`, its rkey) the range ends there, so a
-/// page starts at its position instead of reading past the earlier pages;
-/// [`Keyset::after`] still decides ties exactly.
-pub(crate) fn account_records(
-    alias: &str,
-    did: &str,
-    collection: &str,
-    cursor_key: Option<usize>,
-) -> String {
-    let prefix = format!("('at://' || {did} || '/{collection}/')");
-    let end = match cursor_key {
-        Some(key) => format!("{alias}.uri <= ({prefix} || ${key})"),
-        None => format!("{alias}.uri < ('at://' || {did} || '/{collection}0')"),
-    };
-    format!("{alias}.uri > {prefix} AND {end}")
 }
 
 /// Adds `cursor` to a listing's output when there is a next page.

@@ -88,10 +88,14 @@ const SOURCES: [Source; 4] = [
     },
     subject_owner_source!("like", "likes"),
     subject_owner_source!("repost", "reposts"),
+    // The followed account's id: the `follows` view's live rows, with the
+    // predicate of the table's partial index (migration 0023).
     Source {
         reason: Some("follow"),
-        rows: "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, cid, \
-               indexed_at, rkey FROM follow_rows WHERE subject_did = $1 AND live AND did <> subject_did",
+        rows:
+            "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, cid, \
+               indexed_at, rkey_id AS rkey FROM follows \
+               WHERE subject_actor = did_id($1) AND actor <> subject_actor",
         order: "n.seq DESC, n.rkey DESC",
     },
 ];
@@ -381,6 +385,12 @@ mod tests {
         );
         assert_eq!(SOURCES[1].reason, Some("like"));
         assert!(SOURCES[1].rows.contains("FROM likes WHERE"));
+        // Follows too: by the followed account's id, with the predicate of
+        // the partial index (migration 0023).
+        assert_eq!(SOURCES[3].reason, Some("follow"));
+        assert!(SOURCES[3]
+            .rows
+            .ends_with("FROM follows WHERE subject_actor = did_id($1) AND actor <> subject_actor"));
     }
 
     #[test]

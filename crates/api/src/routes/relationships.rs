@@ -5,6 +5,7 @@
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
+use crate::compact::followers_of;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
@@ -115,9 +116,13 @@ pub async fn get_known_followers(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let subject = served_actor(&client, "actor", &actor).await?;
     let sql = format!(
         "SELECT f.did, f.rkey, f.uri FROM follows f \
-         WHERE f.subject_did = $1 \
-           AND EXISTS (SELECT 1 FROM follows v WHERE v.did = $2 AND v.subject_did = f.did) {page}",
-        page = page.newest_first("f", 2)
+         WHERE {followers} \
+           AND EXISTS (SELECT 1 FROM follows v WHERE v.actor = did_id($2) AND v.subject_actor = f.actor) \
+         {page}",
+        // the subject's followers newest first along their index, each
+        // looked up among the viewer's follows by (actor, subject)
+        followers = followers_of("f", "$1", page.key_param(2)),
+        page = page.newest_first_by("f", "rkey_id", 2)
     );
     let rows = page.fetch(&client, &sql, &[&subject, &viewer]).await?;
     let mut dids = rows.column("did")?;

@@ -9,12 +9,13 @@ use std::collections::HashSet;
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use crate::compact::{account_rows, followers_of};
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
 use crate::routes::generators::generator_views;
-use crate::routes::keyset::{account_records, with_cursor};
+use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
 use crate::views::Hydrator;
 
@@ -116,18 +117,19 @@ pub async fn get_suggested_follows_by_actor(ctx: &Ctx<'_>) -> XrpcResult<Respons
     let did = served_actor(&client, "actor", &actor).await?;
     let viewer = ctx.viewer();
     // The actor's followers newest first by the (subject, rkey) index; each
-    // one's follows newest first as the range of the uri key they occupy.
+    // one's follows newest first by the primary key (actor, rkey).
     let sql = format!(
         "SELECT s.subject_did AS did, count(*) AS n FROM ( \
-             SELECT f.did FROM follows f WHERE f.subject_did = $1 \
-             ORDER BY f.rkey DESC, f.uri DESC LIMIT $3) fans \
+             SELECT f.did FROM follows f WHERE {fans} \
+             ORDER BY f.rkey_id DESC, f.uri DESC LIMIT $3) fans \
          CROSS JOIN LATERAL ( \
              SELECT g.subject_did FROM follows g WHERE {range} \
-             ORDER BY g.uri DESC LIMIT $4) s \
+             ORDER BY g.rkey_id DESC, g.uri DESC LIMIT $4) s \
          WHERE s.subject_did <> $1 AND s.subject_did IS DISTINCT FROM $2 \
            AND NOT EXISTS (SELECT 1 FROM follows v WHERE v.did = $2 AND v.subject_did = s.subject_did) \
          GROUP BY s.subject_did ORDER BY n DESC, s.subject_did LIMIT 20",
-        range = account_records("g", "fans.did", "app.bsky.graph.follow", None)
+        fans = followers_of("f", "$1", None),
+        range = account_rows("g", "fans.did", None)
     );
     let statement = client.prepare_cached(&sql).await?;
     let rows = client

@@ -1,6 +1,6 @@
-//! The ids of the compact rows (migration 0021): accounts in `dids`,
-//! collections in `collections`, record keys that are not TIDs in
-//! `rkey_names`. A batch resolves every id its likes and reposts need
+//! The ids of the compact rows (migrations 0021, 0023): accounts in
+//! `dids`, collections in `collections`, record keys that are not TIDs in
+//! `rkey_names`. A batch resolves every id its likes, reposts and follows need
 //! before its transaction starts, in a statement of its own, so that a new
 //! id is committed at once and no batch ever waits for another's
 //! uncommitted dictionary row while holding record locks. Ids are never
@@ -62,6 +62,14 @@ impl<'a> Wanted<'a> {
         self.dids.insert(did);
         if let RecordKey::Name(name) = RecordKey::of(rkey) {
             self.names.insert(name);
+        }
+    }
+
+    /// An account a compact row references, by its DID (any text has an
+    /// id).
+    pub fn account(&mut self, did: Option<&'a str>) {
+        if let Some(did) = did {
+            self.dids.insert(did);
         }
     }
 

@@ -26,10 +26,10 @@
 //! batch that read them later sees the deletion and skips what it covers.
 //! The deletion's entries are acknowledged only after the second sweep.
 
+mod compact_rows;
 mod keys;
 mod known;
 mod plan;
-mod strong_refs;
 mod sync;
 pub(crate) mod unnest;
 mod write;
@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Client, Transaction};
 use tracing::debug;
 
+use crate::compact::{Layout, Target};
 use crate::db::RowExt;
 use crate::entry::{Event, ACCOUNT_DELETED};
 use crate::error::IndexError;
@@ -311,24 +312,37 @@ async fn apply_in<'a>(
     Ok(Some((changed, diverged)))
 }
 
-/// Whether `collection`'s records are kept in a compact table.
-fn is_compact(collection: &str) -> bool {
+/// The compact layout of `collection`'s table, when it has one.
+fn compact_layout(collection: &str) -> Option<&'static Layout> {
     crate::kinds::kind_table(collection)
         .and_then(|kind| kind.own_state.as_ref())
-        .is_some_and(|state| state.compact.is_some())
+        .and_then(|state| state.compact.as_ref())
+        .map(|compact| compact.layout)
 }
 
-/// Every id the batch's likes and reposts may need: their own keys and
-/// the records they reference.
+/// Whether `collection`'s records are kept in a compact table.
+fn is_compact(collection: &str) -> bool {
+    compact_layout(collection).is_some()
+}
+
+/// Every id the batch's compact records may need: their own keys and the
+/// records and accounts they reference.
 fn compact_keys_wanted<'a>(batch: &Batch<'a>) -> keys::Wanted<'a> {
-    use crate::compact::{SUBJECT_URI, VIA_URI};
     let mut wanted = keys::Wanted::default();
     for commit in &batch.commits {
-        for op in commit.ops.iter().filter(|op| is_compact(&op.collection)) {
+        for op in &commit.ops {
+            let Some(layout) = compact_layout(&op.collection) else {
+                continue;
+            };
             wanted.record(&commit.repo, &op.rkey);
-            if let Some(write) = &op.write {
-                for index in [SUBJECT_URI, VIA_URI] {
-                    wanted.reference(write.columns.get(index).and_then(Option::as_deref));
+            let Some(write) = &op.write else {
+                continue;
+            };
+            let column = |index: usize| write.columns.get(index).and_then(Option::as_deref);
+            for reference in layout.refs {
+                match reference.target {
+                    Target::Record { uri, .. } => wanted.reference(column(uri)),
+                    Target::Account { did } => wanted.account(column(did)),
                 }
             }
         }

@@ -10,12 +10,12 @@ use futures_util::future::join_all;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::compact_rows;
 use super::keys::Keys;
 use super::plan::{
     ActorDelta, ActorUpdate, Candidate, Changes, MirroredRecords, NotificationRows, RecordUpdate,
     Stored, Touched, LIKES, QUOTES, REPLIES, REPOSTS,
 };
-use super::strong_refs;
 use super::unnest::{Param, Unnest};
 use crate::db::RowExt;
 use crate::entry::Write;
@@ -124,8 +124,8 @@ pub(crate) static LIVE_RECORDS_OF: LazyLock<String> = LazyLock::new(|| {
         let table = kind
             .own_state
             .as_ref()
-            .and_then(|state| state.compact)
-            .unwrap_or(kind.table);
+            .and_then(|state| state.compact.as_ref())
+            .map_or(kind.table, |compact| compact.state_view);
         sql.push_str(&format!(
             " UNION ALL SELECT uri, did, {quoted}, rkey, seq FROM {table} WHERE did = ANY($1) AND live"
         ));
@@ -172,11 +172,18 @@ pub(super) async fn lock_records(
     }
     // A compact table's statements name rows by key, read back by these.
     let mut locks: Vec<Pending<'_>> = Vec::with_capacity(by_table.len());
-    let mut lock_keys: Vec<Option<strong_refs::ByKey<'_>>> = Vec::with_capacity(by_table.len());
+    let mut lock_keys: Vec<Option<compact_rows::ByKey<'_>>> = Vec::with_capacity(by_table.len());
     for (own, uris) in by_table.values() {
         match own {
-            Some((kind, state)) if state.compact.is_some() => {
-                let (lock, by_key) = strong_refs::lock(kind, uris, touched, candidates, keys)?;
+            Some((
+                kind,
+                OwnState {
+                    compact: Some(compact),
+                    ..
+                },
+            )) => {
+                let (lock, by_key) =
+                    compact_rows::lock(kind, compact, uris, touched, candidates, keys)?;
                 locks.push(lock);
                 lock_keys.push(Some(by_key));
             }
@@ -195,7 +202,7 @@ pub(super) async fn lock_records(
     for (rows, by_key) in run_pipelined(tx, &locks).await?.iter().zip(&lock_keys) {
         for row in rows {
             let uri = match by_key {
-                Some(by_key) => strong_refs::uri_of(row, by_key, LOCKING)?.to_owned(),
+                Some(by_key) => compact_rows::uri_of(row, by_key, LOCKING)?.to_owned(),
                 None => row.col::<String>("uri", LOCKING)?,
             };
             inserted.insert(uri);
@@ -214,8 +221,14 @@ pub(super) async fn lock_records(
             continue;
         }
         match own {
-            Some((kind, state)) if state.compact.is_some() => {
-                let (read, by_key) = strong_refs::read(kind, &existing, touched, keys)?;
+            Some((
+                kind,
+                OwnState {
+                    compact: Some(compact),
+                    ..
+                },
+            )) => {
+                let (read, by_key) = compact_rows::read(kind, compact, &existing, touched, keys)?;
                 reads.push(read);
                 read_kinds.push((*own, Some(by_key)));
             }
@@ -243,10 +256,10 @@ pub(super) async fn lock_records(
         for row in rows {
             const READING: &str = "reading locked records";
             if let (Some((kind, _)), Some(by_key)) = (own, &by_key) {
-                let uri = strong_refs::uri_of(&row, by_key, READING)?;
+                let uri = compact_rows::uri_of(&row, by_key, READING)?;
                 // `by_key` holds only touched uris.
                 let did = touched.get(uri).map_or("", |(did, _, _)| *did);
-                stored.insert(uri.to_owned(), strong_refs::stored(&row, kind, did)?);
+                stored.insert(uri.to_owned(), compact_rows::stored(&row, kind, did)?);
                 continue;
             }
             let collection = match own {
@@ -462,8 +475,8 @@ pub(super) async fn write_changes<'a>(
     let mut pending = Vec::new();
     records(&changes, &mut pending);
     for (kind, updates) in changes.own_state_updates.values() {
-        if kind.own_state.as_ref().is_some_and(|s| s.compact.is_some()) {
-            strong_refs::updates(kind, updates, keys, &mut pending)?;
+        if let Some(compact) = kind.own_state.as_ref().and_then(|s| s.compact.as_ref()) {
+            compact_rows::updates(kind, compact, updates, keys, &mut pending)?;
         } else {
             own_state_rows(kind, updates, &mut pending);
         }

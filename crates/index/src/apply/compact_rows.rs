@@ -1,8 +1,9 @@
-//! The statements of the compact like and repost tables (migration 0021):
-//! the same steps as every table that keeps its own state (lock or insert,
-//! read the locked state, revive, tombstone), keyed by (actor id, record
-//! key) instead of by uri, with references and CIDs in their compact form.
-//! The batch's plan stays keyed by uri; the ids come from [`Keys`].
+//! The statements of the compact tables (likes and reposts, migration
+//! 0021; follows, migration 0023): the same steps as every table that keeps
+//! its own state (lock or insert, read the locked state, revive, tombstone),
+//! keyed by (actor id, record key) instead of by uri, with references and
+//! CIDs in their compact form as the table's [`Layout`] says. The batch's
+//! plan stays keyed by uri; the ids come from [`Keys`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,38 +13,33 @@ use super::keys::Keys;
 use super::plan::{Candidate, RecordUpdate, Stored, Touched};
 use super::unnest::Unnest;
 use super::write::Pending;
-use crate::compact::{cid_bytes, CREATED_AT, SUBJECT_CID, SUBJECT_URI, VIA_CID, VIA_URI};
+use crate::compact::{cid_bytes, Compact, Layout, Target};
 use crate::db::RowExt;
 use crate::entry::Write;
 use crate::error::IndexError;
 use crate::kinds::KindTable;
 
-/// The columns written with a record's content, after its identity.
-const CONTENT: [&str; 15] = [
-    "cid",
-    "cid_string",
-    "rev",
-    "seq",
-    "live",
-    "record",
-    "subject_actor",
-    "subject_collection",
-    "subject_rkey",
-    "subject_cid",
-    "via_actor",
-    "via_collection",
-    "via_rkey",
-    "via_cid",
-    "created_at",
-];
+/// The state columns written with a record's content, after its identity;
+/// the layout's reference columns and `created_at` follow.
+const STATE: [&str; 6] = ["cid", "cid_string", "rev", "seq", "live", "record"];
+
+/// The columns written with a record's content, in order.
+fn content(layout: &Layout) -> Vec<String> {
+    STATE
+        .iter()
+        .map(|name| (*name).to_owned())
+        .chain(layout.refs.iter().flat_map(|r| r.columns()))
+        .chain(["created_at".to_owned()])
+        .collect()
+}
 
 /// The uris of one table's rows by their stored identity, to read the
 /// statements' results back into the plan's terms.
 pub(super) type ByKey<'a> = HashMap<(i32, i64), &'a str>;
 
 /// One column vector per stored column, for a set of rows.
-#[derive(Default)]
 struct Rows<'a> {
+    layout: &'static Layout,
     actor: Vec<i32>,
     rkey: Vec<i64>,
     cid: Vec<Option<Vec<u8>>>,
@@ -52,8 +48,8 @@ struct Rows<'a> {
     seq: Vec<Option<i64>>,
     live: Vec<bool>,
     record: Vec<Option<&'a str>>,
-    subject: References,
-    via: References,
+    /// One per reference of the layout, in its order.
+    refs: Vec<References>,
     created_at: Vec<Option<&'a str>>,
 }
 
@@ -66,21 +62,61 @@ struct References {
 }
 
 impl References {
-    /// Appends a reference; false when it is present but has no compact
-    /// form, so the record must keep its text.
-    fn push(&mut self, keys: &Keys, uri: Option<&str>, cid: Option<&str>) -> bool {
-        let key = keys.reference(uri);
-        let cid_bytes = cid.and_then(cid_bytes);
-        let complete = (uri.is_none() || key.is_some()) && (cid.is_none() || cid_bytes.is_some());
-        self.actor.push(key.map(|k| k.0));
-        self.collection.push(key.map(|k| k.1));
-        self.rkey.push(key.map(|k| k.2));
-        self.cid.push(cid_bytes);
-        complete
+    /// Appends a reference given by the projected `columns` of a write (or
+    /// none); false when it is present but has no compact form, so the
+    /// record must keep its text.
+    fn push<'a>(
+        &mut self,
+        keys: &Keys,
+        target: Target,
+        column: impl Fn(usize) -> Option<&'a str>,
+    ) -> Result<bool, IndexError> {
+        match target {
+            Target::Record { uri, cid } => {
+                let (uri, cid) = (column(uri), column(cid));
+                let key = keys.reference(uri);
+                let cid_bytes = cid.and_then(cid_bytes);
+                let complete =
+                    (uri.is_none() || key.is_some()) && (cid.is_none() || cid_bytes.is_some());
+                self.actor.push(key.map(|k| k.0));
+                self.collection.push(key.map(|k| k.1));
+                self.rkey.push(key.map(|k| k.2));
+                self.cid.push(cid_bytes);
+                Ok(complete)
+            }
+            Target::Account { did } => {
+                // Every account text was given an id before the transaction.
+                let actor = column(did)
+                    .map(|did| {
+                        keys.did(did).ok_or_else(|| {
+                            IndexError::Keys(format!("no id for the referenced account {did:?}"))
+                        })
+                    })
+                    .transpose()?;
+                self.actor.push(actor);
+                Ok(true)
+            }
+        }
     }
 }
 
 impl<'a> Rows<'a> {
+    fn new(layout: &'static Layout) -> Self {
+        Rows {
+            layout,
+            actor: Vec::new(),
+            rkey: Vec::new(),
+            cid: Vec::new(),
+            cid_string: Vec::new(),
+            rev: Vec::new(),
+            seq: Vec::new(),
+            live: Vec::new(),
+            record: Vec::new(),
+            refs: layout.refs.iter().map(|_| References::default()).collect(),
+            created_at: Vec::new(),
+        }
+    }
+
     fn identity(&mut self, keys: &Keys, did: &str, rkey: &str) -> Result<(i32, i64), IndexError> {
         let key = keys.record(did, rkey).ok_or_else(|| {
             IndexError::Keys(format!("no id for the record key of at://{did}/…/{rkey}"))
@@ -97,7 +133,7 @@ impl<'a> Rows<'a> {
         write: Option<&'a Write>,
         rev: Option<&'a str>,
         seq: Option<i64>,
-    ) {
+    ) -> Result<(), IndexError> {
         let column = |index: usize| write.and_then(|w| w.columns.get(index)?.as_deref());
         let cid = write.map(|w| (w.cid.as_str(), cid_bytes(&w.cid)));
         self.cid_string.push(
@@ -108,20 +144,21 @@ impl<'a> Rows<'a> {
         self.rev.push(rev);
         self.seq.push(seq);
         self.live.push(write.is_some());
-        let subject = self
-            .subject
-            .push(keys, column(SUBJECT_URI), column(SUBJECT_CID));
-        let via = self.via.push(keys, column(VIA_URI), column(VIA_CID));
+        let mut complete = true;
+        for (references, reference) in self.refs.iter_mut().zip(self.layout.refs) {
+            complete &= references.push(keys, reference.target, column)?;
+        }
         // The views read a value without a compact form from the text, so
         // the text stays whenever one is missing, rebuilt or not.
         self.record.push(write.and_then(|w| {
-            if subject && via {
+            if complete {
                 w.stored_json()
             } else {
                 Some(w.json.as_str())
             }
         }));
-        self.created_at.push(column(CREATED_AT));
+        self.created_at.push(column(self.layout.created_at));
+        Ok(())
     }
 
     fn into_unnest(self) -> Unnest<'a> {
@@ -133,39 +170,46 @@ impl<'a> Rows<'a> {
             .column("rev", self.rev)
             .column("seq", self.seq)
             .column("live", self.live)
-            .column("record", self.record)
-            .column("subject_actor", self.subject.actor)
-            .column("subject_collection", self.subject.collection)
-            .column("subject_rkey", self.subject.rkey)
-            .column("subject_cid", self.subject.cid)
-            .column("via_actor", self.via.actor)
-            .column("via_collection", self.via.collection)
-            .column("via_rkey", self.via.rkey)
-            .column("via_cid", self.via.cid)
-            .column("created_at", self.created_at);
+            .column("record", self.record);
+        // Named as `Ref::columns` names them.
+        for (references, reference) in self.refs.into_iter().zip(self.layout.refs) {
+            let name = reference.name;
+            rows.column(format!("{name}_actor"), references.actor);
+            if let Target::Record { .. } = reference.target {
+                rows.column(format!("{name}_collection"), references.collection)
+                    .column(format!("{name}_rkey"), references.rkey)
+                    .column(format!("{name}_cid"), references.cid);
+            }
+        }
+        rows.column("created_at", self.created_at);
         rows
     }
 }
 
-/// The value a statement writes into the content column `name`.
-fn value(name: &str) -> String {
-    match name {
-        "record" => "v.record::json".to_owned(),
-        other => format!("v.{other}"),
-    }
+/// The values of [`content`] read from the rows `v`.
+fn values(layout: &Layout) -> Vec<String> {
+    content(layout)
+        .into_iter()
+        .map(|name| match name.as_str() {
+            "record" => "v.record::json".to_owned(),
+            _ => format!("v.{name}"),
+        })
+        .collect()
 }
 
-/// Inserts the rows of records `kind`'s table has never seen, with their
-/// final state, and locks the existing ones, in key order (see
-/// `write::lock_records`). Returns the statement and the uris by key.
+/// Inserts the rows of records `kind`'s table (kept as `compact` says)
+/// has never seen, with their final state, and locks the existing ones, in
+/// key order (see `write::lock_records`). Returns the statement and the
+/// uris by key.
 pub(super) fn lock<'a>(
     kind: &'static KindTable,
+    compact: &'static Compact,
     uris: &[&'a str],
     touched: &Touched<'a>,
     candidates: &'a BTreeMap<&str, Candidate<'a>>,
     keys: &Keys,
 ) -> Result<(Pending<'a>, ByKey<'a>), IndexError> {
-    let mut rows = Rows::default();
+    let mut rows = Rows::new(compact.layout);
     let mut by_key = HashMap::with_capacity(uris.len());
     for uri in uris {
         let (did, _, rkey) = touched[uri];
@@ -176,7 +220,7 @@ pub(super) fn lock<'a>(
             candidate.and_then(|c| c.write),
             candidate.and_then(|c| c.key.rev),
             candidate.map(|c| c.key.seq),
-        );
+        )?;
     }
     let rows = rows.into_unnest();
     let sql = format!(
@@ -186,8 +230,8 @@ pub(super) fn lock<'a>(
          ON CONFLICT (actor, rkey) DO UPDATE SET live = t.live WHERE false \
          RETURNING t.actor, t.rkey",
         table = kind.table,
-        names = CONTENT.join(", "),
-        values = CONTENT.map(value).join(", "),
+        names = content(compact.layout).join(", "),
+        values = values(compact.layout).join(", "),
         rows = rows.rows(),
     );
     Ok((
@@ -209,9 +253,11 @@ pub(super) fn uri_of<'a>(row: &Row, by_key: &ByKey<'a>, what: &str) -> Result<&'
         .ok_or_else(|| IndexError::Keys(format!("{what}: a row {key:?} the batch did not touch")))
 }
 
-/// Reads the locked state of the rows `uris` of `kind`'s table.
+/// Reads the locked state of the rows `uris` of `kind`'s table, with its
+/// subject (the layout's first reference) as text.
 pub(super) fn read<'a>(
     kind: &'static KindTable,
+    compact: &'static Compact,
     uris: &[&'a str],
     touched: &Touched<'a>,
     keys: &Keys,
@@ -228,12 +274,15 @@ pub(super) fn read<'a>(
         rkeys.push(key.1);
         by_key.insert(key, *uri);
     }
+    let subject = compact
+        .layout
+        .refs
+        .first()
+        .map_or_else(|| "NULL::text".to_owned(), |r| r.text_sql());
     let mut rows = Unnest::new();
     rows.column("actor", actors).column("rkey", rkeys);
     let sql = format!(
-        "SELECT t.actor, t.rkey, t.live, t.rev, t.seq, \
-                COALESCE(at_uri(t.subject_actor, t.subject_collection, t.subject_rkey), \
-                         t.record -> 'subject' ->> 'uri') AS subject \
+        "SELECT t.actor, t.rkey, t.live, t.rev, t.seq, {subject} AS subject \
          FROM {table} t JOIN {rows} ON t.actor = v.actor AND t.rkey = v.rkey",
         table = kind.table,
         rows = rows.rows(),
@@ -264,6 +313,7 @@ pub(super) fn stored(row: &Row, kind: &KindTable, did: &str) -> Result<Stored, I
 /// so that the row's indexed columns stay as they were).
 pub(super) fn updates<'a>(
     kind: &'static KindTable,
+    compact: &'static Compact,
     updates: &[RecordUpdate<'a>],
     keys: &Keys,
     pending: &mut Vec<Pending<'a>>,
@@ -275,16 +325,17 @@ pub(super) fn updates<'a>(
             .ok_or_else(|| IndexError::Keys(format!("no id for the record key of {uri}")))
     };
     if !live.is_empty() {
-        let mut rows = Rows::default();
+        let mut rows = Rows::new(compact.layout);
         for update in &live {
             let (actor, rkey) = identity(update.uri)?;
             rows.actor.push(actor);
             rows.rkey.push(rkey);
-            rows.content(keys, update.write, update.rev, update.seq);
+            rows.content(keys, update.write, update.rev, update.seq)?;
         }
-        let set: Vec<String> = CONTENT
+        let set: Vec<String> = content(compact.layout)
             .iter()
-            .map(|name| format!("{name} = {}", value(name)))
+            .zip(values(compact.layout))
+            .map(|(name, value)| format!("{name} = {value}"))
             .collect();
         let rows = rows.into_unnest();
         pending.push(Pending::new(
