@@ -13,11 +13,18 @@ pub(crate) fn subject_is(alias: &str, uri: &str) -> String {
     )
 }
 
+/// The rows of `alias` (likes or reposts) that have a subject, tested on
+/// the stored reference first: rendering the subject's uri costs lookups.
+pub(crate) fn has_subject(alias: &str) -> String {
+    format!("({alias}.subject_actor IS NOT NULL OR {alias}.subject_uri IS NOT NULL)")
+}
+
 /// One account's rows of `alias`, the account given by the SQL text
 /// expression `did`: a range of the primary key `(actor, rkey)`, newest
-/// first by `ORDER BY alias.rkey_id DESC`. With a cursor (`$key`, its
+/// first by `ORDER BY alias.rkey_id DESC`, a total order within one account
+/// (so no uri need be rendered to break ties). With a cursor (`$key`, its
 /// record key) the range ends there, so a page starts at its position;
-/// `Keyset::after` still decides ties exactly.
+/// `Keyset::after` still decides the position exactly.
 pub(crate) fn account_rows(alias: &str, did: &str, cursor_key: Option<usize>) -> String {
     until_cursor(format!("{alias}.actor = did_id({did})"), alias, cursor_key)
 }

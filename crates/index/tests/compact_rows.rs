@@ -360,22 +360,7 @@ async fn migration_0023_converts_follows() {
     let env = TestEnv::new();
     let pool = env.created_pool().await;
     let client = pool.get().await.expect("connection");
-    client
-        .batch_execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
-               applied_at timestamptz NOT NULL DEFAULT now()); \
-             INSERT INTO schema_migrations (version, name) \
-             SELECT v, 'held back' FROM generate_series(23, 99) AS v",
-        )
-        .await
-        .expect("holding migration 0023 back");
-    skyhose_index::migrate(&pool)
-        .await
-        .expect("migrations 1-22");
-    client
-        .batch_execute("DELETE FROM schema_migrations WHERE version >= 23")
-        .await
-        .expect("releasing migration 0023");
+    common::migrate_before(&pool, 23).await;
     let cid = Cid::for_dag_cbor(b"follow").to_string();
     let (alice, bob) = ("did:plc:migratedalice", "did:plc:migratedbob");
     let kept = r#"{"$type":"app.bsky.graph.follow","subject":"did:plc:migratedbob","createdAt":"2024-01-01T00:00:00Z"}"#;

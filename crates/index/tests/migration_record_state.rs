@@ -17,27 +17,6 @@ async fn uris(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// Applies the migrations before 0010 only: marking 0010 and the later ones
-/// as done first makes `migrate` skip them, and removing the marks lets
-/// them run later.
-async fn migrate_before_0010(pool: &skyhose_index::Pool) {
-    let client = pool.get().await.expect("connection");
-    client
-        .batch_execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
-               applied_at timestamptz NOT NULL DEFAULT now()); \
-             INSERT INTO schema_migrations (version, name) \
-             SELECT v, 'held back' FROM generate_series(10, 99) AS v",
-        )
-        .await
-        .expect("holding migration 0010 back");
-    skyhose_index::migrate(pool).await.expect("migrations 1-9");
-    client
-        .batch_execute("DELETE FROM schema_migrations WHERE version >= 10")
-        .await
-        .expect("releasing migrations 0010 and later");
-}
-
 /// A kind row's state: `uri, live, rev, seq, cid, record`.
 type RowState = (String, bool, String, i64, Option<String>, Option<String>);
 
@@ -45,7 +24,7 @@ type RowState = (String, bool, String, i64, Option<String>, Option<String>);
 async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
     let env = TestEnv::new();
     let pool = env.created_pool().await;
-    migrate_before_0010(&pool).await;
+    common::migrate_before(&pool, 10).await;
 
     let did = "did:plc:migrationtestaaaaaaaaaaa";
     let post = format!("at://{did}/app.bsky.feed.post/3lpost");

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use crate::compact::{account_rows, subject_is};
+use crate::compact::{account_rows, has_subject, subject_is};
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
@@ -104,10 +104,11 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         format!(
             "({posts_sql}) UNION ALL \
              (SELECT r.uri, r.rkey, r.subject_uri, r.cid, r.indexed_at, {PAGE_REPOST} \
-              FROM reposts r WHERE {range_r} AND r.subject_uri IS NOT NULL {page_r} \
-              ORDER BY r.rkey_id DESC, r.uri DESC LIMIT $2) \
+              FROM reposts r WHERE {range_r} AND {has_subject} {page_r} \
+              ORDER BY r.rkey_id DESC LIMIT $2) \
              ORDER BY 2 DESC, 1 DESC LIMIT $2",
             range_r = account_rows("r", "$1", page.key_param(1)),
+            has_subject = has_subject("r"),
             page_r = page.after("r", 1)
         )
     } else {

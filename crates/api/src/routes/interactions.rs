@@ -144,7 +144,7 @@ pub async fn get_actor_likes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let sql = format!(
         "SELECT l.uri, l.rkey, l.subject_uri FROM likes l \
          WHERE {range} AND l.subject_collection = collection_id('app.bsky.feed.post') {after} \
-         ORDER BY l.rkey_id DESC, l.uri DESC LIMIT {limit}",
+         ORDER BY l.rkey_id DESC LIMIT {limit}",
         range = account_rows("l", "$1", page.key_param(1)),
         after = page.after("l", 1),
         limit = Keyset::limit_param(1)

@@ -124,7 +124,7 @@ pub async fn get_suggested_follows_by_actor(ctx: &Ctx<'_>) -> XrpcResult<Respons
              ORDER BY f.rkey_id DESC, f.uri DESC LIMIT $3) fans \
          CROSS JOIN LATERAL ( \
              SELECT g.subject_did FROM follows g WHERE {range} \
-             ORDER BY g.rkey_id DESC, g.uri DESC LIMIT $4) s \
+             ORDER BY g.rkey_id DESC LIMIT $4) s \
          WHERE s.subject_did <> $1 AND s.subject_did IS DISTINCT FROM $2 \
            AND NOT EXISTS (SELECT 1 FROM follows v WHERE v.did = $2 AND v.subject_did = s.subject_did) \
          GROUP BY s.subject_did ORDER BY n DESC, s.subject_did LIMIT 20",

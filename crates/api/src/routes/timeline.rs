@@ -8,7 +8,7 @@
 
 use axum::response::Response;
 
-use crate::compact::account_rows;
+use crate::compact::{account_rows, has_subject};
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::keyset::{Keyset, Page};
@@ -75,9 +75,10 @@ fn posts_of(authors: &str, with_reposts: bool, page: &Keyset, own: usize) -> Str
          FROM authors a CROSS JOIN LATERAL ( \
            SELECT r.uri, r.rkey, r.subject_uri, r.cid, \
              to_char(r.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at \
-           FROM reposts r WHERE {range} AND r.subject_uri IS NOT NULL {after} \
-           ORDER BY r.rkey_id DESC, r.uri DESC LIMIT {limit}) x",
+           FROM reposts r WHERE {range} AND {has_subject} {after} \
+           ORDER BY r.rkey_id DESC LIMIT {limit}) x",
         range = account_rows("r", "a.did", page.key_param(own)),
+        has_subject = has_subject("r"),
         after = page.after("r", own)
     );
     let union = if with_reposts {

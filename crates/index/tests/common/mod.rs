@@ -492,3 +492,29 @@ pub fn diff(expected: &Value, actual: &Value) -> String {
     out.truncate(20);
     out.join("\n")
 }
+
+/// Applies the migrations before `version` only: marking it and the later
+/// ones as done first makes `migrate` skip them, and removing the marks
+/// lets them run at the next `migrate`.
+#[allow(dead_code)]
+pub async fn migrate_before(pool: &skyhose_index::Pool, version: i32) {
+    let client = pool.get().await.expect("connection");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
+               applied_at timestamptz NOT NULL DEFAULT now()); \
+             INSERT INTO schema_migrations (version, name) \
+             SELECT v, 'held back' FROM generate_series({version}, 99) AS v"
+        ))
+        .await
+        .expect("holding migrations back");
+    skyhose_index::migrate(pool)
+        .await
+        .expect("the migrations before");
+    client
+        .batch_execute(&format!(
+            "DELETE FROM schema_migrations WHERE version >= {version}"
+        ))
+        .await
+        .expect("releasing the held-back migrations");
+}
