@@ -277,9 +277,39 @@ pub(super) struct NotificationRows<'a> {
     /// The seq of the event that wrote the record: notifications are
     /// ordered by it, like those derived from like, repost and follow rows.
     pub seqs: Vec<i64>,
+    /// The batch's live posts: a reply notifies the authors of the
+    /// indexed posts above it, and a post those above the replies already
+    /// indexed below it (`apply::write`).
+    pub posts: PostRows<'a>,
+}
+
+/// Posts written live by the batch, with their reply parent.
+#[derive(Default)]
+pub(super) struct PostRows<'a> {
+    pub authors: Vec<&'a str>,
+    pub uris: Vec<&'a str>,
+    pub cids: Vec<&'a str>,
+    pub seqs: Vec<i64>,
+    pub parents: Vec<Option<&'a str>>,
 }
 
 impl<'a> NotificationRows<'a> {
+    fn push_post(
+        &mut self,
+        author: &'a str,
+        uri: &'a str,
+        write: &'a Write,
+        seq: i64,
+        parent: Option<&'a str>,
+    ) {
+        let posts = &mut self.posts;
+        posts.authors.push(author);
+        posts.uris.push(uri);
+        posts.cids.push(&write.cid);
+        posts.seqs.push(seq);
+        posts.parents.push(parent);
+    }
+
     fn push(&mut self, author: &'a str, uri: &'a str, write: &'a Write, seq: i64) {
         for draft in &write.facts.notifications {
             self.recipients.push(&draft.recipient);
@@ -432,6 +462,11 @@ pub(super) fn transitions<'a>(
             );
             if let Some(seq) = update.seq {
                 changes.notifications.push(did, uri, write, seq);
+                if *collection == POST {
+                    changes
+                        .notifications
+                        .push_post(did, uri, write, seq, update.subject);
+                }
             }
             if *collection == POST && (!fresh || update.subject.is_some()) {
                 changes.judged.push((uri, did, write));
