@@ -283,7 +283,9 @@ pub(super) struct NotificationRows<'a> {
     pub posts: PostRows<'a>,
 }
 
-/// Posts written live by the batch, with their reply parent.
+/// Posts written live by the batch, with their reply parent and whether
+/// they were not live before (only then can replies already indexed below
+/// them be waiting for their notifications).
 #[derive(Default)]
 pub(super) struct PostRows<'a> {
     pub authors: Vec<&'a str>,
@@ -291,6 +293,7 @@ pub(super) struct PostRows<'a> {
     pub cids: Vec<&'a str>,
     pub seqs: Vec<i64>,
     pub parents: Vec<Option<&'a str>>,
+    pub new: Vec<bool>,
 }
 
 impl<'a> NotificationRows<'a> {
@@ -301,6 +304,7 @@ impl<'a> NotificationRows<'a> {
         write: &'a Write,
         seq: i64,
         parent: Option<&'a str>,
+        new: bool,
     ) {
         let posts = &mut self.posts;
         posts.authors.push(author);
@@ -308,6 +312,7 @@ impl<'a> NotificationRows<'a> {
         posts.cids.push(&write.cid);
         posts.seqs.push(seq);
         posts.parents.push(parent);
+        posts.new.push(new);
     }
 
     fn push(&mut self, author: &'a str, uri: &'a str, write: &'a Write, seq: i64) {
@@ -463,9 +468,14 @@ pub(super) fn transitions<'a>(
             if let Some(seq) = update.seq {
                 changes.notifications.push(did, uri, write, seq);
                 if *collection == POST {
-                    changes
-                        .notifications
-                        .push_post(did, uri, write, seq, update.subject);
+                    changes.notifications.push_post(
+                        did,
+                        uri,
+                        write,
+                        seq,
+                        update.subject,
+                        !old.live,
+                    );
                 }
             }
             if *collection == POST && (!fresh || update.subject.is_some()) {

@@ -767,17 +767,20 @@ fn notifications<'a>(
             .column("record_uri", posts.uris)
             .column("record_cid", posts.cids)
             .column("seq", posts.seqs)
-            .column("parent", posts.parents);
+            .column("parent", posts.parents)
+            .column("came_live", posts.new);
         pending.push(Pending::new(
             format!(
-                // `below`: replies the index already holds under a batch
-                // post (written before it), each `height` below it.
+                // `below`: replies the index already holds under a post
+                // that became live in the batch (written before it), each
+                // `height` below it.
                 // `reply`: every reply to notify of, with the first post
                 // above it to walk up from and that post's height.
                 "WITH RECURSIVE v AS (SELECT * FROM {rows}), \
                  below(record_uri, author_did, record_cid, seq, start, height) AS ( \
                    SELECT p.uri, p.did, p.cid, COALESCE(p.seq, v.seq), v.record_uri, 1 \
                    FROM v JOIN post_rows p ON p.reply_parent_uri = v.record_uri AND p.live \
+                   WHERE v.came_live \
                    UNION ALL \
                    SELECT p.uri, p.did, p.cid, COALESCE(p.seq, b.seq), b.start, b.height + 1 \
                    FROM below b JOIN post_rows p ON p.reply_parent_uri = b.record_uri AND p.live \
