@@ -64,7 +64,8 @@ pub async fn get_starter_pack(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .map(|row| row.col("subject_did"))
         .collect::<XrpcResult<Vec<String>>>()?;
     // Members who block the list's creator or whom it blocks are left out
-    // of the sample, except for the creator itself.
+    // of the sample, unless the creator is the viewer (as the official
+    // AppView chooses it).
     let list_creator = pack.list_uri.as_deref().and_then(crate::views::uri_did);
     let hidden = match list_creator {
         Some(creator) if ctx.viewer() != Some(creator) => {
