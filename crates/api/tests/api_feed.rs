@@ -293,13 +293,13 @@ async fn list_feeds_show_the_members_posts_newest_first() {
 }
 
 /// No block either way between the viewer `$1` and the account `{did}`, by
-/// record or by a list the viewer subscribed to.
+/// record or by a block list one of them subscribed to that names the other.
 fn unblocked(did: &str) -> String {
     format!(
         "NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.did = $1 AND b.subject_did = {did}) \
            OR (b.did = {did} AND b.subject_did = $1)) \
          AND NOT EXISTS (SELECT 1 FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
-           WHERE lb.did = $1 AND li.subject_did = {did})"
+           WHERE (lb.did = $1 AND li.subject_did = {did}) OR (lb.did = {did} AND li.subject_did = $1))"
     )
 }
 

@@ -147,6 +147,19 @@ async fn lists_and_starter_packs_match_the_index() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["starterPack"]["uri"], pack.as_str());
+    // The accounts that joined through it, as the index keeps them; no
+    // item count, as the official AppView shows none.
+    let joined: i64 = client
+        .query_one(
+            "SELECT count(*) FROM profiles WHERE joined_via_starter_pack_uri = $1",
+            &[&pack],
+        )
+        .await
+        .expect("joined")
+        .get(0);
+    assert_eq!(body["starterPack"]["joinedAllTimeCount"], joined, "{body}");
+    assert!(body["starterPack"]["joinedWeekCount"].as_i64() <= Some(joined));
+    assert!(body["starterPack"].get("listItemCount").is_none(), "{body}");
     cases.push(("app.bsky.graph.getStarterPack".into(), pack.clone(), body));
     let packs: Vec<String> = client
         .query(

@@ -392,6 +392,9 @@ pub const KIND_TABLES: &[KindTable] = &[
             col!("banner_cid", Text, |j| blob_cid(j.get("banner"))),
             col!("pinned_post_uri", Text, |j| text(j, &["pinnedPost", "uri"])),
             col!("pinned_post_cid", Text, |j| text(j, &["pinnedPost", "cid"])),
+            col!("joined_via_starter_pack_uri", Text, |j| {
+                text(j, &["joinedViaStarterPack", "uri"])
+            }),
             CREATED_AT,
         ],
         own_state: None,

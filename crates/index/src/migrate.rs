@@ -128,6 +128,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "compact_follows",
         sql: include_str!("../migrations/0023_compact_follows.sql"),
     },
+    Migration {
+        version: 24,
+        name: "starter_pack_joins",
+        sql: include_str!("../migrations/0024_starter_pack_joins.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

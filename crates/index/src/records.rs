@@ -55,7 +55,9 @@ pub struct RecordFacts {
     /// Post: the URI of the quoted record.
     pub quote_subject: Option<String>,
     /// The notifications stored for the record. A like, repost or follow
-    /// notifies its subject's owner through its own row, not through these.
+    /// notifies its subject's owner through its own row, not through these;
+    /// a reply notifies the authors of the posts above it through a
+    /// statement that reads them from the index (`apply::write`).
     pub notifications: Vec<NotificationDraft>,
 }
 
@@ -174,15 +176,16 @@ fn strong_ref_facts(
 }
 
 fn finish(mut facts: RecordFacts, author: &str) -> RecordFacts {
-    // Nobody is notified of their own actions.
+    // Nobody is notified of their own actions, and, as the official
+    // AppView does, an account once of a record: by the first reason found
+    // (a post's mention before its quote, both before a reply).
     facts.notifications.retain(|n| n.recipient != author);
-    let mut seen = Vec::with_capacity(facts.notifications.len());
+    let mut seen: Vec<String> = Vec::with_capacity(facts.notifications.len());
     facts.notifications.retain(|n| {
-        let key = (n.recipient.clone(), n.reason);
-        if seen.contains(&key) {
+        if seen.contains(&n.recipient) {
             false
         } else {
-            seen.push(key);
+            seen.push(n.recipient.clone());
             true
         }
     });
@@ -191,12 +194,13 @@ fn finish(mut facts: RecordFacts, author: &str) -> RecordFacts {
 
 fn derive_post(record: &Value, facts: &mut RecordFacts) -> Result<(), String> {
     if let Some(reply) = record.get("reply") {
-        let root = strong_ref_uri(reply, "root").map_err(|e| format!("reply: {e}"))?;
+        // Both references are validated; who is notified of the reply
+        // depends on the posts above it as indexed, not on the record alone.
+        strong_ref_uri(reply, "root").map_err(|e| format!("reply: {e}"))?;
         let parent = strong_ref_uri(reply, "parent").map_err(|e| format!("reply: {e}"))?;
-        push_owner(facts, &parent, "reply");
-        push_owner(facts, &root, "reply");
         facts.subject = Some(parent);
     }
+    mentions(record, facts)?;
     if let Some(embed) = record.get("embed") {
         let quoted = match embed.get("$type").and_then(Value::as_str) {
             Some(EMBED_RECORD) => {
@@ -215,6 +219,11 @@ fn derive_post(record: &Value, facts: &mut RecordFacts) -> Result<(), String> {
             facts.quote_subject = Some(quoted);
         }
     }
+    Ok(())
+}
+
+/// The accounts a post's mention facets name.
+fn mentions(record: &Value, facts: &mut RecordFacts) -> Result<(), String> {
     if let Some(facets) = record.get("facets").and_then(Value::as_array) {
         for feature in facets
             .iter()
@@ -353,14 +362,27 @@ mod tests {
             .iter()
             .map(|n| (n.recipient.as_str(), n.reason))
             .collect();
+        // The reply's notifications come from the indexed posts above it.
         assert_eq!(
             reasons,
-            vec![
-                (BOB, "reply"),
-                ("did:plc:carol", "quote"),
-                ("did:plc:dave", "mention")
-            ]
+            vec![("did:plc:dave", "mention"), ("did:plc:carol", "quote")]
         );
+    }
+
+    #[test]
+    fn an_account_is_notified_once_of_a_post() {
+        let record = json!({"$type": POST, "text": "hi", "createdAt": "x",
+            "embed": {"$type": "app.bsky.embed.record",
+                      "record": {"uri": "at://did:plc:bob/app.bsky.feed.post/3", "cid": "c"}},
+            "facets": [{"index": {"byteStart": 0, "byteEnd": 2},
+                        "features": [{"$type": "app.bsky.richtext.facet#mention", "did": BOB}]}]});
+        let facts = derive(POST, ALICE, &record).expect("valid post");
+        let reasons: Vec<_> = facts
+            .notifications
+            .iter()
+            .map(|n| (n.recipient.as_str(), n.reason))
+            .collect();
+        assert_eq!(reasons, vec![(BOB, "mention")]);
     }
 
     #[test]

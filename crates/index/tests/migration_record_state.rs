@@ -24,7 +24,7 @@ type RowState = (String, bool, String, i64, Option<String>, Option<String>);
 async fn kind_rows_take_over_the_record_state_of_the_four_kinds() {
     let env = TestEnv::new();
     let pool = env.created_pool().await;
-    common::migrate_before(&pool, 10).await;
+    common::migrate_before(&pool, 10, 99).await;
 
     let did = "did:plc:migrationtestaaaaaaaaaaa";
     let post = format!("at://{did}/app.bsky.feed.post/3lpost");

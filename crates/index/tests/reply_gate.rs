@@ -1,7 +1,8 @@
 //! Replies a thread's gate disallows: marked when they are written, left
 //! out of their parent's reply count and of reply notifications, exactly
 //! under replays and deletions; a gate written after a reply does not
-//! revisit it.
+//! revisit it. And whom a reply notifies: the authors of the posts above
+//! it, up to the fourth.
 
 mod common;
 
@@ -287,6 +288,102 @@ async fn replies_the_gate_disallows_are_marked_and_not_counted() {
     assert_eq!(state.replies(&root).await, 4);
     index(&env, &update).await;
     assert_eq!(state.replies(&root).await, 4);
+
+    drop(state);
+    drop(pool);
+    env.cleanup().await;
+}
+
+/// The accounts notified of a record, with the reason, by DID.
+async fn notified(state: &State, uri: &str) -> Vec<(String, String)> {
+    state
+        .client
+        .query(
+            "SELECT recipient_did, reason FROM notifications WHERE record_uri = $1 ORDER BY 1, 2",
+            &[&uri],
+        )
+        .await
+        .expect("notifications")
+        .iter()
+        .map(|row| (row.get("recipient_did"), row.get("reason")))
+        .collect()
+}
+
+fn replied(dids: &[&str]) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = dids
+        .iter()
+        .map(|did| (did.to_string(), "reply".to_owned()))
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_notifies_the_authors_of_the_posts_above_it() {
+    const A: &str = "did:plc:a";
+    const B: &str = "did:plc:b";
+    const C: &str = "did:plc:c";
+    const D: &str = "did:plc:d";
+    const E: &str = "did:plc:e";
+    let env = TestEnv::new();
+    let mut log = Log::default();
+
+    // A chain of replies under A's post: each notifies the authors of up
+    // to four posts above it, each once, never its own author.
+    let root = post(A, "3p");
+    log.post(A, "3p", None);
+    let chain = [(B, "3r1"), (C, "3r2"), (D, "3r3"), (E, "3r4"), (B, "3r5")];
+    let mut parent = root.clone();
+    for (did, rkey) in chain {
+        log.reply(did, rkey, &root, &parent);
+        parent = post(did, rkey);
+    }
+    // C mentions B in a reply to B's post: B is notified once, of the
+    // mention.
+    let record = json!({"$type": "app.bsky.feed.post", "text": "3r6", "createdAt": CREATED,
+        "reply": {"root": {"uri": root, "cid": "bafyroot"}, "parent": {"uri": post(B, "3r1"), "cid": "bafyparent"}},
+        "facets": [{"index": {"byteStart": 0, "byteEnd": 1},
+            "features": [{"$type": "app.bsky.richtext.facet#mention", "did": B}]}]});
+    log.write(C, "app.bsky.feed.post", "3r6", Some(record));
+    index(&env, &log.take()).await;
+    let pool = env.pool().await;
+    let state = State {
+        client: pool.get().await.expect("connection"),
+    };
+
+    assert_eq!(notified(&state, &post(B, "3r1")).await, replied(&[A]));
+    assert_eq!(notified(&state, &post(D, "3r3")).await, replied(&[A, B, C]));
+    assert_eq!(
+        notified(&state, &post(E, "3r4")).await,
+        replied(&[A, B, C, D])
+    );
+    // Five above: A's root is beyond the fourth; B is above only once.
+    assert_eq!(notified(&state, &post(B, "3r5")).await, replied(&[C, D, E]));
+    assert_eq!(
+        notified(&state, &post(C, "3r6")).await,
+        vec![
+            (A.to_owned(), "reply".to_owned()),
+            (B.to_owned(), "mention".to_owned())
+        ]
+    );
+
+    // A reply indexed before the posts above it: they notify of it when
+    // they come.
+    let other = post(A, "3q");
+    log.post(A, "3q", None);
+    log.reply(B, "3s1", &other, &other);
+    log.reply(C, "3s2", &other, &post(B, "3s1"));
+    let mut thread = log.take();
+    let late = thread.pop().expect("the last reply");
+    index(&env, std::slice::from_ref(&late)).await;
+    assert_eq!(notified(&state, &post(C, "3s2")).await, replied(&[]));
+    index(&env, &thread).await;
+    assert_eq!(notified(&state, &post(C, "3s2")).await, replied(&[A, B]));
+    assert_eq!(notified(&state, &post(B, "3s1")).await, replied(&[A]));
+    // Replayed: nothing changes.
+    thread.push(late);
+    index(&env, &thread).await;
+    assert_eq!(notified(&state, &post(C, "3s2")).await, replied(&[A, B]));
 
     drop(state);
     drop(pool);

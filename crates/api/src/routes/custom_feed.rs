@@ -195,8 +195,9 @@ pub async fn get_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .await?;
     let mut feed = Vec::with_capacity(items.len());
     for (item, context) in &items {
-        // What the viewer's mutes hide is left out, as from the timeline.
-        if hydrated.feed_item_muted(item) {
+        // What the viewer's mutes and blocks hide is left out, as from the
+        // timeline.
+        if hydrated.feed_item_muted(item) || hydrated.feed_item_blocked(item) {
             continue;
         }
         let Some(view) = hydrated.feed_view_post(item) else {

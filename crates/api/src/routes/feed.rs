@@ -16,7 +16,7 @@ use crate::routes::keyset::Keyset;
 use crate::routes::{json, Ctx};
 use crate::views::feed_view::PostsPage;
 use crate::views::hydrate::{not_found_post, FeedItem, Reason};
-use crate::views::post::POST_COLUMNS;
+use crate::views::post::{PostInfo, POST_COLUMNS};
 use crate::views::{Db, Hydrated, Hydrator};
 
 pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
@@ -195,7 +195,57 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             return Err(XrpcError::blocked_by_actor(&did));
         }
     }
+    if filter == "posts_and_author_threads" {
+        let threads = SelfThreads::new(&items, &hydrated.posts);
+        let shown: Vec<bool> = items
+            .iter()
+            .map(|item| item.reason.is_some() || threads.holds(&item.post_uri))
+            .collect();
+        let mut shown = shown.into_iter();
+        items.retain(|_| shown.next().unwrap_or(true));
+    }
     json(&hydrated.feed_page(&items, next))
+}
+
+/// The posts of an author feed page that are in a self-thread, as the
+/// official AppView shows `posts_and_author_threads`: a reply only with
+/// every post up to its thread's root on the same page (reposts and the
+/// pinned post are shown whatever they are).
+struct SelfThreads<'h> {
+    /// The page's own posts (not its reposts).
+    page: HashSet<&'h str>,
+    posts: &'h HashMap<String, PostInfo>,
+}
+
+impl<'h> SelfThreads<'h> {
+    fn new(items: &'h [FeedItem], posts: &'h HashMap<String, PostInfo>) -> Self {
+        let page = items
+            .iter()
+            .filter(|item| !matches!(item.reason, Some(Reason::Repost { .. })))
+            .map(|item| item.post_uri.as_str())
+            .collect();
+        SelfThreads { page, posts }
+    }
+
+    /// `uri` and each of its ancestors are on the page and loaded, up to a
+    /// post that replies to nothing.
+    fn holds(&self, uri: &str) -> bool {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut at = uri;
+        loop {
+            // A reply chain that loops back is no thread.
+            if !seen.insert(at) || !self.page.contains(at) {
+                return false;
+            }
+            match self.posts.get(at) {
+                None => return false,
+                Some(post) => match post.reply_parent_uri.as_deref() {
+                    None => return true,
+                    Some(parent) => at = parent,
+                },
+            }
+        }
+    }
 }
 
 /// Replies loaded below the anchor, whatever `depth` asks for.
@@ -361,7 +411,7 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         let shown_depth = if gated_out { 0 } else { depth };
         let mut node = thread_node(&thread, &uri, &hidden, shown_depth)
             .unwrap_or_else(|| not_found_post(&uri));
-        if let Some(parent) = parent_chain(&thread).filter(|_| !gated_out) {
+        if let Some(parent) = parent_chain(&thread, parent_height).filter(|_| !gated_out) {
             node["parent"] = parent;
         }
         node
@@ -374,8 +424,10 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 }
 
 /// The anchor's parent as a nested chain of thread nodes, from the ancestor
-/// rows (index 0 is the anchor itself).
-fn parent_chain(thread: &LoadedThread<'_>) -> Option<Value> {
+/// rows (index 0 is the anchor itself), at most `height` of them: as the
+/// official AppView, the chain ends at that height rather than with a
+/// placeholder for the ancestor above it.
+fn parent_chain(thread: &LoadedThread<'_>, height: i64) -> Option<Value> {
     let (h, ancestors) = (&thread.hydrated, &thread.ancestors);
     let anchor_parent = ancestors.first()?.1.clone()?;
     let loaded: HashMap<&str, &Option<String>> = ancestors
@@ -384,7 +436,7 @@ fn parent_chain(thread: &LoadedThread<'_>) -> Option<Value> {
         .collect();
     // Walk up, then fold back down so each node carries its own parent.
     let mut chain: Vec<Value> = Vec::new();
-    let mut next = Some(anchor_parent);
+    let mut next = Some(anchor_parent).filter(|_| height > 0);
     while let Some(uri) = next.take() {
         let Some(p) = h
             .posts
@@ -408,7 +460,10 @@ fn parent_chain(thread: &LoadedThread<'_>) -> Option<Value> {
                     thread_context(&thread.root_author_likes, &uri),
                 );
                 chain.push(Value::Object(node));
-                next = loaded.get(uri.as_str()).and_then(|p| (*p).clone());
+                next = loaded
+                    .get(uri.as_str())
+                    .and_then(|p| (*p).clone())
+                    .filter(|_| (chain.len() as i64) < height);
             }
             None => {
                 chain.push(not_found_post(&uri));

@@ -104,9 +104,12 @@ pub async fn get_reposted_by(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 pub async fn get_quotes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let page = SubjectPage::parse(ctx)?;
     let client = ctx.db().await?;
+    // As the official AppView, a deleted post has no quotes listed (its
+    // deletion drops them), while its quotes still show it as deleted.
     let sql = format!(
         "SELECT p.uri, p.rkey FROM posts p \
-         WHERE p.embed_record_uri = $1 AND ($2::text IS NULL OR p.embed_record_cid = $2) {page}",
+         WHERE p.embed_record_uri = $1 AND ($2::text IS NULL OR p.embed_record_cid = $2) \
+         AND EXISTS (SELECT 1 FROM posts s WHERE s.uri = $1) {page}",
         page = page.page.newest_first("p", 2)
     );
     let rows = page.fetch(&client, &sql).await?;
@@ -114,14 +117,15 @@ pub async fn get_quotes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate(&uris, &[])
         .await?;
-    // A quote the quoted author detached with a postgate no longer quotes it.
+    // A quote the quoted author detached with a postgate is still listed,
+    // as the official AppView lists it: its embed shows the detachment.
     let posts: Vec<Value> = uris
         .iter()
         .filter(|uri| {
             hydrated
                 .posts
                 .get(*uri)
-                .is_some_and(|p| !hydrated.blocked(&p.did) && !p.detached_by_quoted)
+                .is_some_and(|p| !hydrated.blocked(&p.did))
         })
         .filter_map(|uri| hydrated.post_view(uri))
         .collect();

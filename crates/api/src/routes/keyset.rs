@@ -1,8 +1,13 @@
 //! Keyset paging of the listings that run newest first by `(rkey, uri)`:
 //! the `limit` and `cursor` parameters, the statement's page clause and
 //! parameters, and the next page's cursor from the last row. A statement's
-//! own parameters come first (`$1..$n`), then the page size (`$n+1`) and the
-//! cursor's key and URI (`$n+2`, `$n+3`).
+//! own parameters come first (`$1..$n`), then the number of rows to read
+//! (`$n+1`: the page size and one more, whose presence tells that another
+//! page follows) and the cursor's key and URI (`$n+2`, `$n+3`).
+//!
+//! As the official AppView, a page has a cursor only when more rows follow
+//! it: a listing that ends exactly at a full page gives none, rather than
+//! a cursor to an empty last page.
 
 use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
@@ -18,14 +23,18 @@ use crate::views::Db;
 pub(crate) struct Keyset {
     pub limit: i64,
     pub cursor: Option<Cursor>,
+    /// Rows a statement reads: `limit` and one more.
+    read: i64,
 }
 
 impl Keyset {
     /// `limit` (1 to 100, 50 when absent) and `cursor`.
     pub fn parse(ctx: &Ctx<'_>) -> XrpcResult<Self> {
+        let limit = ctx.params.limit(1, 100, 50)?;
         Ok(Keyset {
-            limit: ctx.params.limit(1, 100, 50)?,
+            limit,
             cursor: ctx.params.cursor()?,
+            read: limit + 1,
         })
     }
 
@@ -41,7 +50,8 @@ impl Keyset {
         }
     }
 
-    /// The placeholder of the page size.
+    /// The placeholder of the number of rows to read (the page size and
+    /// one more).
     pub fn limit_param(own: usize) -> String {
         format!("${}", own + 1)
     }
@@ -76,7 +86,7 @@ impl Keyset {
         }
     }
 
-    /// `own` followed by the page size and the cursor's key and URI.
+    /// `own` followed by the rows to read and the cursor's key and URI.
     fn params<'a>(
         &'a self,
         own: &[&'a (dyn ToSql + Sync)],
@@ -84,12 +94,13 @@ impl Keyset {
         uri: &'a Option<String>,
     ) -> Vec<&'a (dyn ToSql + Sync)> {
         let mut all = own.to_vec();
-        all.extend([&self.limit as &(dyn ToSql + Sync), key, uri]);
+        all.extend([&self.read as &(dyn ToSql + Sync), key, uri]);
         all
     }
 
-    /// Runs `sql` over `own` and the page's parameters. The rows must have
-    /// `rkey` and `uri` columns, for the next cursor.
+    /// Runs `sql` over `own` and the page's parameters, and keeps the
+    /// page's rows. The rows must have `rkey` and `uri` columns, for the
+    /// next cursor.
     pub async fn fetch(
         &self,
         client: &Db,
@@ -98,18 +109,18 @@ impl Keyset {
     ) -> XrpcResult<Page> {
         let (key, uri) = self.cursor_params();
         let stmt = client.prepare_cached(sql).await?;
-        let rows = client.query(&stmt, &self.params(own, &key, &uri)).await?;
-        Ok(Page {
-            rows,
-            limit: self.limit,
-        })
+        let mut rows = client.query(&stmt, &self.params(own, &key, &uri)).await?;
+        let more = rows.len() as i64 > self.limit;
+        rows.truncate(usize::try_from(self.limit).unwrap_or(0));
+        Ok(Page { rows, more })
     }
 }
 
 /// One page of rows.
 pub(crate) struct Page {
     pub rows: Vec<Row>,
-    limit: i64,
+    /// More rows follow the page's.
+    more: bool,
 }
 
 impl Page {
@@ -118,11 +129,11 @@ impl Page {
         self.rows.iter().map(|row| row.col(name)).collect()
     }
 
-    /// The next page's cursor, from the last row's `rkey` and `uri`; only a
-    /// full page can have a next one.
+    /// The next page's cursor, from the last row's `rkey` and `uri`, when
+    /// more rows follow.
     pub fn next(&self) -> XrpcResult<Option<String>> {
         match self.rows.last() {
-            Some(last) if self.rows.len() as i64 >= self.limit => Ok(Some(
+            Some(last) if self.more => Ok(Some(
                 Cursor::new(last.col::<String>("rkey")?, last.col::<String>("uri")?).encode(),
             )),
             _ => Ok(None),

@@ -1,6 +1,8 @@
 //! app.bsky.graph.*: lists (an actor's, one with its members, the ones the
 //! viewer blocks) and the viewer's blocks.
 
+use std::collections::HashSet;
+
 use axum::response::Response;
 use serde_json::{json, Value};
 
@@ -9,6 +11,7 @@ use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
 use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::{json, Ctx};
+use crate::views::actor::blocks_with;
 use crate::views::list::{list_view, load_lists, purpose_token};
 use crate::views::{Db, Hydrator};
 
@@ -34,7 +37,7 @@ pub(crate) async fn list_views(
 pub async fn get_lists(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let actor = ctx.params.actor("actor")?;
     let page = Keyset::parse(ctx)?;
-    let purposes = ctx
+    let asked = ctx
         .params
         .strings("purposes", 10, 64)?
         .into_iter()
@@ -47,11 +50,23 @@ pub async fn get_lists(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             })
         })
         .collect::<XrpcResult<Vec<&str>>>()?;
+    // As the official AppView, only moderation and curation lists are
+    // listed (both when none is asked for): a reference list, which a
+    // starter pack makes, never is.
+    let listed = [purpose_token("modlist"), purpose_token("curatelist")];
+    let purposes: Vec<&str> = if asked.is_empty() {
+        listed.into_iter().flatten().collect()
+    } else {
+        asked
+            .into_iter()
+            .filter(|p| listed.contains(&Some(*p)))
+            .collect()
+    };
     let client = ctx.db().await?;
     let did = served_actor(&client, "actor", &actor).await?;
     let sql = format!(
         "SELECT l.uri, l.rkey FROM lists l WHERE l.did = $1 \
-         AND (cardinality($2::text[]) = 0 OR l.purpose = ANY($2)) {page}",
+         AND l.purpose = ANY($2) {page}",
         page = page.newest_first("l", 2)
     );
     let rows = page.fetch(&client, &sql, &[&did, &purposes]).await?;
@@ -83,9 +98,19 @@ pub async fn get_list(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .hydrate(&[], &dids)
         .await?;
     let view = list_view(&hydrated, list).ok_or_else(not_found)?;
+    // As the official AppView: a moderation list shows all its members; a
+    // curation or reference list, to anyone but its creator, leaves out
+    // the members who block its creator or whom its creator blocks.
+    let hidden = if ctx.viewer() == Some(list.did.as_str())
+        || list.purpose.as_deref() == purpose_token("modlist")
+    {
+        HashSet::new()
+    } else {
+        blocks_with(&client, &list.did, &subjects).await?
+    };
     let mut items: Vec<Value> = Vec::with_capacity(subjects.len());
     for (row, subject) in rows.rows.iter().zip(&subjects) {
-        if hydrated.blocked(subject) {
+        if hidden.contains(subject) {
             continue;
         }
         if let Some(profile) = hydrated.profile_view(subject) {

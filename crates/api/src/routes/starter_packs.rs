@@ -1,20 +1,28 @@
 //! app.bsky.graph.*: starter packs — one in full, several, or an actor's.
 
+use std::collections::HashSet;
+
 use axum::response::Response;
 use serde_json::{json, Value};
+use tokio_postgres::Row;
 
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
 use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::{json, Ctx};
+use crate::views::actor::blocks_with;
 use crate::views::feedgen::{generator_view, load_generators};
 use crate::views::list::{list_view_basic, load_lists};
 use crate::views::starter_pack::{load_starter_packs, starter_pack_view, starter_pack_view_basic};
 use crate::views::{Db, Hydrator};
 
 /// Members shown in a starter pack's `listItemsSample`.
-const SAMPLE_SIZE: i64 = 12;
+const SAMPLE_SIZE: usize = 12;
+
+/// The list's newest members the sample is chosen from (the most followed
+/// of them), as the official AppView chooses it.
+const SAMPLE_FROM: i64 = 50;
 
 async fn basic_views(ctx: &Ctx<'_>, client: &Db, uris: &[String]) -> XrpcResult<Vec<Value>> {
     let packs = load_starter_packs(client, uris).await?;
@@ -45,7 +53,7 @@ pub async fn get_starter_pack(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         )
         .await?;
     let members =
-        async { Ok::<_, XrpcError>(client.query(&stmt, &[&pack.list_uri, &SAMPLE_SIZE]).await?) };
+        async { Ok::<_, XrpcError>(client.query(&stmt, &[&pack.list_uri, &SAMPLE_FROM]).await?) };
     let (lists, members, generators) = tokio::try_join!(
         load_lists(&client, &list_uris, ctx.viewer()),
         members,
@@ -55,6 +63,16 @@ pub async fn get_starter_pack(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .iter()
         .map(|row| row.col("subject_did"))
         .collect::<XrpcResult<Vec<String>>>()?;
+    // Members who block the list's creator or whom it blocks are left out
+    // of the sample, unless the creator is the viewer (as the official
+    // AppView chooses it).
+    let list_creator = pack.list_uri.as_deref().and_then(crate::views::uri_did);
+    let hidden = match list_creator {
+        Some(creator) if ctx.viewer() != Some(creator) => {
+            blocks_with(&client, creator, &subjects).await?
+        }
+        _ => HashSet::new(),
+    };
     let mut dids = subjects.clone();
     dids.push(pack.did.clone());
     dids.extend(lists.values().map(|l| l.did.clone()));
@@ -72,8 +90,17 @@ pub async fn get_starter_pack(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .as_ref()
         .and_then(|u| lists.get(u))
         .and_then(|l| list_view_basic(&hydrated, l));
-    let mut sample: Vec<Value> = Vec::with_capacity(subjects.len());
-    for (row, subject) in members.iter().zip(&subjects) {
+    // The most followed first; a stable sort keeps the newest first among
+    // equals.
+    let mut chosen: Vec<(&Row, &String)> = members
+        .iter()
+        .zip(&subjects)
+        .filter(|(_, subject)| !hidden.contains(*subject))
+        .collect();
+    let followers = |did: &str| hydrated.actors.get(did).map_or(0, |a| a.followers);
+    chosen.sort_by_key(|(_, subject)| std::cmp::Reverse(followers(subject)));
+    let mut sample: Vec<Value> = Vec::with_capacity(SAMPLE_SIZE);
+    for (row, subject) in chosen.into_iter().take(SAMPLE_SIZE) {
         if let Some(profile) = hydrated.profile_view(subject) {
             sample.push(json!({"uri": row.col::<String>("uri")?, "subject": profile}));
         }

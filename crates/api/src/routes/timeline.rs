@@ -42,6 +42,7 @@ fn feed_items(page: &Page) -> XrpcResult<Vec<FeedItem>> {
 }
 
 /// `drop_muted`: leave out what the viewer's mutes hide (the timeline).
+/// What the viewer's blocks hide is left out of both feeds.
 async fn render_feed(
     ctx: &Ctx<'_>,
     client: &crate::views::Db,
@@ -52,9 +53,10 @@ async fn render_feed(
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
         .hydrate_feed(&items)
         .await?;
-    if drop_muted {
-        items.retain(|item| !hydrated.feed_item_muted(item));
-    }
+    items.retain(|item| {
+        let muted = drop_muted && hydrated.feed_item_muted(item);
+        !muted && !hydrated.feed_item_blocked(item)
+    });
     json(&hydrated.feed_page(&items, page.next()?))
 }
 

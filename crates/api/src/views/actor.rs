@@ -2,7 +2,7 @@
 //! `app.bsky.actor.defs`.
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use crate::views::Db;
@@ -183,7 +183,9 @@ SELECT d.did, \
   (SELECT f.uri FROM follows f WHERE f.did = $2 AND f.subject_did = d.did ORDER BY f.rkey LIMIT 1) AS following, \
   (SELECT f.uri FROM follows f WHERE f.did = d.did AND f.subject_did = $2 ORDER BY f.rkey LIMIT 1) AS followed_by, \
   (SELECT b.uri FROM blocks b WHERE b.did = $2 AND b.subject_did = d.did ORDER BY b.rkey LIMIT 1) AS blocking, \
-  EXISTS (SELECT 1 FROM blocks b WHERE b.did = d.did AND b.subject_did = $2) AS blocked_by, \
+  (EXISTS (SELECT 1 FROM blocks b WHERE b.did = d.did AND b.subject_did = $2) \
+   OR EXISTS (SELECT 1 FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
+     WHERE lb.did = d.did AND li.subject_did = $2)) AS blocked_by, \
   (SELECT lb.list_uri FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
      WHERE lb.did = $2 AND li.subject_did = d.did LIMIT 1) AS blocking_by_list \
 FROM unnest($1::text[]) AS d(did)";
@@ -216,6 +218,19 @@ pub async fn load_actor_viewer(
             Ok((row.col("did")?, state))
         })
         .collect()
+}
+
+/// Those of `others` that `did` blocks or that block `did`, directly or by
+/// a list: what the official AppView leaves out of a curation or reference
+/// list's members (and a starter pack's sample) shown as the list's
+/// creator's.
+pub async fn blocks_with(client: &Db, did: &str, others: &[String]) -> XrpcResult<HashSet<String>> {
+    Ok(load_actor_viewer(client, did, others)
+        .await?
+        .into_iter()
+        .filter(|(other, state)| other != did && state.blocks())
+        .map(|(other, _)| other)
+        .collect())
 }
 
 /// The accounts the viewer follows that follow a subject, as a detailed

@@ -120,6 +120,7 @@ impl<'a> Hydrator<'a> {
         );
         let mut hydrated = self.hydrate(&[], &all).await?;
         hydrated.known_followers = known;
+        hydrated.detailed = dids.iter().cloned().collect();
         Ok(hydrated)
     }
 
@@ -331,6 +332,7 @@ impl<'a> Hydrator<'a> {
             post_private,
             muted_lists: HashMap::new(),
             known_followers: HashMap::new(),
+            detailed: HashSet::new(),
             viewer_lists,
             record_labels,
         };
@@ -484,6 +486,9 @@ pub struct Hydrated<'a> {
     pub muted_lists: HashMap<String, Value>,
     /// Filled for detailed profiles only ([`Hydrator::hydrate_detailed`]).
     pub known_followers: HashMap<String, KnownFollowers>,
+    /// The actors whose detailed profiles were asked for
+    /// ([`Hydrator::hydrate_detailed`]).
+    pub detailed: HashSet<String>,
     /// The lists named by the loaded threadgates that the viewer is in.
     pub viewer_lists: HashSet<String>,
     /// Labelers' labels of the records other than posts that were loaded.
@@ -527,13 +532,19 @@ impl Hydrated<'_> {
     /// `profile_view` with the viewer's activity subscription to the actor.
     pub fn profile_view_subscribed(&self, did: &str) -> Option<Value> {
         let mut view = self.profile_view(did)?;
+        self.add_subscription(did, &mut view);
+        Some(view)
+    }
+
+    /// Adds the viewer's activity subscription to `did`, if any, to the
+    /// `viewer` of `did`'s profile view `view`.
+    fn add_subscription(&self, did: &str, view: &mut Value) {
         if let (Some(sub), Some(Value::Object(viewer))) = (
             self.renderer().activity_subscription(did),
             view.get_mut("viewer"),
         ) {
             viewer.insert("activitySubscription".into(), sub.clone());
         }
-        Some(view)
     }
 
     pub fn profile_detailed(&self, did: &str) -> Option<Value> {
@@ -543,12 +554,21 @@ impl Hydrated<'_> {
         {
             // The count is every known follower; the sample leaves out who
             // the viewer blocks, who blocks the subject either way, and
-            // accounts not served, as the reference AppView does.
-            let shown: Vec<&RawValue> = known
+            // accounts not served, as the reference AppView does. As there,
+            // a follower whose detailed profile the same answer shows also
+            // carries the viewer's activity subscription to it (the
+            // official AppView loads subscriptions for those profiles).
+            let shown: Vec<Value> = known
                 .followers
                 .iter()
                 .filter(|(follower, blocked)| !blocked && !self.blocked(follower))
-                .filter_map(|(follower, _)| self.profile_basic_raw(follower))
+                .filter_map(|(follower, _)| {
+                    let mut basic = self.profile_basic(follower)?;
+                    if self.detailed.contains(follower) {
+                        self.add_subscription(follower, &mut basic);
+                    }
+                    Some(basic)
+                })
                 .collect();
             viewer.insert(
                 "knownFollowers".into(),
@@ -648,6 +668,31 @@ impl Hydrated<'_> {
             }
             _ => false,
         }
+    }
+
+    /// A feed item the viewer's blocks leave out of their timeline, list
+    /// feeds and custom feeds, as the official AppView does: a repost by an
+    /// account blocked either way, or a reply whose parent's or
+    /// grandparent's author is (the post's own author is checked by
+    /// [`Self::feed_view_post`]).
+    pub fn feed_item_blocked(&self, item: &FeedItem) -> bool {
+        if let Some(Reason::Repost { by, .. }) = &item.reason {
+            if self.blocked(by) {
+                return true;
+            }
+        }
+        let parent = self
+            .posts
+            .get(&item.post_uri)
+            .and_then(|p| p.reply_parent_uri.as_deref());
+        let grandparent = parent
+            .and_then(|uri| self.posts.get(uri))
+            .and_then(|p| p.reply_parent_uri.as_deref());
+        [parent, grandparent]
+            .into_iter()
+            .flatten()
+            .filter_map(super::uri_did)
+            .any(|did| self.blocked(did))
     }
 
     pub fn post(&self, uri: &str) -> Option<&PostInfo> {

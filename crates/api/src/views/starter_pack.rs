@@ -1,8 +1,11 @@
-//! Starter packs: loading them with their list's item count in one query,
-//! and rendering `app.bsky.graph.defs#starterPackViewBasic` and (with the
-//! list, a sample of its members and its feeds, loaded by the caller)
-//! `#starterPackView`. We do not index who joined through a pack, so the
-//! optional join counts are left out.
+//! Starter packs: loading them with the counts of the accounts that joined
+//! through them in one query, and rendering
+//! `app.bsky.graph.defs#starterPackViewBasic` and (with the list, a sample
+//! of its members and its feeds, loaded by the caller) `#starterPackView`.
+//! As the official AppView, an account joined through a pack when its
+//! profile's `joinedViaStarterPack` names the pack, and in the last week
+//! when the profile's `createdAt` is that recent; neither view shows the
+//! list's item count.
 
 use std::collections::HashMap;
 
@@ -22,15 +25,22 @@ pub struct StarterPackInfo {
     pub list_uri: Option<String>,
     /// Feed generator URIs named by the record, in its order.
     pub feeds: Vec<String>,
-    pub list_item_count: i64,
+    /// Accounts that joined through the pack: ever, and in the last week.
+    pub joined_all_time: i64,
+    pub joined_week: i64,
 }
 
 const STARTER_PACK_QUERY: &str = "\
 SELECT s.uri, s.cid, s.did, r.record, \
        to_char(s.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
        s.list_uri, \
-       (SELECT count(*) FROM list_items li WHERE li.list_uri = s.list_uri) AS list_item_count \
+       j.all_time AS joined_all_time, j.week AS joined_week \
 FROM unnest($1::text[]) AS u(uri) \
+CROSS JOIN LATERAL ( \
+  SELECT count(*) AS all_time, \
+         count(*) FILTER (WHERE pr.created_at > to_char((now() - interval '7 days') AT TIME ZONE 'UTC', \
+                                                        'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) AS week \
+  FROM profiles pr WHERE pr.joined_via_starter_pack_uri = u.uri) j \
 JOIN starter_packs s ON s.uri = u.uri \
 JOIN records r ON r.uri = s.uri";
 
@@ -67,7 +77,8 @@ pub async fn load_starter_packs(
                 indexed_at: row.col("indexed_at")?,
                 list_uri: row.col("list_uri")?,
                 feeds,
-                list_item_count: row.col("list_item_count")?,
+                joined_all_time: row.col("joined_all_time")?,
+                joined_week: row.col("joined_week")?,
             };
             Ok((info.uri.clone(), info))
         })
@@ -83,6 +94,8 @@ fn common(h: &Hydrated<'_>, s: &StarterPackInfo) -> Option<Map<String, Value>> {
     put(&mut m, "cid", &s.cid);
     m.insert("record".into(), s.record.clone());
     m.insert("creator".into(), h.profile_basic(&s.did)?);
+    m.insert("joinedAllTimeCount".into(), json!(s.joined_all_time));
+    m.insert("joinedWeekCount".into(), json!(s.joined_week));
     m.insert("labels".into(), h.record_labels(&s.uri, &s.cid, &s.record));
     put(&mut m, "indexedAt", &s.indexed_at);
     Some(m)
@@ -90,9 +103,7 @@ fn common(h: &Hydrated<'_>, s: &StarterPackInfo) -> Option<Map<String, Value>> {
 
 /// `app.bsky.graph.defs#starterPackViewBasic`.
 pub fn starter_pack_view_basic(h: &Hydrated<'_>, s: &StarterPackInfo) -> Option<Value> {
-    let mut m = common(h, s)?;
-    m.insert("listItemCount".into(), json!(s.list_item_count.max(0)));
-    Some(Value::Object(m))
+    common(h, s).map(Value::Object)
 }
 
 /// `app.bsky.graph.defs#starterPackView`, from the pack's rendered list

@@ -277,9 +277,44 @@ pub(super) struct NotificationRows<'a> {
     /// The seq of the event that wrote the record: notifications are
     /// ordered by it, like those derived from like, repost and follow rows.
     pub seqs: Vec<i64>,
+    /// The batch's live posts: a reply notifies the authors of the
+    /// indexed posts above it, and a post those above the replies already
+    /// indexed below it (`apply::write`).
+    pub posts: PostRows<'a>,
+}
+
+/// Posts written live by the batch, with their reply parent and whether
+/// they were not live before (only then can replies already indexed below
+/// them be waiting for their notifications).
+#[derive(Default)]
+pub(super) struct PostRows<'a> {
+    pub authors: Vec<&'a str>,
+    pub uris: Vec<&'a str>,
+    pub cids: Vec<&'a str>,
+    pub seqs: Vec<i64>,
+    pub parents: Vec<Option<&'a str>>,
+    pub new: Vec<bool>,
 }
 
 impl<'a> NotificationRows<'a> {
+    fn push_post(
+        &mut self,
+        author: &'a str,
+        uri: &'a str,
+        write: &'a Write,
+        seq: i64,
+        parent: Option<&'a str>,
+        new: bool,
+    ) {
+        let posts = &mut self.posts;
+        posts.authors.push(author);
+        posts.uris.push(uri);
+        posts.cids.push(&write.cid);
+        posts.seqs.push(seq);
+        posts.parents.push(parent);
+        posts.new.push(new);
+    }
+
     fn push(&mut self, author: &'a str, uri: &'a str, write: &'a Write, seq: i64) {
         for draft in &write.facts.notifications {
             self.recipients.push(&draft.recipient);
@@ -432,6 +467,16 @@ pub(super) fn transitions<'a>(
             );
             if let Some(seq) = update.seq {
                 changes.notifications.push(did, uri, write, seq);
+                if *collection == POST {
+                    changes.notifications.push_post(
+                        did,
+                        uri,
+                        write,
+                        seq,
+                        update.subject,
+                        !old.live,
+                    );
+                }
             }
             if *collection == POST && (!fresh || update.subject.is_some()) {
                 changes.judged.push((uri, did, write));

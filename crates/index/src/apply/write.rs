@@ -750,13 +750,8 @@ fn notifications<'a>(
             .column("seq", rows.seqs);
         let names: Vec<&str> = columns.names().collect();
         pending.push(Pending::new(
-            // A reply its thread's gate disallows (marked by the statement
-            // before) notifies no one of a reply; its mentions and quote
-            // still notify.
             format!(
-                "INSERT INTO notifications ({names}) SELECT * FROM {rows} \
-                 WHERE v.reason <> 'reply' OR NOT EXISTS (SELECT 1 FROM post_rows p \
-                   WHERE p.uri = v.record_uri AND p.violates_threadgate)",
+                "INSERT INTO notifications ({names}) SELECT * FROM {rows}",
                 names = names.join(", "),
                 rows = columns.rows()
             ),
@@ -764,7 +759,73 @@ fn notifications<'a>(
             columns.into_params(),
         ));
     }
+    let posts = rows.posts;
+    if !posts.uris.is_empty() {
+        let mut columns = Unnest::new();
+        columns
+            .column("author_did", posts.authors)
+            .column("record_uri", posts.uris)
+            .column("record_cid", posts.cids)
+            .column("seq", posts.seqs)
+            .column("parent", posts.parents)
+            .column("came_live", posts.new);
+        pending.push(Pending::new(
+            format!(
+                // `below`: replies the index already holds under a post
+                // that became live in the batch (written before it), each
+                // `height` below it.
+                // `reply`: every reply to notify of, with the first post
+                // above it to walk up from and that post's height.
+                "WITH RECURSIVE v AS (SELECT * FROM {rows}), \
+                 below(record_uri, author_did, record_cid, seq, start, height) AS ( \
+                   SELECT p.uri, p.did, p.cid, COALESCE(p.seq, v.seq), v.record_uri, 1 \
+                   FROM v JOIN post_rows p ON p.reply_parent_uri = v.record_uri AND p.live \
+                   WHERE v.came_live \
+                   UNION ALL \
+                   SELECT p.uri, p.did, p.cid, COALESCE(p.seq, b.seq), b.start, b.height + 1 \
+                   FROM below b JOIN post_rows p ON p.reply_parent_uri = b.record_uri AND p.live \
+                   WHERE b.height < {max}), \
+                 reply AS ( \
+                   SELECT record_uri, author_did, record_cid, seq, parent AS start, 1 AS height \
+                   FROM v WHERE parent IS NOT NULL \
+                   UNION ALL SELECT * FROM below), \
+                 up(record_uri, author_did, record_cid, seq, uri, did, parent, height) AS ( \
+                   SELECT r.record_uri, r.author_did, r.record_cid, r.seq, p.uri, p.did, \
+                          p.reply_parent_uri, r.height \
+                   FROM reply r JOIN posts p ON p.uri = r.start \
+                   UNION ALL \
+                   SELECT up.record_uri, up.author_did, up.record_cid, up.seq, p.uri, p.did, \
+                          p.reply_parent_uri, up.height + 1 \
+                   FROM up JOIN posts p ON p.uri = up.parent WHERE up.height < {max}) \
+                 INSERT INTO notifications (recipient_did, author_did, reason, reason_subject, \
+                                            record_uri, record_cid, seq) \
+                 SELECT DISTINCT ON (up.record_uri, up.did) up.did, up.author_did, 'reply', up.uri, \
+                        up.record_uri, up.record_cid, up.seq \
+                 FROM up \
+                 WHERE up.did <> up.author_did AND up.record_cid IS NOT NULL \
+                   AND NOT EXISTS (SELECT 1 FROM post_rows p \
+                     WHERE p.uri = up.record_uri AND p.violates_threadgate) \
+                   AND NOT EXISTS (SELECT 1 FROM notifications n \
+                     WHERE n.record_uri = up.record_uri AND n.recipient_did = up.did) \
+                 ORDER BY up.record_uri, up.did, up.height",
+                rows = columns.rows(),
+                max = REPLY_NOTIFIED_HEIGHT,
+            ),
+            "notifying the authors above replies",
+            columns.into_params(),
+        ));
+    }
 }
+
+/// How far above a reply its ancestors' authors are notified of it, as the
+/// official AppView notifies them: from the parent (height 1) up to the
+/// fourth post above, each author once (of the nearest of their posts), and
+/// only through posts the index holds. A post indexed after replies to it
+/// (a backfill's order, say) notifies of those replies what their own
+/// writing could not. A reply its thread's gate disallows notifies none of
+/// them; an account already notified of the post (mentioned, or quoted) is
+/// not notified again.
+const REPLY_NOTIFIED_HEIGHT: i32 = 4;
 
 /// Actor columns copied from the profile record's projection row, beside
 /// the name of that row's column.

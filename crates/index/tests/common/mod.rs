@@ -494,10 +494,10 @@ pub fn diff(expected: &Value, actual: &Value) -> String {
 }
 
 /// Applies the migrations before `version` only: marking it and the later
-/// ones as done first makes `migrate` skip them, and removing the marks
-/// lets them run at the next `migrate`.
+/// ones as done first makes `migrate` skip them, and removing the marks of
+/// `version` to `last` lets those run at the next `migrate`.
 #[allow(dead_code)]
-pub async fn migrate_before(pool: &skyhose_index::Pool, version: i32) {
+pub async fn migrate_before(pool: &skyhose_index::Pool, version: i32, last: i32) {
     let client = pool.get().await.expect("connection");
     client
         .batch_execute(&format!(
@@ -513,7 +513,7 @@ pub async fn migrate_before(pool: &skyhose_index::Pool, version: i32) {
         .expect("the migrations before");
     client
         .batch_execute(&format!(
-            "DELETE FROM schema_migrations WHERE version >= {version}"
+            "DELETE FROM schema_migrations WHERE version BETWEEN {version} AND {last}"
         ))
         .await
         .expect("releasing the held-back migrations");
