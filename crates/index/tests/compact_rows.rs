@@ -359,9 +359,10 @@ async fn follows_read_back_exactly_and_count_their_subjects() {
 async fn migration_0023_converts_follows() {
     let env = TestEnv::new();
     let pool = env.created_pool().await;
-    let client = pool.get().await.expect("connection");
-    // Only 0023: the later migrations stay held back.
+    // Only 0023: the later migrations stay held back. (Before this test
+    // takes a connection: the helper and `migrate` need the pool's two.)
     common::migrate_before(&pool, 23, 23).await;
+    let client = pool.get().await.expect("connection");
     let cid = Cid::for_dag_cbor(b"follow").to_string();
     let (alice, bob) = ("did:plc:migratedalice", "did:plc:migratedbob");
     let kept = r#"{"$type":"app.bsky.graph.follow","subject":"did:plc:migratedbob","createdAt":"2024-01-01T00:00:00Z"}"#;
