@@ -93,14 +93,6 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 SELECT c.id FROM collections c WHERE c.nsid = t
 $$;
 
--- The AT-URI of a stored reference; NULL when any part is.
-CREATE FUNCTION at_uri(actor integer, collection smallint, rkey bigint) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-SELECT 'at://' || (SELECT d.did FROM dids d WHERE d.id = actor)
-    || '/' || (SELECT c.nsid FROM collections c WHERE c.id = collection)
-    || '/' || rkey_text(rkey)
-$$;
-
 -- A binary CID as its multibase base32 text ('b', then RFC 4648 lower
 -- case without padding): 5 bytes make 8 characters.
 CREATE FUNCTION cid_text_any(b bytea) RETURNS text

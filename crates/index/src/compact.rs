@@ -3,7 +3,7 @@
 //! ids, references to records as (authority, collection, key), CIDs as
 //! their bytes, and the layout of each compact table. Every conversion
 //! here is exact: a value is made compact only when the SQL functions of
-//! migration 0021 (`tid_text`, `at_uri`, `cid_text`) render it back to the
+//! migration 0021 (`tid_text`, `rkey_text`, `cid_text`) render it back to the
 //! same text, and anything else keeps its record text, from which the views
 //! read it.
 
@@ -32,7 +32,7 @@ impl<'a> RecordKey<'a> {
 }
 
 /// An AT-URI `at://<authority>/<collection>/<rkey>`, each part non-empty
-/// and without `/`: what `at_uri` renders back exactly.
+/// and without `/`: what the state views render back exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reference<'a> {
     pub authority: &'a str,
@@ -140,19 +140,15 @@ impl Ref {
             .collect()
     }
 
-    /// The reference as text, read from a stored row `t`: the rendered
-    /// compact columns, else (for a value without a compact form) the
-    /// record's text.
-    pub fn text_sql(&self) -> String {
+    /// The column of the table's state view that shows the reference as
+    /// text (rendered from the compact columns, else read from the
+    /// record's text): `<name>_uri` for a record, `<name>_did` for an
+    /// account.
+    pub fn view_column(&self) -> String {
         let name = self.name;
         match self.target {
-            Target::Record { .. } => format!(
-                "COALESCE(at_uri(t.{name}_actor, t.{name}_collection, t.{name}_rkey), \
-                 t.record -> '{name}' ->> 'uri')"
-            ),
-            Target::Account { .. } => {
-                format!("(SELECT d.did FROM dids d WHERE d.id = t.{name}_actor)")
-            }
+            Target::Record { .. } => format!("{name}_uri"),
+            Target::Account { .. } => format!("{name}_did"),
         }
     }
 

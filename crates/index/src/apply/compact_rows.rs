@@ -117,13 +117,10 @@ impl<'a> Rows<'a> {
         }
     }
 
-    fn identity(&mut self, keys: &Keys, did: &str, rkey: &str) -> Result<(i32, i64), IndexError> {
-        let key = keys.record(did, rkey).ok_or_else(|| {
-            IndexError::Keys(format!("no id for the record key of at://{did}/…/{rkey}"))
-        })?;
+    fn identity(&mut self, key: (i32, i64)) -> (i32, i64) {
         self.actor.push(key.0);
         self.rkey.push(key.1);
-        Ok(key)
+        key
     }
 
     /// Appends a row's state and, when live, its content.
@@ -213,7 +210,7 @@ pub(super) fn lock<'a>(
     let mut by_key = HashMap::with_capacity(uris.len());
     for uri in uris {
         let (did, _, rkey) = touched[uri];
-        by_key.insert(rows.identity(keys, did, rkey)?, *uri);
+        by_key.insert(rows.identity(keys.record(uri, did, rkey)?), *uri);
         let candidate = candidates.get(uri);
         rows.content(
             keys,
@@ -254,9 +251,9 @@ pub(super) fn uri_of<'a>(row: &Row, by_key: &ByKey<'a>, what: &str) -> Result<&'
 }
 
 /// Reads the locked state of the rows `uris` of `kind`'s table, with its
-/// subject (the layout's first reference) as text.
+/// subject (the layout's first reference) as text, through the table's
+/// state view, the one place that renders a row's references.
 pub(super) fn read<'a>(
-    kind: &'static KindTable,
     compact: &'static Compact,
     uris: &[&'a str],
     touched: &Touched<'a>,
@@ -267,24 +264,21 @@ pub(super) fn read<'a>(
     let mut by_key = HashMap::with_capacity(uris.len());
     for uri in uris {
         let (did, _, rkey) = touched[uri];
-        let key = keys
-            .record(did, rkey)
-            .ok_or_else(|| IndexError::Keys(format!("no id for the record key of {uri}")))?;
+        let key = keys.record(uri, did, rkey)?;
         actors.push(key.0);
         rkeys.push(key.1);
         by_key.insert(key, *uri);
     }
-    let subject = compact
-        .layout
-        .refs
-        .first()
-        .map_or_else(|| "NULL::text".to_owned(), |r| r.text_sql());
+    let subject = compact.layout.refs.first().map_or_else(
+        || "NULL::text".to_owned(),
+        |r| format!("s.{}", r.view_column()),
+    );
     let mut rows = Unnest::new();
     rows.column("actor", actors).column("rkey", rkeys);
     let sql = format!(
-        "SELECT t.actor, t.rkey, t.live, t.rev, t.seq, {subject} AS subject \
-         FROM {table} t JOIN {rows} ON t.actor = v.actor AND t.rkey = v.rkey",
-        table = kind.table,
+        "SELECT s.actor, s.rkey_id AS rkey, s.live, s.rev, s.seq, {subject} AS subject \
+         FROM {view} s JOIN {rows} ON s.actor = v.actor AND s.rkey_id = v.rkey",
+        view = compact.state_view,
         rows = rows.rows(),
     );
     Ok((
@@ -320,16 +314,10 @@ pub(super) fn updates<'a>(
 ) -> Result<(), IndexError> {
     let (live, dead): (Vec<&RecordUpdate<'a>>, Vec<&RecordUpdate<'a>>) =
         updates.iter().partition(|u| u.live && u.write.is_some());
-    let identity = |uri: &str| {
-        keys.record_at(uri)
-            .ok_or_else(|| IndexError::Keys(format!("no id for the record key of {uri}")))
-    };
     if !live.is_empty() {
         let mut rows = Rows::new(compact.layout);
         for update in &live {
-            let (actor, rkey) = identity(update.uri)?;
-            rows.actor.push(actor);
-            rows.rkey.push(rkey);
+            rows.identity(keys.record_at(update.uri)?);
             rows.content(keys, update.write, update.rev, update.seq)?;
         }
         let set: Vec<String> = content(compact.layout)
@@ -354,7 +342,7 @@ pub(super) fn updates<'a>(
         let mut actors = Vec::with_capacity(dead.len());
         let mut rkeys = Vec::with_capacity(dead.len());
         for update in &dead {
-            let (actor, rkey) = identity(update.uri)?;
+            let (actor, rkey) = keys.record_at(update.uri)?;
             actors.push(actor);
             rkeys.push(rkey);
         }

@@ -110,15 +110,23 @@ impl Keys {
         }
     }
 
-    /// A record's stored identity: (actor id, record key).
-    pub fn record(&self, did: &str, rkey: &str) -> Option<(i32, i64)> {
-        Some((self.did(did)?, self.rkey(RecordKey::of(rkey))?))
+    /// The stored identity of the record at `uri` (of `did`, with the
+    /// key `rkey`): (actor id, record key). Every compact row's ids are
+    /// resolved before its statements are built, so a missing one is an
+    /// error, held for a retry.
+    pub fn record(&self, uri: &str, did: &str, rkey: &str) -> Result<(i32, i64), IndexError> {
+        self.did(did)
+            .zip(self.rkey(RecordKey::of(rkey)))
+            .ok_or_else(|| IndexError::Keys(format!("no id for the record key of {uri}")))
     }
 
-    /// The stored identity of the record at `uri`.
-    pub fn record_at(&self, uri: &str) -> Option<(i32, i64)> {
-        let reference = Reference::parse(uri)?;
-        Some((self.did(reference.authority)?, self.rkey(reference.rkey)?))
+    /// The same for a record known by its uri alone.
+    pub fn record_at(&self, uri: &str) -> Result<(i32, i64), IndexError> {
+        let reference = Reference::parse(uri)
+            .ok_or_else(|| IndexError::Keys(format!("{uri} is not a record's uri")))?;
+        self.did(reference.authority)
+            .zip(self.rkey(reference.rkey))
+            .ok_or_else(|| IndexError::Keys(format!("no id for the record key of {uri}")))
     }
 
     /// A reference's stored form: (actor id, collection id, record key),

@@ -222,13 +222,13 @@ pub(super) async fn lock_records(
         }
         match own {
             Some((
-                kind,
+                _,
                 OwnState {
                     compact: Some(compact),
                     ..
                 },
             )) => {
-                let (read, by_key) = compact_rows::read(kind, compact, &existing, touched, keys)?;
+                let (read, by_key) = compact_rows::read(compact, &existing, touched, keys)?;
                 reads.push(read);
                 read_kinds.push((*own, Some(by_key)));
             }
