@@ -133,6 +133,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "starter_pack_joins",
         sql: include_str!("../migrations/0024_starter_pack_joins.sql"),
     },
+    Migration {
+        version: 25,
+        name: "live_posts_by_author",
+        sql: include_str!("../migrations/0025_live_posts_by_author.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -42,6 +42,13 @@ impl Tid {
         self.0
     }
 
+    /// The TID whose value is `value`, as the index stores record keys
+    /// (a TID's top bit is clear, so every TID fits an `i64`); none for a
+    /// negative value.
+    pub fn from_value(value: i64) -> Option<Tid> {
+        u64::try_from(value).ok().map(Tid)
+    }
+
     pub fn parse(text: &str) -> Result<Tid, TidError> {
         let fail = |reason| TidError {
             input: text.to_owned(),

@@ -6,110 +6,223 @@
 //! `(actor, rkey)` key), and the page is the newest of those, so the work
 //! grows with the number of accounts, not with their post counts.
 
+use std::cmp::Reverse;
+
 use axum::response::Response;
+use skyhose_proto::tid::Tid;
+use tokio_postgres::types::ToSql;
 
 use crate::compact::{account_rows, has_subject};
+use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
-use crate::routes::keyset::{Keyset, Page};
+use crate::routes::keyset::Keyset;
 use crate::routes::{json, Ctx};
 use crate::views::hydrate::{FeedItem, Reason};
-use crate::views::{uri_did, Hydrator};
+use crate::views::{uri_did, Db, Hydrator};
 
-/// Rows `(uri, rkey, subject, cid, indexed_at, by)`: a post has no subject; a
-/// repost names the post it reposts and who reposted it.
-fn feed_items(page: &Page) -> XrpcResult<Vec<FeedItem>> {
-    page.rows
-        .iter()
-        .map(|row| {
-            Ok(match row.col::<Option<String>>("subject")? {
-                Some(subject) => FeedItem {
-                    post_uri: subject,
-                    reason: Some(Reason::Repost {
-                        by: row.col("by")?,
-                        uri: row.col("uri")?,
-                        cid: row.col("cid")?,
-                        indexed_at: row.col("at")?,
-                    }),
-                },
-                None => FeedItem {
-                    post_uri: row.col("uri")?,
-                    reason: None,
-                },
-            })
-        })
-        .collect()
+/// A row that may be on the page, known by its keys only: its record key
+/// and URI (the page's order) and, for a repost, its compact key, by which
+/// the page's reposts are read once the page is chosen.
+struct Candidate {
+    rkey: String,
+    uri: String,
+    /// The reposter and the repost's `(actor, rkey_id)` key.
+    repost: Option<(String, i32, i64)>,
 }
 
-/// `drop_muted`: leave out what the viewer's mutes hide (the timeline).
-/// What the viewer's blocks hide is left out of both feeds.
+/// A row the index should never hold, logged and counted as every
+/// unreadable row.
+fn broken(what: &'static str) -> XrpcError {
+    tracing::error!(problem = what, "reading a database row failed");
+    metrics::counter!("skyhose_api_row_errors_total").increment(1);
+    XrpcError::internal()
+}
+
+/// The newest rows of `authors` (a query yielding a `did` column over the
+/// statement's `own` parameters): each account's newest page of posts and,
+/// with `with_reposts`, of reposts, read from the indexes alone (no row is
+/// rendered before the page is chosen), then the page's newest of those,
+/// newest first by `(rkey, uri)` as every listing.
+async fn newest_rows(
+    client: &Db,
+    page: &Keyset,
+    authors: &str,
+    own: &[&(dyn ToSql + Sync)],
+    with_reposts: bool,
+) -> XrpcResult<(Vec<Candidate>, bool)> {
+    let (per, key) = (own.len() + 1, own.len() + 2);
+    // The bound is inclusive: the cursor's own row is dropped below, so
+    // each account gives one row more than a page needs.
+    let (posts_until, cursor_key) = match page.cursor {
+        Some(_) => (format!("AND p.rkey <= ${key}"), Some(key)),
+        None => (format!("AND ${key}::text IS NULL"), None),
+    };
+    let posts = format!(
+        "SELECT a.did, x.rkey, NULL::int4 AS actor, NULL::int8 AS rkey_id \
+         FROM authors a CROSS JOIN LATERAL ( \
+           SELECT p.rkey FROM posts p WHERE p.did = a.did {posts_until} \
+           ORDER BY p.rkey DESC LIMIT ${per}) x"
+    );
+    let reposts = format!(
+        "SELECT a.did, x.name, x.actor, x.rkey_id \
+         FROM authors a CROSS JOIN LATERAL ( \
+           SELECT r.actor, r.rkey_id, CASE WHEN r.rkey_id < 0 THEN r.rkey END AS name \
+           FROM reposts r WHERE {range} AND {has_subject} \
+           ORDER BY r.rkey_id DESC LIMIT ${per}) x",
+        range = account_rows("r", "a.did", cursor_key),
+        has_subject = has_subject("r"),
+    );
+    let sql = if with_reposts {
+        format!("WITH authors AS ({authors}) {posts} UNION ALL {reposts}")
+    } else {
+        format!("WITH authors AS ({authors}) {posts}")
+    };
+    let (cursor_key, _) = page.cursor_params();
+    let per_account = page.limit + 2;
+    let mut params = own.to_vec();
+    params.extend([&per_account as &(dyn ToSql + Sync), &cursor_key]);
+    let stmt = client.prepare_cached(&sql).await?;
+    let mut rows = Vec::new();
+    for row in client.query(&stmt, &params).await? {
+        let did: String = row.col("did")?;
+        let name: Option<String> = row.col("rkey")?;
+        let candidate = match row.col::<Option<i64>>("rkey_id")? {
+            None => {
+                let rkey = name.ok_or_else(|| broken("a post row without its record key"))?;
+                Candidate {
+                    uri: format!("at://{did}/app.bsky.feed.post/{rkey}"),
+                    rkey,
+                    repost: None,
+                }
+            }
+            Some(rkey_id) => {
+                let rkey = match name {
+                    Some(name) => name,
+                    None => Tid::from_value(rkey_id)
+                        .ok_or_else(|| broken("a repost's stored key is neither a TID nor a name"))?
+                        .to_string(),
+                };
+                Candidate {
+                    uri: format!("at://{did}/app.bsky.feed.repost/{rkey}"),
+                    rkey,
+                    repost: Some((did, row.col("actor")?, rkey_id)),
+                }
+            }
+        };
+        rows.push(candidate);
+    }
+    if let Some(cursor) = &page.cursor {
+        rows.retain(|c| {
+            (c.rkey.as_str(), c.uri.as_str()) < (cursor.key.as_str(), cursor.uri.as_str())
+        });
+    }
+    rows.sort_unstable_by(|a, b| {
+        Reverse((a.rkey.as_str(), a.uri.as_str())).cmp(&Reverse((b.rkey.as_str(), b.uri.as_str())))
+    });
+    let limit = usize::try_from(page.limit).unwrap_or(0);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows, more))
+}
+
+/// The feed items of a page of candidates: posts as they are, reposts with
+/// what their rows say (subject, CID, indexing time), read for the page's
+/// reposts only. A repost gone since the page was chosen is left out.
+async fn feed_items(client: &Db, rows: &[Candidate]) -> XrpcResult<Vec<FeedItem>> {
+    let (actors, keys): (Vec<i32>, Vec<i64>) = rows
+        .iter()
+        .filter_map(|c| c.repost.as_ref().map(|(_, actor, rkey)| (*actor, *rkey)))
+        .unzip();
+    let mut reposts = std::collections::HashMap::new();
+    if !actors.is_empty() {
+        let stmt = client
+            .prepare_cached(
+                "SELECT r.actor, r.rkey_id, r.subject_uri, r.cid, \
+                   to_char(r.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at \
+                 FROM unnest($1::int4[], $2::int8[]) AS k(actor, rkey) \
+                 JOIN reposts r ON r.actor = k.actor AND r.rkey_id = k.rkey",
+            )
+            .await?;
+        for row in client.query(&stmt, &[&actors, &keys]).await? {
+            let key: (i32, i64) = (row.col("actor")?, row.col("rkey_id")?);
+            let value: (Option<String>, String, String) =
+                (row.col("subject_uri")?, row.col("cid")?, row.col("at")?);
+            reposts.insert(key, value);
+        }
+    }
+    let mut items = Vec::with_capacity(rows.len());
+    for c in rows {
+        match &c.repost {
+            None => items.push(FeedItem {
+                post_uri: c.uri.clone(),
+                reason: None,
+            }),
+            Some((by, actor, rkey)) => {
+                if let Some((Some(subject), cid, at)) = reposts.remove(&(*actor, *rkey)) {
+                    items.push(FeedItem {
+                        post_uri: subject,
+                        reason: Some(Reason::Repost {
+                            by: by.clone(),
+                            uri: c.uri.clone(),
+                            cid,
+                            indexed_at: at,
+                        }),
+                    });
+                }
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// The page of `authors`' newest rows, hydrated. `drop_muted`: leave out
+/// what the viewer's mutes hide (the timeline). What the viewer's blocks
+/// hide is left out of both feeds.
 async fn render_feed(
     ctx: &Ctx<'_>,
-    client: &crate::views::Db,
-    page: &Page,
-    drop_muted: bool,
+    client: &Db,
+    page: &Keyset,
+    authors: &str,
+    own: &[&(dyn ToSql + Sync)],
+    with_reposts: bool,
 ) -> XrpcResult<Response> {
-    let mut items = feed_items(page)?;
+    let (rows, more) = newest_rows(client, page, authors, own, with_reposts).await?;
+    let next = match rows.last() {
+        Some(last) if more => Some(Cursor::new(last.rkey.clone(), last.uri.clone()).encode()),
+        _ => None,
+    };
+    let mut items = feed_items(client, &rows).await?;
     let hydrated = Hydrator::new(client, ctx.config(), ctx.viewer())
         .hydrate_feed(&items)
         .await?;
     items.retain(|item| {
-        let muted = drop_muted && hydrated.feed_item_muted(item);
+        let muted = with_reposts && hydrated.feed_item_muted(item);
         !muted && !hydrated.feed_item_blocked(item)
     });
-    json(&hydrated.feed_page(&items, page.next()?))
-}
-
-/// `authors` is a query yielding a `did` column over the statement's `own`
-/// parameters.
-fn posts_of(authors: &str, with_reposts: bool, page: &Keyset, own: usize) -> String {
-    let limit = Keyset::limit_param(own);
-    let posts = format!(
-        "SELECT x.uri, x.rkey, NULL::text AS subject, NULL::text AS cid, NULL::text AS at, \
-                NULL::text AS by \
-         FROM authors a CROSS JOIN LATERAL ( \
-           SELECT p.uri, p.rkey FROM posts p WHERE p.did = a.did {after} \
-           ORDER BY p.rkey DESC LIMIT {limit}) x",
-        after = page.after("p", own)
-    );
-    let reposts = format!(
-        "SELECT x.uri, x.rkey, x.subject_uri, x.cid, x.at, a.did \
-         FROM authors a CROSS JOIN LATERAL ( \
-           SELECT r.uri, r.rkey, r.subject_uri, r.cid, \
-             to_char(r.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at \
-           FROM reposts r WHERE {range} AND {has_subject} {after} \
-           ORDER BY r.rkey_id DESC LIMIT {limit}) x",
-        range = account_rows("r", "a.did", page.key_param(own)),
-        has_subject = has_subject("r"),
-        after = page.after("r", own)
-    );
-    let union = if with_reposts {
-        format!("({posts}) UNION ALL ({reposts})")
-    } else {
-        posts
-    };
-    format!("WITH authors AS ({authors}) {union} ORDER BY 2 DESC, 1 DESC LIMIT {limit}")
+    json(&hydrated.feed_page(&items, next))
 }
 
 /// Posts and reposts of the accounts the viewer follows, and the viewer's
 /// own, less what the viewer's mutes hide. Fully muted accounts are left
 /// out of the page's authors, so their rows do not take a page's room.
 pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Response> {
-    let page = Keyset::parse(ctx)?;
     // Any algorithm name gets the reverse-chronological following timeline.
     let _ = ctx.params.get("algorithm");
+    let page = Keyset::parse(ctx)?;
     let viewer = ctx.require_viewer()?.to_owned();
     let client = ctx.db().await?;
-    let sql = posts_of(
+    render_feed(
+        ctx,
+        &client,
+        &page,
         "SELECT $1::text AS did UNION SELECT f.subject_did FROM follows f WHERE f.did = $1 \
          AND NOT EXISTS (SELECT 1 FROM private_actor_mutes m WHERE m.did = $1 \
            AND m.subject_did = f.subject_did AND NOT m.only_reposts AND NOT m.only_quoteposts)",
+        &[&viewer],
         true,
-        &page,
-        1,
-    );
-    let rows = page.fetch(&client, &sql, &[&viewer]).await?;
-    render_feed(ctx, &client, &rows, true).await
+    )
+    .await
 }
 
 /// Posts by the list's members, leaving out members who block or are blocked
@@ -133,14 +246,15 @@ pub async fn get_list_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         ));
     }
     let creator = uri_did(&list).unwrap_or_default().to_owned();
-    let sql = posts_of(
+    render_feed(
+        ctx,
+        &client,
+        &page,
         "SELECT DISTINCT li.subject_did AS did FROM list_items li WHERE li.list_uri = $1 \
          AND NOT EXISTS (SELECT 1 FROM blocks b WHERE \
            (b.did = $2 AND b.subject_did = li.subject_did) OR (b.did = li.subject_did AND b.subject_did = $2))",
+        &[&list, &creator],
         false,
-        &page,
-        2,
-    );
-    let rows = page.fetch(&client, &sql, &[&list, &creator]).await?;
-    render_feed(ctx, &client, &rows, false).await
+    )
+    .await
 }
