@@ -46,9 +46,10 @@ pub fn connect_pool(config: &ApiConfig) -> Result<Pool, PoolError> {
     // and their plans do not depend on the values (keys looked up through
     // unique or leading index columns), so planning each execution anew
     // would cost more than running it. Search opts out per statement.
+    // JIT compilation takes longer than any page's statement runs.
     let session = format!(
         "-c statement_timeout={} -c default_transaction_read_only=on \
-         -c plan_cache_mode=force_generic_plan",
+         -c plan_cache_mode=force_generic_plan -c jit=off",
         config.statement_timeout.as_millis().max(1)
     );
     let options = match pg.get_options() {

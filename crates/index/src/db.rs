@@ -189,14 +189,18 @@ fn build_pool(
     // Batch statements take arrays of keys whose length varies from 1 to
     // thousands: a generic cached plan can pick a sequential scan of a large
     // table, so every execution is planned for its actual arguments unless
-    // `settings` says otherwise (a later `-c` wins).
+    // `settings` says otherwise (a later `-c` wins). No statement of the
+    // index runs long enough for JIT compilation to pay, yet estimates
+    // inflated by recursive CTEs over unnested arrays (the reply walk) made
+    // PostgreSQL compile one for 0.8 s on every batch.
     let mut options: Vec<String> = config
         .get_options()
         .map(str::to_owned)
         .into_iter()
         .collect();
-    for setting in
-        std::iter::once("plan_cache_mode=force_custom_plan").chain(settings.iter().copied())
+    for setting in ["plan_cache_mode=force_custom_plan", "jit=off"]
+        .into_iter()
+        .chain(settings.iter().copied())
     {
         options.push(format!("-c {setting}"));
     }

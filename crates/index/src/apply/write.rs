@@ -776,14 +776,22 @@ fn notifications<'a>(
                 // `height` below it.
                 // `reply`: every reply to notify of, with the first post
                 // above it to walk up from and that post's height.
+                // The recursive terms' row estimates grow by ten at every
+                // level, which makes hash joins over whole tables look
+                // cheap: each step is a lateral subquery that is never
+                // flattened (`OFFSET 0`), so every step is an index probe,
+                // and the checks of the final rows are subplans probing
+                // their indexes.
                 "WITH RECURSIVE v AS (SELECT * FROM {rows}), \
                  below(record_uri, author_did, record_cid, seq, start, height) AS ( \
                    SELECT p.uri, p.did, p.cid, COALESCE(p.seq, v.seq), v.record_uri, 1 \
-                   FROM v JOIN post_rows p ON p.reply_parent_uri = v.record_uri AND p.live \
+                   FROM v CROSS JOIN LATERAL (SELECT p.uri, p.did, p.cid, p.seq FROM post_rows p \
+                     WHERE p.reply_parent_uri = v.record_uri AND p.live OFFSET 0) p \
                    WHERE v.came_live \
                    UNION ALL \
                    SELECT p.uri, p.did, p.cid, COALESCE(p.seq, b.seq), b.start, b.height + 1 \
-                   FROM below b JOIN post_rows p ON p.reply_parent_uri = b.record_uri AND p.live \
+                   FROM below b CROSS JOIN LATERAL (SELECT p.uri, p.did, p.cid, p.seq FROM post_rows p \
+                     WHERE p.reply_parent_uri = b.record_uri AND p.live OFFSET 0) p \
                    WHERE b.height < {max}), \
                  reply AS ( \
                    SELECT record_uri, author_did, record_cid, seq, parent AS start, 1 AS height \
@@ -792,21 +800,24 @@ fn notifications<'a>(
                  up(record_uri, author_did, record_cid, seq, uri, did, parent, height) AS ( \
                    SELECT r.record_uri, r.author_did, r.record_cid, r.seq, p.uri, p.did, \
                           p.reply_parent_uri, r.height \
-                   FROM reply r JOIN posts p ON p.uri = r.start \
+                   FROM reply r CROSS JOIN LATERAL (SELECT p.uri, p.did, p.reply_parent_uri \
+                     FROM posts p WHERE p.uri = r.start OFFSET 0) p \
                    UNION ALL \
                    SELECT up.record_uri, up.author_did, up.record_cid, up.seq, p.uri, p.did, \
                           p.reply_parent_uri, up.height + 1 \
-                   FROM up JOIN posts p ON p.uri = up.parent WHERE up.height < {max}) \
+                   FROM up CROSS JOIN LATERAL (SELECT p.uri, p.did, p.reply_parent_uri \
+                     FROM posts p WHERE p.uri = up.parent OFFSET 0) p \
+                   WHERE up.height < {max}) \
                  INSERT INTO notifications (recipient_did, author_did, reason, reason_subject, \
                                             record_uri, record_cid, seq) \
                  SELECT DISTINCT ON (up.record_uri, up.did) up.did, up.author_did, 'reply', up.uri, \
                         up.record_uri, up.record_cid, up.seq \
                  FROM up \
                  WHERE up.did <> up.author_did AND up.record_cid IS NOT NULL \
-                   AND NOT EXISTS (SELECT 1 FROM post_rows p \
-                     WHERE p.uri = up.record_uri AND p.violates_threadgate) \
-                   AND NOT EXISTS (SELECT 1 FROM notifications n \
-                     WHERE n.record_uri = up.record_uri AND n.recipient_did = up.did) \
+                   AND (SELECT NOT EXISTS (SELECT 1 FROM post_rows p \
+                          WHERE p.uri = up.record_uri AND p.violates_threadgate) \
+                        AND NOT EXISTS (SELECT 1 FROM notifications n \
+                          WHERE n.record_uri = up.record_uri AND n.recipient_did = up.did)) \
                  ORDER BY up.record_uri, up.did, up.height",
                 rows = columns.rows(),
                 max = REPLY_NOTIFIED_HEIGHT,
