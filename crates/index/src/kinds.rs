@@ -193,7 +193,6 @@ fn blob_cid(blob: Option<&Value>) -> Option<String> {
 }
 
 const EMBED_EXTERNAL: &[&[&str]] = &[&["embed", "external"], &["embed", "media", "external"]];
-const EMBED_VIDEO: &[&[&str]] = &[&["embed", "video"], &["embed", "media", "video"]];
 
 /// The quoted record's strong reference of a post's embed.
 fn embed_record(record: &Value) -> Option<&Value> {
@@ -226,51 +225,20 @@ pub const KIND_TABLES: &[KindTable] = &[
         table: "post_rows",
         columns: &[
             col!("text", Text, |j| text(j, &["text"])),
-            col!("langs", Jsonb, |j| json(j, &["langs"])),
-            col!("tags", Jsonb, |j| json(j, &["tags"])),
-            col!("facets", Jsonb, |j| json(j, &["facets"])),
             col!("reply_root_uri", Text, |j| text(
                 j,
                 &["reply", "root", "uri"]
-            )),
-            col!("reply_root_cid", Text, |j| text(
-                j,
-                &["reply", "root", "cid"]
             )),
             col!("reply_parent_uri", Text, |j| text(
                 j,
                 &["reply", "parent", "uri"]
             )),
-            col!("reply_parent_cid", Text, |j| text(
-                j,
-                &["reply", "parent", "cid"]
-            )),
             col!("embed_type", Text, |j| text(j, &["embed", "$type"])),
-            col!("embed_images", Jsonb, |j| {
-                first(j, &[&["embed", "images"], &["embed", "media", "images"]])
-                    .map(Value::to_string)
-            }),
             col!("embed_external_uri", Text, |j| {
                 as_text(first(j, EMBED_EXTERNAL).and_then(|e| e.get("uri")))
             }),
-            col!("embed_external_title", Text, |j| {
-                as_text(first(j, EMBED_EXTERNAL).and_then(|e| e.get("title")))
-            }),
-            col!("embed_external_description", Text, |j| {
-                as_text(first(j, EMBED_EXTERNAL).and_then(|e| e.get("description")))
-            }),
-            col!("embed_external_thumb_cid", Text, |j| {
-                blob_cid(first(j, EMBED_EXTERNAL).and_then(|e| e.get("thumb")))
-            }),
             col!("embed_record_uri", Text, |j| {
                 as_text(embed_record(j).and_then(|r| r.get("uri")))
-            }),
-            col!("embed_record_cid", Text, |j| {
-                as_text(embed_record(j).and_then(|r| r.get("cid")))
-            }),
-            col!("embed_video_cid", Text, |j| blob_cid(first(j, EMBED_VIDEO))),
-            col!("embed_video_alt", Text, |j| {
-                text(j, &["embed", "alt"]).or_else(|| text(j, &["embed", "media", "alt"]))
             }),
             CREATED_AT,
         ],
@@ -718,7 +686,6 @@ mod tests {
                     "external": {"uri": "https://x", "title": "t", "description": "d",
                         "thumb": {"$type": "blob", "ref": {"$link": "bafythumb"}}}}}});
         assert_eq!(column(posts, "text", &quote).as_deref(), Some("hi"));
-        assert_eq!(column(posts, "langs", &quote).as_deref(), Some(r#"["en"]"#));
         assert_eq!(
             column(posts, "embed_record_uri", &quote).as_deref(),
             Some("at://did:plc:b/app.bsky.feed.post/1")
@@ -727,20 +694,12 @@ mod tests {
             column(posts, "embed_external_uri", &quote).as_deref(),
             Some("https://x")
         );
-        assert_eq!(
-            column(posts, "embed_external_thumb_cid", &quote).as_deref(),
-            Some("bafythumb")
-        );
         assert_eq!(column(posts, "reply_root_uri", &quote), None);
         let video = json!({"embed": {"$type": "app.bsky.embed.video", "alt": "a",
             "video": {"cid": "bafylegacy"}}});
         assert_eq!(
-            column(posts, "embed_video_cid", &video).as_deref(),
-            Some("bafylegacy")
-        );
-        assert_eq!(
-            column(posts, "embed_video_alt", &video).as_deref(),
-            Some("a")
+            column(posts, "embed_type", &video).as_deref(),
+            Some("app.bsky.embed.video")
         );
         assert_eq!(column(posts, "embed_record_uri", &video), None);
     }
@@ -764,10 +723,10 @@ mod tests {
         }
         let posts = kind_table("app.bsky.feed.post").expect("posts");
         // JSON null is SQL NULL for text, the JSON value null for jsonb.
-        let record = json!({"text": null, "tags": null});
-        assert_eq!(column(posts, "text", &record), None);
-        assert_eq!(column(posts, "tags", &record).as_deref(), Some("null"));
-        assert_eq!(column(posts, "facets", &record), None);
+        assert_eq!(column(posts, "text", &json!({"text": null})), None);
+        let record = json!({"status": "live", "embed": null});
+        assert_eq!(column(status, "embed", &record).as_deref(), Some("null"));
+        assert_eq!(column(status, "embed", &json!({"status": "live"})), None);
     }
 
     /// The `unnest` clause of a statement with `fixed` columns, then the
@@ -804,17 +763,18 @@ mod tests {
         let posts = kind_table("app.bsky.feed.post").expect("posts");
         let lock = posts.lock_sql("unnest($1::text[]) AS v(uri)");
         assert!(lock.starts_with(
-            "INSERT INTO post_rows AS t (uri, did, rkey, cid, rev, seq, live, record, text, langs, "
+            "INSERT INTO post_rows AS t (uri, did, rkey, cid, rev, seq, live, record, text, \
+             reply_root_uri, "
         ));
         assert!(lock.contains(
             "SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::json, v.c0, \
-             v.c1::jsonb, "
+             v.c1, "
         ));
         assert!(lock.contains("FROM unnest($1::text[]) AS v(uri) ORDER BY v.uri"));
         assert!(lock
             .ends_with("ON CONFLICT (uri) DO UPDATE SET live = t.live WHERE false RETURNING uri"));
         let revive = posts.revive_sql("unnest($1::text[]) AS v(uri)");
-        assert!(revive.contains("text = v.c0, langs = v.c1::jsonb"));
+        assert!(revive.contains("text = v.c0, reply_root_uri = v.c1"));
         assert!(revive.contains("FROM unnest($1::text[]) AS v(uri) WHERE t.uri = v.uri"));
         let state = posts
             .own_state

@@ -138,6 +138,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "live_posts_by_author",
         sql: include_str!("../migrations/0025_live_posts_by_author.sql"),
     },
+    Migration {
+        version: 26,
+        name: "post_projections_from_text",
+        sql: include_str!("../migrations/0026_post_projections_from_text.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the
