@@ -12,7 +12,7 @@ use axum::response::Response;
 use skyhose_proto::tid::Tid;
 use tokio_postgres::types::ToSql;
 
-use crate::compact::{account_rows, has_subject};
+use crate::compact::{has_subject, until_cursor};
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
@@ -66,11 +66,11 @@ async fn newest_rows(
     );
     let reposts = format!(
         "SELECT a.did, x.name, x.actor, x.rkey_id \
-         FROM authors a CROSS JOIN LATERAL ( \
+         FROM authors a JOIN dids d ON d.did = a.did CROSS JOIN LATERAL ( \
            SELECT r.actor, r.rkey_id, CASE WHEN r.rkey_id < 0 THEN r.rkey END AS name \
            FROM reposts r WHERE {range} AND {has_subject} \
            ORDER BY r.rkey_id DESC LIMIT ${per}) x",
-        range = account_rows("r", "a.did", cursor_key),
+        range = until_cursor("r.actor = d.id".to_owned(), "r", cursor_key),
         has_subject = has_subject("r"),
     );
     let sql = if with_reposts {

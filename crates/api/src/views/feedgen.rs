@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use serde_json::{json, Map, Value};
 
-use crate::compact::subject_is;
+use crate::compact::{subject_is, viewer_row};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::embed::blob_cid;
@@ -35,12 +35,12 @@ static GENERATOR_QUERY: LazyLock<String> = LazyLock::new(|| {
         "SELECT g.uri, g.cid, g.did, g.service_did, r.record, \
        to_char(g.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
        COALESCE(c.likes, 0) AS likes, \
-       (SELECT l.uri FROM likes l WHERE l.actor = did_id($2) AND {liked} ORDER BY l.rkey_id LIMIT 1) AS viewer_like \
+       {liked} AS viewer_like \
 FROM unnest($1::text[]) AS u(uri) \
 JOIN feed_generators g ON g.uri = u.uri \
 JOIN records r ON r.uri = g.uri \
 LEFT JOIN post_counts c ON c.uri = g.uri",
-        liked = subject_is("l", "g.uri")
+        liked = viewer_row("likes", "did_id($2)", &subject_is("v", "g.uri"))
     )
 });
 

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use serde_json::{json, Map, Value};
 
-use crate::compact::subject_is;
+use crate::compact::{subject_is, viewer_row};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::{put, put_opt, Db, Hydrated};
@@ -30,12 +30,12 @@ static LABELER_QUERY: LazyLock<String> = LazyLock::new(|| {
         "SELECT s.uri, s.cid, s.did, r.record, \
        to_char(s.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
        COALESCE(c.likes, 0) AS likes, \
-       (SELECT l.uri FROM likes l WHERE l.actor = did_id($2) AND {liked} ORDER BY l.rkey_id LIMIT 1) AS viewer_like \
+       {liked} AS viewer_like \
 FROM unnest($1::text[]) AS d(did) \
 JOIN labeler_services s ON s.uri = 'at://' || d.did || '/app.bsky.labeler.service/self' \
 JOIN records r ON r.uri = s.uri \
 LEFT JOIN post_counts c ON c.uri = s.uri",
-        liked = subject_is("l", "s.uri")
+        liked = viewer_row("likes", "did_id($2)", &subject_is("v", "s.uri"))
     )
 });
 

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-use crate::compact::subject_is;
+use crate::compact::{subject_is, viewer_row};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::actor::{ACTOR_COLUMNS, ACTOR_JOINS, NO_ACTOR_COLUMNS};
@@ -404,17 +404,25 @@ fn string_array(value: Option<Value>) -> Vec<String> {
     }
 }
 
+/// A row `v` whose subject is the post `u` of [`POST_VIEWER_QUERY`].
+const SUBJECT_KEYS: &str = "v.subject_actor = u.actor AND v.subject_rkey = u.rkey \
+    AND v.subject_collection = u.collection";
+
 static POST_VIEWER_QUERY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH viewer AS (SELECT did_id($2) AS id) \
-         SELECT u.uri, \
-           (SELECT l.uri FROM likes l WHERE l.actor = viewer.id AND {liked} \
-            ORDER BY l.rkey_id LIMIT 1) AS liked, \
-           (SELECT r.uri FROM reposts r WHERE r.actor = viewer.id AND {reposted} \
-            ORDER BY r.rkey_id LIMIT 1) AS reposted \
-         FROM unnest($1::text[]) AS u(uri), viewer",
-        liked = subject_is("l", "u.uri"),
-        reposted = subject_is("r", "u.uri"),
+        // The viewer's id and each post's compact key are looked up once
+        // (by joins, not a function call per row and per kind): a post
+        // whose author or collection has no id has no like or repost.
+        "WITH viewer AS MATERIALIZED (SELECT did_id($2) AS id), \
+         posts AS MATERIALIZED ( \
+           SELECT u.uri, d.id AS actor, rkey_id(split_part(u.uri, '/', 5)) AS rkey, \
+                  c.id AS collection \
+           FROM unnest($1::text[]) AS u(uri) \
+           JOIN dids d ON d.did = uri_authority(u.uri) \
+           JOIN collections c ON c.nsid = split_part(u.uri, '/', 4)) \
+         SELECT u.uri, {liked} AS liked, {reposted} AS reposted FROM posts u, viewer",
+        liked = viewer_row("likes", "viewer.id", SUBJECT_KEYS),
+        reposted = viewer_row("reposts", "viewer.id", SUBJECT_KEYS),
     )
 });
 
