@@ -15,12 +15,13 @@ pub(crate) fn subject_is(alias: &str, uri: &str) -> String {
 
 /// The uri of the viewer's own row `v` of `view` (`likes` or `reposts`)
 /// that meets `subject` (an SQL condition on `v`, such as
-/// [`subject_is`]`("v", uri)`), the oldest when there are several; `viewer`
-/// is the SQL expression of the viewer's `dids` id. The row is found through `(actor, subject_actor,
-/// subject_rkey)`: ordered by the bare key, the planner would rather walk
-/// the subject's index in key order and filter on the viewer, reading
-/// every like of a popular post (3,871 rows a post measured, 48 ms a page
-/// against 3.7), so the order is by an expression no index gives.
+/// [`subject_is`]`("v", uri)`), the oldest when there are several;
+/// `viewer` is the SQL expression of the viewer's `dids` id. The row is
+/// found through `(actor, subject_actor, subject_rkey)`: ordered by the
+/// bare key, the planner would rather walk the subject's index in key
+/// order and filter on the viewer, reading every like of a popular post
+/// (3,871 rows a post measured, 48 ms a page against 3.7), so the order is
+/// by an expression no index gives.
 pub(crate) fn viewer_row(view: &str, viewer: &str, subject: &str) -> String {
     format!(
         "(SELECT v.uri FROM {view} v WHERE v.actor = {viewer} AND {subject} \

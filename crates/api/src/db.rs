@@ -20,12 +20,18 @@ pub(crate) trait RowExt {
 
 impl RowExt for Row {
     fn col<'a, T: FromSql<'a>>(&'a self, name: &str) -> XrpcResult<T> {
-        self.try_get(name).map_err(|err| {
-            tracing::error!(column = name, error = %err, "reading a database row failed");
-            metrics::counter!("skyhose_api_row_errors_total").increment(1);
-            XrpcError::internal()
-        })
+        self.try_get(name)
+            .map_err(|err| unreadable_row(format_args!("column {name}: {err}")))
     }
+}
+
+/// A result row the code cannot read (a column as [`RowExt::col`] finds it,
+/// or values that break what the schema promises): logged and counted,
+/// answered with a 500.
+pub(crate) fn unreadable_row(problem: impl std::fmt::Display) -> XrpcError {
+    tracing::error!(%problem, "reading a database row failed");
+    metrics::counter!("skyhose_api_row_errors_total").increment(1);
+    XrpcError::internal()
 }
 
 #[derive(Debug, thiserror::Error)]

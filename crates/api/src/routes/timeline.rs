@@ -6,20 +6,18 @@
 //! `(actor, rkey)` key), and the page is the newest of those, so the work
 //! grows with the number of accounts, not with their post counts.
 
-use std::cmp::Reverse;
-
 use axum::response::Response;
 use skyhose_proto::tid::Tid;
 use tokio_postgres::types::ToSql;
 
 use crate::compact::{has_subject, until_cursor};
 use crate::cursor::Cursor;
-use crate::db::RowExt;
+use crate::db::{unreadable_row, RowExt};
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::keyset::Keyset;
 use crate::routes::{json, Ctx};
 use crate::views::hydrate::{FeedItem, Reason};
-use crate::views::{uri_did, Db, Hydrator};
+use crate::views::{datetime_millis, uri_did, Db, Hydrator};
 
 /// A row that may be on the page, known by its keys only: its record key
 /// and URI (the page's order) and, for a repost, its compact key, by which
@@ -29,14 +27,6 @@ struct Candidate {
     uri: String,
     /// The reposter and the repost's `(actor, rkey_id)` key.
     repost: Option<(String, i32, i64)>,
-}
-
-/// A row the index should never hold, logged and counted as every
-/// unreadable row.
-fn broken(what: &'static str) -> XrpcError {
-    tracing::error!(problem = what, "reading a database row failed");
-    metrics::counter!("skyhose_api_row_errors_total").increment(1);
-    XrpcError::internal()
 }
 
 /// The newest rows of `authors` (a query yielding a `did` column over the
@@ -54,7 +44,7 @@ async fn newest_rows(
     let (per, key) = (own.len() + 1, own.len() + 2);
     // The bound is inclusive: the cursor's own row is dropped below, so
     // each account gives one row more than a page needs.
-    let (posts_until, cursor_key) = match page.cursor {
+    let (posts_until, key_param) = match page.cursor {
         Some(_) => (format!("AND p.rkey <= ${key}"), Some(key)),
         None => (format!("AND ${key}::text IS NULL"), None),
     };
@@ -70,7 +60,7 @@ async fn newest_rows(
            SELECT r.actor, r.rkey_id, CASE WHEN r.rkey_id < 0 THEN r.rkey END AS name \
            FROM reposts r WHERE {range} AND {has_subject} \
            ORDER BY r.rkey_id DESC LIMIT ${per}) x",
-        range = until_cursor("r.actor = d.id".to_owned(), "r", cursor_key),
+        range = until_cursor("r.actor = d.id".to_owned(), "r", key_param),
         has_subject = has_subject("r"),
     );
     let sql = if with_reposts {
@@ -89,7 +79,8 @@ async fn newest_rows(
         let name: Option<String> = row.col("rkey")?;
         let candidate = match row.col::<Option<i64>>("rkey_id")? {
             None => {
-                let rkey = name.ok_or_else(|| broken("a post row without its record key"))?;
+                let rkey =
+                    name.ok_or_else(|| unreadable_row("a post row without its record key"))?;
                 Candidate {
                     uri: format!("at://{did}/app.bsky.feed.post/{rkey}"),
                     rkey,
@@ -100,7 +91,9 @@ async fn newest_rows(
                 let rkey = match name {
                     Some(name) => name,
                     None => Tid::from_value(rkey_id)
-                        .ok_or_else(|| broken("a repost's stored key is neither a TID nor a name"))?
+                        .ok_or_else(|| {
+                            unreadable_row("a repost's stored key is neither a TID nor a name")
+                        })?
                         .to_string(),
                 };
                 Candidate {
@@ -117,9 +110,7 @@ async fn newest_rows(
             (c.rkey.as_str(), c.uri.as_str()) < (cursor.key.as_str(), cursor.uri.as_str())
         });
     }
-    rows.sort_unstable_by(|a, b| {
-        Reverse((a.rkey.as_str(), a.uri.as_str())).cmp(&Reverse((b.rkey.as_str(), b.uri.as_str())))
-    });
+    rows.sort_unstable_by(|a, b| (&b.rkey, &b.uri).cmp(&(&a.rkey, &a.uri)));
     let limit = usize::try_from(page.limit).unwrap_or(0);
     let more = rows.len() > limit;
     rows.truncate(limit);
@@ -138,16 +129,18 @@ async fn feed_items(client: &Db, rows: &[Candidate]) -> XrpcResult<Vec<FeedItem>
     if !actors.is_empty() {
         let stmt = client
             .prepare_cached(
-                "SELECT r.actor, r.rkey_id, r.subject_uri, r.cid, \
-                   to_char(r.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at \
+                "SELECT r.actor, r.rkey_id, r.subject_uri, r.cid, r.indexed_at \
                  FROM unnest($1::int4[], $2::int8[]) AS k(actor, rkey) \
                  JOIN reposts r ON r.actor = k.actor AND r.rkey_id = k.rkey",
             )
             .await?;
         for row in client.query(&stmt, &[&actors, &keys]).await? {
             let key: (i32, i64) = (row.col("actor")?, row.col("rkey_id")?);
-            let value: (Option<String>, String, String) =
-                (row.col("subject_uri")?, row.col("cid")?, row.col("at")?);
+            let value: (Option<String>, String, String) = (
+                row.col("subject_uri")?,
+                row.col("cid")?,
+                datetime_millis(row.col("indexed_at")?),
+            );
             reposts.insert(key, value);
         }
     }

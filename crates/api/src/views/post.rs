@@ -404,7 +404,8 @@ fn string_array(value: Option<Value>) -> Vec<String> {
     }
 }
 
-/// A row `v` whose subject is the post `u` of [`POST_VIEWER_QUERY`].
+/// A row `v` whose subject is the post `u` (a `subjects` row) of
+/// [`POST_VIEWER_QUERY`].
 const SUBJECT_KEYS: &str = "v.subject_actor = u.actor AND v.subject_rkey = u.rkey \
     AND v.subject_collection = u.collection";
 
@@ -414,13 +415,13 @@ static POST_VIEWER_QUERY: LazyLock<String> = LazyLock::new(|| {
         // (by joins, not a function call per row and per kind): a post
         // whose author or collection has no id has no like or repost.
         "WITH viewer AS MATERIALIZED (SELECT did_id($2) AS id), \
-         posts AS MATERIALIZED ( \
+         subjects AS MATERIALIZED ( \
            SELECT u.uri, d.id AS actor, rkey_id(split_part(u.uri, '/', 5)) AS rkey, \
                   c.id AS collection \
            FROM unnest($1::text[]) AS u(uri) \
            JOIN dids d ON d.did = uri_authority(u.uri) \
            JOIN collections c ON c.nsid = split_part(u.uri, '/', 4)) \
-         SELECT u.uri, {liked} AS liked, {reposted} AS reposted FROM posts u, viewer",
+         SELECT u.uri, {liked} AS liked, {reposted} AS reposted FROM subjects u, viewer",
         liked = viewer_row("likes", "viewer.id", SUBJECT_KEYS),
         reposted = viewer_row("reposts", "viewer.id", SUBJECT_KEYS),
     )
