@@ -7,8 +7,9 @@
 //! same text, and anything else keeps its record text, from which the views
 //! read it.
 
+use skyhose_proto::datetime::parse_utc_millis;
 use skyhose_proto::tid::Tid;
-use skyhose_proto::Cid;
+use skyhose_proto::{cbor, datamodel, Cid};
 
 /// A record key as stored: a TID's value, or a name kept in `rkey_names`
 /// (stored as minus its id).
@@ -63,6 +64,27 @@ pub fn cid_bytes(text: &str) -> Option<Vec<u8>> {
     (cid.to_string() == text).then(|| cid.to_bytes().to_vec())
 }
 
+/// Whether `cid` is the CID of the canonical DAG-CBOR encoding of the
+/// record `json`: then a row whose views rebuild the record need not store
+/// it, since they derive the same CID (`strong_ref_record_cid` and
+/// `follow_record_cid` of migration 0027).
+pub fn derives_cid(json: &str, cid: &str) -> bool {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
+        return false;
+    };
+    let Ok(model) = datamodel::from_json(&value) else {
+        return false;
+    };
+    Cid::for_dag_cbor(&cbor::encode(&model)).to_string() == cid
+}
+
+/// A `createdAt` as a compact row stores it (migration 0027): microseconds
+/// since the epoch when the text is exactly what `iso_millis` writes back,
+/// else `None`, and the record keeps its text.
+pub fn stored_time(created_at: &str) -> Option<i64> {
+    parse_utc_millis(created_at)
+}
+
 /// What a compact row stores of a reference its record makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -85,8 +107,8 @@ pub struct Ref {
 }
 
 /// The stored columns of a compact table beyond its identity and state:
-/// the references, then `created_at` (text, from the projected column of
-/// that index). The first reference is the record's subject, which every
+/// the references, then `created_at` (a timestamp, from the projected
+/// column of that index, see [`stored_time`]). The first reference is the record's subject, which every
 /// record of these kinds has.
 #[derive(Debug)]
 pub struct Layout {
@@ -171,15 +193,17 @@ impl Ref {
 
 impl Layout {
     /// Whether every reference of a record (`columns` as extracted) has a
-    /// compact form, so that its views can rebuild the record text from
-    /// the row: the subject always, the others when present.
+    /// compact form, and its `createdAt` a stored one, so that its views can
+    /// rebuild the record text from the row: the subject always, the other
+    /// references when present.
     pub fn rebuildable(&self, columns: &[Option<String>]) -> bool {
-        self.refs
-            .iter()
-            .enumerate()
-            .all(|(index, reference)| match reference.compact(columns) {
-                Some(compact) => compact,
-                None => index > 0,
+        let created_at = columns.get(self.created_at).and_then(Option::as_deref);
+        created_at.and_then(stored_time).is_some()
+            && self.refs.iter().enumerate().all(|(index, reference)| {
+                match reference.compact(columns) {
+                    Some(compact) => compact,
+                    None => index > 0,
+                }
             })
     }
 }
@@ -255,6 +279,20 @@ mod tests {
         let mut no_subject = columns(None);
         no_subject[0] = None;
         assert!(!STRONG_REFS.rebuildable(&no_subject));
+        let mut other_time = columns(None);
+        other_time[4] = Some("2024-01-01T00:00:00.000000Z".to_owned());
+        assert!(!STRONG_REFS.rebuildable(&other_time));
+    }
+
+    #[test]
+    fn derived_cids_are_those_of_the_canonical_encoding() {
+        let like = r#"{"$type":"app.bsky.feed.like","createdAt":"2024-01-01T00:00:00.000Z","subject":{"cid":"bafyreia","uri":"at://did:plc:b/app.bsky.feed.post/3l"}}"#;
+        let value = serde_json::from_str(like).expect("json");
+        let model = datamodel::from_json(&value).expect("data model");
+        let cid = Cid::for_dag_cbor(&cbor::encode(&model)).to_string();
+        assert!(derives_cid(like, &cid));
+        assert!(!derives_cid(like, &Cid::for_dag_cbor(b"other").to_string()));
+        assert!(!derives_cid("not json", &cid));
     }
 
     #[test]
@@ -262,6 +300,7 @@ mod tests {
         let created = Some("2024-01-01T00:00:00.000Z".to_owned());
         assert!(FOLLOW.rebuildable(&[Some("did:plc:b".to_owned()), created.clone()]));
         assert!(!FOLLOW.rebuildable(&[None, created]));
+        assert!(!FOLLOW.rebuildable(&[Some("did:plc:b".to_owned()), None]));
         assert_eq!(FOLLOW.refs[0].columns(), vec!["subject_actor".to_owned()]);
         assert_eq!(
             STRONG_REFS.refs[1].columns(),

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::compact::derives_cid;
 use crate::kinds::{is_rebuilt, kind_table, KindTable};
 use crate::records::{self, RecordFacts};
 use skyhose_proto::syntax::{is_did, is_handle, is_nsid, is_record_key};
@@ -156,6 +157,9 @@ pub struct Write {
     /// The record is exactly what its kind table's views rebuild from
     /// `columns` (migration 0014), so its row stores no text.
     pub rebuilt: bool,
+    /// The record is rebuilt and `cid` is the one its views derive from it
+    /// (migration 0027), so its row stores no CID either.
+    pub derived_cid: bool,
 }
 
 impl Write {
@@ -483,12 +487,14 @@ fn write_of(
     columns: Vec<Option<String>>,
 ) -> Write {
     let rebuilt = kind.is_some_and(|kind| is_rebuilt(kind, &columns, &json));
+    let derived_cid = rebuilt && derives_cid(&json, cid);
     Write {
         cid: cid.to_owned(),
         json,
         facts,
         columns,
         rebuilt,
+        derived_cid,
     }
 }
 

@@ -143,6 +143,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "post_projections_from_text",
         sql: include_str!("../migrations/0026_post_projections_from_text.sql"),
     },
+    Migration {
+        version: 27,
+        name: "compact_times_and_derived_cids",
+        sql: include_str!("../migrations/0027_compact_times_and_derived_cids.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

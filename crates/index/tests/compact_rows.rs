@@ -434,3 +434,310 @@ async fn migration_0023_converts_follows() {
     drop(client);
     env.cleanup().await;
 }
+
+/// The CID of a record as its repo holds it: its canonical DAG-CBOR.
+fn record_cid(record: &Value) -> String {
+    let model = skyhose_proto::datamodel::from_json(record).expect("data model");
+    Cid::for_dag_cbor(&skyhose_proto::cbor::encode(&model)).to_string()
+}
+
+/// Migration 0027: a like, repost or follow that the views rebuild keeps
+/// neither its CID (when it is the record's own) nor its `createdAt` text
+/// (when a timestamp writes it back), and every one reads back as written.
+#[tokio::test]
+async fn rebuilt_records_derive_their_cids_and_times() {
+    let env = TestEnv::new();
+    let pool = env.created_pool().await;
+    skyhose_index::migrate(&pool).await.expect("migrate");
+    let client = pool.get().await.expect("connection");
+    // DAG-CBOR text heads of every length form agree with the encoder.
+    for len in [0usize, 1, 23, 24, 255, 256, 65_535, 65_536] {
+        let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
+        let ours = skyhose_proto::cbor::encode(&skyhose_proto::cbor::Value::from(text.as_str()));
+        let row = client
+            .query_one("SELECT cbor_text($1) AS b", &[&text])
+            .await
+            .expect("cbor_text");
+        assert_eq!(row.get::<_, Vec<u8>>("b"), ours, "{len}");
+    }
+
+    let (alice, bob) = ("did:plc:derivedalice", "did:plc:derivedbob");
+    let post = |rkey: &str| format!("at://{bob}/app.bsky.feed.post/{rkey}");
+    let subject_cid = Cid::for_dag_cbor(b"post").to_string();
+    let strong = |uri: String| json!({"uri": uri, "cid": subject_cid});
+    let like = |created: &str, subject: Value| json!({"$type": "app.bsky.feed.like", "createdAt": created, "subject": subject});
+    let long_rkey = "k".repeat(300);
+    let mut with_via = like("2024-02-29T23:59:59.999Z", strong(post("3lbtbmvfj6k2a")));
+    with_via["via"] = strong(format!("at://{bob}/app.bsky.feed.repost/3lbtbmvfj6k2b"));
+    // (collection, rkey, record, CID and time both left out)
+    let cases = [
+        (
+            "app.bsky.feed.like",
+            "3lderived2aaa",
+            like("2024-01-01T00:00:00.000Z", strong(post("3lbtbmvfj6k2a"))),
+            true,
+        ),
+        ("app.bsky.feed.like", "3lderived2aab", with_via, true),
+        (
+            "app.bsky.feed.like",
+            "3lderived2aac",
+            like("2024-01-01T00:00:00.000Z", strong(post(&long_rkey))),
+            true,
+        ),
+        (
+            "app.bsky.feed.repost",
+            "3lderived2aad",
+            json!({"$type": "app.bsky.feed.repost", "createdAt": "1999-12-31T23:59:59.000Z",
+                   "subject": strong(post("3lbtbmvfj6k2a"))}),
+            true,
+        ),
+        (
+            "app.bsky.graph.follow",
+            "3lderived2aae",
+            json!({"$type": "app.bsky.graph.follow", "createdAt": "2024-06-01T12:00:00.500Z",
+                   "subject": bob}),
+            true,
+        ),
+        // Times a timestamp does not write back: kept as text.
+        (
+            "app.bsky.feed.like",
+            "3lderived2aaf",
+            like("2024-01-01T00:00:00Z", strong(post("3lbtbmvfj6k2a"))),
+            false,
+        ),
+        (
+            "app.bsky.feed.like",
+            "3lderived2aag",
+            like(
+                "2024-01-01T00:00:00.123456+00:00",
+                strong(post("3lbtbmvfj6k2a")),
+            ),
+            false,
+        ),
+        (
+            "app.bsky.graph.follow",
+            "3lderived2aah",
+            json!({"$type": "app.bsky.graph.follow", "createdAt": "not a time", "subject": bob}),
+            false,
+        ),
+    ];
+    let entries: Vec<Entry> = cases
+        .iter()
+        .enumerate()
+        .map(|(n, (collection, rkey, record, _))| {
+            create(
+                alice,
+                collection,
+                rkey,
+                &record_cid(record),
+                record.clone(),
+                n as i64 + 1,
+            )
+        })
+        .collect();
+    // A like whose CID is another record's: the row keeps it.
+    let kept_cid = Cid::for_dag_cbor(b"not this record").to_string();
+    let kept = like("2024-01-01T00:00:00.000Z", strong(post("3lbtbmvfj6k2c")));
+    let mut entries = entries;
+    entries.push(like_entry(
+        alice,
+        "3lderived2aai",
+        &kept_cid,
+        kept.clone(),
+        20,
+    ));
+    env.push(&entries).await;
+    let summary = skyhose_index::run(env.config(1), Default::default())
+        .await
+        .expect("index");
+    assert_eq!(summary.dead_lettered, 0, "{summary:?}");
+
+    let expected = cases
+        .iter()
+        .map(|(c, rkey, record, derived)| {
+            let left_out = (*derived, *derived, *derived);
+            (*c, *rkey, record.clone(), record_cid(record), left_out)
+        })
+        .chain([(
+            "app.bsky.feed.like",
+            "3lderived2aai",
+            kept,
+            kept_cid,
+            (false, true, true),
+        )]);
+    for (collection, rkey, record, cid, left_out) in expected {
+        let uri = format!("at://{alice}/{collection}/{rkey}");
+        let row = client
+            .query_one(
+                "SELECT cid, record::text AS record FROM records_at(ARRAY[$1]) WHERE live",
+                &[&uri],
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{uri}: {err}"));
+        assert_eq!(row.get::<_, String>("cid"), cid, "{uri}");
+        assert_eq!(
+            row.get::<_, String>("record"),
+            serde_json::to_string(&record).expect("json"),
+            "{uri}"
+        );
+        let view = match collection {
+            "app.bsky.feed.like" => "likes",
+            "app.bsky.feed.repost" => "reposts",
+            _ => "follows",
+        };
+        let row = client
+            .query_one(
+                &format!("SELECT created_at FROM {view} WHERE uri = $1"),
+                &[&uri],
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{view} {uri}: {err}"));
+        assert_eq!(
+            row.get::<_, Option<String>>("created_at").as_deref(),
+            record["createdAt"].as_str(),
+            "{uri}"
+        );
+        let table = format!("{}_rows", view.trim_end_matches('s'));
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT t.cid IS NULL AS no_cid, t.record IS NULL AS no_text, \
+                            t.created_at IS NOT NULL AS timed \
+                     FROM {table} t JOIN dids a ON a.id = t.actor \
+                     WHERE a.did = $1 AND t.rkey = rkey_id($2)"
+                ),
+                &[&alice, &rkey],
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{table} {uri}: {err}"));
+        let (no_cid, no_text, timed): (bool, bool, bool) =
+            (row.get("no_cid"), row.get("no_text"), row.get("timed"));
+        assert_eq!((no_cid, no_text, timed), left_out, "{uri}");
+    }
+    drop(client);
+    env.cleanup().await;
+}
+
+fn like_entry(did: &str, rkey: &str, cid: &str, record: Value, seq: i64) -> Entry {
+    like(did, rkey, cid, record, seq)
+}
+
+/// Migration 0027 on likes, reposts and follows written by the schema
+/// before it: every row, tombstones too, reads back through the views as
+/// it was, and rebuilt records stop storing the CIDs the views derive.
+#[tokio::test]
+async fn migration_0027_converts_times_and_cids() {
+    let env = TestEnv::new();
+    let pool = env.created_pool().await;
+    common::migrate_before(&pool, 27, 27).await;
+    let client = pool.get().await.expect("connection");
+    let (alice, bob) = ("did:plc:migrated27alice", "did:plc:migrated27bob");
+    let post = format!("at://{bob}/app.bsky.feed.post/3lbtbmvfj6k2a");
+    let subject_cid = Cid::for_dag_cbor(b"post").to_string();
+    let like = |created: &str| {
+        json!({"$type": "app.bsky.feed.like", "createdAt": created,
+               "subject": {"cid": subject_cid, "uri": post}})
+    };
+    let follow = |created: &str| json!({"$type": "app.bsky.graph.follow", "createdAt": created, "subject": bob});
+    client
+        .execute("INSERT INTO dids (did) VALUES ($1), ($2)", &[&alice, &bob])
+        .await
+        .expect("dids");
+    // (rkey, createdAt, own CID, live): the derived CID, a time kept as
+    // text, another CID, a tombstone.
+    let plain = like("2024-01-01T00:00:00.000Z");
+    let likes = [
+        (
+            "3lbtbmvfj6k2a",
+            "2024-01-01T00:00:00.000Z",
+            record_cid(&plain),
+            true,
+        ),
+        (
+            "3lbtbmvfj6k2b",
+            "2024-01-01T00:00:00Z",
+            record_cid(&like("2024-01-01T00:00:00Z")),
+            true,
+        ),
+        (
+            "3lbtbmvfj6k2c",
+            "2024-01-01T00:00:00.000Z",
+            Cid::for_dag_cbor(b"x").to_string(),
+            true,
+        ),
+        (
+            "3lbtbmvfj6k2d",
+            "2024-01-01T00:00:00.000Z",
+            String::new(),
+            false,
+        ),
+    ];
+    for (n, (rkey, created, cid, live)) in likes.iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO like_rows (actor, rkey, subject_actor, subject_collection, subject_rkey, \
+                   subject_cid, cid, rev, seq, live, created_at) \
+                 VALUES (did_id($1), rkey_id($2), ref_actor($3), ref_collection($3), ref_rkey($3), \
+                   cid_bytes($4), cid_bytes(NULLIF($5, '')), $6, $7, $8, $9)",
+                &[&alice, rkey, &post, &subject_cid, cid, &format!("3lrev00000000{n}"), &(n as i64), live, created],
+            )
+            .await
+            .expect("likes as the previous schema had them");
+    }
+    let followed = follow("2024-01-01T00:00:00.000Z");
+    for (rkey, created, cid) in [
+        (
+            "3lbtbmvfj6k2e",
+            "2024-01-01T00:00:00.000Z",
+            record_cid(&followed),
+        ),
+        ("3lbtbmvfj6k2f", "2024", record_cid(&follow("2024"))),
+    ] {
+        client
+            .execute(
+                "INSERT INTO follow_rows (actor, subject_actor, rkey, cid, rev, seq, live, created_at) \
+                 VALUES (did_id($1), did_id($2), rkey_id($3), cid_bytes($4), '3lrev0000000f', 9, true, $5)",
+                &[&alice, &bob, &rkey, &cid, &created],
+            )
+            .await
+            .expect("follows as the previous schema had them");
+    }
+    const ROWS: &str = "SELECT row(uri, did, rkey, cid, rev, seq, live, record::text)::text AS r \
+                        FROM all_records WHERE collection <> 'app.bsky.feed.post' ORDER BY uri";
+    const STATES: &str = "SELECT row(l.*)::text AS r FROM like_state l \
+                          UNION ALL SELECT row(f.*)::text FROM follow_state f ORDER BY 1";
+    let read = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .expect(sql)
+                .iter()
+                .map(|r| r.get::<_, String>("r"))
+                .collect::<Vec<String>>()
+        }
+    };
+    let (rows, states) = (read(ROWS).await, read(STATES).await);
+    let report = skyhose_index::migrate(&pool).await.expect("migration 0027");
+    assert_eq!(report.applied, vec![27]);
+    assert_eq!(read(ROWS).await, rows);
+    assert_eq!(read(STATES).await, states);
+    assert_eq!(rows.len(), 6);
+    let stored: Vec<(bool, bool)> = client
+        .query(
+            "SELECT cid IS NULL AS no_cid, record IS NULL AS no_text FROM like_rows ORDER BY rkey",
+            &[],
+        )
+        .await
+        .expect("like rows")
+        .iter()
+        .map(|r| (r.get("no_cid"), r.get("no_text")))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![(true, true), (false, false), (false, true), (true, true)]
+    );
+    drop(client);
+    env.cleanup().await;
+}

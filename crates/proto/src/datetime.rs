@@ -42,6 +42,33 @@ pub fn format_utc_millis(micros: i64) -> String {
     )
 }
 
+/// The microseconds since the epoch of a datetime written exactly as
+/// [`format_utc_millis`] writes it (years 0001–9999); `None` for any other
+/// text, so that storing the value and writing it back gives the same text.
+pub fn parse_utc_millis(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 24 || b[23] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = b.get(from..to)?;
+        digits
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second, millis) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    if year == 0 || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    let micros = secs.checked_mul(1_000_000)?.checked_add(millis * 1000)?;
+    // Separators, day-of-month and time-of-day ranges: whatever does not
+    // write back the same is not this form.
+    (format_utc_millis(micros) == text).then_some(micros)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +94,41 @@ mod tests {
             "2024-12-31T23:59:59.999Z"
         );
         assert_eq!(format_utc_millis(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn parses_only_what_it_writes_back() {
+        for text in [
+            "1970-01-01T00:00:00.000Z",
+            "2000-02-29T23:59:59.999Z",
+            "0001-01-01T00:00:00.000Z",
+            "1969-12-31T23:59:59.999Z",
+            "2024-11-26T14:06:40.123Z",
+        ] {
+            let micros = parse_utc_millis(text);
+            assert_eq!(micros.map(format_utc_millis).as_deref(), Some(text));
+        }
+        assert_eq!(
+            parse_utc_millis("2024-11-26T14:06:40.123Z"),
+            Some(1_732_630_000_123_000)
+        );
+        for text in [
+            "2023-02-29T00:00:00.000Z",
+            "2024-04-31T00:00:00.000Z",
+            "2024-01-01T24:00:00.000Z",
+            "2024-01-01T00:60:00.000Z",
+            "2024-01-01T00:00:60.000Z",
+            "0000-01-01T00:00:00.000Z",
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00.000000Z",
+            "2024-01-01T00:00:00.000+00:00",
+            "2024-01-01 00:00:00.000Z",
+            "2024-01-01T00:00:00.000z",
+            "+024-01-01T00:00:00.000Z",
+            "2024-01-01T00:00:00.0-0Z",
+            "",
+        ] {
+            assert_eq!(parse_utc_millis(text), None, "{text}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::keys::Keys;
 use super::plan::{Candidate, RecordUpdate, Stored, Touched};
 use super::unnest::Unnest;
 use super::write::Pending;
-use crate::compact::{cid_bytes, Compact, Layout, Target};
+use crate::compact::{cid_bytes, stored_time, Compact, Layout, Target};
 use crate::db::RowExt;
 use crate::entry::Write;
 use crate::error::IndexError;
@@ -50,7 +50,8 @@ struct Rows<'a> {
     record: Vec<Option<&'a str>>,
     /// One per reference of the layout, in its order.
     refs: Vec<References>,
-    created_at: Vec<Option<&'a str>>,
+    /// Microseconds since the epoch (`stored_time`).
+    created_at: Vec<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -132,7 +133,10 @@ impl<'a> Rows<'a> {
         seq: Option<i64>,
     ) -> Result<(), IndexError> {
         let column = |index: usize| write.and_then(|w| w.columns.get(index)?.as_deref());
-        let cid = write.map(|w| (w.cid.as_str(), cid_bytes(&w.cid)));
+        // A CID the views derive is not stored.
+        let cid = write
+            .filter(|w| !w.derived_cid)
+            .map(|w| (w.cid.as_str(), cid_bytes(&w.cid)));
         self.cid_string.push(
             cid.as_ref()
                 .and_then(|(text, bytes)| bytes.is_none().then_some(*text)),
@@ -154,7 +158,8 @@ impl<'a> Rows<'a> {
                 Some(w.json.as_str())
             }
         }));
-        self.created_at.push(column(self.layout.created_at));
+        self.created_at
+            .push(column(self.layout.created_at).and_then(stored_time));
         Ok(())
     }
 
@@ -189,6 +194,9 @@ fn values(layout: &Layout) -> Vec<String> {
         .into_iter()
         .map(|name| match name.as_str() {
             "record" => "v.record::json".to_owned(),
+            "created_at" => {
+                "'epoch'::timestamptz + v.created_at * interval '1 microsecond'".to_owned()
+            }
             _ => format!("v.{name}"),
         })
         .collect()
