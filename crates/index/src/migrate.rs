@@ -148,6 +148,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "compact_times_and_derived_cids",
         sql: include_str!("../migrations/0027_compact_times_and_derived_cids.sql"),
     },
+    Migration {
+        version: 28,
+        name: "notifications_without_copies",
+        sql: include_str!("../migrations/0028_notifications_without_copies.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

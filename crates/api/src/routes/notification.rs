@@ -48,7 +48,8 @@ struct Source {
     /// `notifications`, which holds every other reason.
     reason: Option<&'static str>,
     /// Its notifications for the recipient `$1` as `seq, author, reason,
-    /// subject, uri, cid, indexed_at` and the columns `order` names.
+    /// subject, uri, indexed_at` and the columns `order` names (the record's
+    /// CID is read with the record, `load_records`).
     rows: &'static str,
     /// Newest first, as its index holds them: no sort, whatever the planner
     /// expects. Within a seq (one commit of one repo) every uri has the
@@ -68,7 +69,7 @@ macro_rules! subject_owner_source {
             rows: concat!(
                 "SELECT seq, did AS author, '",
                 $reason,
-                "'::text AS reason, subject_uri AS subject, uri, cid, indexed_at, rkey_id AS rkey \
+                "'::text AS reason, subject_uri AS subject, uri, indexed_at, rkey_id AS rkey \
                  FROM ",
                 $view,
                 " WHERE subject_actor = did_id($1) AND actor <> subject_actor"
@@ -81,8 +82,9 @@ macro_rules! subject_owner_source {
 const SOURCES: [Source; 4] = [
     Source {
         reason: None,
-        rows: "SELECT seq, author_did AS author, reason, reason_subject AS subject, \
-               record_uri AS uri, record_cid AS cid, indexed_at \
+        // The author is the record's repo (migration 0028).
+        rows: "SELECT seq, split_part(record_uri, '/', 3) AS author, reason, \
+               reason_subject AS subject, record_uri AS uri, indexed_at \
                FROM notifications WHERE recipient_did = $1",
         order: "n.seq DESC, n.uri DESC, n.reason DESC",
     },
@@ -92,8 +94,7 @@ const SOURCES: [Source; 4] = [
     // predicate of the table's partial index (migration 0023).
     Source {
         reason: Some("follow"),
-        rows:
-            "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, cid, \
+        rows: "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, \
                indexed_at, rkey_id AS rkey FROM follows \
                WHERE subject_actor = did_id($1) AND actor <> subject_actor",
         order: "n.seq DESC, n.rkey DESC",
@@ -118,7 +119,7 @@ impl Source {
     /// reason), of the reasons `$4` (all when NULL); `$3` is `seenAt`.
     fn page_sql(&self) -> String {
         format!(
-            "SELECT n.seq, n.author, n.reason, n.subject, n.uri, n.cid, \
+            "SELECT n.seq, n.author, n.reason, n.subject, n.uri, \
                to_char(n.indexed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS indexed_at, \
                ($3::int8 IS NOT NULL AND n.indexed_at <= 'epoch'::timestamptz + $3::int8 * interval '1 microsecond') AS is_read \
              FROM ({rows}) n \
@@ -174,27 +175,29 @@ struct Listed {
     reason: String,
     subject: Option<String>,
     uri: String,
-    cid: Option<String>,
     indexed_at: String,
     is_read: bool,
 }
 
-/// The full JSON of each live record in `uris`, in one query.
-async fn load_records(client: &Db, uris: &[String]) -> XrpcResult<HashMap<String, Value>> {
+/// The CID and full JSON of each live record in `uris`, in one query.
+async fn load_records(
+    client: &Db,
+    uris: &[String],
+) -> XrpcResult<HashMap<String, (String, Value)>> {
     if uris.is_empty() {
         return Ok(HashMap::new());
     }
     let stmt = client
         .prepare_cached(
-            "SELECT r.uri, r.record FROM records_at($1::text[]) AS r \
-             WHERE r.live AND r.record IS NOT NULL",
+            "SELECT r.uri, r.cid, r.record FROM records_at($1::text[]) AS r \
+             WHERE r.live AND r.record IS NOT NULL AND r.cid IS NOT NULL",
         )
         .await?;
     client
         .query(&stmt, &[&uris])
         .await?
         .iter()
-        .map(|row| Ok((row.col("uri")?, row.col("record")?)))
+        .map(|row| Ok((row.col("uri")?, (row.col("cid")?, row.col("record")?))))
         .collect()
 }
 
@@ -239,7 +242,6 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
                 reason: row.col("reason")?,
                 subject: row.col("subject")?,
                 uri: row.col("uri")?,
-                cid: row.col("cid")?,
                 indexed_at: row.col("indexed_at")?,
                 is_read: row.col("is_read")?,
             })
@@ -274,17 +276,13 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
                 return None;
             }
             let author = hydrated.profile_view(&n.author)?;
-            let record = records.get(&n.uri)?.clone();
+            let (cid, record) = records.get(&n.uri)?.clone();
             // Labelers' labels first, then the record's self-labels.
             let mut shown = moderation.labels.get(&n.uri).cloned().unwrap_or_default();
-            shown.extend(labels::self_labels(
-                &n.uri,
-                n.cid.as_deref().unwrap_or_default(),
-                &record,
-            ));
+            shown.extend(labels::self_labels(&n.uri, &cid, &record));
             let mut m = Map::new();
             put(&mut m, "uri", &n.uri);
-            put(&mut m, "cid", n.cid.as_deref().unwrap_or_default());
+            put(&mut m, "cid", &cid);
             m.insert("author".into(), author);
             put(&mut m, "reason", &n.reason);
             put_opt(&mut m, "reasonSubject", n.subject.as_deref());
@@ -380,7 +378,7 @@ mod tests {
         assert_eq!(
             SOURCES[2].rows,
             "SELECT seq, did AS author, 'repost'::text AS reason, subject_uri AS subject, uri, \
-             cid, indexed_at, rkey_id AS rkey FROM reposts \
+             indexed_at, rkey_id AS rkey FROM reposts \
              WHERE subject_actor = did_id($1) AND actor <> subject_actor"
         );
         assert_eq!(SOURCES[1].reason, Some("like"));

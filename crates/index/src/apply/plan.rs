@@ -269,11 +269,9 @@ impl<'a> KindRows<'a> {
 #[derive(Default)]
 pub(super) struct NotificationRows<'a> {
     pub recipients: Vec<&'a str>,
-    pub authors: Vec<&'a str>,
     pub reasons: Vec<&'static str>,
     pub reason_subjects: Vec<Option<&'a str>>,
     pub record_uris: Vec<&'a str>,
-    pub record_cids: Vec<&'a str>,
     /// The seq of the event that wrote the record: notifications are
     /// ordered by it, like those derived from like, repost and follow rows.
     pub seqs: Vec<i64>,
@@ -290,7 +288,6 @@ pub(super) struct NotificationRows<'a> {
 pub(super) struct PostRows<'a> {
     pub authors: Vec<&'a str>,
     pub uris: Vec<&'a str>,
-    pub cids: Vec<&'a str>,
     pub seqs: Vec<i64>,
     pub parents: Vec<Option<&'a str>>,
     pub new: Vec<bool>,
@@ -301,7 +298,6 @@ impl<'a> NotificationRows<'a> {
         &mut self,
         author: &'a str,
         uri: &'a str,
-        write: &'a Write,
         seq: i64,
         parent: Option<&'a str>,
         new: bool,
@@ -309,20 +305,17 @@ impl<'a> NotificationRows<'a> {
         let posts = &mut self.posts;
         posts.authors.push(author);
         posts.uris.push(uri);
-        posts.cids.push(&write.cid);
         posts.seqs.push(seq);
         posts.parents.push(parent);
         posts.new.push(new);
     }
 
-    fn push(&mut self, author: &'a str, uri: &'a str, write: &'a Write, seq: i64) {
+    fn push(&mut self, uri: &'a str, write: &'a Write, seq: i64) {
         for draft in &write.facts.notifications {
             self.recipients.push(&draft.recipient);
-            self.authors.push(author);
             self.reasons.push(draft.reason);
             self.reason_subjects.push(draft.reason_subject.as_deref());
             self.record_uris.push(uri);
-            self.record_cids.push(&write.cid);
             self.seqs.push(seq);
         }
     }
@@ -466,16 +459,11 @@ pub(super) fn transitions<'a>(
                 1,
             );
             if let Some(seq) = update.seq {
-                changes.notifications.push(did, uri, write, seq);
+                changes.notifications.push(uri, write, seq);
                 if *collection == POST {
-                    changes.notifications.push_post(
-                        did,
-                        uri,
-                        write,
-                        seq,
-                        update.subject,
-                        !old.live,
-                    );
+                    changes
+                        .notifications
+                        .push_post(did, uri, seq, update.subject, !old.live);
                 }
             }
             if *collection == POST && (!fresh || update.subject.is_some()) {

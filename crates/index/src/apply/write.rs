@@ -742,11 +742,9 @@ fn notifications<'a>(
         let mut columns = Unnest::new();
         columns
             .column("recipient_did", rows.recipients)
-            .column("author_did", rows.authors)
             .column("reason", rows.reasons)
             .column("reason_subject", rows.reason_subjects)
             .column("record_uri", rows.record_uris)
-            .column("record_cid", rows.record_cids)
             .column("seq", rows.seqs);
         let names: Vec<&str> = columns.names().collect();
         pending.push(Pending::new(
@@ -765,7 +763,6 @@ fn notifications<'a>(
         columns
             .column("author_did", posts.authors)
             .column("record_uri", posts.uris)
-            .column("record_cid", posts.cids)
             .column("seq", posts.seqs)
             .column("parent", posts.parents)
             .column("came_live", posts.new);
@@ -783,37 +780,36 @@ fn notifications<'a>(
                 // and the checks of the final rows are subplans probing
                 // their indexes.
                 "WITH RECURSIVE v AS (SELECT * FROM {rows}), \
-                 below(record_uri, author_did, record_cid, seq, start, height) AS ( \
-                   SELECT p.uri, p.did, p.cid, COALESCE(p.seq, v.seq), v.record_uri, 1 \
-                   FROM v CROSS JOIN LATERAL (SELECT p.uri, p.did, p.cid, p.seq FROM post_rows p \
+                 below(record_uri, author_did, seq, start, height) AS ( \
+                   SELECT p.uri, p.did, COALESCE(p.seq, v.seq), v.record_uri, 1 \
+                   FROM v CROSS JOIN LATERAL (SELECT p.uri, p.did, p.seq FROM post_rows p \
                      WHERE p.reply_parent_uri = v.record_uri AND p.live OFFSET 0) p \
                    WHERE v.came_live \
                    UNION ALL \
-                   SELECT p.uri, p.did, p.cid, COALESCE(p.seq, b.seq), b.start, b.height + 1 \
-                   FROM below b CROSS JOIN LATERAL (SELECT p.uri, p.did, p.cid, p.seq FROM post_rows p \
+                   SELECT p.uri, p.did, COALESCE(p.seq, b.seq), b.start, b.height + 1 \
+                   FROM below b CROSS JOIN LATERAL (SELECT p.uri, p.did, p.seq FROM post_rows p \
                      WHERE p.reply_parent_uri = b.record_uri AND p.live OFFSET 0) p \
                    WHERE b.height < {max}), \
                  reply AS ( \
-                   SELECT record_uri, author_did, record_cid, seq, parent AS start, 1 AS height \
+                   SELECT record_uri, author_did, seq, parent AS start, 1 AS height \
                    FROM v WHERE parent IS NOT NULL \
                    UNION ALL SELECT * FROM below), \
-                 up(record_uri, author_did, record_cid, seq, uri, did, parent, height) AS ( \
-                   SELECT r.record_uri, r.author_did, r.record_cid, r.seq, p.uri, p.did, \
+                 up(record_uri, author_did, seq, uri, did, parent, height) AS ( \
+                   SELECT r.record_uri, r.author_did, r.seq, p.uri, p.did, \
                           p.reply_parent_uri, r.height \
                    FROM reply r CROSS JOIN LATERAL (SELECT p.uri, p.did, p.reply_parent_uri \
                      FROM posts p WHERE p.uri = r.start OFFSET 0) p \
                    UNION ALL \
-                   SELECT up.record_uri, up.author_did, up.record_cid, up.seq, p.uri, p.did, \
+                   SELECT up.record_uri, up.author_did, up.seq, p.uri, p.did, \
                           p.reply_parent_uri, up.height + 1 \
                    FROM up CROSS JOIN LATERAL (SELECT p.uri, p.did, p.reply_parent_uri \
                      FROM posts p WHERE p.uri = up.parent OFFSET 0) p \
                    WHERE up.height < {max}) \
-                 INSERT INTO notifications (recipient_did, author_did, reason, reason_subject, \
-                                            record_uri, record_cid, seq) \
-                 SELECT DISTINCT ON (up.record_uri, up.did) up.did, up.author_did, 'reply', up.uri, \
-                        up.record_uri, up.record_cid, up.seq \
+                 INSERT INTO notifications (recipient_did, reason, reason_subject, record_uri, seq) \
+                 SELECT DISTINCT ON (up.record_uri, up.did) up.did, 'reply', up.uri, \
+                        up.record_uri, up.seq \
                  FROM up \
-                 WHERE up.did <> up.author_did AND up.record_cid IS NOT NULL \
+                 WHERE up.did <> up.author_did \
                    AND (SELECT NOT EXISTS (SELECT 1 FROM post_rows p \
                           WHERE p.uri = up.record_uri AND p.violates_threadgate) \
                         AND NOT EXISTS (SELECT 1 FROM notifications n \
