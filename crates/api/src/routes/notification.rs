@@ -48,13 +48,9 @@ struct Source {
     /// `notifications`, which holds every other reason.
     reason: Option<&'static str>,
     /// Its notifications for the recipient `$1` as `seq, author, reason,
-    /// subject, uri, indexed_at` and the columns `order` names (the record's
-    /// CID is read with the record, `load_records`).
+    /// subject, uri, indexed_at` (the record's CID is read with the record,
+    /// `load_records`).
     rows: &'static str,
-    /// Newest first, as its index holds them: no sort, whatever the planner
-    /// expects. Within a seq (one commit of one repo) every uri has the
-    /// same did, so a table of one collection orders them by rkey.
-    order: &'static str,
 }
 
 /// A table whose live rows notify the owner of their `subject_uri`, with
@@ -69,12 +65,11 @@ macro_rules! subject_owner_source {
             rows: concat!(
                 "SELECT seq, did AS author, '",
                 $reason,
-                "'::text AS reason, subject_uri AS subject, uri, indexed_at, rkey_id AS rkey \
+                "'::text AS reason, subject_uri AS subject, uri, indexed_at \
                  FROM ",
                 $view,
                 " WHERE subject_actor = did_id($1) AND actor <> subject_actor"
             ),
-            order: "n.seq DESC, n.rkey DESC",
         }
     };
 }
@@ -86,7 +81,6 @@ const SOURCES: [Source; 4] = [
         rows: "SELECT seq, split_part(record_uri, '/', 3) AS author, reason, \
                reason_subject AS subject, record_uri AS uri, indexed_at \
                FROM notifications WHERE recipient_did = $1",
-        order: "n.seq DESC, n.uri DESC, n.reason DESC",
     },
     subject_owner_source!("like", "likes"),
     subject_owner_source!("repost", "reposts"),
@@ -95,9 +89,8 @@ const SOURCES: [Source; 4] = [
     Source {
         reason: Some("follow"),
         rows: "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, \
-               indexed_at, rkey_id AS rkey FROM follows \
+               indexed_at FROM follows \
                WHERE subject_actor = did_id($1) AND actor <> subject_actor",
-        order: "n.seq DESC, n.rkey DESC",
     },
 ];
 
@@ -116,7 +109,11 @@ impl Source {
     }
 
     /// A page newest first, after the position `($2, $6, $7)` = (seq, uri,
-    /// reason), of the reasons `$4` (all when NULL); `$3` is `seenAt`.
+    /// reason), of the reasons `$4` (all when NULL); `$3` is `seenAt`. It is
+    /// read in the index's order (seq) with every row of the last seq it
+    /// reaches, so the caller's order (seq, uri, reason) of all the sources
+    /// together picks the page from complete seqs: one seq is one commit,
+    /// with a few rows for one recipient at most.
     fn page_sql(&self) -> String {
         format!(
             "SELECT n.seq, n.author, n.reason, n.subject, n.uri, \
@@ -125,9 +122,8 @@ impl Source {
              FROM ({rows}) n \
              WHERE n.seq <= $2 AND (n.seq < $2 OR (n.uri, n.reason) < ($6, $7)) \
                AND ($4::text[] IS NULL OR n.reason = ANY($4)) \
-             ORDER BY {order} LIMIT $5",
+             ORDER BY n.seq DESC FETCH FIRST $5 ROWS WITH TIES",
             rows = self.rows,
-            order = self.order
         )
     }
 
@@ -378,7 +374,7 @@ mod tests {
         assert_eq!(
             SOURCES[2].rows,
             "SELECT seq, did AS author, 'repost'::text AS reason, subject_uri AS subject, uri, \
-             indexed_at, rkey_id AS rkey FROM reposts \
+             indexed_at FROM reposts \
              WHERE subject_actor = did_id($1) AND actor <> subject_actor"
         );
         assert_eq!(SOURCES[1].reason, Some("like"));
