@@ -473,9 +473,9 @@ async fn quotes_of_generators_lists_packs_and_labelers_render_their_views() {
         });
         client
             .execute(
-                "INSERT INTO posts (uri, did, rkey, cid, text, embed_type, embed_record_uri, \
+                "INSERT INTO posts (uri, did, rkey, cid, embed_type, embed_record_uri, \
                  created_at, record) \
-                 VALUES ($1, $2, $3, $4, 'look at this', 'app.bsky.embed.record', $5, \
+                 VALUES ($1, $2, $3, $4, 'app.bsky.embed.record', $5, \
                  '2026-01-01T00:00:00.000Z', $6)",
                 &[&post, &author, &rkey, cid, uri, &record],
             )

@@ -223,8 +223,8 @@ pub const KIND_TABLES: &[KindTable] = &[
     KindTable {
         collection: "app.bsky.feed.post",
         table: "post_rows",
+        // The text is read from the record (migration 0029).
         columns: &[
-            col!("text", Text, |j| text(j, &["text"])),
             col!("reply_root_uri", Text, |j| text(
                 j,
                 &["reply", "root", "uri"]
@@ -687,7 +687,6 @@ mod tests {
                 "media": {"$type": "app.bsky.embed.external",
                     "external": {"uri": "https://x", "title": "t", "description": "d",
                         "thumb": {"$type": "blob", "ref": {"$link": "bafythumb"}}}}}});
-        assert_eq!(column(posts, "text", &quote).as_deref(), Some("hi"));
         assert_eq!(
             column(posts, "embed_record_uri", &quote).as_deref(),
             Some("at://did:plc:b/app.bsky.feed.post/1")
@@ -725,7 +724,10 @@ mod tests {
         }
         let posts = kind_table("app.bsky.feed.post").expect("posts");
         // JSON null is SQL NULL for text, the JSON value null for jsonb.
-        assert_eq!(column(posts, "text", &json!({"text": null})), None);
+        assert_eq!(
+            column(posts, "embed_type", &json!({"embed": {"$type": null}})),
+            None
+        );
         let record = json!({"status": "live", "embed": null});
         assert_eq!(column(status, "embed", &record).as_deref(), Some("null"));
         assert_eq!(column(status, "embed", &json!({"status": "live"})), None);
@@ -765,8 +767,8 @@ mod tests {
         let posts = kind_table("app.bsky.feed.post").expect("posts");
         let lock = posts.lock_sql("unnest($1::text[]) AS v(uri)");
         assert!(lock.starts_with(
-            "INSERT INTO post_rows AS t (uri, did, rkey, cid, rev, seq, live, record, text, \
-             reply_root_uri, "
+            "INSERT INTO post_rows AS t (uri, did, rkey, cid, rev, seq, live, record, \
+             reply_root_uri, reply_parent_uri, "
         ));
         assert!(lock.contains(
             "SELECT v.uri, v.did, v.rkey, v.cid, v.rev, v.seq, v.live, v.record::json, v.c0, \
@@ -776,7 +778,7 @@ mod tests {
         assert!(lock
             .ends_with("ON CONFLICT (uri) DO UPDATE SET live = t.live WHERE false RETURNING uri"));
         let revive = posts.revive_sql("unnest($1::text[]) AS v(uri)");
-        assert!(revive.contains("text = v.c0, reply_root_uri = v.c1"));
+        assert!(revive.contains("reply_root_uri = v.c0, reply_parent_uri = v.c1"));
         assert!(revive.contains("FROM unnest($1::text[]) AS v(uri) WHERE t.uri = v.uri"));
         let state = posts
             .own_state

@@ -153,6 +153,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "notifications_without_copies",
         sql: include_str!("../migrations/0028_notifications_without_copies.sql"),
     },
+    Migration {
+        version: 29,
+        name: "post_text_once",
+        sql: include_str!("../migrations/0029_post_text_once.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

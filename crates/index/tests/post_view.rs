@@ -1,5 +1,5 @@
 //! The `posts` view reads the parts of a post that `post_rows` no longer
-//! projects (migration 0026) from the record text, by the rules the index
+//! projects (migrations 0026 and 0029) from the record text, by the rules the index
 //! projected them with: text as SQL's `->>` gives it, JSON null kept as
 //! the JSON value for JSON columns, the first present of `embed.X` and
 //! `embed.media.X`, a blob's `ref.$link` or its legacy `cid`.
@@ -34,6 +34,9 @@ async fn posts_read_their_parts_from_the_record() {
             "embed": {"$type": "app.bsky.embed.recordWithMedia",
                 "record": {"record": {"uri": "at://did:plc:b/app.bsky.feed.post/4", "cid": "bafys"}},
                 "media": {"$type": "app.bsky.embed.images", "images": [{"alt": "x"}]}}}),
+        json!({"$type": "app.bsky.feed.post", "text": "say \"hi\" \\ café 🎉\n"}),
+        json!({"$type": "app.bsky.feed.post", "text": null}),
+        json!({"$type": "app.bsky.feed.post", "text": ["not", "text"]}),
     ];
     for (n, record) in records.iter().enumerate() {
         client
@@ -62,7 +65,11 @@ async fn posts_read_their_parts_from_the_record() {
                 .get::<_, Option<String>>("v")
         }
     };
-    let expected: [(usize, &str, Option<Value>); 16] = [
+    let expected: [(usize, &str, Option<Value>); 20] = [
+        (0, "text", Some(json!("hi"))),
+        (4, "text", Some(json!("say \"hi\" \\ café 🎉\n"))),
+        (5, "text", None),
+        (6, "text", None),
         (0, "langs", Some(json!(["en"]))),
         (0, "tags", Some(Value::Null)),
         (
