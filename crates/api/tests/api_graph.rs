@@ -544,3 +544,101 @@ async fn follows_page_newest_first() {
     assert_eq!(got, expected);
     validate_with_official_lexicons(&cases);
 }
+
+/// A thread shows no post of another thread, as the official AppView's
+/// thread boundary: a parent whose record names another root ends the
+/// parent chain (no `parent`, no placeholder), and a reply that names
+/// another root is left out of the replies, in both thread methods. The
+/// simulator writes consistent threads, so these posts are written into
+/// this binary's own fixture database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_end_at_posts_of_another_thread() {
+    let server = Server::start(|_| {}).await;
+    let client = db().await;
+    let author = first(
+        &client,
+        &format!("SELECT a.did FROM actors a WHERE {SERVED} ORDER BY a.did DESC LIMIT 1"),
+    )
+    .await;
+    let uri = |rkey: &str| format!("at://{author}/app.bsky.feed.post/{rkey}");
+    let (root, reply, stray, other_root) = (
+        uri("3zzzzboundary1"),
+        uri("3zzzzboundary2"),
+        uri("3zzzzboundary3"),
+        uri("3zzzzboundary9"),
+    );
+    let cid = "bafyreih4wp2q5fugnjuj3iwmmtnjx3s5ymcizgo4yb4rasspmxyrjy7fma";
+    // (uri, root, parent): the root, a reply to it, and a reply to that
+    // reply whose record names another root.
+    for (post, reply_root, parent) in [
+        (&root, None, None),
+        (&reply, Some(&root), Some(&root)),
+        (&stray, Some(&other_root), Some(&reply)),
+    ] {
+        let mut record = serde_json::json!({
+            "$type": "app.bsky.feed.post",
+            "text": "thread boundary",
+            "createdAt": "2026-01-01T00:00:00.000Z",
+        });
+        if let (Some(r), Some(p)) = (reply_root, parent) {
+            record["reply"] = serde_json::json!({
+                "root": {"uri": r, "cid": cid}, "parent": {"uri": p, "cid": cid}});
+        }
+        let rkey = post.rsplit('/').next().unwrap_or_default();
+        client
+            .execute(
+                "INSERT INTO posts (uri, did, rkey, cid, reply_root_uri, reply_parent_uri, \
+                 created_at, record) \
+                 VALUES ($1, $2, $3, $4, $5, $6, '2026-01-01T00:00:00.000Z', $7)",
+                &[post, &author, &rkey, &cid, &reply_root, &parent, &record],
+            )
+            .await
+            .expect("post");
+    }
+
+    let thread = |uri: &str| {
+        let server = &server;
+        let query = format!("uri={}&depth=5", enc(uri));
+        async move {
+            let (status, body) = server.get("app.bsky.feed.getPostThread", &query).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    // The stray reply's parent is in another thread: the chain ends.
+    let body = thread(&stray).await;
+    assert_eq!(body["thread"]["post"]["uri"], stray.as_str(), "{body}");
+    assert!(body["thread"].get("parent").is_none(), "{body}");
+    // The reply's replies leave the stray one out; its parent is shown.
+    let body = thread(&reply).await;
+    assert_eq!(
+        body["thread"]["parent"]["post"]["uri"],
+        root.as_str(),
+        "{body}"
+    );
+    assert_eq!(body["thread"]["replies"], serde_json::json!([]), "{body}");
+    let mut cases = vec![(
+        "app.bsky.feed.getPostThread".to_owned(),
+        "boundary".to_owned(),
+        body,
+    )];
+
+    let (status, body) = server
+        .get(
+            "app.bsky.unspecced.getPostThreadV2",
+            &format!("anchor={}", enc(&stray)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let shown: Vec<&str> = body["thread"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|i| i["uri"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(shown, vec![stray.as_str()], "{body}");
+    cases.push((
+        "app.bsky.unspecced.getPostThreadV2".to_owned(),
+        "boundary".to_owned(),
+        body,
+    ));
+    validate_with_official_lexicons(&cases);
+}

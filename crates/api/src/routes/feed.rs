@@ -409,9 +409,10 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         hydrated.blocked_post(&uri, &anchor.did)
     } else {
         let shown_depth = if gated_out { 0 } else { depth };
-        let mut node = thread_node(&thread, &uri, &hidden, shown_depth)
+        let mut node = thread_node(&thread, &uri, &root_uri, &hidden, shown_depth)
             .unwrap_or_else(|| not_found_post(&uri));
-        if let Some(parent) = parent_chain(&thread, parent_height).filter(|_| !gated_out) {
+        if let Some(parent) = parent_chain(&thread, &root_uri, parent_height).filter(|_| !gated_out)
+        {
             node["parent"] = parent;
         }
         node
@@ -426,8 +427,9 @@ pub async fn get_post_thread(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 /// The anchor's parent as a nested chain of thread nodes, from the ancestor
 /// rows (index 0 is the anchor itself), at most `height` of them: as the
 /// official AppView, the chain ends at that height rather than with a
-/// placeholder for the ancestor above it.
-fn parent_chain(thread: &LoadedThread<'_>, height: i64) -> Option<Value> {
+/// placeholder for the ancestor above it, and before a parent whose root is
+/// not the anchor's `root_uri` (its record names another thread).
+fn parent_chain(thread: &LoadedThread<'_>, root_uri: &str, height: i64) -> Option<Value> {
     let (h, ancestors) = (&thread.hydrated, &thread.ancestors);
     let anchor_parent = ancestors.first()?.1.clone()?;
     let loaded: HashMap<&str, &Option<String>> = ancestors
@@ -446,6 +448,9 @@ fn parent_chain(thread: &LoadedThread<'_>, height: i64) -> Option<Value> {
             chain.push(not_found_post(&uri));
             break;
         };
+        if !p.in_thread(root_uri) {
+            break;
+        }
         if h.blocked(&p.did) {
             chain.push(h.blocked_post(&uri, &p.did));
             break;
@@ -484,6 +489,7 @@ fn parent_chain(thread: &LoadedThread<'_>, height: i64) -> Option<Value> {
 fn thread_node(
     thread: &LoadedThread<'_>,
     uri: &str,
+    root_uri: &str,
     hidden: &HashSet<String>,
     depth: i64,
 ) -> Option<Value> {
@@ -500,11 +506,11 @@ fn thread_node(
                 kids.iter()
                     .filter(|kid| !hidden.contains(*kid))
                     .filter(|kid| {
-                        h.posts
-                            .get(*kid)
-                            .is_some_and(|p| !p.violates_threadgate && !h.blocked(&p.did))
+                        h.posts.get(*kid).is_some_and(|p| {
+                            !p.violates_threadgate && p.in_thread(root_uri) && !h.blocked(&p.did)
+                        })
                     })
-                    .filter_map(|kid| thread_node(thread, kid, hidden, depth - 1))
+                    .filter_map(|kid| thread_node(thread, kid, root_uri, hidden, depth - 1))
                     .collect()
             })
             .unwrap_or_default();

@@ -259,7 +259,7 @@ impl<'a, 'h> Shape<'a, 'h> {
     }
 
     fn in_thread(&self, p: &PostInfo) -> bool {
-        p.reply_root_uri.as_deref().unwrap_or(&p.uri) == self.root_uri
+        p.in_thread(&self.root_uri)
     }
 
     /// The parents of `anchor`, nearest first, as far as `above` levels.

@@ -46,6 +46,15 @@ pub struct PostInfo {
     pub violates_threadgate: bool,
 }
 
+impl PostInfo {
+    /// Whether the post belongs to the thread whose root is `root_uri`: its
+    /// record names that root, or it is that root. The official AppView
+    /// shows no post of another thread in a thread (its thread boundary).
+    pub fn in_thread(&self, root_uri: &str) -> bool {
+        self.reply_root_uri.as_deref().unwrap_or(&self.uri) == root_uri
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Threadgate {
     pub uri: String,
