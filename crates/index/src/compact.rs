@@ -108,8 +108,8 @@ pub struct Ref {
 
 /// The stored columns of a compact table beyond its identity and state:
 /// the references, then `created_at` (a timestamp, from the projected
-/// column of that index, see [`stored_time`]). The first reference is the record's subject, which every
-/// record of these kinds has.
+/// column of that index, see [`stored_time`]). The first reference is the
+/// record's subject, which every record of these kinds has.
 #[derive(Debug)]
 pub struct Layout {
     pub refs: &'static [Ref],

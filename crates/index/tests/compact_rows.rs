@@ -465,23 +465,23 @@ async fn rebuilt_records_derive_their_cids_and_times() {
     let post = |rkey: &str| format!("at://{bob}/app.bsky.feed.post/{rkey}");
     let subject_cid = Cid::for_dag_cbor(b"post").to_string();
     let strong = |uri: String| json!({"uri": uri, "cid": subject_cid});
-    let like = |created: &str, subject: Value| json!({"$type": "app.bsky.feed.like", "createdAt": created, "subject": subject});
+    let like_record = |created: &str, subject: Value| json!({"$type": "app.bsky.feed.like", "createdAt": created, "subject": subject});
     let long_rkey = "k".repeat(300);
-    let mut with_via = like("2024-02-29T23:59:59.999Z", strong(post("3lbtbmvfj6k2a")));
+    let mut with_via = like_record("2024-02-29T23:59:59.999Z", strong(post("3lbtbmvfj6k2a")));
     with_via["via"] = strong(format!("at://{bob}/app.bsky.feed.repost/3lbtbmvfj6k2b"));
     // (collection, rkey, record, CID and time both left out)
     let cases = [
         (
             "app.bsky.feed.like",
             "3lderived2aaa",
-            like("2024-01-01T00:00:00.000Z", strong(post("3lbtbmvfj6k2a"))),
+            like_record("2024-01-01T00:00:00.000Z", strong(post("3lbtbmvfj6k2a"))),
             true,
         ),
         ("app.bsky.feed.like", "3lderived2aab", with_via, true),
         (
             "app.bsky.feed.like",
             "3lderived2aac",
-            like("2024-01-01T00:00:00.000Z", strong(post(&long_rkey))),
+            like_record("2024-01-01T00:00:00.000Z", strong(post(&long_rkey))),
             true,
         ),
         (
@@ -502,13 +502,13 @@ async fn rebuilt_records_derive_their_cids_and_times() {
         (
             "app.bsky.feed.like",
             "3lderived2aaf",
-            like("2024-01-01T00:00:00Z", strong(post("3lbtbmvfj6k2a"))),
+            like_record("2024-01-01T00:00:00Z", strong(post("3lbtbmvfj6k2a"))),
             false,
         ),
         (
             "app.bsky.feed.like",
             "3lderived2aag",
-            like(
+            like_record(
                 "2024-01-01T00:00:00.123456+00:00",
                 strong(post("3lbtbmvfj6k2a")),
             ),
@@ -521,7 +521,7 @@ async fn rebuilt_records_derive_their_cids_and_times() {
             false,
         ),
     ];
-    let entries: Vec<Entry> = cases
+    let mut entries: Vec<Entry> = cases
         .iter()
         .enumerate()
         .map(|(n, (collection, rkey, record, _))| {
@@ -537,15 +537,8 @@ async fn rebuilt_records_derive_their_cids_and_times() {
         .collect();
     // A like whose CID is another record's: the row keeps it.
     let kept_cid = Cid::for_dag_cbor(b"not this record").to_string();
-    let kept = like("2024-01-01T00:00:00.000Z", strong(post("3lbtbmvfj6k2c")));
-    let mut entries = entries;
-    entries.push(like_entry(
-        alice,
-        "3lderived2aai",
-        &kept_cid,
-        kept.clone(),
-        20,
-    ));
+    let kept = like_record("2024-01-01T00:00:00.000Z", strong(post("3lbtbmvfj6k2c")));
+    entries.push(like(alice, "3lderived2aai", &kept_cid, kept.clone(), 20));
     env.push(&entries).await;
     let summary = skyhose_index::run(env.config(1), Default::default())
         .await
@@ -616,10 +609,6 @@ async fn rebuilt_records_derive_their_cids_and_times() {
     }
     drop(client);
     env.cleanup().await;
-}
-
-fn like_entry(did: &str, rkey: &str, cid: &str, record: Value, seq: i64) -> Entry {
-    like(did, rkey, cid, record, seq)
 }
 
 /// Migration 0027 on likes, reposts and follows written by the schema

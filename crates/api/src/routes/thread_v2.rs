@@ -258,10 +258,6 @@ impl<'a, 'h> Shape<'a, 'h> {
                 .is_some_and(|a| a.labels.iter().any(|l| l.val == NO_UNAUTHENTICATED))
     }
 
-    fn in_thread(&self, p: &PostInfo) -> bool {
-        p.in_thread(&self.root_uri)
-    }
-
     /// The parents of `anchor`, nearest first, as far as `above` levels.
     fn parents(&self, anchor: &str, above: i64) -> Vec<Parent> {
         let loaded: HashMap<&str, &Option<String>> = self
@@ -286,7 +282,7 @@ impl<'a, 'h> Shape<'a, 'h> {
                 chain.push((uri.clone(), depth, None, Some(not_found(&uri, depth))));
                 break;
             };
-            if !self.in_thread(p) {
+            if !p.in_thread(&self.root_uri) {
                 break;
             }
             if self.h.blocked(&p.did) {
@@ -342,7 +338,7 @@ impl<'a, 'h> Shape<'a, 'h> {
     fn shown_reply(&self, uri: &str) -> Option<&'a PostInfo> {
         let p = self.h.post(uri)?;
         if p.violates_threadgate
-            || !self.in_thread(p)
+            || !p.in_thread(&self.root_uri)
             || self.h.blocked(&p.did)
             || self.no_unauthenticated(&p.did)
         {
