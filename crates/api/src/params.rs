@@ -48,6 +48,20 @@ impl Params {
         Ok(Params { pairs })
     }
 
+    /// The same parameters asking for the page at `cursor` with `limit`
+    /// items (`routes::fill`).
+    pub fn with_page(&self, limit: &str, cursor: &str) -> Params {
+        let mut pairs: Vec<(String, String)> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k != "limit" && k != "cursor")
+            .cloned()
+            .collect();
+        pairs.push(("limit".to_owned(), limit.to_owned()));
+        pairs.push(("cursor".to_owned(), cursor.to_owned()));
+        Params { pairs }
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()

@@ -568,3 +568,83 @@ async fn every_procedure_refuses_hostile_input_with_a_clear_400() {
         }
     }
 }
+
+/// A listing whose rules leave out rows it read fills a page less than
+/// half full from the following rows, as the official AppView does: mutes
+/// of accounts the index does not serve (gone since they were muted) are
+/// left out of `getMutes`, and the page's cursor is that of the last rows
+/// read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_filled_past_the_rows_a_listing_leaves_out() {
+    let (server, plc) = server_with_plc().await;
+    let client = db().await;
+    // A viewer of this test alone, and three accounts it mutes.
+    let served: Vec<String> = client
+        .query(
+            "SELECT did FROM actors WHERE indexed AND status = 'active' \
+             ORDER BY did DESC LIMIT 4",
+            &[],
+        )
+        .await
+        .expect("actors")
+        .iter()
+        .map(|row| row.get("did"))
+        .collect();
+    let (viewer, muted) = served.split_first().expect("four actors");
+    // Newest first: gone, gone, muted[0], gone, muted[1], gone, gone, muted[2].
+    let order = [
+        None,
+        None,
+        Some(0usize),
+        None,
+        Some(1),
+        None,
+        None,
+        Some(2),
+    ];
+    for (age, which) in order.iter().enumerate() {
+        let subject = match which {
+            Some(i) => muted[*i].clone(),
+            None => format!("did:plc:gone{age:020}"),
+        };
+        client
+            .execute(
+                "INSERT INTO private_actor_mutes (did, subject_did, created_at) \
+                 VALUES ($1, $2, now() - make_interval(secs => $3))",
+                &[viewer, &subject, &(age as f64)],
+            )
+            .await
+            .expect("mute");
+    }
+    let me = As {
+        server: &server,
+        plc: &plc,
+        did: viewer.clone(),
+    };
+    let dids = |body: &Value| -> Vec<String> {
+        body["mutes"]
+            .as_array()
+            .expect("mutes")
+            .iter()
+            .filter_map(|p| p["did"].as_str().map(str::to_owned))
+            .collect()
+    };
+    // Four asked: the first four rows show one account, less than half a
+    // page, so the page reads the three rows still missing and shows the
+    // second; the cursor follows the seventh row.
+    let first = me.get("app.bsky.graph.getMutes", "limit=4").await;
+    assert_eq!(dids(&first), muted[..2].to_vec(), "{first}");
+    let cursor = first["cursor"].as_str().expect("a cursor").to_owned();
+    let rest = me
+        .get(
+            "app.bsky.graph.getMutes",
+            &format!("limit=4&cursor={}", enc(&cursor)),
+        )
+        .await;
+    assert_eq!(dids(&rest), muted[2..].to_vec(), "{rest}");
+    assert!(rest.get("cursor").is_none(), "{rest}");
+    validate_with_official_lexicons(&[
+        ("app.bsky.graph.getMutes".into(), "filled".into(), first),
+        ("app.bsky.graph.getMutes".into(), "filled, last".into(), rest),
+    ]);
+}

@@ -2,7 +2,7 @@
 //! out of their parent's reply count and of reply notifications, exactly
 //! under replays and deletions; a gate written after a reply does not
 //! revisit it. And whom a reply notifies: the authors of the posts above
-//! it, up to the fourth.
+//! it, up to the fourth, and none above a reply the root's threadgate hides.
 
 mod common;
 
@@ -384,6 +384,43 @@ async fn a_reply_notifies_the_authors_of_the_posts_above_it() {
     thread.push(late);
     index(&env, &thread).await;
     assert_eq!(notified(&state, &post(C, "3s2")).await, replied(&[A, B]));
+
+    drop(state);
+    drop(pool);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_reply_ends_the_walk_of_reply_notifications() {
+    const A: &str = "did:plc:a";
+    const B: &str = "did:plc:b";
+    const C: &str = "did:plc:c";
+    const D: &str = "did:plc:d";
+    let env = TestEnv::new();
+    let mut log = Log::default();
+
+    // A hides B's reply in the gate of A's thread: replies below it notify
+    // B and no one above; a reply beside it still notifies A.
+    let root = post(A, "3g");
+    let hidden = post(B, "3h1");
+    log.post(A, "3g", None);
+    let gate = json!({"$type": "app.bsky.feed.threadgate", "post": root, "createdAt": CREATED,
+        "hiddenReplies": [hidden]});
+    log.write(A, "app.bsky.feed.threadgate", "3g", Some(gate));
+    log.reply(B, "3h1", &root, &root);
+    log.reply(C, "3h2", &root, &hidden);
+    log.reply(D, "3h3", &root, &post(C, "3h2"));
+    log.reply(C, "3h4", &root, &root);
+    index(&env, &log.take()).await;
+    let pool = env.pool().await;
+    let state = State {
+        client: pool.get().await.expect("connection"),
+    };
+
+    assert_eq!(notified(&state, &hidden).await, replied(&[A]));
+    assert_eq!(notified(&state, &post(C, "3h2")).await, replied(&[B]));
+    assert_eq!(notified(&state, &post(D, "3h3")).await, replied(&[B, C]));
+    assert_eq!(notified(&state, &post(C, "3h4")).await, replied(&[A]));
 
     drop(state);
     drop(pool);

@@ -9,10 +9,11 @@ use serde_json::json;
 
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
+use crate::routes::fill::Listing;
 use crate::routes::input::{done, write, Input};
 use crate::routes::keyset::Keyset;
 use crate::routes::mutes::newest_written;
-use crate::routes::{json, Ctx};
+use crate::routes::Ctx;
 use crate::views::feed_view::PostOrPlaceholder;
 use crate::views::Hydrator;
 
@@ -72,7 +73,7 @@ struct BookmarkView<'a> {
 /// The viewer's bookmarks, newest first, each with the post or the
 /// placeholder saying why it is not shown (blocks and mutes do not hide
 /// bookmarks, as the reference AppView does).
-pub async fn get_bookmarks(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_bookmarks(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let page = Keyset::parse(ctx)?;
     let viewer = ctx.require_viewer()?;
     let client = ctx.db().await?;
@@ -106,8 +107,12 @@ pub async fn get_bookmarks(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         #[serde(skip_serializing_if = "Option::is_none")]
         cursor: Option<String>,
     }
-    json(&Output {
-        bookmarks,
-        cursor: rows.next()?,
-    })
+    Listing::serialize(
+        &Output {
+            bookmarks,
+            cursor: rows.next()?,
+        },
+        "bookmarks",
+        page.limit,
+    )
 }

@@ -12,6 +12,7 @@ use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
 use crate::routes::actor::{check_status, served_actor};
+use crate::routes::fill::Listing;
 use crate::routes::keyset::Keyset;
 use crate::routes::{json, Ctx};
 use crate::views::feed_view::PostsPage;
@@ -62,7 +63,7 @@ const AUTHOR_FEED_FILTERS: &[&str] = &[
     "posts_with_video",
 ];
 
-pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let actor = ctx.params.actor("actor")?;
     let page = Keyset::parse(ctx)?;
     let filter = ctx
@@ -204,7 +205,7 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         let mut shown = shown.into_iter();
         items.retain(|_| shown.next().unwrap_or(true));
     }
-    json(&hydrated.feed_page(&items, next))
+    Listing::serialize(&hydrated.feed_page(&items, next), "feed", page.limit)
 }
 
 /// The posts of an author feed page that are in a self-thread, as the

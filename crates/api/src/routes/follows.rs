@@ -1,14 +1,14 @@
 //! app.bsky.graph.getFollowers / getFollows: follow records newest first,
 //! rendered as profile views.
 
-use axum::response::Response;
 use serde_json::{json, Value};
 
 use crate::compact::{account_rows, followers_of};
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
+use crate::routes::fill::Listing;
 use crate::routes::keyset::{with_cursor, Keyset};
-use crate::routes::{json, Ctx};
+use crate::routes::Ctx;
 use crate::views::Hydrator;
 
 enum Direction {
@@ -18,15 +18,15 @@ enum Direction {
     Follows,
 }
 
-pub async fn get_followers(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_followers(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     list(ctx, Direction::Followers).await
 }
 
-pub async fn get_follows(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_follows(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     list(ctx, Direction::Follows).await
 }
 
-async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
+async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Listing> {
     let actor = ctx.params.actor("actor")?;
     let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
@@ -66,8 +66,12 @@ async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Response> {
         .filter(|did| !hydrated.blocked(did))
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    json(&with_cursor(
-        json!({ "subject": subject_view, field: people }),
-        rows.next()?,
+    Ok(Listing::new(
+        with_cursor(
+            json!({ "subject": subject_view, field: people }),
+            rows.next()?,
+        ),
+        field,
+        page.limit,
     ))
 }

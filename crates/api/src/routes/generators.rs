@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
 use crate::routes::custom_feed::feed_endpoint;
+use crate::routes::fill::Listing;
 use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::{json, Ctx};
 use crate::views::feedgen::{generator_view, load_generators};
@@ -60,7 +61,7 @@ pub async fn get_feed_generators(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     json(&json!({ "feeds": feeds }))
 }
 
-pub async fn get_actor_feeds(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_actor_feeds(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let actor = ctx.params.actor("actor")?;
     let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
@@ -71,5 +72,9 @@ pub async fn get_actor_feeds(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     );
     let rows = page.fetch(&client, &sql, &[&did]).await?;
     let feeds = generator_views(ctx, &client, &rows.column("uri")?).await?;
-    json(&with_cursor(json!({ "feeds": feeds }), rows.next()?))
+    Ok(Listing::new(
+        with_cursor(json!({ "feeds": feeds }), rows.next()?),
+        "feeds",
+        page.limit,
+    ))
 }

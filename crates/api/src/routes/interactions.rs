@@ -5,11 +5,11 @@ use crate::compact::{account_rows, subject_is, until_cursor};
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
+use crate::routes::fill::Listing;
 use crate::routes::keyset::{with_cursor, Keyset, Page};
-use crate::routes::{json, Ctx};
+use crate::routes::Ctx;
 use crate::views::hydrate::FeedItem;
 use crate::views::{is_datetime, Hydrator};
-use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 /// The parameters getLikes, getRepostedBy and getQuotes share.
@@ -59,7 +59,7 @@ impl SubjectPage {
     }
 }
 
-pub async fn get_likes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_likes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let page = SubjectPage::parse(ctx)?;
     let client = ctx.db().await?;
     let rows = page.interactions(&client, "likes").await?;
@@ -82,10 +82,14 @@ pub async fn get_likes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             .unwrap_or_else(|| indexed_at.clone());
         likes.push(json!({"indexedAt": indexed_at, "createdAt": created_at, "actor": actor}));
     }
-    json(&page.output("likes", likes, rows.next()?))
+    Ok(Listing::new(
+        page.output("likes", likes, rows.next()?),
+        "likes",
+        page.page.limit,
+    ))
 }
 
-pub async fn get_reposted_by(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_reposted_by(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let page = SubjectPage::parse(ctx)?;
     let client = ctx.db().await?;
     let rows = page.interactions(&client, "reposts").await?;
@@ -98,10 +102,14 @@ pub async fn get_reposted_by(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .filter(|did| !hydrated.blocked(did))
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    json(&page.output("repostedBy", actors, rows.next()?))
+    Ok(Listing::new(
+        page.output("repostedBy", actors, rows.next()?),
+        "repostedBy",
+        page.page.limit,
+    ))
 }
 
-pub async fn get_quotes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_quotes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let page = SubjectPage::parse(ctx)?;
     let client = ctx.db().await?;
     // As the official AppView, a deleted post has no quotes listed (its
@@ -129,13 +137,17 @@ pub async fn get_quotes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         })
         .filter_map(|uri| hydrated.post_view(uri))
         .collect();
-    json(&page.output("posts", posts, rows.next()?))
+    Ok(Listing::new(
+        page.output("posts", posts, rows.next()?),
+        "posts",
+        page.page.limit,
+    ))
 }
 
 /// The viewer's own likes only, as the reference AppView serves them: to
 /// anyone else, the viewer without a token included, the actor's likes
 /// are as absent as an unknown actor's.
-pub async fn get_actor_likes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_actor_likes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let actor = ctx.params.actor("actor")?;
     let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
@@ -165,5 +177,9 @@ pub async fn get_actor_likes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let hydrated = Hydrator::new(&client, ctx.config(), ctx.viewer())
         .hydrate_feed(&items)
         .await?;
-    json(&hydrated.feed_page(&items, rows.next()?))
+    Listing::serialize(
+        &hydrated.feed_page(&items, rows.next()?),
+        "feed",
+        page.limit,
+    )
 }

@@ -3,14 +3,14 @@
 
 use std::collections::HashSet;
 
-use axum::response::Response;
 use serde_json::{json, Value};
 
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
+use crate::routes::fill::Listing;
 use crate::routes::keyset::{with_cursor, Keyset};
-use crate::routes::{json, Ctx};
+use crate::routes::Ctx;
 use crate::views::actor::blocks_with;
 use crate::views::list::{list_view, load_lists, purpose_token};
 use crate::views::{Db, Hydrator};
@@ -34,7 +34,7 @@ pub(crate) async fn list_views(
         .collect())
 }
 
-pub async fn get_lists(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_lists(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let actor = ctx.params.actor("actor")?;
     let page = Keyset::parse(ctx)?;
     let asked = ctx
@@ -71,10 +71,14 @@ pub async fn get_lists(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     );
     let rows = page.fetch(&client, &sql, &[&did, &purposes]).await?;
     let lists = list_views(ctx, &client, &rows.column("uri")?).await?;
-    json(&with_cursor(json!({ "lists": lists }), rows.next()?))
+    Ok(Listing::new(
+        with_cursor(json!({ "lists": lists }), rows.next()?),
+        "lists",
+        page.limit,
+    ))
 }
 
-pub async fn get_list(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_list(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let list_uri = ctx.params.at_uri("list")?;
     let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
@@ -117,13 +121,14 @@ pub async fn get_list(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             items.push(json!({"uri": row.col::<String>("uri")?, "subject": profile}));
         }
     }
-    json(&with_cursor(
-        json!({ "list": view, "items": items }),
-        rows.next()?,
+    Ok(Listing::new(
+        with_cursor(json!({ "list": view, "items": items }), rows.next()?),
+        "items",
+        page.limit,
     ))
 }
 
-pub async fn get_list_blocks(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_list_blocks(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let viewer = ctx.require_viewer()?;
     let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
@@ -134,10 +139,14 @@ pub async fn get_list_blocks(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     );
     let rows = page.fetch(&client, &sql, &[&viewer]).await?;
     let lists = list_views(ctx, &client, &rows.column("list_uri")?).await?;
-    json(&with_cursor(json!({ "lists": lists }), rows.next()?))
+    Ok(Listing::new(
+        with_cursor(json!({ "lists": lists }), rows.next()?),
+        "lists",
+        page.limit,
+    ))
 }
 
-pub async fn get_blocks(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_blocks(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let viewer = ctx.require_viewer()?;
     let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
@@ -156,5 +165,9 @@ pub async fn get_blocks(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .iter()
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    json(&with_cursor(json!({ "blocks": blocks }), rows.next()?))
+    Ok(Listing::new(
+        with_cursor(json!({ "blocks": blocks }), rows.next()?),
+        "blocks",
+        page.limit,
+    ))
 }

@@ -7,6 +7,7 @@ mod actor;
 mod bookmarks;
 mod custom_feed;
 mod feed;
+mod fill;
 mod follows;
 mod generators;
 mod input;
@@ -91,15 +92,21 @@ pub fn json<T: Serialize>(value: &T) -> XrpcResult<Response> {
         .into_response())
 }
 
+/// `answers`: handlers that answer alone; `listings`: handlers of one page
+/// of a listing, whose pages `fill::fill_page` fills.
 macro_rules! methods {
-    ($($nsid:literal => $handler:path,)*) => {
+    (
+        answers { $($nsid:literal => $handler:path,)* }
+        listings { $($l_nsid:literal => $l_handler:path,)* }
+    ) => {
         /// Every NSID this service answers.
-        pub const METHODS: &[&str] = &[$($nsid,)*];
+        pub const METHODS: &[&str] = &[$($nsid,)* $($l_nsid,)*];
 
         /// The NSID as a static string when we serve it (for metric labels).
         pub fn known_method(nsid: &str) -> Option<&'static str> {
             match nsid {
                 $($nsid => Some($nsid),)*
+                $($l_nsid => Some($l_nsid),)*
                 _ => None,
             }
         }
@@ -107,6 +114,7 @@ macro_rules! methods {
         async fn call(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             match ctx.nsid {
                 $($nsid => $handler(ctx).await,)*
+                $($l_nsid => fill::fill_page(ctx, $l_handler).await,)*
                 other => Err(XrpcError::method_not_implemented(other)),
             }
         }
@@ -114,58 +122,62 @@ macro_rules! methods {
 }
 
 methods! {
+answers {
     "app.bsky.actor.getProfile" => actor::get_profile,
     "app.bsky.actor.getProfiles" => actor::get_profiles,
     "app.bsky.feed.getPosts" => feed::get_posts,
-    "app.bsky.feed.getAuthorFeed" => feed::get_author_feed,
     "app.bsky.feed.getPostThread" => feed::get_post_thread,
     "app.bsky.unspecced.getPostThreadV2" => thread_v2::get_post_thread_v2,
     "app.bsky.unspecced.getPostThreadOtherV2" => thread_v2::get_post_thread_other_v2,
     "app.bsky.feed.getFeed" => custom_feed::get_feed,
     "app.bsky.unspecced.getConfig" => unspecced::get_config,
-    "app.bsky.actor.getSuggestions" => suggestions::get_suggestions,
     "app.bsky.graph.getSuggestedFollowsByActor" => suggestions::get_suggested_follows_by_actor,
-    "app.bsky.feed.getSuggestedFeeds" => suggestions::get_popular_feed_generators,
-    "app.bsky.unspecced.getPopularFeedGenerators" => suggestions::get_popular_feed_generators,
     "app.bsky.unspecced.getSuggestedUsers" => suggestions::get_suggested_users,
     "app.bsky.unspecced.getSuggestedFeeds" => suggestions::get_unspecced_suggested_feeds,
     "app.bsky.unspecced.getTrendingTopics" => suggestions::get_trending_topics,
     "app.bsky.unspecced.getTrends" => suggestions::get_trends,
+    "app.bsky.actor.searchActorsTypeahead" => search::search_actors_typeahead,
+    "app.bsky.feed.getFeedGenerator" => generators::get_feed_generator,
+    "app.bsky.feed.getFeedGenerators" => generators::get_feed_generators,
+    "app.bsky.notification.getUnreadCount" => notification::get_unread_count,
+    "app.bsky.graph.getKnownFollowers" => relationships::get_known_followers,
+    "app.bsky.graph.getRelationships" => relationships::get_relationships,
+    "app.bsky.graph.getStarterPack" => starter_packs::get_starter_pack,
+    "app.bsky.graph.getStarterPacks" => starter_packs::get_starter_packs,
+    "app.bsky.labeler.getServices" => labeler::get_services,
+    "com.atproto.label.queryLabels" => labeler::query_labels,
+    "com.atproto.identity.resolveHandle" => repo::resolve_handle,
+    "com.atproto.repo.getRecord" => repo::get_record,
+    "app.bsky.notification.getPreferences" => settings::get_notification_preferences,
+    "app.bsky.actor.getPreferences" => settings::get_actor_preferences,
+}
+listings {
+    "app.bsky.feed.getAuthorFeed" => feed::get_author_feed,
+    "app.bsky.actor.getSuggestions" => suggestions::get_suggestions,
+    "app.bsky.feed.getSuggestedFeeds" => suggestions::get_popular_feed_generators,
+    "app.bsky.unspecced.getPopularFeedGenerators" => suggestions::get_popular_feed_generators,
     "app.bsky.feed.getLikes" => interactions::get_likes,
     "app.bsky.feed.getRepostedBy" => interactions::get_reposted_by,
     "app.bsky.feed.getQuotes" => interactions::get_quotes,
     "app.bsky.feed.getActorLikes" => interactions::get_actor_likes,
     "app.bsky.feed.searchPosts" => search::search_posts,
     "app.bsky.actor.searchActors" => search::search_actors,
-    "app.bsky.actor.searchActorsTypeahead" => search::search_actors_typeahead,
-    "app.bsky.feed.getFeedGenerator" => generators::get_feed_generator,
-    "app.bsky.feed.getFeedGenerators" => generators::get_feed_generators,
     "app.bsky.feed.getActorFeeds" => generators::get_actor_feeds,
     "app.bsky.feed.getListFeed" => timeline::get_list_feed,
     "app.bsky.feed.getTimeline" => timeline::get_timeline,
     "app.bsky.notification.listNotifications" => notification::list_notifications,
-    "app.bsky.notification.getUnreadCount" => notification::get_unread_count,
     "app.bsky.graph.getFollowers" => follows::get_followers,
     "app.bsky.graph.getFollows" => follows::get_follows,
-    "app.bsky.graph.getKnownFollowers" => relationships::get_known_followers,
-    "app.bsky.graph.getRelationships" => relationships::get_relationships,
     "app.bsky.graph.getBlocks" => lists::get_blocks,
     "app.bsky.graph.getLists" => lists::get_lists,
     "app.bsky.graph.getList" => lists::get_list,
     "app.bsky.graph.getListBlocks" => lists::get_list_blocks,
-    "app.bsky.graph.getStarterPack" => starter_packs::get_starter_pack,
-    "app.bsky.graph.getStarterPacks" => starter_packs::get_starter_packs,
     "app.bsky.graph.getActorStarterPacks" => starter_packs::get_actor_starter_packs,
-    "app.bsky.labeler.getServices" => labeler::get_services,
-    "com.atproto.label.queryLabels" => labeler::query_labels,
-    "com.atproto.identity.resolveHandle" => repo::resolve_handle,
-    "com.atproto.repo.getRecord" => repo::get_record,
     "app.bsky.graph.getMutes" => mutes::get_mutes,
     "app.bsky.graph.getListMutes" => mutes::get_list_mutes,
     "app.bsky.bookmark.getBookmarks" => bookmarks::get_bookmarks,
-    "app.bsky.notification.getPreferences" => settings::get_notification_preferences,
     "app.bsky.notification.listActivitySubscriptions" => settings::list_activity_subscriptions,
-    "app.bsky.actor.getPreferences" => settings::get_actor_preferences,
+}
 }
 
 macro_rules! procedures {

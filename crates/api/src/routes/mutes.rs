@@ -8,10 +8,11 @@ use serde_json::json;
 
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
+use crate::routes::fill::Listing;
 use crate::routes::input::{done, write, Input};
 use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::lists::list_views;
-use crate::routes::{json, Ctx};
+use crate::routes::Ctx;
 use crate::views::actor::resolve_actor;
 use crate::views::{Db, Hydrator};
 
@@ -83,7 +84,7 @@ pub async fn unmute_actor(ctx: &Ctx<'_>, input: &Input) -> XrpcResult<Response> 
 
 /// The accounts the viewer mutes fully, newest mute first; scoped mutes
 /// are not listed, as the reference AppView does.
-pub async fn get_mutes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_mutes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let page = Keyset::parse(ctx)?;
     let viewer = ctx.require_viewer()?;
     let client = ctx.db().await?;
@@ -101,7 +102,11 @@ pub async fn get_mutes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         .iter()
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    json(&with_cursor(json!({ "mutes": mutes }), rows.next()?))
+    Ok(Listing::new(
+        with_cursor(json!({ "mutes": mutes }), rows.next()?),
+        "mutes",
+        page.limit,
+    ))
 }
 
 pub async fn mute_actor_list(ctx: &Ctx<'_>, input: &Input) -> XrpcResult<Response> {
@@ -133,7 +138,7 @@ pub async fn unmute_actor_list(ctx: &Ctx<'_>, input: &Input) -> XrpcResult<Respo
 }
 
 /// The lists the viewer mutes, newest mute first.
-pub async fn get_list_mutes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_list_mutes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let page = Keyset::parse(ctx)?;
     let viewer = ctx.require_viewer()?;
     let client = ctx.db().await?;
@@ -144,7 +149,11 @@ pub async fn get_list_mutes(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     );
     let rows = page.fetch(&client, &sql, &[&viewer]).await?;
     let lists = list_views(ctx, &client, &rows.column("uri")?).await?;
-    json(&with_cursor(json!({ "lists": lists }), rows.next()?))
+    Ok(Listing::new(
+        with_cursor(json!({ "lists": lists }), rows.next()?),
+        "lists",
+        page.limit,
+    ))
 }
 
 pub async fn mute_thread(ctx: &Ctx<'_>, input: &Input) -> XrpcResult<Response> {

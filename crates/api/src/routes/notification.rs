@@ -16,6 +16,7 @@ use tokio_postgres::types::ToSql;
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
+use crate::routes::fill::Listing;
 use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
 use crate::views::{datetime_millis, labels, private, put, put_opt, unix_micros, Db, Hydrator};
@@ -197,7 +198,7 @@ async fn load_records(
         .collect()
 }
 
-pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let limit = ctx.params.limit(1, 100, 50)?;
     let reasons: Vec<String> = ctx
         .params
@@ -299,7 +300,7 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     if let Some(seen) = stored_seen {
         out["seenAt"] = json!(datetime_millis(seen));
     }
-    json(&with_cursor(out, next))
+    Ok(Listing::new(with_cursor(out, next), "notifications", limit))
 }
 
 /// The reasons whose notification is about the thread of its subject (the

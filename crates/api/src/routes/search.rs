@@ -14,6 +14,7 @@ use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::{datetime_micros, ActorRef};
+use crate::routes::fill::Listing;
 use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
 use crate::views::actor::resolve_actor;
@@ -160,7 +161,7 @@ const TOP_WINDOW: i64 = 5000;
 /// Likes, reposts and replies: what `sort=top` ranks by before recency.
 const ENGAGEMENT: &str = "(COALESCE(c.likes, 0) + COALESCE(c.reposts, 0) + COALESCE(c.replies, 0))";
 
-pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let q = ctx.params.required("q")?;
     let sort = ctx.params.one_of("sort", SEARCH_SORTS, "latest")?;
     let limit = ctx.params.limit(1, 100, 25)?;
@@ -219,7 +220,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let mut filtered = false;
     if let Some(author) = &author {
         let Some(did) = actor_did(&client, ctx, "author", author).await? else {
-            return json(&json!({"posts": []}));
+            return Ok(Listing::new(json!({"posts": []}), "posts", limit));
         };
         let p = f.bind(did);
         f.add(format!("p.did = {p}"));
@@ -227,7 +228,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     }
     if let Some(mentions) = &mentions {
         let Some(did) = actor_did(&client, ctx, "mentions", mentions).await? else {
-            return json(&json!({"posts": []}));
+            return Ok(Listing::new(json!({"posts": []}), "posts", limit));
         };
         let p = f.bind(json!([{"features": [{"did": did}]}]));
         f.add(format!("p.facets @> {p}::jsonb"));
@@ -277,7 +278,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     }
     if !has_text && !filtered {
         // Nothing to search for: a time range alone is not a search.
-        return json(&json!({"posts": []}));
+        return Ok(Listing::new(json!({"posts": []}), "posts", limit));
     }
 
     let sql = if sort == "top" {
@@ -344,10 +345,14 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         }
         _ => None,
     };
-    json(&PostsPage {
-        posts,
-        cursor: next,
-    })
+    Listing::serialize(
+        &PostsPage {
+            posts,
+            cursor: next,
+        },
+        "posts",
+        limit,
+    )
 }
 
 /// `since`/`until` from the parameter, else from the operator in `q`.
@@ -431,7 +436,7 @@ fn prefix_params(term: &str) -> [String; 4] {
     ]
 }
 
-pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let limit = ctx.params.limit(1, 100, 25)?;
     let cursor = match ctx.params.cursor()? {
         Some(c) => Some((
@@ -444,7 +449,7 @@ pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     };
     let term = actor_term(ctx);
     if term.is_empty() {
-        return json(&json!({"actors": []}));
+        return Ok(Listing::new(json!({"actors": []}), "actors", limit));
     }
     let mut client = ctx.db().await?;
     let [h, h_top, n, n_top] = prefix_params(&term);
@@ -492,7 +497,11 @@ pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         ),
         _ => None,
     };
-    json(&with_cursor(json!({ "actors": actors }), next))
+    Ok(Listing::new(
+        with_cursor(json!({ "actors": actors }), next),
+        "actors",
+        limit,
+    ))
 }
 
 /// Every word of `term` as a prefix (`word:*`), all required; only letters

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
+use crate::routes::fill::Listing;
 use crate::routes::input::{done, write, Input};
 use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::mutes::newest_written;
@@ -211,7 +212,7 @@ pub async fn put_activity_subscription(ctx: &Ctx<'_>, input: &Input) -> XrpcResu
 }
 
 /// The accounts whose activity the viewer subscribed to, newest first.
-pub async fn list_activity_subscriptions(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn list_activity_subscriptions(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let page = Keyset::parse(ctx)?;
     let viewer = ctx.require_viewer()?;
     let client = ctx.db().await?;
@@ -229,9 +230,10 @@ pub async fn list_activity_subscriptions(ctx: &Ctx<'_>) -> XrpcResult<Response> 
         .iter()
         .filter_map(|did| hydrated.profile_view_subscribed(did))
         .collect();
-    json(&with_cursor(
-        json!({ "subscriptions": subscriptions }),
-        rows.next()?,
+    Ok(Listing::new(
+        with_cursor(json!({ "subscriptions": subscriptions }), rows.next()?),
+        "subscriptions",
+        page.limit,
     ))
 }
 

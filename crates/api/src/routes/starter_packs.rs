@@ -9,6 +9,7 @@ use tokio_postgres::Row;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
+use crate::routes::fill::Listing;
 use crate::routes::keyset::{with_cursor, Keyset};
 use crate::routes::{json, Ctx};
 use crate::views::actor::blocks_with;
@@ -123,7 +124,7 @@ pub async fn get_starter_packs(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     json(&json!({ "starterPacks": packs }))
 }
 
-pub async fn get_actor_starter_packs(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_actor_starter_packs(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let actor = ctx.params.actor("actor")?;
     let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;
@@ -134,5 +135,9 @@ pub async fn get_actor_starter_packs(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     );
     let rows = page.fetch(&client, &sql, &[&did]).await?;
     let packs = basic_views(ctx, &client, &rows.column("uri")?).await?;
-    json(&with_cursor(json!({ "starterPacks": packs }), rows.next()?))
+    Ok(Listing::new(
+        with_cursor(json!({ "starterPacks": packs }), rows.next()?),
+        "starterPacks",
+        page.limit,
+    ))
 }

@@ -14,6 +14,7 @@ use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
+use crate::routes::fill::Listing;
 use crate::routes::generators::generator_views;
 use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
@@ -39,11 +40,15 @@ fn ranked_cursor(ctx: &Ctx<'_>) -> XrpcResult<Option<(i64, String)>> {
 /// followers, leaving out the viewer, whom the viewer follows, and
 /// accounts blocked either way (a page may then come back short). Reads
 /// the followers index from the top.
-pub async fn get_suggestions(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_suggestions(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let limit = ctx.params.limit(1, 100, 50)?;
     let after = ranked_cursor(ctx)?;
     let (actors, cursor) = ranked_actors(ctx, limit, after).await?;
-    json(&with_cursor(json!({ "actors": actors }), cursor))
+    Ok(Listing::new(
+        with_cursor(json!({ "actors": actors }), cursor),
+        "actors",
+        limit,
+    ))
 }
 
 /// `app.bsky.unspecced.getSuggestedUsers` (the explore screen): the first
@@ -157,7 +162,7 @@ pub async fn get_suggested_follows_by_actor(ctx: &Ctx<'_>) -> XrpcResult<Respons
 /// `app.bsky.feed.getSuggestedFeeds` and
 /// `app.bsky.unspecced.getPopularFeedGenerators`: generators by likes,
 /// the latter optionally matching `query` in their name or description.
-pub async fn get_popular_feed_generators(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_popular_feed_generators(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let limit = ctx.params.limit(1, 100, 50)?;
     let after = ranked_cursor(ctx)?;
     let query = ctx
@@ -167,7 +172,11 @@ pub async fn get_popular_feed_generators(ctx: &Ctx<'_>) -> XrpcResult<Response> 
         .filter(|q| !q.is_empty())
         .map(|q| format!("%{}%", q.replace(['%', '_', '\\'], "")));
     let (feeds, cursor) = ranked_generators(ctx, limit, after, query).await?;
-    json(&with_cursor(json!({ "feeds": feeds }), cursor))
+    Ok(Listing::new(
+        with_cursor(json!({ "feeds": feeds }), cursor),
+        "feeds",
+        limit,
+    ))
 }
 
 /// `app.bsky.unspecced.getSuggestedFeeds` (the explore screen): the first

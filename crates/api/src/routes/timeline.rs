@@ -6,7 +6,6 @@
 //! `(actor, rkey)` key), and the page is the newest of those, so the work
 //! grows with the number of accounts, not with their post counts.
 
-use axum::response::Response;
 use skyhose_proto::tid::Tid;
 use tokio_postgres::types::ToSql;
 
@@ -14,8 +13,9 @@ use crate::compact::{has_subject, until_cursor};
 use crate::cursor::Cursor;
 use crate::db::{unreadable_row, RowExt};
 use crate::error::{XrpcError, XrpcResult};
+use crate::routes::fill::Listing;
 use crate::routes::keyset::Keyset;
-use crate::routes::{json, Ctx};
+use crate::routes::Ctx;
 use crate::views::hydrate::{FeedItem, Reason};
 use crate::views::{datetime_millis, uri_did, Db, Hydrator};
 
@@ -179,7 +179,7 @@ async fn render_feed(
     authors: &str,
     own: &[&(dyn ToSql + Sync)],
     with_reposts: bool,
-) -> XrpcResult<Response> {
+) -> XrpcResult<Listing> {
     let (rows, more) = newest_rows(client, page, authors, own, with_reposts).await?;
     let next = match rows.last() {
         Some(last) if more => Some(Cursor::new(last.rkey.clone(), last.uri.clone()).encode()),
@@ -193,13 +193,13 @@ async fn render_feed(
         let muted = with_reposts && hydrated.feed_item_muted(item);
         !muted && !hydrated.feed_item_blocked(item)
     });
-    json(&hydrated.feed_page(&items, next))
+    Listing::serialize(&hydrated.feed_page(&items, next), "feed", page.limit)
 }
 
 /// Posts and reposts of the accounts the viewer follows, and the viewer's
 /// own, less what the viewer's mutes hide. Fully muted accounts are left
 /// out of the page's authors, so their rows do not take a page's room.
-pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     // Any algorithm name gets the reverse-chronological following timeline.
     let _ = ctx.params.get("algorithm");
     let page = Keyset::parse(ctx)?;
@@ -220,7 +220,7 @@ pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 
 /// Posts by the list's members, leaving out members who block or are blocked
 /// by the list's creator, as the reference AppView does.
-pub async fn get_list_feed(ctx: &Ctx<'_>) -> XrpcResult<Response> {
+pub async fn get_list_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let list = ctx.params.at_uri("list")?;
     let page = Keyset::parse(ctx)?;
     let client = ctx.db().await?;

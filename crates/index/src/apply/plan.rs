@@ -281,7 +281,15 @@ pub(super) struct NotificationRows<'a> {
     pub posts: PostRows<'a>,
 }
 
-/// Posts written live by the batch, with their reply parent and whether
+/// The value of the projection column `name` in a write of `collection`.
+pub(super) fn column<'a>(collection: &str, write: &'a Write, name: &str) -> Option<&'a str> {
+    let kind = kind_table(collection)?;
+    let index = kind.columns.iter().position(|c| c.name == name)?;
+    write.columns.get(index)?.as_deref()
+}
+
+/// Posts written live by the batch, with their reply parent and root (whose
+/// threadgate's hidden replies end the walk of reply notifications) and whether
 /// they were not live before (only then can replies already indexed below
 /// them be waiting for their notifications).
 #[derive(Default)]
@@ -290,6 +298,7 @@ pub(super) struct PostRows<'a> {
     pub uris: Vec<&'a str>,
     pub seqs: Vec<i64>,
     pub parents: Vec<Option<&'a str>>,
+    pub roots: Vec<Option<&'a str>>,
     pub new: Vec<bool>,
 }
 
@@ -300,6 +309,7 @@ impl<'a> NotificationRows<'a> {
         uri: &'a str,
         seq: i64,
         parent: Option<&'a str>,
+        root: Option<&'a str>,
         new: bool,
     ) {
         let posts = &mut self.posts;
@@ -307,6 +317,7 @@ impl<'a> NotificationRows<'a> {
         posts.uris.push(uri);
         posts.seqs.push(seq);
         posts.parents.push(parent);
+        posts.roots.push(root);
         posts.new.push(new);
     }
 
@@ -461,9 +472,14 @@ pub(super) fn transitions<'a>(
             if let Some(seq) = update.seq {
                 changes.notifications.push(uri, write, seq);
                 if *collection == POST {
-                    changes
-                        .notifications
-                        .push_post(did, uri, seq, update.subject, !old.live);
+                    changes.notifications.push_post(
+                        did,
+                        uri,
+                        seq,
+                        update.subject,
+                        column(POST, write, "reply_root_uri"),
+                        !old.live,
+                    );
                 }
             }
             if *collection == POST && (!fresh || update.subject.is_some()) {

@@ -13,8 +13,8 @@ use tokio_postgres::Row;
 use super::compact_rows;
 use super::keys::Keys;
 use super::plan::{
-    ActorDelta, ActorUpdate, Candidate, Changes, MirroredRecords, NotificationRows, RecordUpdate,
-    Stored, Touched, LIKES, QUOTES, REPLIES, REPOSTS,
+    column, ActorDelta, ActorUpdate, Candidate, Changes, MirroredRecords, NotificationRows,
+    RecordUpdate, Stored, Touched, LIKES, QUOTES, REPLIES, REPOSTS,
 };
 use super::unnest::{Param, Unnest};
 use crate::db::RowExt;
@@ -765,14 +765,20 @@ fn notifications<'a>(
             .column("record_uri", posts.uris)
             .column("seq", posts.seqs)
             .column("parent", posts.parents)
+            .column("root", posts.roots)
             .column("came_live", posts.new);
         pending.push(Pending::new(
             format!(
                 // `below`: replies the index already holds under a post
                 // that became live in the batch (written before it), each
-                // `height` below it.
+                // `height` below it; those the batch writes walk up on
+                // their own.
                 // `reply`: every reply to notify of, with the first post
-                // above it to walk up from and that post's height.
+                // above it to walk up from and that post's height, and for
+                // a reply written now the replies its root's threadgate
+                // hides: the walk notifies such a post's author and ends
+                // there, as the official AppView's does (not for replies
+                // met below a post that came live, as there).
                 // The recursive terms' row estimates grow by ten at every
                 // level, which makes hash joins over whole tables look
                 // cheap: each step is a lateral subquery that is never
@@ -780,31 +786,36 @@ fn notifications<'a>(
                 // and the checks of the final rows are subplans probing
                 // their indexes.
                 "WITH RECURSIVE v AS (SELECT * FROM {rows}), \
-                 below(record_uri, author_did, seq, start, height) AS ( \
-                   SELECT p.uri, p.did, COALESCE(p.seq, v.seq), v.record_uri, 1 \
+                 below(record_uri, author_did, seq, start, height, hidden) AS ( \
+                   SELECT p.uri, p.did, COALESCE(p.seq, v.seq), v.record_uri, 1, NULL::jsonb \
                    FROM v CROSS JOIN LATERAL (SELECT p.uri, p.did, p.seq FROM post_rows p \
                      WHERE p.reply_parent_uri = v.record_uri AND p.live OFFSET 0) p \
                    WHERE v.came_live \
                    UNION ALL \
-                   SELECT p.uri, p.did, COALESCE(p.seq, b.seq), b.start, b.height + 1 \
+                   SELECT p.uri, p.did, COALESCE(p.seq, b.seq), b.start, b.height + 1, NULL::jsonb \
                    FROM below b CROSS JOIN LATERAL (SELECT p.uri, p.did, p.seq FROM post_rows p \
                      WHERE p.reply_parent_uri = b.record_uri AND p.live OFFSET 0) p \
                    WHERE b.height < {max}), \
                  reply AS ( \
-                   SELECT record_uri, author_did, seq, parent AS start, 1 AS height \
-                   FROM v WHERE parent IS NOT NULL \
-                   UNION ALL SELECT * FROM below), \
-                 up(record_uri, author_did, seq, uri, did, parent, height) AS ( \
+                   SELECT v.record_uri, v.author_did, v.seq, v.parent AS start, 1 AS height, \
+                          (SELECT g.hidden_replies FROM threadgates g \
+                           WHERE g.uri = 'at://' || split_part(v.root, '/', 3) \
+                             || '/app.bsky.feed.threadgate/' || split_part(v.root, '/', 5) \
+                             AND jsonb_typeof(g.hidden_replies) = 'array') AS hidden \
+                   FROM v WHERE v.parent IS NOT NULL \
+                   UNION ALL SELECT * FROM below b \
+                   WHERE NOT EXISTS (SELECT 1 FROM v WHERE v.record_uri = b.record_uri)), \
+                 up(record_uri, author_did, seq, uri, did, parent, height, hidden) AS ( \
                    SELECT r.record_uri, r.author_did, r.seq, p.uri, p.did, \
-                          p.reply_parent_uri, r.height \
+                          p.reply_parent_uri, r.height, r.hidden \
                    FROM reply r CROSS JOIN LATERAL (SELECT p.uri, p.did, p.reply_parent_uri \
                      FROM posts p WHERE p.uri = r.start OFFSET 0) p \
                    UNION ALL \
                    SELECT up.record_uri, up.author_did, up.seq, p.uri, p.did, \
-                          p.reply_parent_uri, up.height + 1 \
+                          p.reply_parent_uri, up.height + 1, up.hidden \
                    FROM up CROSS JOIN LATERAL (SELECT p.uri, p.did, p.reply_parent_uri \
                      FROM posts p WHERE p.uri = up.parent OFFSET 0) p \
-                   WHERE up.height < {max}) \
+                   WHERE up.height < {max} AND (up.hidden IS NULL OR NOT up.hidden ? up.uri)) \
                  INSERT INTO notifications (recipient_did, reason, reason_subject, record_uri, seq) \
                  SELECT DISTINCT ON (up.record_uri, up.did) up.did, 'reply', up.uri, \
                         up.record_uri, up.seq \
@@ -830,8 +841,9 @@ fn notifications<'a>(
 /// only through posts the index holds. A post indexed after replies to it
 /// (a backfill's order, say) notifies of those replies what their own
 /// writing could not. A reply its thread's gate disallows notifies none of
-/// them; an account already notified of the post (mentioned, or quoted) is
-/// not notified again.
+/// them; above a reply the root's threadgate hides, none is notified (its
+/// author is); an account already notified of the post (mentioned, or
+/// quoted) is not notified again.
 const REPLY_NOTIFIED_HEIGHT: i32 = 4;
 
 /// Actor columns copied from the profile record's projection row, beside
@@ -959,13 +971,6 @@ struct ActorRows<'a> {
     chat_set: Vec<bool>,
     chat_allow_incoming: Vec<Option<&'a str>>,
     changed: Vec<bool>,
-}
-
-/// The value of the projection column `name` in a write of `collection`.
-fn column<'a>(collection: &str, write: &'a Write, name: &str) -> Option<&'a str> {
-    let kind = kind_table(collection)?;
-    let index = kind.columns.iter().position(|c| c.name == name)?;
-    write.columns.get(index)?.as_deref()
 }
 
 /// Every actor row the batch changes: its own actors (authors of its
