@@ -29,11 +29,17 @@ pub(crate) fn viewer_row(view: &str, viewer: &str, subject: &str) -> String {
     )
 }
 
-/// The rows of `alias` (likes or reposts) that have a subject, tested on
-/// the stored reference first: rendering the subject's uri costs lookups.
-pub(crate) fn has_subject(alias: &str) -> String {
-    format!("({alias}.subject_actor IS NOT NULL OR {alias}.subject_uri IS NOT NULL)")
-}
+/// The live reposts as stored, by the `reposts` view's keys (`actor`,
+/// `rkey_id`, `rkey`) and `has_subject`: whether the repost names a
+/// subject, told from the stored reference or else the record's text. A
+/// page's reposts are chosen from these, and only the chosen ones are
+/// read through the view, which renders every column of every row it
+/// reads (a subject's uri costs a lookup of its account: 10 ms of a
+/// timeline's 15 for 46 accounts, against 4 from these).
+pub(crate) const LIVE_REPOST_KEYS: &str =
+    "(SELECT actor, rkey AS rkey_id, rkey_text(rkey) AS rkey, \
+     subject_actor IS NOT NULL OR (record -> 'subject' ->> 'uri') IS NOT NULL AS has_subject \
+     FROM repost_rows WHERE live)";
 
 /// One account's rows of `alias`, the account given by the SQL text
 /// expression `did`: a range of the primary key `(actor, rkey)`, newest

@@ -592,16 +592,7 @@ async fn pages_are_filled_past_the_rows_a_listing_leaves_out() {
         .collect();
     let (viewer, muted) = served.split_first().expect("four actors");
     // Newest first: gone, gone, muted[0], gone, muted[1], gone, gone, muted[2].
-    let order = [
-        None,
-        None,
-        Some(0usize),
-        None,
-        Some(1),
-        None,
-        None,
-        Some(2),
-    ];
+    let order = [None, None, Some(0usize), None, Some(1), None, None, Some(2)];
     for (age, which) in order.iter().enumerate() {
         let subject = match which {
             Some(i) => muted[*i].clone(),
@@ -645,6 +636,10 @@ async fn pages_are_filled_past_the_rows_a_listing_leaves_out() {
     assert!(rest.get("cursor").is_none(), "{rest}");
     validate_with_official_lexicons(&[
         ("app.bsky.graph.getMutes".into(), "filled".into(), first),
-        ("app.bsky.graph.getMutes".into(), "filled, last".into(), rest),
+        (
+            "app.bsky.graph.getMutes".into(),
+            "filled, last".into(),
+            rest,
+        ),
     ]);
 }

@@ -158,6 +158,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "post_text_once",
         sql: include_str!("../migrations/0029_post_text_once.sql"),
     },
+    Migration {
+        version: 30,
+        name: "faster_key_and_cid_functions",
+        sql: include_str!("../migrations/0030_faster_key_and_cid_functions.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use crate::compact::{account_rows, has_subject, subject_is};
+use crate::compact::{account_rows, subject_is, LIVE_REPOST_KEYS};
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
@@ -94,9 +94,10 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     // One author's rkeys are unique per collection, so each branch reads at
     // most a page in (rkey, uri) order from one index: posts by their
     // (did, rkey) index, reposts backwards along their (actor, rkey) key.
+    // A repost row is chosen by its stored key (`repost_actor`,
+    // `repost_key`); what it shows is read for the page's reposts only.
     let posts_sql = format!(
-        "SELECT p.uri, p.rkey, NULL::text AS subject, NULL::text AS cid, NULL::timestamptz AS at, \
-                {PAGE_POST} \
+        "SELECT p.uri, p.rkey, {PAGE_POST}, NULL::int4 AS repost_actor, NULL::int8 AS repost_key \
          FROM posts p WHERE p.did = $1 {post_filter} {page_p} \
          ORDER BY p.rkey DESC LIMIT $2",
         page_p = page.after("p", 1)
@@ -104,12 +105,13 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let page_sql = if with_reposts {
         format!(
             "({posts_sql}) UNION ALL \
-             (SELECT r.uri, r.rkey, r.subject_uri, r.cid, r.indexed_at, {PAGE_REPOST} \
-              FROM reposts r WHERE {range_r} AND {has_subject} {page_r} \
+             (SELECT r.uri, r.rkey, {PAGE_REPOST}, r.actor, r.rkey_id \
+              FROM (SELECT k.*, 'at://' || $1 || '/app.bsky.feed.repost/' || k.rkey AS uri \
+                    FROM {LIVE_REPOST_KEYS} k) r \
+              WHERE {range_r} AND r.has_subject {page_r} \
               ORDER BY r.rkey_id DESC LIMIT $2) \
              ORDER BY 2 DESC, 1 DESC LIMIT $2",
             range_r = account_rows("r", "$1", page.key_param(1)),
-            has_subject = has_subject("r"),
             page_r = page.after("r", 1)
         )
     } else {
@@ -121,8 +123,11 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     // need looking up.
     let ctes = format!(
         "page AS MATERIALIZED ( \
-            SELECT x.*, row_number() OVER (ORDER BY x.rkey DESC, x.uri DESC) AS n \
+            SELECT x.*, rp.subject_uri AS subject, rp.cid, rp.indexed_at AS at, \
+                   row_number() OVER (ORDER BY x.rkey DESC, x.uri DESC) AS n \
             FROM ({page_sql}) x \
+            LEFT JOIN LATERAL (SELECT r.subject_uri, r.cid, r.indexed_at FROM reposts r \
+              WHERE r.actor = x.repost_actor AND r.rkey_id = x.repost_key OFFSET 0) rp ON true \
          ), listed AS MATERIALIZED ( \
             SELECT {PAGE_POST_COLUMNS} FROM page p WHERE p.subject IS NULL \
             UNION ALL \

@@ -244,7 +244,11 @@ mod tests {
         let mut filling = Filling::new(first);
         let (missing, cursor) = filling.next_ask().expect("a short page");
         assert_eq!((missing, cursor.as_str()), (5, "c"));
-        filling.add(Listing::new(json!({"items": [7], "cursor": "c"}), "items", 5));
+        filling.add(Listing::new(
+            json!({"items": [7], "cursor": "c"}),
+            "items",
+            5,
+        ));
         assert!(filling.next_ask().is_none());
         let body = filling.finish().expect("an object");
         assert_eq!(body["items"], json!([7]));

@@ -9,7 +9,7 @@
 use skyhose_proto::tid::Tid;
 use tokio_postgres::types::ToSql;
 
-use crate::compact::{has_subject, until_cursor};
+use crate::compact::{until_cursor, LIVE_REPOST_KEYS};
 use crate::cursor::Cursor;
 use crate::db::{unreadable_row, RowExt};
 use crate::error::{XrpcError, XrpcResult};
@@ -58,10 +58,9 @@ async fn newest_rows(
         "SELECT a.did, x.name, x.actor, x.rkey_id \
          FROM authors a JOIN dids d ON d.did = a.did CROSS JOIN LATERAL ( \
            SELECT r.actor, r.rkey_id, CASE WHEN r.rkey_id < 0 THEN r.rkey END AS name \
-           FROM reposts r WHERE {range} AND {has_subject} \
+           FROM {LIVE_REPOST_KEYS} r WHERE {range} AND r.has_subject \
            ORDER BY r.rkey_id DESC LIMIT ${per}) x",
         range = until_cursor("r.actor = d.id".to_owned(), "r", key_param),
-        has_subject = has_subject("r"),
     );
     let sql = if with_reposts {
         format!("WITH authors AS ({authors}) {posts} UNION ALL {reposts}")
@@ -129,9 +128,12 @@ async fn feed_items(client: &Db, rows: &[Candidate]) -> XrpcResult<Vec<FeedItem>
     if !actors.is_empty() {
         let stmt = client
             .prepare_cached(
+                // A lookup by the primary key per repost: joined as a set,
+                // the planner reads each reposter's live reposts whole.
                 "SELECT r.actor, r.rkey_id, r.subject_uri, r.cid, r.indexed_at \
                  FROM unnest($1::int4[], $2::int8[]) AS k(actor, rkey) \
-                 JOIN reposts r ON r.actor = k.actor AND r.rkey_id = k.rkey",
+                 CROSS JOIN LATERAL (SELECT * FROM reposts r \
+                   WHERE r.actor = k.actor AND r.rkey_id = k.rkey OFFSET 0) r",
             )
             .await?;
         for row in client.query(&stmt, &[&actors, &keys]).await? {
