@@ -9,7 +9,7 @@
 
 use skyhose_proto::datetime::parse_utc_millis;
 use skyhose_proto::tid::Tid;
-use skyhose_proto::{cbor, datamodel, Cid};
+use skyhose_proto::{datamodel, Cid};
 
 /// A record key as stored: a TID's value, or a name kept in `rkey_names`
 /// (stored as minus its id).
@@ -69,13 +69,7 @@ pub fn cid_bytes(text: &str) -> Option<Vec<u8>> {
 /// it, since they derive the same CID (`strong_ref_record_cid` and
 /// `follow_record_cid` of migration 0027).
 pub fn derives_cid(json: &str, cid: &str) -> bool {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
-        return false;
-    };
-    let Ok(model) = datamodel::from_json(&value) else {
-        return false;
-    };
-    Cid::for_dag_cbor(&cbor::encode(&model)).to_string() == cid
+    datamodel::record_cid(json).is_some_and(|derived| derived.to_string() == cid)
 }
 
 /// A `createdAt` as a compact row stores it (migration 0027): microseconds
@@ -289,7 +283,7 @@ mod tests {
         let like = r#"{"$type":"app.bsky.feed.like","createdAt":"2024-01-01T00:00:00.000Z","subject":{"cid":"bafyreia","uri":"at://did:plc:b/app.bsky.feed.post/3l"}}"#;
         let value = serde_json::from_str(like).expect("json");
         let model = datamodel::from_json(&value).expect("data model");
-        let cid = Cid::for_dag_cbor(&cbor::encode(&model)).to_string();
+        let cid = Cid::for_dag_cbor(&skyhose_proto::cbor::encode(&model)).to_string();
         assert!(derives_cid(like, &cid));
         assert!(!derives_cid(like, &Cid::for_dag_cbor(b"other").to_string()));
         assert!(!derives_cid("not json", &cid));

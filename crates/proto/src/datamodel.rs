@@ -49,6 +49,15 @@ fn single(key: &str, value: Json) -> Json {
     Json::Object(map)
 }
 
+/// The CID of the record `json` (its JSON text) encoded as canonical
+/// DAG-CBOR: the CID a record has when its block was encoded that way.
+/// `None` when the text is not a data-model value.
+pub fn record_cid(json: &str) -> Option<crate::Cid> {
+    let value: Json = serde_json::from_str(json).ok()?;
+    let model = from_json(&value).ok()?;
+    Some(crate::Cid::for_dag_cbor(&crate::cbor::encode(&model)))
+}
+
 /// A JSON object (a record, or any data-model object) as a data-model value.
 pub fn from_json(json: &Json) -> Result<Value, DataModelError> {
     if !json.is_object() {

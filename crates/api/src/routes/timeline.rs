@@ -9,7 +9,7 @@
 use skyhose_proto::tid::Tid;
 use tokio_postgres::types::ToSql;
 
-use crate::compact::{until_cursor, LIVE_REPOST_KEYS};
+use crate::compact::{row_cid, stored_cid, until_cursor, LIVE_REPOST_KEYS};
 use crate::cursor::Cursor;
 use crate::db::{unreadable_row, RowExt};
 use crate::error::{XrpcError, XrpcResult};
@@ -127,20 +127,25 @@ async fn feed_items(client: &Db, rows: &[Candidate]) -> XrpcResult<Vec<FeedItem>
     let mut reposts = std::collections::HashMap::new();
     if !actors.is_empty() {
         let stmt = client
-            .prepare_cached(
-                // A lookup by the primary key per repost: joined as a set,
-                // the planner reads each reposter's live reposts whole.
-                "SELECT r.actor, r.rkey_id, r.subject_uri, r.cid, r.indexed_at \
-                 FROM unnest($1::int4[], $2::int8[]) AS k(actor, rkey) \
-                 CROSS JOIN LATERAL (SELECT * FROM reposts r \
-                   WHERE r.actor = k.actor AND r.rkey_id = k.rkey OFFSET 0) r",
-            )
+            .prepare_cached(&format!(
+                // A lookup by the primary key per repost: joined as a
+                // set, the planner reads each reposter's live reposts
+                // whole.
+                "SELECT r.actor, r.rkey_id, r.subject_uri, r.record::text AS record, \
+                            {stored} AS stored_cid, r.indexed_at \
+                     FROM unnest($1::int4[], $2::int8[]) AS k(actor, rkey) \
+                     CROSS JOIN LATERAL (SELECT * FROM reposts r \
+                       WHERE r.actor = k.actor AND r.rkey_id = k.rkey OFFSET 0) r \
+                     JOIN repost_rows l ON l.actor = r.actor AND l.rkey = r.rkey_id",
+                stored = stored_cid("l"),
+            ))
             .await?;
         for row in client.query(&stmt, &[&actors, &keys]).await? {
             let key: (i32, i64) = (row.col("actor")?, row.col("rkey_id")?);
+            let record: Option<String> = row.col("record")?;
             let value: (Option<String>, String, String) = (
                 row.col("subject_uri")?,
-                row.col("cid")?,
+                row_cid(row.col("stored_cid")?, record.as_deref()).unwrap_or_default(),
                 datetime_millis(row.col("indexed_at")?),
             );
             reposts.insert(key, value);

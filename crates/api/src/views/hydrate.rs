@@ -177,7 +177,10 @@ impl<'a> Hydrator<'a> {
                     uri: row.col("uri")?,
                     rkey: row.col("page_rkey")?,
                     subject: row.col("page_subject")?,
-                    cid: row.col("cid")?,
+                    cid: crate::compact::row_cid(
+                        row.col("cid")?,
+                        row.col::<Option<String>>("record")?.as_deref(),
+                    ),
                     indexed_at: row
                         .col::<Option<SystemTime>>("indexed_at")?
                         .map(datetime_millis),

@@ -206,9 +206,11 @@ pub const POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.cid, p.record, p.indexed
 ///
 /// Rows are posts (read by [`post_info`]) and, for a feed (`feed`: SQL for
 /// DIDs to load besides the posts' authors), `ROW_ACTOR` rows and `ROW_PAGE`
-/// rows (the `page` CTE's `(uri, rkey, subject, cid, at, n)`, as the
-/// columns `uri`, `page_rkey`, `page_subject`, `cid`, `indexed_at` and
-/// `page_n`); the column `kind` tells them apart.
+/// rows (the `page` CTE's `(uri, rkey, subject, cid, repost_record, at,
+/// n)`, as the columns `uri`, `page_rkey`, `page_subject`, `cid`,
+/// `record`, `indexed_at` and `page_n`: a repost's stored CID and the
+/// record its view shows, from which `crate::compact::row_cid` derives
+/// the CID the row does not store); the column `kind` tells them apart.
 /// Times are sent as timestamps and written by [`datetime_millis`], and a
 /// post's embed is read from its record text: PostgreSQL would spend more on
 /// `to_char` and on a second pass over each record.
@@ -227,7 +229,7 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
                  ) d {ACTOR_JOINS}"
             ),
             format!(
-                " UNION ALL SELECT {ROW_PAGE}, uri, cid, NULL::text, NULL::text, at, \
+                " UNION ALL SELECT {ROW_PAGE}, uri, cid, NULL::text, repost_record, at, \
                         NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
                         NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
                         NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, NULL::bool, {NO_ACTOR_COLUMNS}, \
