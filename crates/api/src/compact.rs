@@ -33,8 +33,23 @@ pub(crate) fn viewer_row(view: &str, viewer: &str, subject: &str) -> String {
 /// NULL when its views derive it from the record they rebuild (migration
 /// 0027), which [`row_cid`] then does in Rust. Derived in SQL, a CID costs
 /// about 200 microseconds; here, a few.
-pub(crate) fn stored_cid(raw: &str) -> String {
+fn stored_cid(raw: &str) -> String {
     format!("COALESCE(cid_text({raw}.cid), {raw}.cid_string)")
+}
+
+/// What a feed shows of the live repost whose stored key is `(actor,
+/// rkey)` (SQL expressions): a subquery with `subject_uri`, `record` (the
+/// view's, as text), `stored_cid` ([`stored_cid`], for [`row_cid`]) and
+/// `indexed_at`, read through the `reposts` view by its primary key. Used
+/// as a LATERAL subquery, one repost at a time: joined as a set, the
+/// planner reads each reposter's live reposts whole.
+pub(crate) fn shown_repost(actor: &str, rkey: &str) -> String {
+    format!(
+        "(SELECT r.subject_uri, r.record::text AS record, {stored} AS stored_cid, r.indexed_at \
+         FROM reposts r JOIN repost_rows l ON l.actor = r.actor AND l.rkey = r.rkey_id \
+         WHERE r.actor = {actor} AND r.rkey_id = {rkey} OFFSET 0)",
+        stored = stored_cid("l"),
+    )
 }
 
 /// The CID of a compact row: the one it stores ([`stored_cid`]), else that

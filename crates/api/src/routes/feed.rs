@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use crate::compact::{account_rows, stored_cid, subject_is, LIVE_REPOST_KEYS};
+use crate::compact::{account_rows, shown_repost, subject_is, LIVE_REPOST_KEYS};
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
@@ -121,17 +121,14 @@ pub async fn get_author_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     // statement: the posts are found from the page's rows rather than from a
     // list sent back after a round trip, and only reposted (or pinned) posts
     // need looking up.
-    let stored = stored_cid("l");
+    let shown = shown_repost("x.repost_actor", "x.repost_key");
     let ctes = format!(
         "page AS MATERIALIZED ( \
             SELECT x.*, rp.subject_uri AS subject, rp.stored_cid AS cid, \
                    rp.record AS repost_record, rp.indexed_at AS at, \
                    row_number() OVER (ORDER BY x.rkey DESC, x.uri DESC) AS n \
             FROM ({page_sql}) x \
-            LEFT JOIN LATERAL (SELECT r.subject_uri, r.record::text AS record, \
-                {stored} AS stored_cid, r.indexed_at \
-              FROM reposts r JOIN repost_rows l ON l.actor = r.actor AND l.rkey = r.rkey_id \
-              WHERE r.actor = x.repost_actor AND r.rkey_id = x.repost_key OFFSET 0) rp ON true \
+            LEFT JOIN LATERAL {shown} rp ON true \
          ), listed AS MATERIALIZED ( \
             SELECT {PAGE_POST_COLUMNS} FROM page p WHERE p.subject IS NULL \
             UNION ALL \

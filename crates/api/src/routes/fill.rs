@@ -25,11 +25,11 @@ const MAX_REQUESTS: usize = 10;
 pub(crate) struct Listing {
     /// The whole answer: its items under `field`, its cursor under
     /// `cursor` when another page follows.
-    pub body: Value,
+    body: Value,
     /// The member of `body` holding the page's items.
-    pub field: &'static str,
+    field: &'static str,
     /// The number of items asked for.
-    pub limit: i64,
+    limit: i64,
 }
 
 impl Listing {

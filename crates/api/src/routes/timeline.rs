@@ -9,7 +9,7 @@
 use skyhose_proto::tid::Tid;
 use tokio_postgres::types::ToSql;
 
-use crate::compact::{row_cid, stored_cid, until_cursor, LIVE_REPOST_KEYS};
+use crate::compact::{row_cid, shown_repost, until_cursor, LIVE_REPOST_KEYS};
 use crate::cursor::Cursor;
 use crate::db::{unreadable_row, RowExt};
 use crate::error::{XrpcError, XrpcResult};
@@ -128,16 +128,11 @@ async fn feed_items(client: &Db, rows: &[Candidate]) -> XrpcResult<Vec<FeedItem>
     if !actors.is_empty() {
         let stmt = client
             .prepare_cached(&format!(
-                // A lookup by the primary key per repost: joined as a
-                // set, the planner reads each reposter's live reposts
-                // whole.
-                "SELECT r.actor, r.rkey_id, r.subject_uri, r.record::text AS record, \
-                            {stored} AS stored_cid, r.indexed_at \
-                     FROM unnest($1::int4[], $2::int8[]) AS k(actor, rkey) \
-                     CROSS JOIN LATERAL (SELECT * FROM reposts r \
-                       WHERE r.actor = k.actor AND r.rkey_id = k.rkey OFFSET 0) r \
-                     JOIN repost_rows l ON l.actor = r.actor AND l.rkey = r.rkey_id",
-                stored = stored_cid("l"),
+                "SELECT k.actor, k.rkey AS rkey_id, r.subject_uri, r.record, r.stored_cid, \
+                        r.indexed_at \
+                 FROM unnest($1::int4[], $2::int8[]) AS k(actor, rkey) \
+                 CROSS JOIN LATERAL {shown} r",
+                shown = shown_repost("k.actor", "k.rkey"),
             ))
             .await?;
         for row in client.query(&stmt, &[&actors, &keys]).await? {
