@@ -10,54 +10,65 @@
 //! A listing says what one of its pages is ([`Listing`]); this module alone
 //! decides how pages are joined, so every listing fills its page the same
 //! way.
+//!
+//! A page is JSON text from the start: a page that needs no other (most)
+//! is sent as its handler wrote it, and joining pages reads their items as
+//! raw JSON, never as trees (a feed page's post records would be parsed
+//! and written again).
 
-use axum::response::Response;
+use std::collections::BTreeMap;
+
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::{XrpcError, XrpcResult};
-use crate::routes::{json, Ctx};
+use crate::routes::Ctx;
 
 /// Pages read for one answer at most, the official AppView's bound.
 const MAX_REQUESTS: usize = 10;
 
 /// One page of a listing, as its handler answers it alone.
 pub(crate) struct Listing {
-    /// The whole answer: its items under `field`, its cursor under
-    /// `cursor` when another page follows.
-    body: Value,
+    /// The whole answer, as JSON text: its items under `field`, its
+    /// cursor under `cursor` when another page follows.
+    body: Box<RawValue>,
     /// The member of `body` holding the page's items.
     field: &'static str,
     /// The number of items asked for.
     limit: i64,
 }
 
-impl Listing {
-    pub fn new(body: Value, field: &'static str, limit: i64) -> Self {
-        Listing { body, field, limit }
-    }
+/// The members of a page's answer, each as JSON text.
+type Members<'a> = BTreeMap<String, &'a RawValue>;
 
-    /// A page whose answer is a typed value.
+impl Listing {
+    /// A page whose answer is `body`, an object with its items under
+    /// `field`.
     pub fn serialize<T: Serialize>(body: &T, field: &'static str, limit: i64) -> XrpcResult<Self> {
-        let body = serde_json::to_value(body).map_err(|e| {
+        let body = serde_json::value::to_raw_value(body).map_err(|e| {
             tracing::error!(error = %e, "serialising a listing's page");
             XrpcError::internal()
         })?;
-        Ok(Listing::new(body, field, limit))
+        Ok(Listing { body, field, limit })
     }
 
-    fn cursor(&self) -> Option<String> {
-        self.body
-            .get("cursor")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
-
-    fn take_items(&mut self) -> Vec<Value> {
-        match self.body.get_mut(self.field).map(Value::take) {
-            Some(Value::Array(items)) => items,
-            _ => Vec::new(),
-        }
+    /// The answer's members, its items and its cursor.
+    fn read(&self) -> XrpcResult<(Members<'_>, Vec<&RawValue>, Option<String>)> {
+        let unreadable = |e: serde_json::Error| {
+            tracing::error!(error = %e, field = self.field, "reading a listing's page");
+            XrpcError::internal()
+        };
+        let members: Members<'_> = serde_json::from_str(self.body.get()).map_err(unreadable)?;
+        let items = match members.get(self.field) {
+            Some(items) => serde_json::from_str(items.get()).map_err(unreadable)?,
+            None => Vec::new(),
+        };
+        let cursor = match members.get("cursor") {
+            Some(cursor) => serde_json::from_str(cursor.get()).map_err(unreadable)?,
+            None => None,
+        };
+        Ok((members, items, cursor))
     }
 }
 
@@ -68,7 +79,8 @@ pub(crate) async fn fill_page<'a>(
     ctx: &Ctx<'a>,
     listing: impl AsyncFn(&Ctx<'a>) -> XrpcResult<Listing>,
 ) -> XrpcResult<Response> {
-    let mut filling = Filling::new(listing(ctx).await?);
+    let first = listing(ctx).await?;
+    let mut filling = Filling::new(&first)?;
     while let Some((missing, cursor)) = filling.next_ask() {
         let next = Ctx {
             state: ctx.state,
@@ -77,30 +89,40 @@ pub(crate) async fn fill_page<'a>(
             nsid: ctx.nsid,
             authorization: ctx.authorization,
         };
-        filling.add(listing(&next).await?);
+        filling.add(&listing(&next).await?)?;
     }
-    json(&filling.finish()?)
+    let body = match filling.finish(&first)? {
+        Some(joined) => joined,
+        None => first.body,
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )],
+        Box::<str>::from(body).into_string(),
+    )
+        .into_response())
 }
 
-/// A page being filled: the first page's answer, the items so far and the
-/// cursor the next page would start at.
+/// A page being filled: the items so far and the cursor the next page
+/// would start at.
 struct Filling {
-    first: Listing,
     limit: usize,
-    items: Vec<Value>,
+    items: Vec<Box<RawValue>>,
     cursor: Option<String>,
     requests: usize,
 }
 
 impl Filling {
-    fn new(mut first: Listing) -> Self {
-        Filling {
+    fn new(first: &Listing) -> XrpcResult<Self> {
+        let (_, items, cursor) = first.read()?;
+        Ok(Filling {
             limit: usize::try_from(first.limit).unwrap_or(0),
-            items: first.take_items(),
-            cursor: first.cursor(),
-            first,
+            items: items.into_iter().map(RawValue::to_owned).collect(),
+            cursor,
             requests: 1,
-        }
+        })
     }
 
     /// The next page to ask for, as the number of items still missing and
@@ -115,38 +137,60 @@ impl Filling {
 
     /// Joins the page asked for; a cursor that did not move ends the
     /// listing.
-    fn add(&mut self, mut page: Listing) {
+    fn add(&mut self, page: &Listing) -> XrpcResult<()> {
+        let (_, items, cursor) = page.read()?;
         self.requests += 1;
-        self.items.extend(page.take_items());
+        self.items.extend(items.into_iter().map(RawValue::to_owned));
         let previous = self.cursor.take();
-        self.cursor = page.cursor().filter(|c| Some(c) != previous.as_ref());
+        self.cursor = cursor.filter(|c| Some(c) != previous.as_ref());
+        Ok(())
     }
 
-    /// The first page's answer with every item and the last cursor.
-    fn finish(self) -> XrpcResult<Value> {
-        let Filling {
-            mut first,
-            items,
-            cursor,
-            ..
-        } = self;
-        let Value::Object(body) = &mut first.body else {
-            tracing::error!("a listing's answer is not an object");
-            return Err(XrpcError::internal());
+    /// The first page's answer with every item and the last cursor; none
+    /// when no other page was read, the first page's answer being the
+    /// whole answer.
+    fn finish(self, first: &Listing) -> XrpcResult<Option<Box<RawValue>>> {
+        if self.requests == 1 {
+            return Ok(None);
+        }
+        let unwritable = |e: serde_json::Error| {
+            tracing::error!(error = %e, "joining a listing's pages");
+            XrpcError::internal()
         };
-        body.insert(first.field.to_owned(), Value::Array(items));
-        match cursor {
-            Some(cursor) => body.insert("cursor".to_owned(), Value::String(cursor)),
-            None => body.remove("cursor"),
+        let (mut members, _, _) = first.read()?;
+        let items = serde_json::value::to_raw_value(&self.items).map_err(unwritable)?;
+        members.insert(first.field.to_owned(), &items);
+        let cursor = match &self.cursor {
+            Some(cursor) => Some(serde_json::value::to_raw_value(cursor).map_err(unwritable)?),
+            None => None,
         };
-        Ok(first.body)
+        match &cursor {
+            Some(cursor) => members.insert("cursor".to_owned(), cursor),
+            None => members.remove("cursor"),
+        };
+        serde_json::value::to_raw_value(&members)
+            .map(Some)
+            .map_err(unwritable)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn listing(body: Value, limit: usize) -> Listing {
+        Listing::serialize(&body, "items", limit as i64).expect("a page")
+    }
+
+    /// The answer of a filling whose first page is `first`.
+    fn answer(filling: Filling, first: &Listing) -> Value {
+        let body = filling
+            .finish(first)
+            .expect("an object")
+            .unwrap_or_else(|| first.body.clone());
+        serde_json::from_str(body.get()).expect("JSON")
+    }
 
     /// A listing of `0..total` whose pages drop every multiple of three,
     /// with a cursor (the next position) while rows follow.
@@ -157,18 +201,20 @@ mod tests {
         if end < total {
             body["cursor"] = json!(end.to_string());
         }
-        Listing::new(body, "items", limit as i64)
+        listing(body, limit)
     }
 
     /// The filled answer and the pages asked.
     fn filled(total: usize, limit: usize) -> (Value, usize) {
-        let mut filling = Filling::new(page(total, 0, limit));
+        let first = page(total, 0, limit);
+        let mut filling = Filling::new(&first).expect("a page");
         let mut asked = 1;
         while let Some((missing, cursor)) = filling.next_ask() {
             asked += 1;
-            filling.add(page(total, cursor.parse().expect("a position"), missing));
+            let next = page(total, cursor.parse().expect("a position"), missing);
+            filling.add(&next).expect("a page");
         }
-        (filling.finish().expect("an object"), asked)
+        (answer(filling, &first), asked)
     }
 
     #[test]
@@ -199,27 +245,30 @@ mod tests {
         if end < total {
             body["cursor"] = json!(end.to_string());
         }
-        Listing::new(body, "items", limit as i64)
+        listing(body, limit)
     }
 
     #[test]
     fn a_page_reads_on_for_the_rows_still_missing() {
         // Six asked, the first seven rows left out: 0..6 shows nothing,
         // 6..12 shows 7 to 11 (five of six): half full, the cursor is 12.
-        let mut filling = Filling::new(sparse(100, 7, 0, 6));
+        let first = sparse(100, 7, 0, 6);
+        let mut filling = Filling::new(&first).expect("a page");
         let (missing, cursor) = filling.next_ask().expect("an empty page");
         assert_eq!((missing, cursor.as_str()), (6, "6"));
-        filling.add(sparse(100, 7, 6, missing));
+        filling.add(&sparse(100, 7, 6, missing)).expect("a page");
         assert!(filling.next_ask().is_none());
-        let body = filling.finish().expect("an object");
+        let body = answer(filling, &first);
         assert_eq!(body["items"], json!([7, 8, 9, 10, 11]));
         assert_eq!(body["cursor"], "12");
         // The rows end before the page is half full: no cursor.
-        let mut filling = Filling::new(sparse(9, 7, 0, 6));
+        let first = sparse(9, 7, 0, 6);
+        let mut filling = Filling::new(&first).expect("a page");
         while let Some((missing, cursor)) = filling.next_ask() {
-            filling.add(sparse(9, 7, cursor.parse().expect("a position"), missing));
+            let next = sparse(9, 7, cursor.parse().expect("a position"), missing);
+            filling.add(&next).expect("a page");
         }
-        let body = filling.finish().expect("an object");
+        let body = answer(filling, &first);
         assert_eq!(body["items"], json!([7, 8]));
         assert!(body.get("cursor").is_none());
     }
@@ -228,29 +277,27 @@ mod tests {
     fn filling_stops_after_ten_pages_or_at_a_cursor_that_does_not_move() {
         // One row asked at a time from 0, 3, 6, ... (all dropped): ten
         // pages, then the cursor of the last.
-        let mut filling = Filling::new(page(1000, 0, 1));
+        let first = page(1000, 0, 1);
+        let mut filling = Filling::new(&first).expect("a page");
         let mut asked = 1;
         while let Some((_, cursor)) = filling.next_ask() {
             asked += 1;
             let at: usize = cursor.parse().expect("a position");
-            filling.add(page(1000, at + 2, 1));
+            filling.add(&page(1000, at + 2, 1)).expect("a page");
         }
         assert_eq!(asked, MAX_REQUESTS);
-        let body = filling.finish().expect("an object");
+        let body = answer(filling, &first);
         assert_eq!(body["items"], json!([]));
         assert_eq!(body["cursor"], "28");
 
-        let first = Listing::new(json!({"items": [], "cursor": "c"}), "items", 5);
-        let mut filling = Filling::new(first);
+        let first = listing(json!({"items": [], "cursor": "c"}), 5);
+        let mut filling = Filling::new(&first).expect("a page");
         let (missing, cursor) = filling.next_ask().expect("a short page");
         assert_eq!((missing, cursor.as_str()), (5, "c"));
-        filling.add(Listing::new(
-            json!({"items": [7], "cursor": "c"}),
-            "items",
-            5,
-        ));
+        let next = listing(json!({"items": [7], "cursor": "c"}), 5);
+        filling.add(&next).expect("a page");
         assert!(filling.next_ask().is_none());
-        let body = filling.finish().expect("an object");
+        let body = answer(filling, &first);
         assert_eq!(body["items"], json!([7]));
         assert!(body.get("cursor").is_none());
     }

@@ -66,12 +66,12 @@ async fn list(ctx: &Ctx<'_>, direction: Direction) -> XrpcResult<Listing> {
         .filter(|did| !hydrated.blocked(did))
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    Ok(Listing::new(
-        with_cursor(
+    Listing::serialize(
+        &with_cursor(
             json!({ "subject": subject_view, field: people }),
             rows.next()?,
         ),
         field,
         page.limit,
-    ))
+    )
 }

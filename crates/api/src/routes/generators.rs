@@ -72,9 +72,9 @@ pub async fn get_actor_feeds(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     );
     let rows = page.fetch(&client, &sql, &[&did]).await?;
     let feeds = generator_views(ctx, &client, &rows.column("uri")?).await?;
-    Ok(Listing::new(
-        with_cursor(json!({ "feeds": feeds }), rows.next()?),
+    Listing::serialize(
+        &with_cursor(json!({ "feeds": feeds }), rows.next()?),
         "feeds",
         page.limit,
-    ))
+    )
 }

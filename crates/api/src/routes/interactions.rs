@@ -82,11 +82,11 @@ pub async fn get_likes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
             .unwrap_or_else(|| indexed_at.clone());
         likes.push(json!({"indexedAt": indexed_at, "createdAt": created_at, "actor": actor}));
     }
-    Ok(Listing::new(
-        page.output("likes", likes, rows.next()?),
+    Listing::serialize(
+        &page.output("likes", likes, rows.next()?),
         "likes",
         page.page.limit,
-    ))
+    )
 }
 
 pub async fn get_reposted_by(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
@@ -102,11 +102,11 @@ pub async fn get_reposted_by(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         .filter(|did| !hydrated.blocked(did))
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    Ok(Listing::new(
-        page.output("repostedBy", actors, rows.next()?),
+    Listing::serialize(
+        &page.output("repostedBy", actors, rows.next()?),
         "repostedBy",
         page.page.limit,
-    ))
+    )
 }
 
 pub async fn get_quotes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
@@ -137,11 +137,11 @@ pub async fn get_quotes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         })
         .filter_map(|uri| hydrated.post_view(uri))
         .collect();
-    Ok(Listing::new(
-        page.output("posts", posts, rows.next()?),
+    Listing::serialize(
+        &page.output("posts", posts, rows.next()?),
         "posts",
         page.page.limit,
-    ))
+    )
 }
 
 /// The viewer's own likes only, as the reference AppView serves them: to

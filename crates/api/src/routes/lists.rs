@@ -71,11 +71,11 @@ pub async fn get_lists(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     );
     let rows = page.fetch(&client, &sql, &[&did, &purposes]).await?;
     let lists = list_views(ctx, &client, &rows.column("uri")?).await?;
-    Ok(Listing::new(
-        with_cursor(json!({ "lists": lists }), rows.next()?),
+    Listing::serialize(
+        &with_cursor(json!({ "lists": lists }), rows.next()?),
         "lists",
         page.limit,
-    ))
+    )
 }
 
 pub async fn get_list(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
@@ -121,11 +121,11 @@ pub async fn get_list(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
             items.push(json!({"uri": row.col::<String>("uri")?, "subject": profile}));
         }
     }
-    Ok(Listing::new(
-        with_cursor(json!({ "list": view, "items": items }), rows.next()?),
+    Listing::serialize(
+        &with_cursor(json!({ "list": view, "items": items }), rows.next()?),
         "items",
         page.limit,
-    ))
+    )
 }
 
 pub async fn get_list_blocks(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
@@ -139,11 +139,11 @@ pub async fn get_list_blocks(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     );
     let rows = page.fetch(&client, &sql, &[&viewer]).await?;
     let lists = list_views(ctx, &client, &rows.column("list_uri")?).await?;
-    Ok(Listing::new(
-        with_cursor(json!({ "lists": lists }), rows.next()?),
+    Listing::serialize(
+        &with_cursor(json!({ "lists": lists }), rows.next()?),
         "lists",
         page.limit,
-    ))
+    )
 }
 
 pub async fn get_blocks(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
@@ -165,9 +165,9 @@ pub async fn get_blocks(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         .iter()
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    Ok(Listing::new(
-        with_cursor(json!({ "blocks": blocks }), rows.next()?),
+    Listing::serialize(
+        &with_cursor(json!({ "blocks": blocks }), rows.next()?),
         "blocks",
         page.limit,
-    ))
+    )
 }

@@ -102,11 +102,11 @@ pub async fn get_mutes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         .iter()
         .filter_map(|did| hydrated.profile_view(did))
         .collect();
-    Ok(Listing::new(
-        with_cursor(json!({ "mutes": mutes }), rows.next()?),
+    Listing::serialize(
+        &with_cursor(json!({ "mutes": mutes }), rows.next()?),
         "mutes",
         page.limit,
-    ))
+    )
 }
 
 pub async fn mute_actor_list(ctx: &Ctx<'_>, input: &Input) -> XrpcResult<Response> {
@@ -149,11 +149,11 @@ pub async fn get_list_mutes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     );
     let rows = page.fetch(&client, &sql, &[&viewer]).await?;
     let lists = list_views(ctx, &client, &rows.column("uri")?).await?;
-    Ok(Listing::new(
-        with_cursor(json!({ "lists": lists }), rows.next()?),
+    Listing::serialize(
+        &with_cursor(json!({ "lists": lists }), rows.next()?),
         "lists",
         page.limit,
-    ))
+    )
 }
 
 pub async fn mute_thread(ctx: &Ctx<'_>, input: &Input) -> XrpcResult<Response> {

@@ -300,7 +300,7 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     if let Some(seen) = stored_seen {
         out["seenAt"] = json!(datetime_millis(seen));
     }
-    Ok(Listing::new(with_cursor(out, next), "notifications", limit))
+    Listing::serialize(&with_cursor(out, next), "notifications", limit)
 }
 
 /// The reasons whose notification is about the thread of its subject (the

@@ -220,7 +220,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let mut filtered = false;
     if let Some(author) = &author {
         let Some(did) = actor_did(&client, ctx, "author", author).await? else {
-            return Ok(Listing::new(json!({"posts": []}), "posts", limit));
+            return Listing::serialize(&json!({"posts": []}), "posts", limit);
         };
         let p = f.bind(did);
         f.add(format!("p.did = {p}"));
@@ -228,7 +228,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     }
     if let Some(mentions) = &mentions {
         let Some(did) = actor_did(&client, ctx, "mentions", mentions).await? else {
-            return Ok(Listing::new(json!({"posts": []}), "posts", limit));
+            return Listing::serialize(&json!({"posts": []}), "posts", limit);
         };
         let p = f.bind(json!([{"features": [{"did": did}]}]));
         f.add(format!("p.facets @> {p}::jsonb"));
@@ -278,7 +278,7 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     }
     if !has_text && !filtered {
         // Nothing to search for: a time range alone is not a search.
-        return Ok(Listing::new(json!({"posts": []}), "posts", limit));
+        return Listing::serialize(&json!({"posts": []}), "posts", limit);
     }
 
     let sql = if sort == "top" {
@@ -449,7 +449,7 @@ pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     };
     let term = actor_term(ctx);
     if term.is_empty() {
-        return Ok(Listing::new(json!({"actors": []}), "actors", limit));
+        return Listing::serialize(&json!({"actors": []}), "actors", limit);
     }
     let mut client = ctx.db().await?;
     let [h, h_top, n, n_top] = prefix_params(&term);
@@ -497,11 +497,11 @@ pub async fn search_actors(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         ),
         _ => None,
     };
-    Ok(Listing::new(
-        with_cursor(json!({ "actors": actors }), next),
+    Listing::serialize(
+        &with_cursor(json!({ "actors": actors }), next),
         "actors",
         limit,
-    ))
+    )
 }
 
 /// Every word of `term` as a prefix (`word:*`), all required; only letters

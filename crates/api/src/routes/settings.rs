@@ -230,11 +230,11 @@ pub async fn list_activity_subscriptions(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         .iter()
         .filter_map(|did| hydrated.profile_view_subscribed(did))
         .collect();
-    Ok(Listing::new(
-        with_cursor(json!({ "subscriptions": subscriptions }), rows.next()?),
+    Listing::serialize(
+        &with_cursor(json!({ "subscriptions": subscriptions }), rows.next()?),
         "subscriptions",
         page.limit,
-    ))
+    )
 }
 
 /// The fields that name one push registration.

@@ -135,9 +135,9 @@ pub async fn get_actor_starter_packs(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     );
     let rows = page.fetch(&client, &sql, &[&did]).await?;
     let packs = basic_views(ctx, &client, &rows.column("uri")?).await?;
-    Ok(Listing::new(
-        with_cursor(json!({ "starterPacks": packs }), rows.next()?),
+    Listing::serialize(
+        &with_cursor(json!({ "starterPacks": packs }), rows.next()?),
         "starterPacks",
         page.limit,
-    ))
+    )
 }

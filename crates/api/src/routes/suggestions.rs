@@ -44,11 +44,11 @@ pub async fn get_suggestions(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let limit = ctx.params.limit(1, 100, 50)?;
     let after = ranked_cursor(ctx)?;
     let (actors, cursor) = ranked_actors(ctx, limit, after).await?;
-    Ok(Listing::new(
-        with_cursor(json!({ "actors": actors }), cursor),
+    Listing::serialize(
+        &with_cursor(json!({ "actors": actors }), cursor),
         "actors",
         limit,
-    ))
+    )
 }
 
 /// `app.bsky.unspecced.getSuggestedUsers` (the explore screen): the first
@@ -172,11 +172,11 @@ pub async fn get_popular_feed_generators(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         .filter(|q| !q.is_empty())
         .map(|q| format!("%{}%", q.replace(['%', '_', '\\'], "")));
     let (feeds, cursor) = ranked_generators(ctx, limit, after, query).await?;
-    Ok(Listing::new(
-        with_cursor(json!({ "feeds": feeds }), cursor),
+    Listing::serialize(
+        &with_cursor(json!({ "feeds": feeds }), cursor),
         "feeds",
         limit,
-    ))
+    )
 }
 
 /// `app.bsky.unspecced.getSuggestedFeeds` (the explore screen): the first
