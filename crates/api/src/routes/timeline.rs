@@ -1,10 +1,11 @@
 //! app.bsky.feed.*: the viewer's following timeline and list feeds — posts
 //! (and for the timeline, reposts) of a set of accounts, newest first.
 //!
-//! Each account contributes at most one page of its newest rows (a
-//! backward index scan each: posts by `(did, rkey DESC)`, reposts by their
-//! `(actor, rkey)` key), and the page is the newest of those, so the work
-//! grows with the number of accounts, not with their post counts.
+//! Each account contributes a share of its newest rows (a backward index
+//! scan each: posts by `(did, rkey DESC)`, reposts by their `(actor,
+//! rkey)` key), and only the accounts that may hold more of the page are
+//! read further ([`newest_rows`]), so the work grows with the number of
+//! accounts, not with their post counts.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
