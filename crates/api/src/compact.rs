@@ -13,19 +13,29 @@ pub(crate) fn subject_is(alias: &str, uri: &str) -> String {
     )
 }
 
-/// The uri of the viewer's own row `v` of `view` (`likes` or `reposts`)
-/// that meets `subject` (an SQL condition on `v`, such as
-/// [`subject_is`]`("v", uri)`), the oldest when there are several;
-/// `viewer` is the SQL expression of the viewer's `dids` id. The row is
-/// found through `(actor, subject_actor, subject_rkey)`: ordered by the
-/// bare key, the planner would rather walk the subject's index in key
-/// order and filter on the viewer, reading every like of a popular post
-/// (3,871 rows a post measured, 48 ms a page against 3.7), so the order is
-/// by an expression no index gives.
-pub(crate) fn viewer_row(view: &str, viewer: &str, subject: &str) -> String {
+/// The uri of the viewer's own live row `v` of the compact table `raw`
+/// (`like_rows` or `repost_rows`, records of `collection`) that meets
+/// `subject` (an SQL condition on `v`, such as [`subject_is`]`("v", uri)`),
+/// the oldest when there are several; `viewer` is the SQL expression of
+/// the viewer's `dids` id and `viewer_did` of their DID, from which the
+/// uri is written (through the `likes` view, each row would look its
+/// author's DID up again). The row is found through `(actor,
+/// subject_actor, subject_rkey)`: ordered by the bare key, the planner
+/// would rather walk the subject's index in key order and filter on the
+/// viewer, reading every like of a popular post (3,871 rows a post
+/// measured, 48 ms a page against 3.7), so the order is by an expression
+/// no index gives.
+pub(crate) fn viewer_row(
+    raw: &str,
+    collection: &str,
+    viewer: &str,
+    viewer_did: &str,
+    subject: &str,
+) -> String {
     format!(
-        "(SELECT v.uri FROM {view} v WHERE v.actor = {viewer} AND {subject} \
-         ORDER BY v.rkey_id + 0 LIMIT 1)"
+        "(SELECT 'at://' || {viewer_did} || '/{collection}/' || rkey_text(v.rkey) \
+         FROM {raw} v WHERE v.actor = {viewer} AND v.live AND {subject} \
+         ORDER BY v.rkey + 0 LIMIT 1)"
     )
 }
 

@@ -163,6 +163,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "faster_key_and_cid_functions",
         sql: include_str!("../migrations/0030_faster_key_and_cid_functions.sql"),
     },
+    Migration {
+        version: 31,
+        name: "inlined_rkey_id",
+        sql: include_str!("../migrations/0031_inlined_rkey_id.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -178,17 +178,25 @@ pub fn actor_info(row: &Row) -> XrpcResult<ActorInfo> {
     })
 }
 
+/// The viewer's follows of each account and back are read from the compact
+/// follow rows by ids looked up once (through the `follows` view, each
+/// probe would look both DIDs up again), their uris written from the DIDs.
 const ACTOR_VIEWER_QUERY: &str = "\
-SELECT d.did, \
-  (SELECT f.uri FROM follows f WHERE f.did = $2 AND f.subject_did = d.did ORDER BY f.rkey LIMIT 1) AS following, \
-  (SELECT f.uri FROM follows f WHERE f.did = d.did AND f.subject_did = $2 ORDER BY f.rkey LIMIT 1) AS followed_by, \
-  (SELECT b.uri FROM blocks b WHERE b.did = $2 AND b.subject_did = d.did ORDER BY b.rkey LIMIT 1) AS blocking, \
-  (EXISTS (SELECT 1 FROM blocks b WHERE b.did = d.did AND b.subject_did = $2) \
+WITH viewer AS MATERIALIZED (SELECT did_id($2) AS id), \
+subjects AS MATERIALIZED ( \
+  SELECT u.did, d.id FROM unnest($1::text[]) AS u(did) LEFT JOIN dids d ON d.did = u.did) \
+SELECT s.did, \
+  (SELECT 'at://' || $2 || '/app.bsky.graph.follow/' || rkey_text(f.rkey) FROM follow_rows f \
+     WHERE f.actor = v.id AND f.subject_actor = s.id AND f.live ORDER BY f.rkey LIMIT 1) AS following, \
+  (SELECT 'at://' || s.did || '/app.bsky.graph.follow/' || rkey_text(f.rkey) FROM follow_rows f \
+     WHERE f.actor = s.id AND f.subject_actor = v.id AND f.live ORDER BY f.rkey LIMIT 1) AS followed_by, \
+  (SELECT b.uri FROM blocks b WHERE b.did = $2 AND b.subject_did = s.did ORDER BY b.rkey LIMIT 1) AS blocking, \
+  (EXISTS (SELECT 1 FROM blocks b WHERE b.did = s.did AND b.subject_did = $2) \
    OR EXISTS (SELECT 1 FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
-     WHERE lb.did = d.did AND li.subject_did = $2)) AS blocked_by, \
+     WHERE lb.did = s.did AND li.subject_did = $2)) AS blocked_by, \
   (SELECT lb.list_uri FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
-     WHERE lb.did = $2 AND li.subject_did = d.did LIMIT 1) AS blocking_by_list \
-FROM unnest($1::text[]) AS d(did)";
+     WHERE lb.did = $2 AND li.subject_did = s.did LIMIT 1) AS blocking_by_list \
+FROM subjects s, viewer v";
 
 /// The viewer's relationships with each of `dids`, in one query.
 pub async fn load_actor_viewer(

@@ -40,7 +40,13 @@ FROM unnest($1::text[]) AS u(uri) \
 JOIN feed_generators g ON g.uri = u.uri \
 JOIN records r ON r.uri = g.uri \
 LEFT JOIN post_counts c ON c.uri = g.uri",
-        liked = viewer_row("likes", "did_id($2)", &subject_is("v", "g.uri"))
+        liked = viewer_row(
+            "like_rows",
+            "app.bsky.feed.like",
+            "did_id($2)",
+            "$2",
+            &subject_is("v", "g.uri"),
+        )
     )
 });
 

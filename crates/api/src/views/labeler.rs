@@ -35,7 +35,13 @@ FROM unnest($1::text[]) AS d(did) \
 JOIN labeler_services s ON s.uri = 'at://' || d.did || '/app.bsky.labeler.service/self' \
 JOIN records r ON r.uri = s.uri \
 LEFT JOIN post_counts c ON c.uri = s.uri",
-        liked = viewer_row("likes", "did_id($2)", &subject_is("v", "s.uri"))
+        liked = viewer_row(
+            "like_rows",
+            "app.bsky.feed.like",
+            "did_id($2)",
+            "$2",
+            &subject_is("v", "s.uri"),
+        )
     )
 });
 

@@ -433,8 +433,20 @@ static POST_VIEWER_QUERY: LazyLock<String> = LazyLock::new(|| {
            JOIN dids d ON d.did = uri_authority(u.uri) \
            JOIN collections c ON c.nsid = split_part(u.uri, '/', 4)) \
          SELECT u.uri, {liked} AS liked, {reposted} AS reposted FROM subjects u, viewer",
-        liked = viewer_row("likes", "viewer.id", SUBJECT_KEYS),
-        reposted = viewer_row("reposts", "viewer.id", SUBJECT_KEYS),
+        liked = viewer_row(
+            "like_rows",
+            "app.bsky.feed.like",
+            "viewer.id",
+            "$2",
+            SUBJECT_KEYS
+        ),
+        reposted = viewer_row(
+            "repost_rows",
+            "app.bsky.feed.repost",
+            "viewer.id",
+            "$2",
+            SUBJECT_KEYS
+        ),
     )
 });
 
