@@ -168,6 +168,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "inlined_rkey_id",
         sql: include_str!("../migrations/0031_inlined_rkey_id.sql"),
     },
+    Migration {
+        version: 32,
+        name: "labeled_profiles",
+        sql: include_str!("../migrations/0032_labeled_profiles.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

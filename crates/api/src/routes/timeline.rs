@@ -100,9 +100,10 @@ struct Cut {
 /// Rows each account gives at least in the first read of [`newest_rows`].
 const FIRST_SHARE: i64 = 3;
 
-/// The newest rows of `authors` (a query yielding a `did` column over the
-/// statement's `own` parameters), each account's posts and, with
-/// `with_reposts`, reposts, read from the indexes alone (no row is
+/// The newest rows of `authors` (a query yielding `did` and, for reposts,
+/// its `dids` id `id`, over the statement's `own` parameters), each
+/// account's posts and, with `with_reposts`, reposts, read from the
+/// indexes alone (no row is
 /// rendered before the page is chosen); newest first by `(rkey, uri)` as
 /// every listing, and whether more follow.
 ///
@@ -135,11 +136,11 @@ async fn newest_rows(
     );
     let reposts = format!(
         "SELECT a.did, x.name, x.actor, x.rkey_id, s.per \
-         FROM share s, authors a JOIN dids d ON d.did = a.did CROSS JOIN LATERAL ( \
+         FROM share s, authors a CROSS JOIN LATERAL ( \
            SELECT r.actor, r.rkey_id, CASE WHEN r.rkey_id < 0 THEN r.rkey END AS name \
            FROM {LIVE_REPOST_KEYS} r WHERE {range} AND r.has_subject \
            ORDER BY r.rkey_id DESC LIMIT s.per) x",
-        range = until_cursor("r.actor = d.id".to_owned(), "r", key_param),
+        range = until_cursor("r.actor = a.id".to_owned(), "r", key_param),
     );
     // Accounts do not post evenly: twice the even share, never more than
     // the page.
@@ -357,9 +358,11 @@ pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         ctx,
         &client,
         &page,
-        "SELECT $1::text AS did UNION SELECT f.subject_did FROM follows f WHERE f.did = $1 \
+        "SELECT $1::text AS did, did_id($1) AS id \
+         UNION SELECT s.did, s.id FROM follow_rows f JOIN dids s ON s.id = f.subject_actor \
+         WHERE f.actor = did_id($1) AND f.live \
          AND NOT EXISTS (SELECT 1 FROM private_actor_mutes m WHERE m.did = $1 \
-           AND m.subject_did = f.subject_did AND NOT m.only_reposts AND NOT m.only_quoteposts)",
+           AND m.subject_did = s.did AND NOT m.only_reposts AND NOT m.only_quoteposts)",
         &[&viewer],
         true,
     )
@@ -391,7 +394,7 @@ pub async fn get_list_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         ctx,
         &client,
         &page,
-        "SELECT DISTINCT li.subject_did AS did FROM list_items li WHERE li.list_uri = $1 \
+        "SELECT DISTINCT li.subject_did AS did, NULL::int4 AS id FROM list_items li WHERE li.list_uri = $1 \
          AND NOT EXISTS (SELECT 1 FROM blocks b WHERE \
            (b.did = $2 AND b.subject_did = li.subject_did) OR (b.did = li.subject_did AND b.subject_did = $2))",
         &[&list, &creator],

@@ -116,10 +116,12 @@ NULL::bool AS actor_labeler, NULL::text AS actor_chat_allow_incoming, \
 NULL::text AS actor_profile_cid, NULL::jsonb AS actor_profile_labels";
 
 /// The profile record is joined only when it carries labels (its other
-/// fields are in the actor row); the probe is one primary-key lookup.
+/// fields are in the actor row), through the index of labeled profiles
+/// (migration 0032), a page or two: the table's primary key would cost a
+/// descent through every record's uri per actor shown.
 pub const ACTOR_JOINS: &str = "JOIN actors a ON a.did = d.did AND a.indexed \
 LEFT JOIN records apr ON apr.uri = 'at://' || a.did || '/app.bsky.actor.profile/self' \
-AND apr.live AND apr.record ? 'labels'";
+AND apr.collection = 'app.bsky.actor.profile' AND apr.live AND apr.record ? 'labels'";
 
 static ACTOR_QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT {ACTOR_COLUMNS} FROM unnest($1::text[]) AS d(did) {ACTOR_JOINS}")
@@ -181,6 +183,8 @@ pub fn actor_info(row: &Row) -> XrpcResult<ActorInfo> {
 /// The viewer's follows of each account and back are read from the compact
 /// follow rows by ids looked up once (through the `follows` view, each
 /// probe would look both DIDs up again), their uris written from the DIDs.
+/// The block lists the viewer subscribes to are looked into only when
+/// there are any (once a statement), as few viewers have one.
 const ACTOR_VIEWER_QUERY: &str = "\
 WITH viewer AS MATERIALIZED (SELECT did_id($2) AS id), \
 subjects AS MATERIALIZED ( \
@@ -194,8 +198,9 @@ SELECT s.did, \
   (EXISTS (SELECT 1 FROM blocks b WHERE b.did = s.did AND b.subject_did = $2) \
    OR EXISTS (SELECT 1 FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
      WHERE lb.did = s.did AND li.subject_did = $2)) AS blocked_by, \
-  (SELECT lb.list_uri FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
-     WHERE lb.did = $2 AND li.subject_did = s.did LIMIT 1) AS blocking_by_list \
+  CASE WHEN EXISTS (SELECT 1 FROM list_blocks lb WHERE lb.did = $2) THEN \
+    (SELECT lb.list_uri FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
+       WHERE lb.did = $2 AND li.subject_did = s.did LIMIT 1) END AS blocking_by_list \
 FROM subjects s, viewer v";
 
 /// The viewer's relationships with each of `dids`, in one query.
