@@ -1,7 +1,16 @@
 //! SQL fragments that select likes, reposts (migration 0021) and follows
 //! (migration 0023) by their stored keys: their views show the text
 //! columns, but only the compact columns are indexed, so a filter that
-//! wants an index's order must name those.
+//! wants an index's order must name those. And the CIDs of compact rows,
+//! which the API derives in Rust where a row stores none.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::db::{unreadable_row, RowExt};
+use crate::error::XrpcResult;
+use crate::views::Db;
 
 /// The rows of `alias` (the `likes` or `reposts` view) whose subject is
 /// the record at the SQL text expression `uri`; none when `uri` is not
@@ -70,6 +79,33 @@ pub(crate) fn row_cid(stored: Option<String>, record: Option<&str>) -> Option<St
             .and_then(skyhose_proto::datamodel::record_cid)
             .map(|cid| cid.to_string())
     })
+}
+
+/// The CID and record of each live record of `uris` that has a record
+/// (`records_at`): the CID its row stores, else that of the record its
+/// view rebuilds ([`row_cid`]); none for a record whose CID is unknown.
+pub(crate) async fn live_records(
+    client: &Db,
+    uris: &[String],
+) -> XrpcResult<HashMap<String, (Option<String>, Value)>> {
+    if uris.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT r.uri, r.stored_cid, r.record::text AS record FROM records_at($1::text[]) AS r \
+             WHERE r.live AND r.record IS NOT NULL",
+        )
+        .await?;
+    let mut records = HashMap::new();
+    for row in client.query(&stmt, &[&uris]).await? {
+        let text: String = row.col("record")?;
+        let cid = row_cid(row.col("stored_cid")?, Some(&text));
+        let record: Value =
+            serde_json::from_str(&text).map_err(|_| unreadable_row("a record that is not JSON"))?;
+        records.insert(row.col("uri")?, (cid, record));
+    }
+    Ok(records)
 }
 
 /// The live reposts as stored, by the `reposts` view's keys (`actor`,

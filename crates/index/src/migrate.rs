@@ -173,6 +173,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "labeled_profiles",
         sql: include_str!("../migrations/0032_labeled_profiles.sql"),
     },
+    Migration {
+        version: 33,
+        name: "records_at_stored_cid",
+        sql: include_str!("../migrations/0033_records_at_stored_cid.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

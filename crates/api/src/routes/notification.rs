@@ -6,20 +6,19 @@
 //! leaves out notifications from accounts the viewer mutes and about
 //! threads the viewer muted, as the reference AppView does.
 
-use std::collections::HashMap;
-
 use axum::response::Response;
 use futures_util::future::try_join_all;
 use serde_json::{json, Map, Value};
 use tokio_postgres::types::ToSql;
 
+use crate::compact::live_records;
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::fill::Listing;
 use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
-use crate::views::{datetime_millis, labels, private, put, put_opt, unix_micros, Db, Hydrator};
+use crate::views::{datetime_millis, labels, private, put, put_opt, unix_micros, Hydrator};
 
 /// The reasons the index writes, all `knownValues` of the lexicon.
 const REASONS: &[&str] = &[
@@ -176,28 +175,6 @@ struct Listed {
     is_read: bool,
 }
 
-/// The CID and full JSON of each live record in `uris`, in one query.
-async fn load_records(
-    client: &Db,
-    uris: &[String],
-) -> XrpcResult<HashMap<String, (String, Value)>> {
-    if uris.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let stmt = client
-        .prepare_cached(
-            "SELECT r.uri, r.cid, r.record FROM records_at($1::text[]) AS r \
-             WHERE r.live AND r.record IS NOT NULL AND r.cid IS NOT NULL",
-        )
-        .await?;
-    client
-        .query(&stmt, &[&uris])
-        .await?
-        .iter()
-        .map(|row| Ok((row.col("uri")?, (row.col("cid")?, row.col("record")?))))
-        .collect()
-}
-
 pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let limit = ctx.params.limit(1, 100, 50)?;
     let reasons: Vec<String> = ctx
@@ -254,7 +231,7 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let (shown, hiding) = labels::request_labelers(ctx.config());
     let (hydrated, records, muted_threads, moderation) = tokio::join!(
         hydrator.hydrate(&[], &authors),
-        load_records(&client, &record_uris),
+        live_records(&client, &record_uris),
         private::in_muted_threads(&client, &viewer, &thread_posts),
         labels::load_moderation(&client, &record_uris, &shown, &hiding),
     );
@@ -273,7 +250,10 @@ pub async fn list_notifications(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
                 return None;
             }
             let author = hydrated.profile_view(&n.author)?;
-            let (cid, record) = records.get(&n.uri)?.clone();
+            let (cid, record) = match records.get(&n.uri)? {
+                (Some(cid), record) => (cid.clone(), record.clone()),
+                (None, _) => return None,
+            };
             // Labelers' labels first, then the record's self-labels.
             let mut shown = moderation.labels.get(&n.uri).cloned().unwrap_or_default();
             shown.extend(labels::self_labels(&n.uri, &cid, &record));

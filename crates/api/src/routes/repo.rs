@@ -2,10 +2,10 @@
 //! from the index (handles from `#identity` events, records from `records`).
 
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 use skyhose_proto::syntax;
 
-use crate::db::RowExt;
+use crate::compact::live_records;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
 use crate::routes::{json, Ctx};
@@ -41,19 +41,13 @@ pub async fn get_record(ctx: &Ctx<'_>) -> XrpcResult<Response> {
         return Err(not_found());
     }
     let uri = format!("at://{did}/{collection}/{rkey}");
-    let stmt = client
-        .prepare_cached("SELECT cid, record FROM records_at(ARRAY[$1]) WHERE live")
-        .await?;
-    let row = client
-        .query_opt(&stmt, &[&uri])
+    let (live_cid, value) = live_records(&client, std::slice::from_ref(&uri))
         .await?
+        .remove(&uri)
         .ok_or_else(not_found)?;
-    let live_cid: Option<String> = row.col("cid")?;
-    let value: Option<Value> = row.col("record")?;
     if cid.is_some() && cid != live_cid {
         return Err(not_found());
     }
-    let value = value.ok_or_else(not_found)?;
     let mut out = json!({ "uri": uri, "value": value });
     if let Some(c) = live_cid {
         out["cid"] = json!(c);

@@ -103,9 +103,8 @@ const FIRST_SHARE: i64 = 3;
 /// The newest rows of `authors` (a query yielding `did` and, for reposts,
 /// its `dids` id `id`, over the statement's `own` parameters), each
 /// account's posts and, with `with_reposts`, reposts, read from the
-/// indexes alone (no row is
-/// rendered before the page is chosen); newest first by `(rkey, uri)` as
-/// every listing, and whether more follow.
+/// indexes alone (no row is rendered before the page is chosen); newest
+/// first by `(rkey, uri)` as every listing, and whether more follow.
 ///
 /// A page of `limit` rows from `n` accounts takes about `limit / n` from
 /// each, so each account first gives only a share of the page (twice its

@@ -26,7 +26,8 @@ pub enum BenchStage {
     /// child process) with 1, 2 and 4 workers and a one-event-per-transaction baseline.
     Index(super::bench_index::BenchIndexArgs),
     /// Build (or reuse) an index of simulated events, serve it in this process
-    /// and load getProfile, getAuthorFeed, getPostThread and searchPosts.
+    /// and load the main screens' methods: profiles, author feeds, threads,
+    /// the timeline, a custom feed, notifications and search.
     Api(super::bench_api::BenchApiArgs),
     /// Serve a simulated network with history from simulated repo hosts and
     /// time `skyhose backfill` (a child process) loading it into a fresh

@@ -1,7 +1,8 @@
 //! `skyhose bench api`: an index built from the simulator (kept between runs),
 //! the API in this process, and a keep-alive HTTP/1.1 load generator on
-//! loopback; prints req/s, p50 and p99 per endpoint. The timeline is asked
-//! as viewers whose tokens the simulated PLC directory vouches for; getFeed
+//! loopback; prints req/s, p50 and p99 per endpoint. The timeline and
+//! notifications are asked as viewers whose tokens the simulated PLC
+//! directory vouches for; getFeed
 //! hydrates the skeletons of a feed generator served in this process.
 
 use std::net::SocketAddr;
@@ -194,6 +195,15 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
+    let notifications: Vec<String> = viewers
+        .iter()
+        .map(|(did, _)| {
+            format!(
+                "/xrpc/app.bsky.notification.listNotifications?limit=30{}",
+                bearer(did, "app.bsky.notification.listNotifications")
+            )
+        })
+        .collect();
     let feeds: Vec<String> = feed
         .iter()
         .flat_map(|uri| {
@@ -252,6 +262,7 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
         ),
         ("app.bsky.feed.getTimeline", timelines),
         ("app.bsky.feed.getFeed", feeds),
+        ("app.bsky.notification.listNotifications", notifications),
         (
             "app.bsky.feed.searchPosts",
             words
