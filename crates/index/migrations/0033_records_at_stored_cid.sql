@@ -6,6 +6,10 @@
 -- indexer's own function, as it does for the reposts of feeds. `cid` is
 -- unchanged, and not computed for a caller that does not select it. The
 -- function's columns change, so it is dropped and created again.
+--
+-- `records` and `post_rows` are also asked only for the uris of their
+-- collections: a page of like notifications descended both primary keys
+-- once a uri for nothing (about 1 ms of 2.8 for 30).
 
 DROP FUNCTION records_at(text[]);
 
@@ -14,10 +18,14 @@ RETURNS TABLE (uri text, did text, collection text, rkey text, cid text, rev tex
                live boolean, record json, stored_cid text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 SELECT r.uri, r.did, r.collection, r.rkey, r.cid, r.rev, r.seq, r.live, r.record::json, r.cid
-FROM records r WHERE r.uri = ANY(uris)
+FROM records r WHERE r.uri = ANY(ARRAY(
+    SELECT u.uri FROM unnest(uris) AS u(uri)
+    WHERE split_part(u.uri, '/', 4) NOT IN ('app.bsky.feed.post', 'app.bsky.feed.like',
+                                           'app.bsky.feed.repost', 'app.bsky.graph.follow')))
 UNION ALL
 SELECT p.uri, p.did, 'app.bsky.feed.post', p.rkey, p.cid, p.rev, p.seq, p.live, p.record, p.cid
-FROM post_rows p WHERE p.uri = ANY(uris)
+FROM post_rows p WHERE p.uri = ANY(ARRAY(
+    SELECT u.uri FROM unnest(uris) AS u(uri) WHERE split_part(u.uri, '/', 4) = 'app.bsky.feed.post'))
 UNION ALL
 SELECT s.uri, s.did, 'app.bsky.graph.follow', s.rkey, s.cid, s.rev, s.seq, s.live, s.record,
        COALESCE(cid_text(f.cid), f.cid_string)
