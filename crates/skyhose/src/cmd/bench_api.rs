@@ -186,24 +186,15 @@ pub async fn api(args: BenchApiArgs) -> anyhow::Result<()> {
             plc::mint_service_auth(&sim, did, &cfg.service_did, lxm, 3600)
         )
     };
-    let timelines: Vec<String> = viewers
-        .iter()
-        .map(|(did, _)| {
-            format!(
-                "/xrpc/app.bsky.feed.getTimeline?limit=30{}",
-                bearer(did, "app.bsky.feed.getTimeline")
-            )
-        })
-        .collect();
-    let notifications: Vec<String> = viewers
-        .iter()
-        .map(|(did, _)| {
-            format!(
-                "/xrpc/app.bsky.notification.listNotifications?limit=30{}",
-                bearer(did, "app.bsky.notification.listNotifications")
-            )
-        })
-        .collect();
+    // A page of 30 of `nsid` asked as each viewer, with a token for it.
+    let as_viewers = |nsid: &str| -> Vec<String> {
+        viewers
+            .iter()
+            .map(|(did, _)| format!("/xrpc/{nsid}?limit=30{}", bearer(did, nsid)))
+            .collect()
+    };
+    let timelines = as_viewers("app.bsky.feed.getTimeline");
+    let notifications = as_viewers("app.bsky.notification.listNotifications");
     let feeds: Vec<String> = feed
         .iter()
         .flat_map(|uri| {
