@@ -2,8 +2,8 @@
 //! the API in this process, and a keep-alive HTTP/1.1 load generator on
 //! loopback; prints req/s, p50 and p99 per endpoint. The timeline and
 //! notifications are asked as viewers whose tokens the simulated PLC
-//! directory vouches for; getFeed
-//! hydrates the skeletons of a feed generator served in this process.
+//! directory vouches for; getFeed hydrates the skeletons of a feed
+//! generator served in this process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
