@@ -31,6 +31,19 @@ async fn strings(client: &tokio_postgres::Client, sql: &str, param: &str) -> BTr
         .collect()
 }
 
+/// Gives `did` and `rkey` their ids, which a post row keeps (the index
+/// resolves them before it writes one).
+async fn post_ids(client: &tokio_postgres::Client, did: &str, rkey: &str) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO dids (did) VALUES ('{did}') ON CONFLICT DO NOTHING; \
+             INSERT INTO rkey_names (rkey) SELECT '{rkey}' WHERE tid_int('{rkey}') IS NULL \
+             ON CONFLICT DO NOTHING"
+        ))
+        .await
+        .expect("post ids");
+}
+
 async fn first(client: &tokio_postgres::Client, sql: &str) -> String {
     client
         .query_one(sql, &[])
@@ -471,12 +484,13 @@ async fn quotes_of_generators_lists_packs_and_labelers_render_their_views() {
             "createdAt": "2026-01-01T00:00:00.000Z",
             "embed": {"$type": "app.bsky.embed.record", "record": {"uri": uri, "cid": cid}},
         });
+        post_ids(&client, &author, &rkey).await;
         client
             .execute(
                 "INSERT INTO posts (uri, did, rkey, cid, embed_type, embed_record_uri, \
-                 created_at, record) \
+                 created_at, record, actor, rkey_id) \
                  VALUES ($1, $2, $3, $4, 'app.bsky.embed.record', $5, \
-                 '2026-01-01T00:00:00.000Z', $6)",
+                 '2026-01-01T00:00:00.000Z', $6, did_id($2), rkey_id($3))",
                 &[&post, &author, &rkey, cid, uri, &record],
             )
             .await
@@ -585,11 +599,13 @@ async fn threads_end_at_posts_of_another_thread() {
                 "root": {"uri": r, "cid": cid}, "parent": {"uri": p, "cid": cid}});
         }
         let rkey = post.rsplit('/').next().unwrap_or_default();
+        post_ids(&client, &author, rkey).await;
         client
             .execute(
                 "INSERT INTO posts (uri, did, rkey, cid, reply_root_uri, reply_parent_uri, \
-                 created_at, record) \
-                 VALUES ($1, $2, $3, $4, $5, $6, '2026-01-01T00:00:00.000Z', $7)",
+                 created_at, record, actor, rkey_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, '2026-01-01T00:00:00.000Z', $7, \
+                 did_id($2), rkey_id($3))",
                 &[post, &author, &rkey, &cid, &reply_root, &parent, &record],
             )
             .await

@@ -539,6 +539,8 @@ impl KindTable {
         }
         names.extend(projected);
         exprs.extend(projected_exprs);
+        names.extend(["actor", "rkey_id"]);
+        exprs.extend(["v.actor".to_owned(), "v.rkey_id".to_owned()]);
         format!(
             "INSERT INTO {table} AS t ({names}) \
              SELECT {exprs} \

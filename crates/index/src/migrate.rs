@@ -178,6 +178,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "records_at_stored_cid",
         sql: include_str!("../migrations/0033_records_at_stored_cid.sql"),
     },
+    Migration {
+        version: 34,
+        name: "compact_post_counts",
+        sql: include_str!("../migrations/0034_compact_post_counts.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

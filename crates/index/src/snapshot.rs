@@ -78,7 +78,7 @@ pub async fn snapshot(pool: &Pool) -> Result<Snapshot, IndexError> {
         .query(
             "SELECT r.uri, COALESCE(c.likes, 0) AS likes, COALESCE(c.reposts, 0) AS reposts, \
                     COALESCE(c.replies, 0) AS replies, COALESCE(c.quotes, 0) AS quotes \
-             FROM posts r LEFT JOIN post_counts c ON c.uri = r.uri",
+             FROM posts r LEFT JOIN LATERAL counts_of(r.actor, 'app.bsky.feed.post', r.rkey_id) c ON true",
             &[],
         )
         .await

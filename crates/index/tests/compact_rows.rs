@@ -176,7 +176,7 @@ async fn values_without_a_compact_form_read_back_from_the_text() {
     }
     // Counts follow the subjects as written.
     let likes: i64 = client
-        .query_one("SELECT likes FROM post_counts WHERE uri = $1", &[&post])
+        .query_one("SELECT c.likes FROM counts_of(did_id(split_part($1, '/', 3)), 'app.bsky.feed.post', rkey_id(split_part($1, '/', 5))) c", &[&post])
         .await
         .expect("post counts")
         .get("likes");

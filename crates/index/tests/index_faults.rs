@@ -96,6 +96,12 @@ async fn poison_entries_are_dead_lettered_and_the_rest_is_indexed() {
             "path": "app.bsky.feed.like/3kpoison", "cid": "bafypoison",
             "record": {"$type": "app.bsky.feed.like", "subject": {"uri": subject, "cid": "x"}, "createdAt": "x"}}]})
     };
+    let reply = |parent: &str| {
+        json!({"repo": "did:plc:poison", "rev": "9999999999999", "ops": [{"action": "create",
+            "path": "app.bsky.feed.post/3kpoison", "cid": "bafypoison",
+            "record": {"$type": "app.bsky.feed.post", "text": "x", "createdAt": "x",
+                "reply": {"root": {"uri": parent, "cid": "x"}, "parent": {"uri": parent, "cid": "x"}}}}]})
+    };
     let poison = [
         Entry {
             fields: vec![
@@ -130,8 +136,8 @@ async fn poison_entries_are_dead_lettered_and_the_rest_is_indexed() {
         ),
     ];
     // Passes validation (a DID may be 2048 characters) but is too large for
-    // PostgreSQL's index rows: the transaction fails and the batch is split
-    // until this entry is alone.
+    // PostgreSQL's index rows (a reply's parent is indexed as its text): the
+    // transaction fails and the batch is split until this entry is alone.
     let mut rng = common::Rng::new(77);
     let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
     let huge_did: String = std::iter::once("did:plc:".to_owned())
@@ -155,7 +161,7 @@ async fn poison_entries_are_dead_lettered_and_the_rest_is_indexed() {
         .into_iter()
         .chain(std::iter::once(Entry::new(
             "commit",
-            &like(&huge_subject),
+            &reply(&huge_subject),
             100007,
         )))
         .collect();

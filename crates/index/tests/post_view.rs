@@ -41,12 +41,13 @@ async fn posts_read_their_parts_from_the_record() {
     for (n, record) in records.iter().enumerate() {
         client
             .execute(
-                "INSERT INTO post_rows (uri, did, rkey, cid, live, record) \
-                 VALUES ($1, 'did:plc:a', $2, 'bafypost', true, $3::text::json)",
+                "INSERT INTO post_rows (uri, did, rkey, cid, live, record, actor, rkey_id) \
+                 VALUES ($1, 'did:plc:a', $2, 'bafypost', true, $3::text::json, 1, $4)",
                 &[
                     &format!("at://did:plc:a/app.bsky.feed.post/{n}"),
                     &n.to_string(),
                     &record.to_string(),
+                    &-(n as i64 + 1),
                 ],
             )
             .await

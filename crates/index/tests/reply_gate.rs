@@ -110,7 +110,7 @@ impl State {
 
     async fn replies(&self, uri: &str) -> i64 {
         self.client
-            .query_opt("SELECT replies FROM post_counts WHERE uri = $1", &[&uri])
+            .query_opt("SELECT c.replies FROM counts_of(did_id(split_part($1, '/', 3)), 'app.bsky.feed.post', rkey_id(split_part($1, '/', 5))) c", &[&uri])
             .await
             .expect("post counts")
             .map_or(0, |row| row.get("replies"))

@@ -295,9 +295,9 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         let window = f.bind(TOP_WINDOW);
         format!(
             "SELECT p.uri, p.rkey, {ENGAGEMENT} AS score FROM ( \
-               SELECT p.uri, p.rkey FROM posts p {SERVED} WHERE {w} \
+               SELECT p.uri, p.rkey, p.actor, p.rkey_id FROM posts p {SERVED} WHERE {w} \
                ORDER BY p.rkey DESC, p.uri DESC LIMIT {window}) p \
-             LEFT JOIN post_counts c ON c.uri = p.uri {after} \
+             LEFT JOIN LATERAL counts_of(p.actor, 'app.bsky.feed.post', p.rkey_id) c ON true {after} \
              ORDER BY 3 DESC, p.rkey DESC, p.uri DESC LIMIT {l}",
             w = f.sql()
         )

@@ -201,7 +201,7 @@ async fn ranked_generators(
         .prepare_cached(
             "SELECT g.uri, COALESCE(c.likes, 0) AS likes FROM feed_generators g \
              JOIN actors a ON a.did = g.did AND a.status = 'active' AND a.indexed \
-             LEFT JOIN post_counts c ON c.uri = g.uri \
+             LEFT JOIN LATERAL counts_of(did_id(g.did), 'app.bsky.feed.generator', rkey_id(g.rkey)) c ON true \
              WHERE (COALESCE(c.likes, 0), g.uri) < ($1, CASE WHEN $2 = '' THEN chr(1114111) ELSE $2 END) \
                AND ($3::text IS NULL OR g.display_name ILIKE $3 OR g.description ILIKE $3) \
              ORDER BY 2 DESC, g.uri DESC LIMIT $4",

@@ -28,8 +28,8 @@ pub struct GeneratorInfo {
     pub viewer_like: Option<String>,
 }
 
-/// Likes of a generator are counted under its URI in `post_counts`, like any
-/// other like subject.
+/// Likes of a generator are counted in `post_counts`, like those of any
+/// other record.
 static GENERATOR_QUERY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT g.uri, g.cid, g.did, g.service_did, r.record, \
@@ -39,7 +39,7 @@ static GENERATOR_QUERY: LazyLock<String> = LazyLock::new(|| {
 FROM unnest($1::text[]) AS u(uri) \
 JOIN feed_generators g ON g.uri = u.uri \
 JOIN records r ON r.uri = g.uri \
-LEFT JOIN post_counts c ON c.uri = g.uri",
+LEFT JOIN LATERAL counts_of(did_id(g.did), 'app.bsky.feed.generator', rkey_id(g.rkey)) c ON true",
         liked = viewer_row(
             "like_rows",
             "app.bsky.feed.like",

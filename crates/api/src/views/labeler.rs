@@ -24,7 +24,7 @@ pub struct LabelerInfo {
 }
 
 /// A labeler's service record is its `self` record; likes of it are counted
-/// under its URI in `post_counts`, like any other like subject.
+/// in `post_counts`, like those of any other record.
 static LABELER_QUERY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT s.uri, s.cid, s.did, r.record, \
@@ -34,7 +34,7 @@ static LABELER_QUERY: LazyLock<String> = LazyLock::new(|| {
 FROM unnest($1::text[]) AS d(did) \
 JOIN labeler_services s ON s.uri = 'at://' || d.did || '/app.bsky.labeler.service/self' \
 JOIN records r ON r.uri = s.uri \
-LEFT JOIN post_counts c ON c.uri = s.uri",
+LEFT JOIN LATERAL counts_of(did_id(s.did), 'app.bsky.labeler.service', rkey_id(s.rkey)) c ON true",
         liked = viewer_row(
             "like_rows",
             "app.bsky.feed.like",

@@ -192,7 +192,8 @@ pub struct PostViewer {
 /// CTEs carry them (never `p.*`: a row also holds its text, facets and embed
 /// columns, which the record repeats).
 pub const POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.cid, p.record, p.indexed_at, \
-    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, p.violates_threadgate";
+    p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, p.violates_threadgate, \
+    p.actor, p.rkey_id";
 
 /// The statement that loads a page of posts: `listed` (a CTE with
 /// [`POST_COLUMNS`], defined by the caller along with anything it needs,
@@ -271,7 +272,7 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
                 ELSE false END AS embedding_disabled, \
                 p.violates_threadgate AS violates_threadgate {no_actor} \
          FROM (SELECT * FROM shown UNION ALL SELECT * FROM quoted) p \
-         LEFT JOIN post_counts c ON c.uri = p.uri \
+         LEFT JOIN LATERAL counts_of(p.actor, 'app.bsky.feed.post', p.rkey_id) c ON true \
          LEFT JOIN LATERAL ( \
              SELECT tg.uri, tg.cid, tgr.record, tg.hidden_replies FROM threadgates tg \
              LEFT JOIN records tgr ON tgr.uri = tg.uri \

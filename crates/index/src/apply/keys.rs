@@ -140,6 +140,17 @@ impl Keys {
         ))
     }
 
+    /// The stored key of a counted record (`post_counts`): `None` for text
+    /// that is not a record's uri, an error when its ids were not resolved.
+    pub fn counted(&self, uri: &str) -> Result<Option<(i32, i16, i64)>, IndexError> {
+        if Reference::parse(uri).is_none() {
+            return Ok(None);
+        }
+        self.reference(Some(uri))
+            .map(Some)
+            .ok_or_else(|| IndexError::Keys(format!("no ids for the counted record {uri}")))
+    }
+
     /// Resolves `wanted` into these keys: from the process's dictionary,
     /// else from the database, creating the missing entries.
     pub async fn resolve(

@@ -47,6 +47,7 @@ use crate::compact::{Layout, Target};
 use crate::db::RowExt;
 use crate::entry::{Event, ACCOUNT_DELETED};
 use crate::error::IndexError;
+use crate::records::POST;
 use plan::{Batch, Touched};
 
 /// What one applied batch changed.
@@ -287,7 +288,7 @@ async fn apply_in<'a>(
     // Swept records' rows exist, and so do their ids.
     let mut swept_keys = keys::Wanted::default();
     for (did, collection, rkey) in touched.values() {
-        if is_compact(collection) {
+        if is_compact(collection) || *collection == POST {
             swept_keys.record(did, rkey);
         }
     }
@@ -301,6 +302,16 @@ async fn apply_in<'a>(
         write::lock_records(tx, &touched, &candidates, keys).await?
     };
     let changes = plan::transitions(&touched, &candidates, &stored, &inserted, &deleted);
+    // Counters are kept by their record's ids: those a new record counts
+    // for were resolved before the transaction, those a dead one takes
+    // back exist since it was counted.
+    let mut counted = keys::Wanted::default();
+    for uri in changes.post_deltas.keys() {
+        counted.reference(Some(uri));
+    }
+    if !counted.is_empty() {
+        keys.resolve(tx, &known.dictionary, &counted).await?;
+    }
     let changed = changes.transitions;
     let unknown: BTreeSet<&'a str> = known.unknown(batch.actors.keys().copied());
     if !write::write_changes(tx, changes, &batch.actors, &unknown, keys).await? {
@@ -325,12 +336,22 @@ fn is_compact(collection: &str) -> bool {
     compact_layout(collection).is_some()
 }
 
-/// Every id the batch's compact records may need: their own keys and the
-/// records and accounts they reference.
+/// Every id the batch's compact records may need (their own keys and the
+/// records and accounts they reference), and the ids of the records its
+/// posts count for.
 fn compact_keys_wanted<'a>(batch: &Batch<'a>) -> keys::Wanted<'a> {
     let mut wanted = keys::Wanted::default();
     for commit in &batch.commits {
         for op in &commit.ops {
+            // A post row keeps its ids too, and the records a post counts
+            // for (`post_counts`) are its parent and the record it quotes.
+            if op.collection == POST {
+                wanted.record(&commit.repo, &op.rkey);
+                if let Some(write) = &op.write {
+                    wanted.reference(write.facts.subject.as_deref());
+                    wanted.reference(write.facts.quote_subject.as_deref());
+                }
+            }
             let Some(layout) = compact_layout(&op.collection) else {
                 continue;
             };

@@ -46,6 +46,10 @@ impl SqlArray for Vec<Option<i32>> {
     const TYPE: &'static str = "int4[]";
 }
 
+impl SqlArray for Vec<i16> {
+    const TYPE: &'static str = "int2[]";
+}
+
 impl SqlArray for Vec<Option<i16>> {
     const TYPE: &'static str = "int2[]";
 }

@@ -188,7 +188,7 @@ pub(super) async fn lock_records(
                 lock_keys.push(Some(by_key));
             }
             Some((kind, _)) => {
-                locks.push(lock_own_state(kind, uris, touched, candidates));
+                locks.push(lock_own_state(kind, uris, touched, candidates, keys)?);
                 lock_keys.push(None);
             }
             None => {
@@ -337,22 +337,30 @@ fn lock_own_state<'a>(
     uris: &[&'a str],
     touched: &Touched<'a>,
     candidates: &'a BTreeMap<&str, Candidate<'a>>,
-) -> Pending<'a> {
+    keys: &Keys,
+) -> Result<Pending<'a>, IndexError> {
     let n = uris.len();
     let mut state = NewRowState::with_capacity(n);
     let mut columns: Vec<Vec<Option<&str>>> = vec![Vec::with_capacity(n); kind.columns.len()];
+    // The ids a post row also keeps (migration 0034), by which its
+    // counters are found.
+    let (mut actors, mut rkey_ids) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for uri in uris {
         let (did, _, rkey) = touched[uri];
         let write = state.push(did, rkey, candidates.get(uri));
         push_columns(&mut columns, write);
+        let (actor, rkey_id) = keys.record(uri, did, rkey)?;
+        actors.push(actor);
+        rkey_ids.push(rkey_id);
     }
     let mut rows = state.into_rows(uris);
     push_projected(&mut rows, columns);
-    Pending::new(
+    rows.column("actor", actors).column("rkey_id", rkey_ids);
+    Ok(Pending::new(
         kind.lock_sql(&rows.rows()),
         format!("inserting and locking {}", kind.table),
         rows.into_params(),
-    )
+    ))
 }
 
 /// The state columns every lock statement inserts a record's row with, one
@@ -482,7 +490,11 @@ pub(super) async fn write_changes<'a>(
         }
     }
     let judged = judged_replies(&changes.judged);
-    let counted = counts(&changes, judged.as_ref().map(|(uris, _)| uris.clone()));
+    let counted = counts(
+        &changes,
+        judged.as_ref().map(|(uris, _)| uris.clone()),
+        keys,
+    )?;
     for (table, (kind, uris)) in changes.kind_deletes {
         pending.push(Pending::new(
             kind.delete_sql(),
@@ -633,49 +645,63 @@ fn judged_replies<'a>(
     Some((uris, statement))
 }
 
-/// The post counters' deltas, and the judged replies (`judged`) that their
-/// gate disallows, which take back the reply the deltas counted for them:
-/// the gate statement has marked them by the time this one runs.
-fn counts<'a>(changes: &Changes<'a>, judged: Option<Vec<&'a str>>) -> Vec<Pending<'a>> {
+/// The record counters' deltas, by the counted record's compact key, and
+/// the judged replies (`judged`) that their gate disallows, which take back
+/// the reply the deltas counted for them: the gate statement has marked
+/// them by the time this one runs. A subject that is not a record's URI
+/// names nothing a view shows and is not counted.
+fn counts<'a>(
+    changes: &Changes<'a>,
+    judged: Option<Vec<&'a str>>,
+    keys: &Keys,
+) -> Result<Vec<Pending<'a>>, IndexError> {
     let mut pending = Vec::new();
-    let posts: Vec<_> = changes
-        .post_deltas
-        .iter()
-        .filter(|(_, d)| d.0 != [0; 4])
-        .collect();
-    if posts.is_empty() && judged.is_none() {
-        return pending;
+    let (mut actors, mut collections, mut rkeys) = (Vec::new(), Vec::new(), Vec::new());
+    let mut deltas: [Vec<i64>; 4] = Default::default();
+    for (uri, delta) in changes.post_deltas.iter().filter(|(_, d)| d.0 != [0; 4]) {
+        let Some((actor, collection, rkey)) = keys.counted(uri)? else {
+            metrics::counter!("skyhose_index_uncounted_subjects_total").increment(1);
+            tracing::debug!(subject = %uri, "not counted: the subject is not a record's uri");
+            continue;
+        };
+        actors.push(actor);
+        collections.push(collection);
+        rkeys.push(rkey);
+        for (column, value) in deltas.iter_mut().zip(delta.0) {
+            column.push(value);
+        }
     }
-    let column = |field: usize| posts.iter().map(|(_, d)| d.0[field]).collect::<Vec<i64>>();
+    if actors.is_empty() && judged.is_none() {
+        return Ok(pending);
+    }
+    let [likes, reposts, replies, quotes] =
+        [LIKES, REPOSTS, REPLIES, QUOTES].map(|field| std::mem::take(&mut deltas[field]));
     let mut rows = Unnest::new();
-    rows.column(
-        "uri",
-        posts
-            .iter()
-            .map(|(uri, _)| (*uri).clone())
-            .collect::<Vec<String>>(),
-    )
-    .column("likes", column(LIKES))
-    .column("reposts", column(REPOSTS))
-    .column("replies", column(REPLIES))
-    .column("quotes", column(QUOTES));
+    rows.column("actor", actors)
+        .column("collection", collections)
+        .column("rkey", rkeys)
+        .column("likes", likes)
+        .column("reposts", reposts)
+        .column("replies", replies)
+        .column("quotes", quotes);
     let names: Vec<&str> = rows.names().collect();
     let source = match &judged {
         None => rows.rows(),
         Some(_) => {
             let sums: Vec<String> = names
                 .iter()
-                .skip(1)
+                .skip(COUNTED_KEY.len())
                 .map(|c| format!("sum({c})::int8"))
                 .collect();
             format!(
-                "(SELECT uri, {sums} FROM ( \
+                "(SELECT actor, collection, rkey, {sums} FROM ( \
                     SELECT * FROM {rows} \
                     UNION ALL \
-                    SELECT p.reply_parent_uri, 0, 0, -1, 0 FROM post_rows p \
+                    SELECT ref_actor(p.reply_parent_uri), ref_collection(p.reply_parent_uri), \
+                           ref_rkey(p.reply_parent_uri), 0, 0, -1, 0 FROM post_rows p \
                     WHERE p.uri = ANY(${judged}::text[]) AND p.violates_threadgate \
-                      AND p.reply_parent_uri IS NOT NULL) x \
-                  GROUP BY uri HAVING {nonzero}) AS v({names})",
+                      AND uri_authority(p.reply_parent_uri) IS NOT NULL) x \
+                  GROUP BY actor, collection, rkey HAVING {nonzero}) AS v({names})",
                 sums = sums.join(", "),
                 rows = rows.rows(),
                 judged = names.len() + 1,
@@ -688,25 +714,27 @@ fn counts<'a>(changes: &Changes<'a>, judged: Option<Vec<&'a str>>) -> Vec<Pendin
             )
         }
     };
-    let sql = add_deltas_sql("post_counts", &source, &names);
+    let sql = add_counts_sql(&source, &names);
     let mut params = rows.into_params();
     if let Some(judged) = judged {
         params.push(Box::new(judged));
     }
     pending.push(Pending::new(sql, "updating post counts", params));
-    pending
+    Ok(pending)
 }
 
-/// Adds per-key deltas to the counters of `table`. Rows that exist are
-/// updated in place; only missing keys go through an upsert, because
-/// `ON CONFLICT DO UPDATE` pays an extra index probe and a row lock (with its
-/// WAL record) for every row, and nearly every counter row exists. Keys are
-/// taken in sorted order both times, so concurrent batches lock shared rows
-/// in the same order. `rows` is a FROM item `v` whose columns are `names`:
-/// the key, then the counters' deltas.
-fn add_deltas_sql(table: &str, rows: &str, names: &[&str]) -> String {
-    let key = names.first().copied().unwrap_or("uri");
-    let counters: Vec<&str> = names.iter().skip(1).copied().collect();
+/// The key of `post_counts`: the counted record's compact reference.
+const COUNTED_KEY: [&str; 3] = ["actor", "collection", "rkey"];
+
+/// Adds per-record deltas to `post_counts`. Rows that exist are updated in
+/// place; only missing keys go through an upsert, because `ON CONFLICT DO
+/// UPDATE` pays an extra index probe and a row lock (with its WAL record)
+/// for every row, and nearly every counter row exists. Keys are taken in
+/// sorted order both times, so concurrent batches lock shared rows in the
+/// same order. `rows` is a FROM item `v` whose columns are `names`: the key
+/// ([`COUNTED_KEY`]), then the counters' deltas.
+fn add_counts_sql(rows: &str, names: &[&str]) -> String {
+    let counters: Vec<&str> = names.iter().skip(COUNTED_KEY.len()).copied().collect();
     let add = |source: &str| {
         counters
             .iter()
@@ -714,15 +742,24 @@ fn add_deltas_sql(table: &str, rows: &str, names: &[&str]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let key = COUNTED_KEY.join(", ");
     format!(
-        "WITH v AS (SELECT * FROM {rows} ORDER BY 1), \
-         updated AS (UPDATE {table} t SET {from_v} FROM v WHERE t.{key} = v.{key} RETURNING t.{key}) \
-         INSERT INTO {table} AS t ({key}, {columns}) \
-         SELECT * FROM v WHERE v.{key} NOT IN (SELECT {key} FROM updated) ORDER BY 1 \
+        "WITH v AS (SELECT * FROM {rows} ORDER BY 1, 2, 3), \
+         updated AS (UPDATE post_counts t SET {from_v} FROM v \
+             WHERE {matches} RETURNING {t_key}) \
+         INSERT INTO post_counts AS t ({key}, {columns}) \
+         SELECT * FROM v WHERE ({v_key}) NOT IN (SELECT {key} FROM updated) ORDER BY 1, 2, 3 \
          ON CONFLICT ({key}) DO UPDATE SET {from_excluded}",
         columns = counters.join(", "),
         from_v = add("v"),
         from_excluded = add("excluded"),
+        matches = COUNTED_KEY
+            .iter()
+            .map(|k| format!("t.{k} = v.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+        t_key = COUNTED_KEY.map(|k| format!("t.{k}")).join(", "),
+        v_key = COUNTED_KEY.map(|k| format!("v.{k}")).join(", "),
     )
 }
 
