@@ -49,13 +49,13 @@ pub async fn get_posts(ctx: &Ctx<'_>) -> XrpcResult<Response> {
 /// the author's posts are not looked up again by URI.
 const PAGE_POST: &str = "p.did, p.cid AS post_cid, p.record, p.indexed_at, \
     p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, p.violates_threadgate, \
-    p.actor AS post_actor, p.rkey_id AS post_rkey_id";
+    p.actor, p.rkey_id";
 const PAGE_REPOST: &str = "NULL::text, NULL::text, NULL::json, NULL::timestamptz, \
     NULL::text, NULL::text, NULL::text, NULL::bool, NULL::int4, NULL::int8";
 /// [`POST_COLUMNS`] of a page row that is a post.
 const PAGE_POST_COLUMNS: &str = "p.uri, p.did, p.rkey, p.post_cid AS cid, p.record, p.indexed_at, \
     p.reply_root_uri, p.reply_parent_uri, p.embed_record_uri, p.violates_threadgate, \
-    p.post_actor AS actor, p.post_rkey_id AS rkey_id";
+    p.actor, p.rkey_id";
 
 const AUTHOR_FEED_FILTERS: &[&str] = &[
     "posts_with_replies",

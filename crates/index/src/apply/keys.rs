@@ -132,23 +132,27 @@ impl Keys {
     /// A reference's stored form: (actor id, collection id, record key),
     /// `None` when it has no compact form.
     pub fn reference(&self, uri: Option<&str>) -> Option<(i32, i16, i64)> {
-        let reference = Reference::parse(uri?)?;
-        Some((
-            self.did(reference.authority)?,
-            *self.collections.get(reference.collection)?,
-            self.rkey(reference.rkey)?,
-        ))
+        self.ids(Reference::parse(uri?)?)
     }
 
     /// The stored key of a counted record (`post_counts`): `None` for text
     /// that is not a record's uri, an error when its ids were not resolved.
     pub fn counted(&self, uri: &str) -> Result<Option<(i32, i16, i64)>, IndexError> {
-        if Reference::parse(uri).is_none() {
+        let Some(reference) = Reference::parse(uri) else {
             return Ok(None);
-        }
-        self.reference(Some(uri))
+        };
+        self.ids(reference)
             .map(Some)
             .ok_or_else(|| IndexError::Keys(format!("no ids for the counted record {uri}")))
+    }
+
+    /// The ids of a parsed reference, when all of them are resolved.
+    fn ids(&self, reference: Reference<'_>) -> Option<(i32, i16, i64)> {
+        Some((
+            self.did(reference.authority)?,
+            *self.collections.get(reference.collection)?,
+            self.rkey(reference.rkey)?,
+        ))
     }
 
     /// Resolves `wanted` into these keys: from the process's dictionary,
