@@ -8,8 +8,11 @@ mod common;
 
 use std::collections::{BTreeSet, HashSet};
 
-use common::viewer::{db, enc, page_all, server_with_plc, token, Cases, AUD};
-use common::{fixture, validate_with_official_lexicons, Server};
+use common::viewer::{db, enc, page_all, server_with_plc, server_with_plc_on, token, Cases, AUD};
+use common::{fixture, index_entries, unique_id, validate_with_official_lexicons, Server};
+use serde_json::json;
+use skyhose_ingest::{EntryKind, StreamEntry};
+use skyhose_proto::tid::Tid;
 use skyhose_sim::plc;
 
 /// Interactions by accounts that are not served (taken down, deactivated,
@@ -441,6 +444,86 @@ async fn the_timeline_is_what_the_viewer_follows() {
     assert!(body["message"].as_str().unwrap_or("").contains("limit"));
 
     validate_with_official_lexicons(&cases);
+    plc.shutdown().await;
+}
+
+/// A followed account that is not served (here deactivated) gives the
+/// timeline nothing: its rows are not read, so newer rows of it cannot
+/// take the pages that the served accounts' rows belong on. Read and then
+/// dropped, 25 newer posts of it would fill the ten pages of two that one
+/// answer may read, and the answer would show nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_that_are_not_served_take_no_room_in_the_timeline() {
+    let database_url = format!(
+        "postgres://postgres@127.0.0.1:5432/skyhose_apitest_{}_unserved",
+        unique_id()
+    );
+    // Accounts of the simulator, which its PLC directory vouches for; this
+    // database holds only the records below.
+    let dids: Vec<&str> = fixture().truth.actors.keys().map(String::as_str).collect();
+    let [viewer, served, gone, ..] = dids[..] else {
+        panic!("three simulated accounts");
+    };
+    let mut seq = 0;
+    let mut entries = Vec::new();
+    let mut commit = |did: &str, collection: &str, record: serde_json::Value| {
+        seq += 1;
+        let rkey = Tid::from_value(1_700_000_000_000_000 + seq)
+            .expect("a TID")
+            .to_string();
+        let data = json!({"repo": did, "rev": rkey, "time": "2024-01-01T00:00:00.000Z",
+            "ops": [{"action": "create", "path": format!("{collection}/{rkey}"),
+                     "cid": "bafyreib2rxk3rybk3aobmv5cjuql3bm2twh4jo5uxgf5u6pbkyfcrarvmm",
+                     "record": record}]});
+        entries.push(StreamEntry {
+            kind: EntryKind::Commit,
+            data: data.to_string(),
+            seq,
+            op_errors: 0,
+        });
+        format!("at://{did}/{collection}/{rkey}")
+    };
+    let post = |text: &str| json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2024-01-01T00:00:00.000Z"});
+    let follow = |subject: &str| {
+        json!({"$type": "app.bsky.graph.follow", "subject": subject,
+               "createdAt": "2024-01-01T00:00:00.000Z"})
+    };
+    commit(viewer, "app.bsky.graph.follow", follow(served));
+    commit(viewer, "app.bsky.graph.follow", follow(gone));
+    let shown = commit(served, "app.bsky.feed.post", post("older, served"));
+    for n in 0..25 {
+        commit(gone, "app.bsky.feed.post", post(&format!("newer {n}")));
+    }
+    seq += 1;
+    entries.push(StreamEntry {
+        kind: EntryKind::Account,
+        data: json!({"did": gone, "active": false, "status": "deactivated",
+                     "time": "2024-01-01T00:00:00.000Z"})
+        .to_string(),
+        seq,
+        op_errors: 0,
+    });
+    index_entries(
+        &database_url,
+        &format!("apitest:{}:unserved", unique_id()),
+        entries.into_iter(),
+    )
+    .await;
+
+    let (server, plc) = server_with_plc_on(&database_url).await;
+    let nsid = "app.bsky.feed.getTimeline";
+    let token = token(&plc, viewer, nsid);
+    let (status, body) = server.get_with(nsid, "limit=2", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    let uris: Vec<&str> = body["feed"]
+        .as_array()
+        .expect("feed")
+        .iter()
+        .filter_map(|item| item["post"]["uri"].as_str())
+        .collect();
+    assert_eq!(uris, [shown.as_str()], "{body}");
+    assert!(body["cursor"].is_null(), "nothing follows: {body}");
+    validate_with_official_lexicons(&[(nsid.into(), "unserved follows".into(), body)]);
     plc.shutdown().await;
 }
 

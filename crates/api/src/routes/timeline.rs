@@ -344,32 +344,45 @@ async fn render_feed(
     Listing::serialize(&hydrated.feed_page(&items, next), "feed", page.limit)
 }
 
+/// An account whose rows a feed reads: one that is served. Posts of an
+/// account that is not (deactivated, taken down, deleted, not indexed) are
+/// left out of every view, so a feed reading them would spend its pages on
+/// rows that hydration drops: a timeline following mostly such accounts
+/// would read ten pages for each answer and could still answer with none.
+/// `did`: the SQL expression of the account's DID.
+fn served_author(did: &str) -> String {
+    format!(
+        "JOIN actors served ON served.did = {did} AND served.indexed AND served.status = 'active'"
+    )
+}
+
 /// Posts and reposts of the accounts the viewer follows, and the viewer's
-/// own, less what the viewer's mutes hide. Fully muted accounts are left
-/// out of the page's authors, so their rows do not take a page's room.
+/// own, less what the viewer's mutes hide. Fully muted accounts and
+/// accounts that are not served are left out of the page's authors, so
+/// their rows do not take a page's room.
 pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     // Any algorithm name gets the reverse-chronological following timeline.
     let _ = ctx.params.get("algorithm");
     let page = Keyset::parse(ctx)?;
     let viewer = ctx.require_viewer()?.to_owned();
     let client = ctx.db().await?;
-    render_feed(
-        ctx,
-        &client,
-        &page,
-        "SELECT $1::text AS did, did_id($1) AS id \
-         UNION SELECT s.did, s.id FROM follow_rows f JOIN dids s ON s.id = f.subject_actor \
-         WHERE f.actor = did_id($1) AND f.live \
-         AND NOT EXISTS (SELECT 1 FROM private_actor_mutes m WHERE m.did = $1 \
-           AND m.subject_did = s.did AND NOT m.only_reposts AND NOT m.only_quoteposts)",
-        &[&viewer],
-        true,
-    )
-    .await
+    static AUTHORS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT $1::text AS did, did_id($1) AS id \
+             UNION SELECT s.did, s.id FROM follow_rows f JOIN dids s ON s.id = f.subject_actor \
+             {served} \
+             WHERE f.actor = did_id($1) AND f.live \
+             AND NOT EXISTS (SELECT 1 FROM private_actor_mutes m WHERE m.did = $1 \
+               AND m.subject_did = s.did AND NOT m.only_reposts AND NOT m.only_quoteposts)",
+            served = served_author("s.did"),
+        )
+    });
+    render_feed(ctx, &client, &page, &AUTHORS, &[&viewer], true).await
 }
 
 /// Posts by the list's members, leaving out members who block or are blocked
-/// by the list's creator, as the reference AppView does.
+/// by the list's creator, as the reference AppView does, and members that
+/// are not served.
 pub async fn get_list_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let list = ctx.params.at_uri("list")?;
     let page = Keyset::parse(ctx)?;
@@ -389,15 +402,14 @@ pub async fn get_list_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         ));
     }
     let creator = uri_did(&list).unwrap_or_default().to_owned();
-    render_feed(
-        ctx,
-        &client,
-        &page,
-        "SELECT DISTINCT li.subject_did AS did, NULL::int4 AS id FROM list_items li WHERE li.list_uri = $1 \
-         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE \
-           (b.did = $2 AND b.subject_did = li.subject_did) OR (b.did = li.subject_did AND b.subject_did = $2))",
-        &[&list, &creator],
-        false,
-    )
-    .await
+    static MEMBERS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT DISTINCT li.subject_did AS did, NULL::int4 AS id FROM list_items li {served} \
+             WHERE li.list_uri = $1 \
+             AND NOT EXISTS (SELECT 1 FROM blocks b WHERE \
+               (b.did = $2 AND b.subject_did = li.subject_did) OR (b.did = li.subject_did AND b.subject_did = $2))",
+            served = served_author("li.subject_did"),
+        )
+    });
+    render_feed(ctx, &client, &page, &MEMBERS, &[&list, &creator], false).await
 }

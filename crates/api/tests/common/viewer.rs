@@ -24,15 +24,19 @@ pub async fn db() -> tokio_postgres::Client {
 
 /// A server whose viewers are resolved through the simulated PLC directory.
 pub async fn server_with_plc() -> (Server, PlcHandle) {
-    let fx = fixture();
+    server_with_plc_on(&fixture().database_url).await
+}
+
+/// [`server_with_plc`] over the database `database_url`.
+pub async fn server_with_plc_on(database_url: &str) -> (Server, PlcHandle) {
     let plc = plc::start(PlcConfig {
-        sim: fx.sim.clone(),
+        sim: fixture().sim.clone(),
         ..PlcConfig::default()
     })
     .await
     .expect("plc directory");
     let url = plc.url();
-    let server = Server::start(move |c| {
+    let server = Server::start_on(database_url, move |c| {
         c.plc_url = url;
         c.allow_loopback_identity = true;
         c.service_did = AUD.into();
