@@ -12,13 +12,36 @@ use crate::db::{unreadable_row, RowExt};
 use crate::error::XrpcResult;
 use crate::views::Db;
 
+/// The `dids` id of the account whose DID is the SQL text expression
+/// `did` (a parameter or a qualified column: an unqualified `did` would
+/// name the subquery's own column), NULL when it has none, as a subquery.
+/// The SQL function `did_id` does the same, but a function that reads a
+/// table is never inlined: each execution of a statement parsed and
+/// planned its body again for each place it was called (about 50
+/// microseconds under load, four times a timeline), where a subquery is
+/// planned once with the statement.
+pub(crate) fn did_id(did: &str) -> String {
+    format!("(SELECT known.id FROM dids known WHERE known.did = {did})")
+}
+
+/// The `collections` id of the collection `nsid` (an SQL text expression,
+/// as for [`did_id`]), as a subquery rather than the SQL function
+/// `collection_id`, for the same reason.
+pub(crate) fn collection_id(nsid: &str) -> String {
+    format!("(SELECT known.id FROM collections known WHERE known.nsid = {nsid})")
+}
+
 /// The rows of `alias` (the `likes` or `reposts` view) whose subject is
 /// the record at the SQL text expression `uri`; none when `uri` is not
 /// exactly `at://<authority>/<collection>/<rkey>` or names nothing stored.
+/// The ids are looked up as the SQL functions `ref_actor`, `ref_rkey` and
+/// `ref_collection` do, the table reads as subqueries ([`did_id`]).
 pub(crate) fn subject_is(alias: &str, uri: &str) -> String {
     format!(
-        "{alias}.subject_actor = ref_actor({uri}) AND {alias}.subject_rkey = ref_rkey({uri}) \
-         AND {alias}.subject_collection = ref_collection({uri})"
+        "{alias}.subject_actor = {actor} AND {alias}.subject_rkey = ref_rkey({uri}) \
+         AND {alias}.subject_collection = {collection}",
+        actor = did_id(&format!("uri_authority({uri})")),
+        collection = collection_id(&format!("split_part({uri}, '/', 4)")),
     )
 }
 
@@ -127,7 +150,11 @@ pub(crate) const LIVE_REPOST_KEYS: &str =
 /// record key) the range ends there, so a page starts at its position;
 /// `Keyset::after` still decides the position exactly.
 pub(crate) fn account_rows(alias: &str, did: &str, cursor_key: Option<usize>) -> String {
-    until_cursor(format!("{alias}.actor = did_id({did})"), alias, cursor_key)
+    until_cursor(
+        format!("{alias}.actor = {}", did_id(did)),
+        alias,
+        cursor_key,
+    )
 }
 
 /// The follows of `alias` (the `follows` view) whose subject is the
@@ -136,7 +163,7 @@ pub(crate) fn account_rows(alias: &str, did: &str, cursor_key: Option<usize>) ->
 /// alias.rkey_id DESC`, ending at the cursor's key as [`account_rows`].
 pub(crate) fn followers_of(alias: &str, did: &str, cursor_key: Option<usize>) -> String {
     until_cursor(
-        format!("{alias}.subject_actor = did_id({did})"),
+        format!("{alias}.subject_actor = {}", did_id(did)),
         alias,
         cursor_key,
     )
@@ -176,17 +203,23 @@ mod tests {
     fn filters_name_the_indexed_columns() {
         assert_eq!(
             subject_is("l", "$1"),
-            "l.subject_actor = ref_actor($1) AND l.subject_rkey = ref_rkey($1) \
-             AND l.subject_collection = ref_collection($1)"
+            "l.subject_actor = (SELECT known.id FROM dids known WHERE known.did = uri_authority($1)) \
+             AND l.subject_rkey = ref_rkey($1) AND l.subject_collection = \
+             (SELECT known.id FROM collections known WHERE known.nsid = split_part($1, '/', 4))"
         );
-        assert_eq!(account_rows("r", "a.did", None), "r.actor = did_id(a.did)");
+        assert_eq!(
+            account_rows("r", "a.did", None),
+            "r.actor = (SELECT known.id FROM dids known WHERE known.did = a.did)"
+        );
         assert_eq!(
             account_rows("r", "$1", Some(3)),
-            "r.actor = did_id($1) AND r.rkey_id <= rkey_id($3)"
+            "r.actor = (SELECT known.id FROM dids known WHERE known.did = $1) \
+             AND r.rkey_id <= rkey_id($3)"
         );
         assert_eq!(
             followers_of("f", "$1", Some(2)),
-            "f.subject_actor = did_id($1) AND f.rkey_id <= rkey_id($2)"
+            "f.subject_actor = (SELECT known.id FROM dids known WHERE known.did = $1) \
+             AND f.rkey_id <= rkey_id($2)"
         );
     }
 }

@@ -183,6 +183,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "compact_post_counts",
         sql: include_str!("../migrations/0034_compact_post_counts.sql"),
     },
+    Migration {
+        version: 35,
+        name: "inline_uri_authority",
+        sql: include_str!("../migrations/0035_inline_uri_authority.sql"),
+    },
 ];
 
 /// An arbitrary constant shared by every skyhose process: the key of the

@@ -252,14 +252,16 @@ async fn feed_items(
         .collect();
     let mut found = std::collections::HashMap::new();
     if !reposts.is_empty() {
-        let statement = client
-            .prepare_cached(
+        static REPOSTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
                 "SELECT r.uri, r.did, r.cid, r.subject_uri, r.indexed_at \
                  FROM unnest($1::text[]) AS u(uri) \
-                 JOIN reposts r ON r.actor = ref_actor(u.uri) AND r.rkey_id = ref_rkey(u.uri) \
+                 JOIN reposts r ON r.actor = {actor} AND r.rkey_id = ref_rkey(u.uri) \
                  WHERE r.uri = u.uri",
+                actor = crate::compact::did_id("uri_authority(u.uri)"),
             )
-            .await?;
+        });
+        let statement = client.prepare_cached(&REPOSTS).await?;
         for row in client.query(&statement, &[&reposts]).await? {
             let subject: Option<String> = row.col("subject_uri")?;
             let at: std::time::SystemTime = row.col("indexed_at")?;

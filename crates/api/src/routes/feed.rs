@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use crate::compact::{account_rows, shown_repost, subject_is, LIVE_REPOST_KEYS};
+use crate::compact::{account_rows, did_id, shown_repost, subject_is, LIVE_REPOST_KEYS};
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
@@ -363,7 +363,8 @@ pub async fn load_thread<'a>(
             static LIKES_OF: LazyLock<String> = LazyLock::new(|| {
                 format!(
                     "SELECT u.uri AS subject_uri, l.uri FROM unnest($1::text[]) AS u(uri) \
-                     JOIN likes l ON l.actor = did_id($2) AND {subject}",
+                     JOIN likes l ON l.actor = {author} AND {subject}",
+                    author = did_id("$2"),
                     subject = subject_is("l", "u.uri")
                 )
             });

@@ -1,7 +1,7 @@
 //! app.bsky.feed.*: who liked, reposted and quoted a post, and what the
 //! viewer liked. Every listing pages newest first by `(rkey, uri)`.
 
-use crate::compact::{account_rows, subject_is, until_cursor};
+use crate::compact::{account_rows, collection_id, subject_is, until_cursor};
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::routes::actor::served_actor;
@@ -159,9 +159,10 @@ pub async fn get_actor_likes(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     }
     let sql = format!(
         "SELECT l.uri, l.rkey, l.subject_uri FROM likes l \
-         WHERE {range} AND l.subject_collection = collection_id('app.bsky.feed.post') {after} \
+         WHERE {range} AND l.subject_collection = {posts} {after} \
          ORDER BY l.rkey_id DESC LIMIT {limit}",
         range = account_rows("l", "$1", page.key_param(1)),
+        posts = collection_id("'app.bsky.feed.post'"),
         after = page.after("l", 1),
         limit = Keyset::limit_param(1)
     );

@@ -6,12 +6,14 @@
 //! leaves out notifications from accounts the viewer mutes and about
 //! threads the viewer muted, as the reference AppView does.
 
+use std::sync::LazyLock;
+
 use axum::response::Response;
 use futures_util::future::try_join_all;
 use serde_json::{json, Map, Value};
 use tokio_postgres::types::ToSql;
 
-use crate::compact::live_records;
+use crate::compact::{did_id, live_records};
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
@@ -50,49 +52,50 @@ struct Source {
     /// Its notifications for the recipient `$1` as `seq, author, reason,
     /// subject, uri, indexed_at` (the record's CID is read with the record,
     /// `load_records`).
-    rows: &'static str,
+    rows: String,
 }
 
 /// A table whose live rows notify the owner of their `subject_uri`, with
 /// the predicate of its partial index of migration 0013 (the planner uses
 /// the index only when the query repeats it).
-macro_rules! subject_owner_source {
-    ($reason:literal, $view:literal) => {
-        Source {
-            reason: Some($reason),
-            // The view's live rows, with the predicate of the table's
-            // partial index by the subject's owner (migration 0021).
-            rows: concat!(
-                "SELECT seq, did AS author, '",
-                $reason,
-                "'::text AS reason, subject_uri AS subject, uri, indexed_at \
-                 FROM ",
-                $view,
-                " WHERE subject_actor = did_id($1) AND actor <> subject_actor"
-            ),
-        }
-    };
+fn subject_owner_source(reason: &'static str, view: &str) -> Source {
+    Source {
+        reason: Some(reason),
+        // The view's live rows, with the predicate of the table's partial
+        // index by the subject's owner (migration 0021).
+        rows: format!(
+            "SELECT seq, did AS author, '{reason}'::text AS reason, subject_uri AS subject, uri, \
+             indexed_at FROM {view} WHERE subject_actor = {recipient} AND actor <> subject_actor",
+            recipient = did_id("$1"),
+        ),
+    }
 }
 
-const SOURCES: [Source; 4] = [
-    Source {
-        reason: None,
-        // The author is the record's repo (migration 0028).
-        rows: "SELECT seq, split_part(record_uri, '/', 3) AS author, reason, \
-               reason_subject AS subject, record_uri AS uri, indexed_at \
-               FROM notifications WHERE recipient_did = $1",
-    },
-    subject_owner_source!("like", "likes"),
-    subject_owner_source!("repost", "reposts"),
-    // The followed account's id: the `follows` view's live rows, with the
-    // predicate of the table's partial index (migration 0023).
-    Source {
-        reason: Some("follow"),
-        rows: "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, \
-               indexed_at FROM follows \
-               WHERE subject_actor = did_id($1) AND actor <> subject_actor",
-    },
-];
+static SOURCES: LazyLock<[Source; 4]> = LazyLock::new(|| {
+    [
+        Source {
+            reason: None,
+            // The author is the record's repo (migration 0028).
+            rows: "SELECT seq, split_part(record_uri, '/', 3) AS author, reason, \
+                   reason_subject AS subject, record_uri AS uri, indexed_at \
+                   FROM notifications WHERE recipient_did = $1"
+                .to_owned(),
+        },
+        subject_owner_source("like", "likes"),
+        subject_owner_source("repost", "reposts"),
+        // The followed account's id: the `follows` view's live rows, with
+        // the predicate of the table's partial index (migration 0023).
+        Source {
+            reason: Some("follow"),
+            rows: format!(
+                "SELECT seq, did AS author, 'follow'::text AS reason, NULL::text AS subject, uri, \
+                 indexed_at FROM follows \
+                 WHERE subject_actor = {recipient} AND actor <> subject_actor",
+                recipient = did_id("$1"),
+            ),
+        },
+    ]
+});
 
 impl Source {
     /// Whether any of `reasons` (all when `None`) can be in this table.
@@ -314,7 +317,7 @@ pub async fn get_unread_count(ctx: &Ctx<'_>) -> XrpcResult<Response> {
             .map(unix_micros),
     };
     let mut statements = Vec::new();
-    for source in &SOURCES {
+    for source in SOURCES.iter() {
         statements.push(client.prepare_cached(&source.unread_sql()).await?);
     }
     let params: [&(dyn ToSql + Sync); 2] = [&viewer, &seen_at];
@@ -355,8 +358,8 @@ mod tests {
         assert_eq!(
             SOURCES[2].rows,
             "SELECT seq, did AS author, 'repost'::text AS reason, subject_uri AS subject, uri, \
-             indexed_at FROM reposts \
-             WHERE subject_actor = did_id($1) AND actor <> subject_actor"
+             indexed_at FROM reposts WHERE subject_actor = \
+             (SELECT known.id FROM dids known WHERE known.did = $1) AND actor <> subject_actor"
         );
         assert_eq!(SOURCES[1].reason, Some("like"));
         assert!(SOURCES[1].rows.contains("FROM likes WHERE"));
@@ -365,7 +368,7 @@ mod tests {
         assert_eq!(SOURCES[3].reason, Some("follow"));
         assert!(SOURCES[3]
             .rows
-            .ends_with("FROM follows WHERE subject_actor = did_id($1) AND actor <> subject_actor"));
+            .ends_with("known.did = $1) AND actor <> subject_actor"));
     }
 
     #[test]

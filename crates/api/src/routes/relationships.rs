@@ -5,7 +5,7 @@
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use crate::compact::followers_of;
+use crate::compact::{did_id, followers_of};
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
 use crate::params::ActorRef;
@@ -117,8 +117,9 @@ pub async fn get_known_followers(ctx: &Ctx<'_>) -> XrpcResult<Response> {
     let sql = format!(
         "SELECT f.did, f.rkey, f.uri FROM follows f \
          WHERE {followers} \
-           AND EXISTS (SELECT 1 FROM follows v WHERE v.actor = did_id($2) AND v.subject_actor = f.actor) \
+           AND EXISTS (SELECT 1 FROM follows v WHERE v.actor = {viewer} AND v.subject_actor = f.actor) \
          {page}",
+        viewer = did_id("$2"),
         // the subject's followers newest first along their index, each
         // looked up among the viewer's follows by (actor, subject)
         followers = followers_of("f", "$1", page.key_param(2)),

@@ -5,11 +5,12 @@
 //! the network's size.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::compact::{account_rows, followers_of};
+use crate::compact::{account_rows, did_id, followers_of};
 use crate::cursor::Cursor;
 use crate::db::RowExt;
 use crate::error::{XrpcError, XrpcResult};
@@ -197,16 +198,18 @@ async fn ranked_generators(
 ) -> XrpcResult<(Vec<Value>, Option<String>)> {
     let (likes, uri) = after.unwrap_or((i64::MAX, String::new()));
     let client = ctx.db().await?;
-    let statement = client
-        .prepare_cached(
+    static POPULAR: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "SELECT g.uri, COALESCE(c.likes, 0) AS likes FROM feed_generators g \
              JOIN actors a ON a.did = g.did AND a.status = 'active' AND a.indexed \
-             LEFT JOIN LATERAL counts_of(did_id(g.did), 'app.bsky.feed.generator', rkey_id(g.rkey)) c ON true \
+             LEFT JOIN LATERAL counts_of({actor}, 'app.bsky.feed.generator', rkey_id(g.rkey)) c ON true \
              WHERE (COALESCE(c.likes, 0), g.uri) < ($1, CASE WHEN $2 = '' THEN chr(1114111) ELSE $2 END) \
                AND ($3::text IS NULL OR g.display_name ILIKE $3 OR g.description ILIKE $3) \
              ORDER BY 2 DESC, g.uri DESC LIMIT $4",
+            actor = did_id("g.did"),
         )
-        .await?;
+    });
+    let statement = client.prepare_cached(&POPULAR).await?;
     let rows = client
         .query(&statement, &[&likes, &uri, &query, &limit])
         .await?;

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 use skyhose_proto::tid::Tid;
 use tokio_postgres::types::ToSql;
 
-use crate::compact::{row_cid, shown_repost, until_cursor, LIVE_REPOST_KEYS};
+use crate::compact::{did_id, row_cid, shown_repost, until_cursor, LIVE_REPOST_KEYS};
 use crate::cursor::Cursor;
 use crate::db::{unreadable_row, RowExt};
 use crate::error::{XrpcError, XrpcResult};
@@ -368,13 +368,14 @@ pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
     let client = ctx.db().await?;
     static AUTHORS: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "SELECT $1::text AS did, did_id($1) AS id \
+            "SELECT $1::text AS did, {viewer} AS id \
              UNION SELECT s.did, s.id FROM follow_rows f JOIN dids s ON s.id = f.subject_actor \
              {served} \
-             WHERE f.actor = did_id($1) AND f.live \
+             WHERE f.actor = {viewer} AND f.live \
              AND NOT EXISTS (SELECT 1 FROM private_actor_mutes m WHERE m.did = $1 \
                AND m.subject_did = s.did AND NOT m.only_reposts AND NOT m.only_quoteposts)",
             served = served_author("s.did"),
+            viewer = did_id("$1"),
         )
     });
     render_feed(ctx, &client, &page, &AUTHORS, &[&viewer], true).await

@@ -185,8 +185,10 @@ pub fn actor_info(row: &Row) -> XrpcResult<ActorInfo> {
 /// probe would look both DIDs up again), their uris written from the DIDs.
 /// The block lists the viewer subscribes to are looked into only when
 /// there are any (once a statement), as few viewers have one.
-const ACTOR_VIEWER_QUERY: &str = "\
-WITH viewer AS MATERIALIZED (SELECT did_id($2) AS id), \
+static ACTOR_VIEWER_QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "\
+WITH viewer AS MATERIALIZED (SELECT {viewer} AS id), \
 subjects AS MATERIALIZED ( \
   SELECT u.did, d.id FROM unnest($1::text[]) AS u(did) LEFT JOIN dids d ON d.did = u.did) \
 SELECT s.did, \
@@ -201,7 +203,10 @@ SELECT s.did, \
   CASE WHEN EXISTS (SELECT 1 FROM list_blocks lb WHERE lb.did = $2) THEN \
     (SELECT lb.list_uri FROM list_blocks lb JOIN list_items li ON li.list_uri = lb.list_uri \
        WHERE lb.did = $2 AND li.subject_did = s.did LIMIT 1) END AS blocking_by_list \
-FROM subjects s, viewer v";
+FROM subjects s, viewer v",
+        viewer = crate::compact::did_id("$2"),
+    )
+});
 
 /// The viewer's relationships with each of `dids`, in one query.
 pub async fn load_actor_viewer(
@@ -214,7 +219,7 @@ pub async fn load_actor_viewer(
     }
     let rows = client
         .query(
-            &client.prepare_cached(ACTOR_VIEWER_QUERY).await?,
+            &client.prepare_cached(&ACTOR_VIEWER_QUERY).await?,
             &[&dids, &viewer],
         )
         .await?;

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use serde_json::{json, Map, Value};
 
-use crate::compact::{subject_is, viewer_row};
+use crate::compact::{did_id, subject_is, viewer_row};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::embed::blob_cid;
@@ -39,11 +39,12 @@ static GENERATOR_QUERY: LazyLock<String> = LazyLock::new(|| {
 FROM unnest($1::text[]) AS u(uri) \
 JOIN feed_generators g ON g.uri = u.uri \
 JOIN records r ON r.uri = g.uri \
-LEFT JOIN LATERAL counts_of(did_id(g.did), 'app.bsky.feed.generator', rkey_id(g.rkey)) c ON true",
+LEFT JOIN LATERAL counts_of({actor}, 'app.bsky.feed.generator', rkey_id(g.rkey)) c ON true",
+        actor = did_id("g.did"),
         liked = viewer_row(
             "like_rows",
             "app.bsky.feed.like",
-            "did_id($2)",
+            &did_id("$2"),
             "$2",
             &subject_is("v", "g.uri"),
         )

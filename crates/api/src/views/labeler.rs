@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use serde_json::{json, Map, Value};
 
-use crate::compact::{subject_is, viewer_row};
+use crate::compact::{did_id, subject_is, viewer_row};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::{put, put_opt, Db, Hydrated};
@@ -34,11 +34,12 @@ static LABELER_QUERY: LazyLock<String> = LazyLock::new(|| {
 FROM unnest($1::text[]) AS d(did) \
 JOIN labeler_services s ON s.uri = 'at://' || d.did || '/app.bsky.labeler.service/self' \
 JOIN records r ON r.uri = s.uri \
-LEFT JOIN LATERAL counts_of(did_id(s.did), 'app.bsky.labeler.service', rkey_id(s.rkey)) c ON true",
+LEFT JOIN LATERAL counts_of({actor}, 'app.bsky.labeler.service', rkey_id(s.rkey)) c ON true",
+        actor = did_id("s.did"),
         liked = viewer_row(
             "like_rows",
             "app.bsky.feed.like",
-            "did_id($2)",
+            &did_id("$2"),
             "$2",
             &subject_is("v", "s.uri"),
         )

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-use crate::compact::{subject_is, viewer_row};
+use crate::compact::{did_id, subject_is, viewer_row};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::actor::{ACTOR_COLUMNS, ACTOR_JOINS, NO_ACTOR_COLUMNS};
@@ -426,7 +426,7 @@ static POST_VIEWER_QUERY: LazyLock<String> = LazyLock::new(|| {
         // The viewer's id and each post's compact key are looked up once
         // (by joins, not a function call per row and per kind): a post
         // whose author or collection has no id has no like or repost.
-        "WITH viewer AS MATERIALIZED (SELECT did_id($2) AS id), \
+        "WITH viewer AS MATERIALIZED (SELECT {viewer_id} AS id), \
          subjects AS MATERIALIZED ( \
            SELECT u.uri, d.id AS actor, rkey_id(split_part(u.uri, '/', 5)) AS rkey, \
                   c.id AS collection \
@@ -434,6 +434,7 @@ static POST_VIEWER_QUERY: LazyLock<String> = LazyLock::new(|| {
            JOIN dids d ON d.did = uri_authority(u.uri) \
            JOIN collections c ON c.nsid = split_part(u.uri, '/', 4)) \
          SELECT u.uri, {liked} AS liked, {reposted} AS reposted FROM subjects u, viewer",
+        viewer_id = did_id("$2"),
         liked = viewer_row(
             "like_rows",
             "app.bsky.feed.like",
