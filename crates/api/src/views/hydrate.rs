@@ -271,7 +271,7 @@ impl<'a> Hydrator<'a> {
                         actor::load_actors(self.client, &missing),
                         actor::load_actor_viewer(self.client, viewer, &all_dids),
                         private::load_actor_private(self.client, viewer, &all_dids),
-                        post::load_post_viewer(self.client, viewer, &all_posts),
+                        post::load_post_viewer(self.client, viewer, posts.values()),
                         private::load_post_private(self.client, Some(viewer), &threads),
                         post::load_viewer_lists(self.client, viewer, &gate_lists),
                         moderation,

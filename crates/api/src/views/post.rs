@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-use crate::compact::{did_id, subject_is, viewer_row};
+use crate::compact::{collection_id, did_id, subject_is, viewer_row};
 use crate::db::RowExt;
 use crate::error::XrpcResult;
 use crate::views::actor::{ACTOR_COLUMNS, ACTOR_JOINS, NO_ACTOR_COLUMNS};
@@ -20,6 +20,10 @@ pub struct PostInfo {
     pub uri: String,
     pub cid: String,
     pub did: String,
+    /// The author's `dids` id and the record key as stored (`rkey_id`): the
+    /// post's key in the compact rows that reference it.
+    pub actor: i32,
+    pub rkey_id: i64,
     /// The record as stored, JSON text: views write it out as it is rather
     /// than parsing it into a tree and copying that into each view.
     pub record: Box<RawValue>,
@@ -233,7 +237,8 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
                 " UNION ALL SELECT {ROW_PAGE}, uri, cid, NULL::text, repost_record, at, \
                         NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
                         NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
-                        NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, NULL::bool, {NO_ACTOR_COLUMNS}, \
+                        NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, NULL::bool, \
+                        NULL::int4, NULL::int8, {NO_ACTOR_COLUMNS}, \
                         rkey, subject, n \
                  FROM page"
             ),
@@ -270,7 +275,8 @@ pub fn posts_statement(ctes: &str, reply_refs: &str, viewer: &str, feed: Option<
                 CASE WHEN {viewer} THEN COALESCE((SELECT own.embedding_rules @> '[{{\"$type\": \"app.bsky.feed.postgate#disableRule\"}}]' \
                     FROM postgates own WHERE own.uri = 'at://' || p.did || '/app.bsky.feed.postgate/' || p.rkey), false) \
                 ELSE false END AS embedding_disabled, \
-                p.violates_threadgate AS violates_threadgate {no_actor} \
+                p.violates_threadgate AS violates_threadgate, \
+                p.actor AS post_actor, p.rkey_id AS post_rkey_id {no_actor} \
          FROM (SELECT * FROM shown UNION ALL SELECT * FROM quoted) p \
          LEFT JOIN LATERAL counts_of(p.actor, 'app.bsky.feed.post', p.rkey_id) c ON true \
          LEFT JOIN LATERAL ( \
@@ -293,7 +299,7 @@ const NO_PAGE_COLUMNS: &str =
 const NO_POST_COLUMNS: &str = "NULL::text, NULL::text, NULL::text, NULL::text, NULL::timestamptz, \
     NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, \
     NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, \
-    NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, NULL::bool";
+    NULL::jsonb, NULL::jsonb, NULL::bool, NULL::bool, NULL::bool, NULL::int4, NULL::int8";
 
 /// The statement of [`load_posts`]: `$1` the posts, `$2` whether to load the
 /// posts they reply to, `$3` whether a viewer is asking.
@@ -367,6 +373,8 @@ pub fn post_info(row: &Row) -> XrpcResult<PostInfo> {
         uri,
         cid,
         did: row.col("did")?,
+        actor: row.col("post_actor")?,
+        rkey_id: row.col("post_rkey_id")?,
         embed: record_embed(&record),
         record,
         indexed_at: datetime_millis(row.col("indexed_at")?),
@@ -423,18 +431,16 @@ const SUBJECT_KEYS: &str = "v.subject_actor = u.actor AND v.subject_rkey = u.rke
 
 static POST_VIEWER_QUERY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        // The viewer's id and each post's compact key are looked up once
-        // (by joins, not a function call per row and per kind): a post
-        // whose author or collection has no id has no like or repost.
+        // The viewer's id and the posts' collection are looked up once; each
+        // post comes with its own ids (`PostInfo::actor`, `rkey_id`), so no
+        // post's URI is parsed or its author looked up again.
         "WITH viewer AS MATERIALIZED (SELECT {viewer_id} AS id), \
          subjects AS MATERIALIZED ( \
-           SELECT u.uri, d.id AS actor, rkey_id(split_part(u.uri, '/', 5)) AS rkey, \
-                  c.id AS collection \
-           FROM unnest($1::text[]) AS u(uri) \
-           JOIN dids d ON d.did = uri_authority(u.uri) \
-           JOIN collections c ON c.nsid = split_part(u.uri, '/', 4)) \
+           SELECT u.uri, u.actor, u.rkey, {posts} AS collection \
+           FROM unnest($1::text[], $3::int4[], $4::int8[]) AS u(uri, actor, rkey)) \
          SELECT u.uri, {liked} AS liked, {reposted} AS reposted FROM subjects u, viewer",
         viewer_id = did_id("$2"),
+        posts = collection_id("'app.bsky.feed.post'"),
         liked = viewer_row(
             "like_rows",
             "app.bsky.feed.like",
@@ -452,18 +458,25 @@ static POST_VIEWER_QUERY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub async fn load_post_viewer(
+/// The viewer's own like and repost of each of `posts`.
+pub async fn load_post_viewer<'a>(
     client: &Db,
     viewer: &str,
-    uris: &[String],
+    posts: impl IntoIterator<Item = &'a PostInfo>,
 ) -> XrpcResult<HashMap<String, PostViewer>> {
+    let (mut uris, mut actors, mut rkeys) = (Vec::new(), Vec::new(), Vec::new());
+    for post in posts {
+        uris.push(post.uri.as_str());
+        actors.push(post.actor);
+        rkeys.push(post.rkey_id);
+    }
     if uris.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = client
         .query(
             &client.prepare_cached(&POST_VIEWER_QUERY).await?,
-            &[&uris, &viewer],
+            &[&uris, &viewer, &actors, &rkeys],
         )
         .await?;
     rows.iter()
