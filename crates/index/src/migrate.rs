@@ -185,8 +185,8 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 35,
-        name: "inline_uri_authority",
-        sql: include_str!("../migrations/0035_inline_uri_authority.sql"),
+        name: "sql_function_calls",
+        sql: include_str!("../migrations/0035_sql_function_calls.sql"),
     },
 ];
 
