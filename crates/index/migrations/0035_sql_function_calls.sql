@@ -20,3 +20,21 @@ CREATE OR REPLACE FUNCTION rkey_text(k bigint) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 SELECT CASE WHEN k >= 0 THEN tid_text(k) WHEN k < 0 THEN rkey_name(-k) END
 $$;
+
+-- `rebuilt_strong_ref_record` named `via_uri` twice (its test and its
+-- text), and the views pass it an expression that renders a reference,
+-- which PostgreSQL will not copy into two places: the function ran as a
+-- query for every like or repost whose record a view rebuilt (about 8
+-- microseconds; 20 to 30 a page of notifications). Written with each
+-- argument once, it is inlined. The text is the same: the indexer leaves
+-- a record to be rebuilt only when `via` has both its CID and its URI or
+-- neither.
+CREATE OR REPLACE FUNCTION rebuilt_strong_ref_record(
+    collection text, created_at text, subject_cid text, subject_uri text,
+    via_cid text, via_uri text
+) RETURNS json LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT ('{"$type":"' || collection || '","createdAt":"' || created_at
+    || '","subject":{"cid":"' || subject_cid || '","uri":"' || subject_uri || '"}'
+    || COALESCE(',"via":{"cid":"' || via_cid || '","uri":"' || via_uri || '"}', '')
+    || '}')::json
+$$;
