@@ -31,6 +31,14 @@ pub(crate) fn collection_id(nsid: &str) -> String {
     format!("(SELECT known.id FROM collections known WHERE known.nsid = {nsid})")
 }
 
+/// The `dids` id of the account that holds the record at the SQL text
+/// expression `uri` (NULL when `uri` is not a record's or the account has
+/// none): the SQL function `ref_actor`, its table read as a subquery
+/// ([`did_id`]).
+pub(crate) fn ref_actor(uri: &str) -> String {
+    did_id(&format!("uri_authority({uri})"))
+}
+
 /// The rows of `alias` (the `likes` or `reposts` view) whose subject is
 /// the record at the SQL text expression `uri`; none when `uri` is not
 /// exactly `at://<authority>/<collection>/<rkey>` or names nothing stored.
@@ -40,7 +48,7 @@ pub(crate) fn subject_is(alias: &str, uri: &str) -> String {
     format!(
         "{alias}.subject_actor = {actor} AND {alias}.subject_rkey = ref_rkey({uri}) \
          AND {alias}.subject_collection = {collection}",
-        actor = did_id(&format!("uri_authority({uri})")),
+        actor = ref_actor(uri),
         collection = collection_id(&format!("split_part({uri}, '/', 4)")),
     )
 }

@@ -258,7 +258,7 @@ async fn feed_items(
                  FROM unnest($1::text[]) AS u(uri) \
                  JOIN reposts r ON r.actor = {actor} AND r.rkey_id = ref_rkey(u.uri) \
                  WHERE r.uri = u.uri",
-                actor = crate::compact::did_id("uri_authority(u.uri)"),
+                actor = crate::compact::ref_actor("u.uri"),
             )
         });
         let statement = client.prepare_cached(&REPOSTS).await?;

@@ -17,7 +17,7 @@ use crate::params::{datetime_micros, ActorRef};
 use crate::routes::fill::Listing;
 use crate::routes::keyset::with_cursor;
 use crate::routes::{json, Ctx};
-use crate::views::actor::resolve_actor;
+use crate::views::actor::{resolve_actor, served_actor};
 use crate::views::feed_view::{PostView, PostsPage};
 use crate::views::{Db, Hydrator};
 
@@ -149,10 +149,6 @@ const URL_HOST: &str = "lower(substring({} from '^[a-zA-Z][a-zA-Z0-9+.-]*://([^/
 fn host_of(expr: &str) -> String {
     URL_HOST.replace("{}", expr)
 }
-
-/// Posts of accounts we do not serve are left out before the page is cut, so
-/// pages are full.
-const SERVED: &str = "JOIN actors a ON a.did = p.did AND a.indexed AND a.status = 'active'";
 
 const SEARCH_SORTS: &[&str] = &["top", "latest"];
 /// `sort=top` ranks the newest this many matches: a common word matches a
@@ -295,10 +291,11 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         let window = f.bind(TOP_WINDOW);
         format!(
             "SELECT p.uri, p.rkey, {ENGAGEMENT} AS score FROM ( \
-               SELECT p.uri, p.rkey, p.actor, p.rkey_id FROM posts p {SERVED} WHERE {w} \
+               SELECT p.uri, p.rkey, p.actor, p.rkey_id FROM posts p {served} WHERE {w} \
                ORDER BY p.rkey DESC, p.uri DESC LIMIT {window}) p \
              LEFT JOIN LATERAL counts_of(p.actor, 'app.bsky.feed.post', p.rkey_id) c ON true {after} \
              ORDER BY 3 DESC, p.rkey DESC, p.uri DESC LIMIT {l}",
+            served = served_actor("a", "p.did"),
             w = f.sql()
         )
     } else {
@@ -308,8 +305,9 @@ pub async fn search_posts(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
         }
         let l = f.bind(limit);
         format!(
-            "SELECT p.uri, p.rkey, 0::int8 AS score FROM posts p {SERVED} WHERE {w} \
+            "SELECT p.uri, p.rkey, 0::int8 AS score FROM posts p {served} WHERE {w} \
              ORDER BY p.rkey DESC, p.uri DESC LIMIT {l}",
+            served = served_actor("a", "p.did"),
             w = f.sql()
         )
     };
@@ -405,8 +403,8 @@ fn actor_candidates(tsquery_fn: &str) -> String {
                   WHERE to_tsvector('simple', COALESCE(display_name, '') || ' ' || COALESCE(description, '')) \
                         @@ {tsquery_fn}('simple', $5) LIMIT $6)), \
          ranked AS ( \
-           SELECT a.did, ({ACTOR_RANK})::int4 AS rank FROM candidates c \
-           JOIN actors a ON a.did = c.did AND a.indexed AND a.status = 'active') "
+           SELECT a.did, ({ACTOR_RANK})::int4 AS rank FROM candidates c {served}) ",
+        served = served_actor("a", "c.did"),
     )
 }
 

@@ -20,6 +20,7 @@ use crate::error::{XrpcError, XrpcResult};
 use crate::routes::fill::Listing;
 use crate::routes::keyset::Keyset;
 use crate::routes::Ctx;
+use crate::views::actor::served_actor;
 use crate::views::hydrate::{FeedItem, Reason};
 use crate::views::{datetime_millis, uri_did, Db, Hydrator};
 
@@ -344,18 +345,6 @@ async fn render_feed(
     Listing::serialize(&hydrated.feed_page(&items, next), "feed", page.limit)
 }
 
-/// An account whose rows a feed reads: one that is served. Posts of an
-/// account that is not (deactivated, taken down, deleted, not indexed) are
-/// left out of every view, so a feed reading them would spend its pages on
-/// rows that hydration drops: a timeline following mostly such accounts
-/// would read ten pages for each answer and could still answer with none.
-/// `did`: the SQL expression of the account's DID.
-fn served_author(did: &str) -> String {
-    format!(
-        "JOIN actors served ON served.did = {did} AND served.indexed AND served.status = 'active'"
-    )
-}
-
 /// Posts and reposts of the accounts the viewer follows, and the viewer's
 /// own, less what the viewer's mutes hide. Fully muted accounts and
 /// accounts that are not served are left out of the page's authors, so
@@ -374,7 +363,9 @@ pub async fn get_timeline(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
              WHERE f.actor = {viewer} AND f.live \
              AND NOT EXISTS (SELECT 1 FROM private_actor_mutes m WHERE m.did = $1 \
                AND m.subject_did = s.did AND NOT m.only_reposts AND NOT m.only_quoteposts)",
-            served = served_author("s.did"),
+            // A timeline following mostly accounts not served would read
+            // ten pages for each answer and could still answer with none.
+            served = served_actor("served", "s.did"),
             viewer = did_id("$1"),
         )
     });
@@ -409,7 +400,7 @@ pub async fn get_list_feed(ctx: &Ctx<'_>) -> XrpcResult<Listing> {
              WHERE li.list_uri = $1 \
              AND NOT EXISTS (SELECT 1 FROM blocks b WHERE \
                (b.did = $2 AND b.subject_did = li.subject_did) OR (b.did = li.subject_did AND b.subject_did = $2))",
-            served = served_author("li.subject_did"),
+            served = served_actor("served", "li.subject_did"),
         )
     });
     render_feed(ctx, &client, &page, &MEMBERS, &[&list, &creator], false).await

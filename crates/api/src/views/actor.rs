@@ -115,6 +115,15 @@ NULL::bigint AS actor_lists, NULL::bigint AS actor_feedgens, NULL::bigint AS act
 NULL::bool AS actor_labeler, NULL::text AS actor_chat_allow_incoming, \
 NULL::text AS actor_profile_cid, NULL::jsonb AS actor_profile_labels";
 
+/// Joins the `actors` row `alias` of the account whose DID is the SQL
+/// expression `did`, only when that account is served (indexed and active,
+/// what [`ActorInfo::is_visible`] checks of a loaded one): listings leave
+/// out the rows of accounts not served before they cut their page, so the
+/// page is not spent on rows hydration would drop.
+pub fn served_actor(alias: &str, did: &str) -> String {
+    format!("JOIN actors {alias} ON {alias}.did = {did} AND {alias}.indexed AND {alias}.status = 'active'")
+}
+
 /// The profile record is joined only when it carries labels (its other
 /// fields are in the actor row), through the index of labeled profiles
 /// (migration 0032), a page or two: the table's primary key would cost a
